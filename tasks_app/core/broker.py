@@ -1,0 +1,245 @@
+"""The Redis broker: producer calls and the worker's hot path.
+
+Every state change is one Lua script (see ``scripts/``).  Inspection and
+admin operations live in :mod:`.inspect`.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import errors
+from .config import Config
+from .keys import Keys
+from .scripts import Scripts
+from .states import Priority, TaskState
+from .task import Job, Task, TaskSpec
+
+EMPTY = "empty"
+PAUSED = "paused"
+UNREGISTERED = "unregistered"
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Turn connection failures into :class:`BrokerUnavailable`."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise errors.BrokerUnavailable(str(exc) or exc.__class__.__name__) from exc
+
+
+def new_task_id() -> str:
+    """A fresh task id (UUID4)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished attempt led to."""
+
+    state: TaskState
+    next_retry_at: int | None = None
+    dlq_message_id: str | None = None
+    duplicate: bool = False
+
+
+class Broker:
+    """Queue operations on one Redis namespace."""
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self.client = client
+        self.config = config
+        self.keys = Keys(config.namespace)
+        self.scripts = Scripts(client, self.keys, config)
+        self._blocking: redis.Redis | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> Broker:
+        """A broker with its own connection pool for ``config.redis_url``."""
+        client = redis.Redis.from_url(
+            config.redis_url,
+            decode_responses=True,
+            socket_timeout=config.socket_timeout,
+            socket_connect_timeout=config.connect_timeout,
+            health_check_interval=30,
+        )
+        return cls(client, config)
+
+    def _run(self, name: str, key: str, args: list[Any]) -> Any:
+        with redis_errors():
+            return self.scripts(name, key, args)
+
+    @property
+    def blocking_client(self) -> redis.Redis:
+        """A connection pool for blocking waits (longer socket timeout)."""
+        if self._blocking is None:
+            kwargs = dict(self.client.connection_pool.connection_kwargs)
+            kwargs["socket_timeout"] = self.config.socket_timeout + 5
+            pool = redis.ConnectionPool(
+                connection_class=self.client.connection_pool.connection_class, **kwargs
+            )
+            self._blocking = redis.Redis(connection_pool=pool)
+        return self._blocking
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.client.close()
+        if self._blocking is not None:
+            self._blocking.close()
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        with redis_errors():
+            return bool(self.client.ping())
+
+    # -- producers ---------------------------------------------------------
+
+    def enqueue(self, spec: TaskSpec) -> Task:
+        """Create one task (pending, or scheduled when it has a due time)."""
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Sequence[TaskSpec]) -> list[Task]:
+        """Create tasks atomically in one round trip: all are created or none."""
+        if not specs:
+            return []
+        args: list[Any] = [len(specs)]
+        for spec in specs:
+            args.extend(spec.script_args())
+        reply = self._run("enqueue", self.keys.seq, args)
+        now = int(reply[0])
+        return [_created(spec, now) for spec in specs]
+
+    def get(self, task_id: str) -> Task:
+        """The task with that id; raises :class:`TaskNotFound`."""
+        if not _is_uuid(task_id):
+            raise errors.TaskNotFound(task_id)
+        with redis_errors():
+            raw = self.client.hgetall(self.keys.task(task_id))
+        if not raw or "state" not in raw:
+            raise errors.TaskNotFound(task_id)
+        return Task.from_hash(raw)
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel a pending, scheduled or retrying task and return it."""
+        if not _is_uuid(task_id):
+            raise errors.TaskNotFound(task_id)
+        self._run("cancel", self.keys.seq, [task_id])
+        return self.get(task_id)
+
+    # -- worker hot path ---------------------------------------------------
+
+    def dequeue(self, worker_id: str, priorities: Iterable[int]) -> Job | str:
+        """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED)."""
+        order = sorted(priorities, reverse=True)
+        reply = self._run("dequeue", self.keys.leases, [worker_id, *order])
+        if reply[0] == "task":
+            return Job.from_reply(reply)
+        return str(reply[0])
+
+    def wait_for_work(self, worker_id: str, priorities: Iterable[int], timeout: float,
+                      paused: bool = False) -> bool:
+        """Block until a wake-up token arrives (or timeout); True when woken."""
+        keys = [self.keys.worker_wake(worker_id)]
+        if not paused:
+            keys = self.keys.notify_keys(priorities) + keys
+        with redis_errors():
+            return self.blocking_client.blpop(keys, timeout=max(timeout, 0.01)) is not None
+
+    def ack(self, job: Job, worker_id: str, result_json: str) -> Outcome:
+        """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
+        reply = self._run("ack", self.keys.leases, [job.id, worker_id, job.fence, result_json])
+        return Outcome(TaskState.COMPLETED, duplicate=reply[0] == "already")
+
+    def fail(self, task_id: str, worker_id: str, fence: str, error: str,
+             permanent: bool = False) -> Outcome:
+        """End a failed attempt; the retry policy decides what comes next."""
+        kind = "permanent" if permanent else "retry"
+        args = [task_id, worker_id, fence, error, kind, random.randrange(1 << 30)]
+        reply = self._run("fail", self.keys.leases, args)
+        if reply[0] == "already":
+            return Outcome(TaskState(reply[1]), duplicate=True)
+        state = TaskState(reply[0])
+        if state is TaskState.RETRYING:
+            return Outcome(state, next_retry_at=int(reply[1]))
+        if state is TaskState.DEAD_LETTER:
+            return Outcome(state, dlq_message_id=reply[1])
+        return Outcome(state)
+
+    def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
+        """Put a running task back at its place in line without counting the attempt."""
+        self._run("requeue", self.keys.leases, [task_id, worker_id, fence])
+
+    def heartbeat(self, worker_id: str, fields: dict[str, Any],
+                  running: Sequence[tuple[str, str]]) -> tuple[bool, list[str]]:
+        """Refresh the worker's record and leases; return (paused, ids whose lease was lost)."""
+        args: list[Any] = [worker_id, len(fields)]
+        for name, value in fields.items():
+            args.extend((name, value))
+        for task_id, fence in running:
+            args.extend((task_id, fence))
+        reply = self._run("heartbeat", self.keys.workers, args)
+        return bool(int(reply[0])), [str(x) for x in reply[1:]]
+
+    def deregister(self, worker_id: str) -> bool:
+        """Remove a worker from the registry; True if it was registered."""
+        return bool(self._run("deregister", self.keys.workers, [worker_id]))
+
+    # -- background loops --------------------------------------------------
+
+    def promote(self, limit: int = 1000) -> tuple[int, int | None]:
+        """Move due scheduled/retrying tasks to pending; return (moved, next due ms)."""
+        moved, next_due = self._run("promote", self.keys.schedule_wake, [limit])
+        return int(moved), (int(next_due) if int(next_due) >= 0 else None)
+
+    def wait_for_schedule(self, timeout: float) -> None:
+        """Block until a task is delayed or retried, or until timeout."""
+        with redis_errors():
+            self.blocking_client.blpop([self.keys.schedule_wake], timeout=max(timeout, 0.01))
+
+    def recover(self, limit: int = 1000) -> tuple[list[str], list[str]]:
+        """Fail attempts whose lease expired and drop dead workers; return both id lists."""
+        reply = self._run("recover", self.keys.leases, [limit, random.randrange(1 << 30)])
+        n_tasks = int(reply[0])
+        rest = [str(x) for x in reply[2:]]
+        return rest[:n_tasks], rest[n_tasks + 1:]
+
+    def control(self, target: str, ident: str | int, action: str) -> None:
+        """Pause or resume a worker or a priority queue."""
+        self._run("control", self.keys.workers, [target, ident, action])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+def _created(spec: TaskSpec, now: int) -> Task:
+    due = spec.scheduled_at_ms
+    if due is None and spec.delay_ms is not None:
+        due = now + spec.delay_ms
+    scheduled = due is not None and due > now
+    return Task(
+        id=spec.id,
+        type=spec.type,
+        payload=spec.payload,
+        priority=Priority(spec.priority),
+        state=TaskState.SCHEDULED if scheduled else TaskState.PENDING,
+        attempts=0,
+        max_retries=spec.max_retries,
+        timeout=spec.timeout,
+        metadata=spec.metadata,
+        created_at=now,
+        updated_at=now,
+        scheduled_at=due,
+    )
+

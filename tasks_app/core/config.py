@@ -1,0 +1,35 @@
+"""Plain configuration the core and the worker runtime read (no Django)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _default_concurrency() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every tunable of the engine; the Django edge builds it from ``TASKQUEUE``."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "default"
+    default_priority: int = 0
+    default_max_retries: int = 3
+    default_timeout: int = 300
+    retry_backoff_base: float = 1.0
+    retry_backoff_factor: float = 2.0
+    retry_backoff_max: float = 600.0
+    lease_seconds: float = 30.0
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 15.0
+    recovery_interval: float = 5.0
+    result_ttl: float = 7 * 24 * 3600.0
+    max_pending: int = 1_000_000
+    shutdown_grace: float = 30.0
+    concurrency: int = field(default_factory=_default_concurrency)
+    socket_timeout: float = 5.0
+    connect_timeout: float = 2.0
+

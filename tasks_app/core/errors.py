@@ -1,0 +1,59 @@
+"""The one exception hierarchy of the queue core."""
+
+from __future__ import annotations
+
+
+class TaskQueueError(Exception):
+    """Base class of every error the queue raises."""
+
+
+class TaskNotFound(TaskQueueError):
+    """No task with that id exists."""
+
+
+class InvalidTransition(TaskQueueError):
+    """The task's current state does not allow the requested change."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class NotCancellable(InvalidTransition):
+    """Only pending, scheduled and retrying tasks can be cancelled."""
+
+
+class StaleLease(TaskQueueError):
+    """A worker reported on an attempt whose lease was taken over (fencing)."""
+
+
+class QueueFull(TaskQueueError):
+    """Enqueue refused: the pending backlog is at its configured limit."""
+
+
+class UnknownTaskType(TaskQueueError):
+    """No handler is registered for the task type."""
+
+
+class ValidationError(TaskQueueError):
+    """A task's fields are invalid; the message names the field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class WorkerNotFound(TaskQueueError):
+    """No live worker with that id is registered."""
+
+
+class NotInDeadLetterQueue(TaskQueueError):
+    """The task is not in the dead-letter queue."""
+
+
+class BrokerUnavailable(TaskQueueError):
+    """Redis cannot be reached."""
+
+
+class NonRetryableError(Exception):
+    """Raise from a handler to fail the task for good, without retries."""

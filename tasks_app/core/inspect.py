@@ -1,0 +1,255 @@
+"""Inspection and admin operations: queue depths, workers, the dead-letter queue.
+
+Reads use pipelines for batching only; they are snapshots, not atomic.
+Changes go through the same Lua scripts as the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import errors
+from .broker import Broker, redis_errors
+from .keys import PRIORITIES
+from .states import Priority
+from .task import Task, ms_to_iso
+
+DLQ_BATCH = 500
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Depths of one priority."""
+
+    priority: int
+    depth: int
+    scheduled: int
+    paused: bool
+
+    @property
+    def name(self) -> str:
+        """The priority's label."""
+        return Priority(self.priority).label
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker as the registry shows it."""
+
+    id: str
+    state: str
+    started_at: int | None
+    last_heartbeat: int | None
+    active_tasks: int
+    concurrency: int
+    hostname: str
+    pid: int | None
+    processed: int
+    failed: int
+    priorities: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API representation."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "started_at": ms_to_iso(self.started_at),
+            "last_heartbeat": ms_to_iso(self.last_heartbeat),
+            "active_tasks": self.active_tasks,
+            "concurrency": self.concurrency,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "processed": self.processed,
+            "failed": self.failed,
+            "priorities": [Priority(p).label for p in self.priorities],
+        }
+
+
+@dataclass(frozen=True)
+class DLQEntry:
+    """One dead-letter stream entry with the task it refers to."""
+
+    message_id: str
+    task_id: str
+    reason: str
+    error: str
+    added_at: int
+    task: Task | None
+
+
+class Inspector:
+    """Read and administer one namespace."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.keys = broker.keys
+        self.client = broker.client
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Pending and scheduled counts and paused flags, highest priority first."""
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for p in PRIORITIES:
+                pipe.zcard(self.keys.pending(p))
+                pipe.zcard(self.keys.delayed(p))
+            pipe.smembers(self.keys.paused_queues)
+            *counts, paused = pipe.execute()
+        stats = [
+            QueueStats(p, counts[2 * p], counts[2 * p + 1], str(p) in paused) for p in PRIORITIES
+        ]
+        return sorted(stats, key=lambda s: -s.priority)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Pending tasks per priority name, all four included."""
+        return {s.name: s.depth for s in self.queue_stats()}
+
+    def running_count(self) -> int:
+        """Tasks currently leased to workers."""
+        with redis_errors():
+            return int(self.client.zcard(self.keys.leases))
+
+    def oldest_pending_ms(self) -> dict[int, int | None]:
+        """Enqueue time of the oldest pending task per priority."""
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for p in PRIORITIES:
+                pipe.zrange(self.keys.pending(p), 0, 0)
+            heads = pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
+            for head in heads:
+                pipe.hget(self.keys.task(head[0]), "enqueued_at") if head else pipe.echo("")
+            stamps = pipe.execute()
+        return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers, oldest first."""
+        with redis_errors():
+            ids = self.client.zrange(self.keys.workers, 0, -1)
+            pipe = self.client.pipeline(transaction=False)
+            for wid in ids:
+                pipe.hgetall(self.keys.worker(wid))
+                pipe.scard(self.keys.worker_active(wid))
+            replies = pipe.execute()
+        out = []
+        for raw, active in zip(replies[::2], replies[1::2], strict=True):
+            if raw:
+                out.append(_worker(raw, int(active)))
+        return out
+
+    def worker(self, worker_id: str) -> WorkerInfo:
+        """One live worker; raises :class:`WorkerNotFound`."""
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zscore(self.keys.workers, worker_id)
+            pipe.hgetall(self.keys.worker(worker_id))
+            pipe.scard(self.keys.worker_active(worker_id))
+            score, raw, active = pipe.execute()
+        if score is None or not raw:
+            raise errors.WorkerNotFound(worker_id)
+        return _worker(raw, int(active))
+
+    def pause_worker(self, worker_id: str) -> None:
+        """A paused worker finishes what it runs and takes nothing new."""
+        self.broker.control("worker", worker_id, "pause")
+
+    def resume_worker(self, worker_id: str) -> None:
+        """Let a paused worker take tasks again."""
+        self.broker.control("worker", worker_id, "resume")
+
+    def pause_queue(self, priority: int) -> None:
+        """Workers take nothing from a paused priority."""
+        self.broker.control("queue", int(Priority(priority)), "pause")
+
+    def resume_queue(self, priority: int) -> None:
+        """Let workers take tasks of that priority again."""
+        self.broker.control("queue", int(Priority(priority)), "resume")
+
+    # -- dead-letter queue ---------------------------------------------------
+
+    def dlq_size(self) -> int:
+        """Entries in the dead-letter stream."""
+        with redis_errors():
+            return int(self.client.xlen(self.keys.dlq))
+
+    def dlq_page(self, limit: int = 50, before: str | None = None) -> list[DLQEntry]:
+        """Up to ``limit`` entries, newest first, older than message id ``before``."""
+        end = f"({before}" if before else "+"
+        with redis_errors():
+            rows = self.client.xrevrange(self.keys.dlq, max=end, min="-", count=limit)
+            pipe = self.client.pipeline(transaction=False)
+            for _, fields in rows:
+                pipe.hgetall(self.keys.task(fields.get("task_id", "")))
+            records = pipe.execute()
+        return [_entry(mid, fields, raw) for (mid, fields), raw in zip(rows, records, strict=True)]
+
+    def dlq_retry(self, task_id: str) -> None:
+        """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
+        n, _ = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])
+        if int(n) != 1:
+            raise errors.NotInDeadLetterQueue(task_id)
+
+    def dlq_retry_many(self, task_ids: list[str]) -> int:
+        """Re-queue the given dead-lettered tasks; return how many were."""
+        if not task_ids:
+            return 0
+        n, _ = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])
+        return int(n)
+
+    def dlq_retry_all(self) -> int:
+        """Re-queue every dead-lettered task, in batches; return how many were."""
+        return self._drain("dlq_retry")
+
+    def dlq_delete(self, task_ids: list[str]) -> int:
+        """Delete the given entries and their task records; return how many were."""
+        if not task_ids:
+            return 0
+        n, _ = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])
+        return int(n)
+
+    def dlq_clear(self) -> int:
+        """Delete every entry and its task record, in batches."""
+        return self._drain("dlq_delete")
+
+    def _drain(self, script: str) -> int:
+        total, before = 0, None
+        while True:
+            n, left = self.broker._run(script, self.keys.dlq, ["all", DLQ_BATCH])
+            total += int(n)
+            if int(left) == 0 or int(left) == before:
+                return total
+            before = int(left)
+
+
+def _worker(raw: dict[str, str], active: int) -> WorkerInfo:
+    if raw.get("stopping") == "1":
+        state = "stopping"
+    elif raw.get("paused") == "1":
+        state = "paused"
+    else:
+        state = "busy" if active else "idle"
+    prios = [int(p) for p in raw.get("priorities", "").split(",") if p != ""]
+    return WorkerInfo(
+        id=raw["id"],
+        state=state,
+        started_at=int(raw["started_at"]) if raw.get("started_at") else None,
+        last_heartbeat=int(raw["last_heartbeat"]) if raw.get("last_heartbeat") else None,
+        active_tasks=active,
+        concurrency=int(raw.get("concurrency", 0)),
+        hostname=raw.get("hostname", ""),
+        pid=int(raw["pid"]) if raw.get("pid") else None,
+        processed=int(raw.get("processed", 0)),
+        failed=int(raw.get("failed", 0)),
+        priorities=prios,
+    )
+
+
+def _entry(message_id: str, fields: dict[str, str], raw: dict[str, str]) -> DLQEntry:
+    return DLQEntry(
+        message_id=message_id,
+        task_id=fields.get("task_id", ""),
+        reason=fields.get("reason", ""),
+        error=fields.get("error", ""),
+        added_at=int(message_id.split("-")[0]),
+        task=Task.from_hash(raw) if raw else None,
+    )

@@ -1,0 +1,123 @@
+"""Every Redis key name the queue uses, in one place.
+
+All keys of one namespace share the hash tag ``{namespace}`` so that every
+script touches a single Redis Cluster slot.  The Lua scripts get the same
+names through :meth:`Keys.lua_header`, never by spelling them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PRIORITIES = (0, 1, 2, 3)
+
+
+class Keys:
+    """Key builders for one queue namespace."""
+
+    def __init__(self, namespace: str = "default") -> None:
+        if not namespace or any(c in namespace for c in "{}: \t\n"):
+            raise ValueError(f"invalid queue namespace {namespace!r}")
+        self.namespace = namespace
+        self.prefix = f"tq:{{{namespace}}}:"
+
+    def task(self, task_id: str) -> str:
+        """Hash holding one task's fields."""
+        return f"{self.prefix}task:{task_id}"
+
+    def pending(self, priority: int) -> str:
+        """Sorted set of pending task ids of one priority, scored by enqueue sequence."""
+        return f"{self.prefix}pending:{priority}"
+
+    def delayed(self, priority: int) -> str:
+        """Sorted set of scheduled and retrying task ids, scored by due time (ms)."""
+        return f"{self.prefix}delayed:{priority}"
+
+    def notify(self, priority: int) -> str:
+        """List of wake-up tokens idle workers block on."""
+        return f"{self.prefix}notify:{priority}"
+
+    def worker(self, worker_id: str) -> str:
+        """Hash describing one registered worker."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    def worker_active(self, worker_id: str) -> str:
+        """Set of task ids a worker is running."""
+        return f"{self.prefix}worker:{worker_id}:active"
+
+    def worker_wake(self, worker_id: str) -> str:
+        """List a paused worker's slots block on until resumed."""
+        return f"{self.prefix}worker:{worker_id}:wake"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set of running task ids scored by lease expiry (ms)."""
+        return f"{self.prefix}leases"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids scored by last heartbeat (ms)."""
+        return f"{self.prefix}workers"
+
+    @property
+    def dlq(self) -> str:
+        """Stream of dead-letter entries."""
+        return f"{self.prefix}dlq"
+
+    @property
+    def paused_queues(self) -> str:
+        """Set of paused priorities."""
+        return f"{self.prefix}paused"
+
+    @property
+    def seq(self) -> str:
+        """Counter giving FIFO order inside a priority."""
+        return f"{self.prefix}seq"
+
+    @property
+    def fence(self) -> str:
+        """Counter handing out one fencing token per started attempt."""
+        return f"{self.prefix}fence"
+
+    @property
+    def schedule_wake(self) -> str:
+        """List the promoter blocks on; pushed when a task is delayed."""
+        return f"{self.prefix}schedule-wake"
+
+    @property
+    def stats(self) -> str:
+        """Hash of cluster-wide counters."""
+        return f"{self.prefix}stats"
+
+    def notify_keys(self, priorities: Iterable[int]) -> list[str]:
+        """Wake-up lists for the given priorities, highest first."""
+        return [self.notify(p) for p in sorted(priorities, reverse=True)]
+
+    def lua_header(self) -> str:
+        """Lua definitions of the same key builders, prepended to every script."""
+        p = self.prefix
+        return "\n".join(
+            [
+                f"local PREFIX = {_lua_str(p)}",
+                "local function k_task(id) return PREFIX .. 'task:' .. id end",
+                "local function k_pending(p) return PREFIX .. 'pending:' .. p end",
+                "local function k_delayed(p) return PREFIX .. 'delayed:' .. p end",
+                "local function k_notify(p) return PREFIX .. 'notify:' .. p end",
+                "local function k_worker(w) return PREFIX .. 'worker:' .. w end",
+                "local function k_worker_active(w) return PREFIX .. 'worker:' .. w .. ':active' end",
+                "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
+                f"local K_LEASES = {_lua_str(self.leases)}",
+                f"local K_WORKERS = {_lua_str(self.workers)}",
+                f"local K_DLQ = {_lua_str(self.dlq)}",
+                f"local K_PAUSED = {_lua_str(self.paused_queues)}",
+                f"local K_SEQ = {_lua_str(self.seq)}",
+                f"local K_FENCE = {_lua_str(self.fence)}",
+                f"local K_SCHEDULE_WAKE = {_lua_str(self.schedule_wake)}",
+                f"local K_STATS = {_lua_str(self.stats)}",
+                "",
+            ]
+        )
+
+
+def _lua_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

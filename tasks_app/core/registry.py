@@ -1,0 +1,86 @@
+"""Handler registry: which function runs which task type."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownTaskType
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a handler knows about the attempt it runs."""
+
+    task_id: str
+    type: str
+    attempt: int
+    max_retries: int
+    priority: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[dict[str, Any], TaskContext], Any]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A handler and whether it is a coroutine function."""
+
+    name: str
+    func: Handler
+    is_async: bool
+
+
+class HandlerRegistry:
+    """Maps task types to handlers."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Registered] = {}
+
+    def register(self, name: str, func: Handler) -> Handler:
+        """Register ``func`` for task type ``name``; re-registering the same function is a no-op."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("task type must be a non-empty string")
+        current = self._handlers.get(name)
+        if current is not None and _qualname(current.func) != _qualname(func):
+            raise ValueError(f"task type {name!r} already has a handler: {_qualname(current.func)}")
+        self._handlers[name] = Registered(name, func, inspect.iscoroutinefunction(func))
+        return func
+
+    def get(self, name: str) -> Registered:
+        """The handler for a task type; raises :class:`UnknownTaskType`."""
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise UnknownTaskType(f"unknown task type '{name}'") from None
+
+    def unregister(self, name: str) -> None:
+        """Forget a task type (tests)."""
+        self._handlers.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+    def names(self) -> list[str]:
+        """Registered task types, sorted."""
+        return sorted(self._handlers)
+
+
+def _qualname(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+registry = HandlerRegistry()
+"""The process-wide registry the decorator fills."""
+
+
+def handler(name: str, *, into: HandlerRegistry | None = None) -> Callable[[Handler], Handler]:
+    """Register the decorated function (sync or ``async def``) for task type ``name``."""
+
+    def decorate(func: Handler) -> Handler:
+        return (into or registry).register(name, func)
+
+    return decorate

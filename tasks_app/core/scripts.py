@@ -1,0 +1,105 @@
+"""Loads the Lua scripts in ``scripts/`` and turns their replies into results.
+
+Each script is sent as: the key header from :class:`Keys`, the config header,
+``lib.lua``, then the script itself.  ``TQ:<CODE>`` error replies become the
+typed exceptions of :mod:`.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from . import errors
+from .config import Config
+from .keys import Keys
+
+NAMES = (
+    "enqueue",
+    "dequeue",
+    "ack",
+    "fail",
+    "requeue",
+    "cancel",
+    "promote",
+    "recover",
+    "heartbeat",
+    "deregister",
+    "control",
+    "dlq_retry",
+    "dlq_delete",
+)
+NOTIFY_CAP = 64
+
+_ERRORS: dict[str, type[errors.TaskQueueError]] = {
+    "NOT_FOUND": errors.TaskNotFound,
+    "STALE": errors.StaleLease,
+    "QUEUE_FULL": errors.QueueFull,
+    "NOT_CANCELLABLE": errors.NotCancellable,
+    "WORKER_NOT_FOUND": errors.WorkerNotFound,
+}
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
+
+
+def config_header(config: Config) -> str:
+    """Lua constants for the tunables the scripts use."""
+    values = {
+        "CFG_LEASE_MS": int(config.lease_seconds * 1000),
+        "CFG_RESULT_TTL_MS": int(config.result_ttl * 1000),
+        "CFG_BACKOFF_BASE_MS": int(config.retry_backoff_base * 1000),
+        "CFG_BACKOFF_FACTOR": config.retry_backoff_factor,
+        "CFG_BACKOFF_MAX_MS": int(config.retry_backoff_max * 1000),
+        "CFG_MAX_PENDING": int(config.max_pending),
+        "CFG_HEARTBEAT_TIMEOUT_MS": int(config.heartbeat_timeout * 1000),
+        "CFG_NOTIFY_CAP": NOTIFY_CAP,
+    }
+    return "".join(f"local {name} = {value!r}\n" for name, value in values.items())
+
+
+def source(name: str, keys: Keys, config: Config) -> str:
+    """The full text sent to Redis for one script."""
+    return keys.lua_header() + config_header(config) + _read("lib") + "\n" + _read(name)
+
+
+class Scripts:
+    """The registered scripts of one namespace and config, callable by name."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, config: Config) -> None:
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(source(name, keys, config)) for name in NAMES
+        }
+
+    def __call__(
+        self,
+        name: str,
+        key: str,
+        args: list[Any],
+        client: Any = None,
+    ) -> Any:
+        """Run a script (EVALSHA, loading it on NOSCRIPT) and map TQ errors."""
+        try:
+            return self._scripts[name](keys=[key], args=args, client=client)
+        except redis.ResponseError as exc:
+            raise translate(exc) from None
+
+    def queue(self, name: str, key: str, args: list[Any], pipe: Any) -> None:
+        """Add a script call to a pipeline; replies are checked with :func:`translate`."""
+        self._scripts[name](keys=[key], args=args, client=pipe)
+
+
+def translate(exc: Exception) -> Exception:
+    """Turn a ``TQ:<CODE> detail`` error reply into the matching typed exception."""
+    message = str(exc)
+    if not message.startswith("TQ:"):
+        return exc
+    code, _, detail = message[3:].partition(" ")
+    if code == "NOT_CANCELLABLE":
+        return errors.NotCancellable("task cannot be cancelled in current state", detail)
+    cls = _ERRORS.get(code, errors.TaskQueueError)
+    return cls(detail or code)

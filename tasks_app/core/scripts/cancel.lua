@@ -1,0 +1,20 @@
+-- cancel: pending | scheduled | retrying -> cancelled, leaving its queue or
+-- schedule in the same step, so it can never run afterwards.
+-- KEYS[1]: the sequence key (routing)
+-- ARGV: id
+-- Returns: {'ok'}.  Errors: TQ:NOT_FOUND, TQ:NOT_CANCELLABLE <state>.
+local id = ARGV[1]
+local tk = k_task(id)
+local f = redis.call('HMGET', tk, 'state', 'priority')
+local state, p = f[1], f[2]
+if not state then return tq_error('NOT_FOUND', id) end
+if state == 'pending' then
+  redis.call('ZREM', k_pending(p), id)
+elseif state == 'scheduled' or state == 'retrying' then
+  redis.call('ZREM', k_delayed(p), id)
+else
+  return tq_error('NOT_CANCELLABLE', state)
+end
+redis.call('HDEL', tk, 'next_retry_at')
+finish(tk, 'cancelled', now_ms())
+return {'ok'}

@@ -1,0 +1,26 @@
+-- control: pause or resume a worker or a priority queue.
+-- KEYS[1]: the worker registry
+-- ARGV: target ('worker' | 'queue'), id (worker id or priority), action ('pause' | 'resume')
+-- Returns: {'ok'}.  Errors: TQ:WORKER_NOT_FOUND.
+local target, id, action = ARGV[1], ARGV[2], ARGV[3]
+if target == 'queue' then
+  if action == 'pause' then
+    redis.call('SADD', K_PAUSED, id)
+  else
+    redis.call('SREM', K_PAUSED, id)
+    notify(id, CFG_NOTIFY_CAP)
+  end
+  return {'ok'}
+end
+local wk = k_worker(id)
+if redis.call('EXISTS', wk) == 0 then return tq_error('WORKER_NOT_FOUND', id) end
+if action == 'pause' then
+  redis.call('HSET', wk, 'paused', '1')
+else
+  redis.call('HDEL', wk, 'paused')
+  local wake = k_worker_wake(id)
+  local slots = tonumber(redis.call('HGET', wk, 'concurrency') or '1')
+  for _ = 1, slots do redis.call('LPUSH', wake, '1') end
+  redis.call('PEXPIRE', wake, 60000)
+end
+return {'ok'}

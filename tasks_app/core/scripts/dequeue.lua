@@ -1,0 +1,40 @@
+-- dequeue: a worker slot takes the highest-priority pending task (FIFO within
+-- a priority) and starts an attempt under a fresh lease and fencing token.
+-- KEYS[1]: the lease set
+-- ARGV: worker_id, then the priorities the worker serves, highest first
+-- Returns: {'task', id, priority, fence, attempts, type, payload, metadata,
+--           max_retries, timeout, enqueued_at, started_at}
+--       or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
+local worker = ARGV[1]
+local wk = k_worker(worker)
+local flags = redis.call('HMGET', wk, 'id', 'paused')
+if not flags[1] then
+  return {'unregistered'}
+end
+if flags[2] == '1' then
+  return {'paused'}
+end
+for i = 2, #ARGV do
+  local p = ARGV[i]
+  if redis.call('SISMEMBER', K_PAUSED, p) == 0 then
+    local popped = redis.call('ZPOPMIN', k_pending(p))
+    while popped[1] do
+      local id = popped[1]
+      local tk = k_task(id)
+      if redis.call('HGET', tk, 'state') == 'pending' then
+        local now = now_ms()
+        local fence = redis.call('INCR', K_FENCE)
+        local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
+        redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
+          'updated_at', now, 'fence', fence)
+        redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
+        redis.call('SADD', k_worker_active(worker), id)
+        local f = redis.call('HMGET', tk, 'type', 'payload', 'metadata', 'max_retries',
+          'timeout', 'enqueued_at')
+        return {'task', id, p, fence, attempts, f[1], f[2], f[3], f[4], f[5], f[6], now}
+      end
+      popped = redis.call('ZPOPMIN', k_pending(p))
+    end
+  end
+end
+return {'empty'}

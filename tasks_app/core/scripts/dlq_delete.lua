@@ -1,0 +1,29 @@
+-- dlq_delete: remove dead-letter entries and the dead tasks' records.
+-- KEYS[1]: the dead-letter stream
+-- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size ('all')
+-- Returns: {n_deleted, n_left_in_dlq}.
+local n = 0
+if ARGV[1] == 'all' then
+  local entries = redis.call('XRANGE', K_DLQ, '-', '+', 'COUNT', tonumber(ARGV[2]))
+  for _, e in ipairs(entries) do
+    local fields = e[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'task_id' then
+        local tk = k_task(fields[i + 1])
+        if redis.call('HGET', tk, 'dlq_id') == e[1] then redis.call('DEL', tk) end
+      end
+    end
+    n = n + redis.call('XDEL', K_DLQ, e[1])
+  end
+else
+  for i = 2, #ARGV do
+    local tk = k_task(ARGV[i])
+    local f = redis.call('HMGET', tk, 'state', 'dlq_id')
+    if f[1] == 'dead_letter' then
+      redis.call('XDEL', K_DLQ, f[2])
+      redis.call('DEL', tk)
+      n = n + 1
+    end
+  end
+end
+return {n, redis.call('XLEN', K_DLQ)}

@@ -1,0 +1,34 @@
+-- dlq_retry: dead_letter -> pending with attempts reset and error cleared;
+-- the entry leaves the dead-letter stream.
+-- KEYS[1]: the dead-letter stream
+-- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size ('all')
+-- Returns: {n_requeued, n_left_in_dlq}.  With mode 'ids', ids that are not
+--   dead-lettered are skipped (the caller compares the count).
+local now = now_ms()
+local ids = {}
+if ARGV[1] == 'all' then
+  local entries = redis.call('XRANGE', K_DLQ, '-', '+', 'COUNT', tonumber(ARGV[2]))
+  for _, e in ipairs(entries) do
+    local fields = e[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'task_id' then ids[#ids + 1] = fields[i + 1] end
+    end
+    redis.call('XDEL', K_DLQ, e[1])
+  end
+else
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local n = 0
+for _, id in ipairs(ids) do
+  local tk = k_task(id)
+  local f = redis.call('HMGET', tk, 'state', 'dlq_id', 'priority')
+  if f[1] == 'dead_letter' then
+    redis.call('XDEL', K_DLQ, f[2])
+    redis.call('HSET', tk, 'attempts', 0)
+    redis.call('HDEL', tk, 'error', 'dlq_id', 'dlq_reason', 'dead_at', 'worker_id',
+      'started_at', 'completed_at', 'result', 'next_retry_at')
+    make_pending(id, f[3], now, nil)
+    n = n + 1
+  end
+end
+return {n, redis.call('XLEN', K_DLQ)}

@@ -1,0 +1,59 @@
+-- enqueue: create tasks, pending or scheduled, all or nothing.
+-- KEYS[1]: the sequence key (routes the call to the namespace's slot)
+-- ARGV: n, then per task 9 values:
+--   id, type, payload_json, priority, max_retries, timeout, metadata_json,
+--   scheduled_at_ms ('' = none), delay_ms ('' = none)
+-- Returns: {now_ms, created_1, ..., created_n}; created is 1, or 0 when a task
+--   with that id already exists (so a retried call never duplicates).
+-- Errors: TQ:QUEUE_FULL when the pending backlog would pass CFG_MAX_PENDING.
+local n = tonumber(ARGV[1])
+local now = now_ms()
+local W = 9
+
+local function due_of(base)
+  local at, delay = ARGV[base + 7], ARGV[base + 8]
+  if at ~= '' then return tonumber(at) end
+  if delay ~= '' then return now + tonumber(delay) end
+  return nil
+end
+
+local backlog = 0
+for p = 0, 3 do
+  backlog = backlog + redis.call('ZCARD', k_pending(p))
+end
+local adding = 0
+for i = 0, n - 1 do
+  local due = due_of(2 + i * W)
+  if not due or due <= now then adding = adding + 1 end
+end
+if adding > 0 and backlog + adding > CFG_MAX_PENDING then
+  return tq_error('QUEUE_FULL', tostring(backlog))
+end
+
+local out = {now}
+for i = 0, n - 1 do
+  local b = 2 + i * W
+  local id, p = ARGV[b], ARGV[b + 3]
+  local tk = k_task(id)
+  if redis.call('EXISTS', tk) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', tk, 'id', id, 'type', ARGV[b + 1], 'payload', ARGV[b + 2],
+      'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
+      'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now)
+    local due = due_of(b)
+    if due then
+      redis.call('HSET', tk, 'scheduled_at', due)
+    end
+    if due and due > now then
+      redis.call('HSET', tk, 'state', 'scheduled')
+      redis.call('ZADD', k_delayed(p), due, id)
+      redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
+      redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
+    else
+      make_pending(id, p, now, nil)
+    end
+    out[#out + 1] = 1
+  end
+end
+return out

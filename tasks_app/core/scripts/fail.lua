@@ -1,0 +1,15 @@
+-- fail: a running attempt failed: running -> retrying | dead_letter | failed.
+-- KEYS[1]: the lease set
+-- ARGV: id, worker_id, fence, error, kind ('retry' | 'permanent'), random seed
+-- Returns: {new_state, next_retry_at | dlq message id | ''}, or {'already', state}
+--   when this attempt was already ended (a retried call after a lost reply).
+-- Errors: TQ:NOT_FOUND, TQ:STALE.
+local id, fence = ARGV[1], ARGV[3]
+local state, err = check_fence(id, fence)
+if err then return err end
+if state ~= 'running' then
+  if state == 'completed' or state == 'pending' then return tq_error('STALE', id) end
+  return {'already', state}
+end
+math.randomseed(tonumber(ARGV[6]))
+return fail_attempt(id, now_ms(), ARGV[4], ARGV[5])

@@ -1,0 +1,110 @@
+-- Shared helpers, prepended (after the generated key and config header) to
+-- every script. Timestamps are milliseconds from the Redis server clock, so
+-- every host agrees on lease expiry and due times.
+redis.replicate_commands()
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function tq_error(code, detail)
+  return redis.error_reply('TQ:' .. code .. ' ' .. (detail or ''))
+end
+
+-- Push up to n wake-up tokens for idle workers serving priority p.
+local function notify(p, n)
+  local key = k_notify(p)
+  local room = CFG_NOTIFY_CAP - redis.call('LLEN', key)
+  for _ = 1, math.min(n, room) do
+    redis.call('LPUSH', key, '1')
+  end
+end
+
+-- Put a task at its place in the pending set of its priority.
+-- seq=nil gives it a fresh sequence number: the back of the queue.
+local function make_pending(id, p, now, seq)
+  if not seq then
+    seq = redis.call('INCR', K_SEQ)
+  end
+  redis.call('ZADD', k_pending(p), seq, id)
+  redis.call('HSET', k_task(id), 'state', 'pending', 'seq', seq, 'enqueued_at', now,
+    'updated_at', now)
+  notify(p, 1)
+end
+
+local function release_lease(id, worker)
+  redis.call('ZREM', K_LEASES, id)
+  if worker then
+    redis.call('SREM', k_worker_active(worker), id)
+  end
+end
+
+local function count_worker(worker, field)
+  if worker and redis.call('EXISTS', k_worker(worker)) == 1 then
+    redis.call('HINCRBY', k_worker(worker), field, 1)
+  end
+end
+
+local function finish(tk, state, now)
+  redis.call('HSET', tk, 'state', state, 'completed_at', now, 'updated_at', now)
+  redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
+end
+
+-- Exponential backoff with equal jitter: half fixed, half random.
+local function backoff_ms(attempt)
+  local delay = CFG_BACKOFF_BASE_MS * (CFG_BACKOFF_FACTOR ^ (attempt - 1))
+  delay = math.min(delay, CFG_BACKOFF_MAX_MS)
+  return math.floor(delay / 2 + math.random() * delay / 2)
+end
+
+local function dead_letter(id, now, err, reason)
+  local tk = k_task(id)
+  local f = redis.call('HMGET', tk, 'type', 'priority', 'attempts')
+  local mid = redis.call('XADD', K_DLQ, '*', 'task_id', id, 'type', f[1], 'priority', f[2],
+    'reason', reason, 'error', err, 'attempts', f[3])
+  redis.call('HSET', tk, 'state', 'dead_letter', 'error', err, 'dlq_id', mid,
+    'dlq_reason', reason, 'dead_at', now, 'updated_at', now)
+  redis.call('HDEL', tk, 'next_retry_at')
+  redis.call('PERSIST', tk)
+  return mid
+end
+
+-- End a running attempt that failed. kind is 'retry' (the retry policy
+-- applies) or 'permanent' (the non-retryable error: straight to failed).
+-- Returns {new_state, next_retry_at or dlq message id or ''}.
+local function fail_attempt(id, now, err, kind)
+  local tk = k_task(id)
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id')
+  local attempts, max_retries, p, worker = tonumber(f[1]), tonumber(f[2]), f[3], f[4]
+  release_lease(id, worker)
+  count_worker(worker, 'failed')
+  if kind == 'permanent' then
+    redis.call('HSET', tk, 'error', err)
+    finish(tk, 'failed', now)
+    return {'failed', ''}
+  end
+  if attempts <= max_retries then
+    local due = now + backoff_ms(attempts)
+    redis.call('ZADD', k_delayed(p), due, id)
+    redis.call('HSET', tk, 'state', 'retrying', 'error', err, 'next_retry_at', due,
+      'updated_at', now)
+    redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
+    redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
+    return {'retrying', tostring(due)}
+  end
+  return {'dead_letter', dead_letter(id, now, err, 'max retries exceeded')}
+end
+
+-- Check that (worker, fence) still owns the running attempt of task id.
+-- Returns the task's state when the fence matches, or an error reply.
+local function check_fence(id, fence)
+  local f = redis.call('HMGET', k_task(id), 'state', 'fence')
+  if not f[1] then
+    return nil, tq_error('NOT_FOUND', id)
+  end
+  if f[2] ~= fence then
+    return nil, tq_error('STALE', id)
+  end
+  return f[1], nil
+end

@@ -1,0 +1,30 @@
+-- recover: running tasks whose lease expired (their worker died) end the
+-- attempt with 'worker lost' and follow the retry policy; workers whose
+-- heartbeat is older than the heartbeat timeout leave the registry.
+-- KEYS[1]: the lease set
+-- ARGV: max tasks per call, random seed
+-- Returns: {n_recovered, n_reaped, recovered ids..., '|', reaped worker ids...}
+local limit = tonumber(ARGV[1])
+math.randomseed(tonumber(ARGV[2]))
+local now = now_ms()
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(ids) do
+  if redis.call('HGET', k_task(id), 'state') == 'running' then
+    fail_attempt(id, now, 'worker lost', 'retry')
+    out[#out + 1] = id
+  else
+    redis.call('ZREM', K_LEASES, id)
+  end
+end
+local n_recovered = #out
+out[#out + 1] = '|'
+local dead = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', now - CFG_HEARTBEAT_TIMEOUT_MS)
+for _, w in ipairs(dead) do
+  redis.call('ZREM', K_WORKERS, w)
+  redis.call('DEL', k_worker(w), k_worker_wake(w))
+  out[#out + 1] = w
+end
+table.insert(out, 1, #dead)
+table.insert(out, 1, n_recovered)
+return out

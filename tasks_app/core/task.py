@@ -1,0 +1,182 @@
+"""Task records, the messages a worker runs, and their wire formats."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .states import Priority, TaskState
+
+JSON = dict[str, Any]
+
+
+def ms_to_iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as ISO-8601 UTC ending in ``Z``."""
+    if ms is None:
+        return None
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int(raw: dict[str, str], name: str) -> int | None:
+    value = raw.get(name)
+    return int(value) if value not in (None, "") else None
+
+
+def _json(raw: dict[str, str], name: str) -> Any:
+    value = raw.get(name)
+    return json.loads(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as stored in Redis; times are milliseconds since the epoch."""
+
+    id: str
+    type: str
+    payload: JSON
+    priority: Priority
+    state: TaskState
+    attempts: int
+    max_retries: int
+    timeout: int
+    metadata: JSON
+    created_at: int
+    updated_at: int
+    result: Any = None
+    error: str | None = None
+    worker_id: str | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    scheduled_at: int | None = None
+    next_retry_at: int | None = None
+    dead_at: int | None = None
+    dlq_reason: str | None = None
+    has_result: bool = False
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Task:
+        """Build a task from its Redis hash (decoded to str)."""
+        return cls(
+            id=raw["id"],
+            type=raw["type"],
+            payload=_json(raw, "payload") or {},
+            priority=Priority(int(raw["priority"])),
+            state=TaskState(raw["state"]),
+            attempts=int(raw.get("attempts", 0)),
+            max_retries=int(raw["max_retries"]),
+            timeout=int(raw["timeout"]),
+            metadata=_json(raw, "metadata") or {},
+            created_at=int(raw["created_at"]),
+            updated_at=int(raw["updated_at"]),
+            result=_json(raw, "result"),
+            has_result="result" in raw,
+            error=raw.get("error"),
+            worker_id=raw.get("worker_id"),
+            started_at=_int(raw, "started_at"),
+            completed_at=_int(raw, "completed_at"),
+            scheduled_at=_int(raw, "scheduled_at"),
+            next_retry_at=_int(raw, "next_retry_at"),
+            dead_at=_int(raw, "dead_at"),
+            dlq_reason=raw.get("dlq_reason"),
+        )
+
+    def to_dict(self) -> JSON:
+        """The API representation: priority by name, ISO times, optional fields only when set."""
+        out: JSON = {
+            "id": self.id,
+            "type": self.type,
+            "payload": self.payload,
+            "priority": self.priority.label,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "metadata": self.metadata,
+            "created_at": ms_to_iso(self.created_at),
+            "updated_at": ms_to_iso(self.updated_at),
+        }
+        if self.has_result:
+            out["result"] = self.result
+        optional = {
+            "error": self.error,
+            "worker_id": self.worker_id,
+            "started_at": ms_to_iso(self.started_at),
+            "completed_at": ms_to_iso(self.completed_at),
+            "scheduled_at": ms_to_iso(self.scheduled_at),
+            "next_retry_at": ms_to_iso(self.next_retry_at),
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One started attempt of a task, as a worker slot receives it."""
+
+    id: str
+    priority: int
+    fence: str
+    attempt: int
+    type: str
+    payload: JSON
+    metadata: JSON
+    max_retries: int
+    timeout: int
+    enqueued_at: int
+    started_at: int
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> Job:
+        """Parse the ``{'task', ...}`` reply of the dequeue script."""
+        (_, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, enq, started) = reply
+        return cls(
+            id=_s(tid),
+            priority=int(prio),
+            fence=_s(fence),
+            attempt=int(attempt),
+            type=_s(ttype),
+            payload=json.loads(payload),
+            metadata=json.loads(meta),
+            max_retries=int(retries),
+            timeout=int(timeout),
+            enqueued_at=int(enq),
+            started_at=int(started),
+        )
+
+
+def _s(value: bytes | str | int) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A validated request to create one task."""
+
+    id: str
+    type: str
+    payload: JSON = field(default_factory=dict)
+    priority: int = 0
+    max_retries: int = 3
+    timeout: int = 300
+    metadata: JSON = field(default_factory=dict)
+    scheduled_at_ms: int | None = None
+    delay_ms: int | None = None
+
+    def script_args(self) -> list[Any]:
+        """The nine values the enqueue script takes per task."""
+        return [
+            self.id,
+            self.type,
+            json.dumps(self.payload, separators=(",", ":")),
+            self.priority,
+            self.max_retries,
+            self.timeout,
+            json.dumps(self.metadata, separators=(",", ":")),
+            "" if self.scheduled_at_ms is None else self.scheduled_at_ms,
+            "" if self.delay_ms is None else self.delay_ms,
+        ]

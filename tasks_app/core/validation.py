@@ -1,0 +1,100 @@
+"""Validation of task fields, shared by the Python producer API and the REST API."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import ValidationError
+from .registry import HandlerRegistry
+from .states import Priority
+from .task import TaskSpec
+
+MAX_RETRIES_RANGE = (0, 100)
+TIMEOUT_RANGE = (1, 86400)
+MAX_DELAY_SECONDS = 366 * 86400
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{name} must be an integer from {low} to {high}", name)
+    return value
+
+
+def _object(name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{name} must be a JSON object", name)
+    return value
+
+
+def _type(value: Any, registry: HandlerRegistry) -> str:
+    if value is None:
+        raise ValidationError("task type is required", "type")
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("task type must be a non-empty string", "type")
+    if value not in registry:
+        raise ValidationError(f"unknown task type '{value}'", "type")
+    return value
+
+
+def parse_time(value: Any, name: str = "scheduled_at") -> int:
+    """An ISO-8601 time (or a datetime) as milliseconds since the epoch, UTC."""
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValidationError(f"{name} must be an ISO-8601 time", name) from None
+    else:
+        raise ValidationError(f"{name} must be an ISO-8601 time", name)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)
+
+
+def _delay(value: Any) -> int:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not 0 <= value <= MAX_DELAY_SECONDS:
+        raise ValidationError(f"delay must be a number of seconds from 0 to {MAX_DELAY_SECONDS}",
+                              "delay")
+    return int(value * 1000)
+
+
+def build_spec(
+    registry: HandlerRegistry,
+    task_id: str,
+    type: Any,
+    payload: Any = None,
+    priority: Any = None,
+    max_retries: Any = None,
+    timeout: Any = None,
+    metadata: Any = None,
+    scheduled_at: Any = None,
+    delay: Any = None,
+    defaults: tuple[int, int, int] = (0, 3, 300),
+) -> TaskSpec:
+    """Validate one task's fields; raise :class:`ValidationError` naming the bad field."""
+    default_priority, default_retries, default_timeout = defaults
+    if scheduled_at is not None and delay is not None:
+        raise ValidationError("give either scheduled_at or delay, not both", "delay")
+    try:
+        prio = Priority.parse(default_priority if priority is None else priority)
+    except ValueError as exc:
+        raise ValidationError(str(exc), "priority") from None
+    return TaskSpec(
+        id=task_id,
+        type=_type(type, registry),
+        payload=_object("payload", payload),
+        priority=int(prio),
+        max_retries=_int_in("max_retries", default_retries if max_retries is None else max_retries,
+                            *MAX_RETRIES_RANGE),
+        timeout=_int_in("timeout", default_timeout if timeout is None else timeout,
+                        *TIMEOUT_RANGE),
+        metadata=_object("metadata", metadata),
+        scheduled_at_ms=None if scheduled_at is None else parse_time(scheduled_at),
+        delay_ms=None if delay is None else _delay(delay),
+    )
