@@ -194,10 +194,10 @@ class Broker:
 
     # -- background loops --------------------------------------------------
 
-    def promote(self, limit: int = 1000) -> tuple[int, int | None]:
-        """Move due scheduled/retrying tasks to pending; return (moved, next due ms)."""
-        moved, next_due = self._run("promote", self.keys.schedule_wake, [limit])
-        return int(moved), (int(next_due) if int(next_due) >= 0 else None)
+    def promote(self, limit: int = 1000) -> tuple[int, float | None]:
+        """Move due scheduled/retrying tasks to pending; return (moved, seconds to next due)."""
+        moved, wait_ms = self._run("promote", self.keys.schedule_wake, [limit])
+        return int(moved), (int(wait_ms) / 1000 if int(wait_ms) >= 0 else None)
 
     def wait_for_schedule(self, timeout: float) -> None:
         """Block until a task is delayed or retried, or until timeout."""
@@ -210,6 +210,15 @@ class Broker:
         n_tasks = int(reply[0])
         rest = [str(x) for x in reply[2:]]
         return rest[:n_tasks], rest[n_tasks + 1:]
+
+    def wake_worker(self, worker_id: str, slots: int) -> None:
+        """Wake a worker's idle slots (used on shutdown so they notice at once)."""
+        key = self.keys.worker_wake(worker_id)
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush(key, *(["1"] * max(slots, 1)))
+            pipe.pexpire(key, 60_000)
+            pipe.execute()
 
     def control(self, target: str, ident: str | int, action: str) -> None:
         """Pause or resume a worker or a priority queue."""

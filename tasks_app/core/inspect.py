@@ -109,8 +109,8 @@ class Inspector:
         with redis_errors():
             return int(self.client.zcard(self.keys.leases))
 
-    def oldest_pending_ms(self) -> dict[int, int | None]:
-        """Enqueue time of the oldest pending task per priority."""
+    def oldest_pending_us(self) -> dict[int, int | None]:
+        """When the oldest pending task of each priority became pending (µs since the epoch)."""
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             for p in PRIORITIES:
@@ -118,7 +118,7 @@ class Inspector:
             heads = pipe.execute()
             pipe = self.client.pipeline(transaction=False)
             for head in heads:
-                pipe.hget(self.keys.task(head[0]), "enqueued_at") if head else pipe.echo("")
+                pipe.hget(self.keys.task(head[0]), "enqueued_us") if head else pipe.echo("")
             stamps = pipe.execute()
         return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
 

@@ -104,7 +104,8 @@ class Keys:
                 "local function k_delayed(p) return PREFIX .. 'delayed:' .. p end",
                 "local function k_notify(p) return PREFIX .. 'notify:' .. p end",
                 "local function k_worker(w) return PREFIX .. 'worker:' .. w end",
-                "local function k_worker_active(w) return PREFIX .. 'worker:' .. w .. ':active' end",
+                "local function k_worker_active(w)"
+                " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 f"local K_LEASES = {_lua_str(self.leases)}",
                 f"local K_WORKERS = {_lua_str(self.workers)}",

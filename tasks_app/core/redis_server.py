@@ -77,8 +77,9 @@ def check_version(binary: str) -> None:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
-    """Return True if nothing listens on ``host:port`` right now."""
+    """Return True if nothing listens on ``host:port`` (TIME_WAIT counts as free, as for Redis)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

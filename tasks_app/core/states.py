@@ -6,10 +6,10 @@ documentation the tests check the scripts against.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     """Where a task is in its life."""
 
     PENDING = "pending"

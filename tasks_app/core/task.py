@@ -114,7 +114,10 @@ class Task:
 
 @dataclass(frozen=True)
 class Job:
-    """One started attempt of a task, as a worker slot receives it."""
+    """One started attempt of a task, as a worker slot receives it.
+
+    ``queue_wait`` is the seconds it waited since it last became pending.
+    """
 
     id: str
     priority: int
@@ -125,13 +128,13 @@ class Job:
     metadata: JSON
     max_retries: int
     timeout: int
-    enqueued_at: int
+    queue_wait: float
     started_at: int
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Job:
         """Parse the ``{'task', ...}`` reply of the dequeue script."""
-        (_, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, enq, started) = reply
+        (_, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started) = reply
         return cls(
             id=_s(tid),
             priority=int(prio),
@@ -142,7 +145,7 @@ class Job:
             metadata=json.loads(meta),
             max_retries=int(retries),
             timeout=int(timeout),
-            enqueued_at=int(enq),
+            queue_wait=int(wait) / 1_000_000,
             started_at=int(started),
         )
 

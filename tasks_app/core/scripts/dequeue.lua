@@ -3,7 +3,9 @@
 -- KEYS[1]: the lease set
 -- ARGV: worker_id, then the priorities the worker serves, highest first
 -- Returns: {'task', id, priority, fence, attempts, type, payload, metadata,
---           max_retries, timeout, enqueued_at, started_at}
+--           max_retries, timeout, queue_wait_us, started_at}
+--   queue_wait_us is the time since the task last became pending; it is also
+--   stored on the task as 'wait_us'.
 --       or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
 local worker = ARGV[1]
 local wk = k_worker(worker)
@@ -22,7 +24,8 @@ for i = 2, #ARGV do
       local id = popped[1]
       local tk = k_task(id)
       if redis.call('HGET', tk, 'state') == 'pending' then
-        local now = now_ms()
+        local us = now_us()
+        local now = math.floor(tonumber(us) / 1000)
         local fence = redis.call('INCR', K_FENCE)
         local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
         redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
@@ -30,8 +33,10 @@ for i = 2, #ARGV do
         redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
         redis.call('SADD', k_worker_active(worker), id)
         local f = redis.call('HMGET', tk, 'type', 'payload', 'metadata', 'max_retries',
-          'timeout', 'enqueued_at')
-        return {'task', id, p, fence, attempts, f[1], f[2], f[3], f[4], f[5], f[6], now}
+          'timeout', 'enqueued_us')
+        local wait = string.format('%.0f', tonumber(us) - tonumber(f[6] or us))
+        redis.call('HSET', tk, 'wait_us', wait)
+        return {'task', id, p, fence, attempts, f[1], f[2], f[3], f[4], f[5], wait, now}
       end
       popped = redis.call('ZPOPMIN', k_pending(p))
     end

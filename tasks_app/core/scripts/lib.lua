@@ -8,6 +8,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Microseconds as an exact integer string (Lua numbers print with 14 digits).
+local function now_us()
+  local t = redis.call('TIME')
+  return string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
+
 local function tq_error(code, detail)
   return redis.error_reply('TQ:' .. code .. ' ' .. (detail or ''))
 end
@@ -28,7 +34,7 @@ local function make_pending(id, p, now, seq)
     seq = redis.call('INCR', K_SEQ)
   end
   redis.call('ZADD', k_pending(p), seq, id)
-  redis.call('HSET', k_task(id), 'state', 'pending', 'seq', seq, 'enqueued_at', now,
+  redis.call('HSET', k_task(id), 'state', 'pending', 'seq', seq, 'enqueued_us', now_us(),
     'updated_at', now)
   notify(p, 1)
 end

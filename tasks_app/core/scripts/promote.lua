@@ -1,7 +1,7 @@
 -- promote: scheduled | retrying tasks whose time has come -> pending.
 -- KEYS[1]: the schedule wake-up list
 -- ARGV: max tasks to move per priority
--- Returns: {moved, next_due_ms or -1}
+-- Returns: {moved, ms until the next task is due, or -1 when none is}
 local limit = tonumber(ARGV[1])
 local now = now_ms()
 local moved = 0
@@ -21,4 +21,5 @@ for p = 3, 0, -1 do
     if next_due < 0 or due < next_due then next_due = due end
   end
 end
+if next_due >= 0 then next_due = math.max(0, next_due - now) end
 return {moved, next_due}

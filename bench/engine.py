@@ -1,0 +1,147 @@
+"""Engine benchmarks: enqueue rate, drain rate through runworker_tq, idle start latency.
+
+    .venv/bin/python bench/engine.py            # full run (20,000-task drain)
+    .venv/bin/python bench/engine.py --quick    # the short form CI runs
+
+Prints figures; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from common import ROOT, percentile, setup_django, start_redis
+
+
+def flush(broker) -> None:  # type: ignore[no-untyped-def]
+    broker.client.flushall()
+
+
+def bench_enqueue(n_single: int, n_bulk: int, batch: int) -> None:
+    from tasks_app import producer
+    from tasks_app.connection import get_broker
+
+    broker = get_broker()
+    flush(broker)
+    start = time.perf_counter()
+    for i in range(n_single):
+        producer.enqueue("echo", {"i": i})
+    single = n_single / (time.perf_counter() - start)
+    flush(broker)
+    start = time.perf_counter()
+    for offset in range(0, n_bulk, batch):
+        producer.enqueue_many([{"type": "echo", "payload": {"i": i}}
+                               for i in range(offset, min(offset + batch, n_bulk))])
+    bulk = n_bulk / (time.perf_counter() - start)
+    flush(broker)
+    print(f"(a) enqueue, one call per task: {single:,.0f} tasks/s ({n_single:,} tasks)")
+    print(f"(a) enqueue, bulk of {batch}:    {bulk:,.0f} tasks/s ({n_bulk:,} tasks)")
+
+
+def start_worker(*extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runworker_tq", "--log-level", "warning", *extra],
+        cwd=ROOT, env=dict(os.environ),
+    )
+
+
+def wait_drained(broker, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    from tasks_app.core.inspect import Inspector
+
+    inspector = Inspector(broker)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(inspector.queue_depths().values()) == 0 and inspector.running_count() == 0:
+            return
+        time.sleep(0.02)
+    raise SystemExit("drain did not finish in time")
+
+
+def bench_drain(n: int) -> None:
+    from tasks_app import producer
+    from tasks_app.connection import get_broker
+
+    broker = get_broker()
+    flush(broker)
+    tasks = []
+    for offset in range(0, n, 1000):
+        tasks += producer.enqueue_many([{"type": "echo", "payload": {"i": i}}
+                                        for i in range(offset, min(offset + 1000, n))])
+    spawned = time.time()
+    worker = start_worker()
+    try:
+        wait_drained(broker, timeout=300)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    pipe = broker.client.pipeline(transaction=False)
+    for task in tasks:
+        pipe.hmget(broker.keys.task(task.id), "state", "started_at", "completed_at")
+    rows = pipe.execute()
+    done = [r for r in rows if r[0] == "completed"]
+    first_start = min(int(r[1]) for r in done) / 1000
+    last_done = max(int(r[2]) for r in done) / 1000
+    print(f"(b) drain of {n:,} echo tasks, default runworker_tq: "
+          f"{len(done) / (last_done - spawned):,.0f} tasks/s from process start "
+          f"({last_done - spawned:.2f} s), {len(done) / (last_done - first_start):,.0f} tasks/s "
+          f"from first task start; completed {len(done):,}/{n:,}")
+    flush(broker)
+
+
+def bench_latency(n: int, interval: float) -> None:
+    from tasks_app import producer
+    from tasks_app.connection import get_broker
+
+    broker = get_broker()
+    flush(broker)
+    worker = start_worker()
+    try:
+        time.sleep(2.0)  # let it register and go idle
+        ids = []
+        next_at = time.perf_counter()
+        for i in range(n):
+            ids.append(producer.enqueue("echo", {"i": i}).id)
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+        wait_drained(broker, timeout=60)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    pipe = broker.client.pipeline(transaction=False)
+    for tid in ids:
+        pipe.hget(broker.keys.task(tid), "wait_us")
+    # wait_us: from the enqueue script to the dequeue script that started the task,
+    # both on the Redis clock, in microseconds.
+    latencies = [int(w) / 1000 for w in pipe.execute()]
+    print(f"(c) enqueue-to-start latency, idle worker, one task every {interval * 1000:.0f} ms "
+          f"({n} tasks): p50 {percentile(latencies, 50):.2f} ms, "
+          f"p99 {percentile(latencies, 99):.2f} ms, max {max(latencies):.2f} ms")
+    flush(broker)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    args = parser.parse_args()
+    server = start_redis()
+    setup_django()
+    try:
+        if args.quick:
+            bench_enqueue(2_000, 20_000, 1000)
+            bench_drain(2_000)
+            bench_latency(200, 0.005)
+        else:
+            bench_enqueue(20_000, 200_000, 1000)
+            bench_drain(20_000)
+            bench_latency(2_000, 0.005)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

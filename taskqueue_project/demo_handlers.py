@@ -1,0 +1,57 @@
+"""Demo task handlers used by the README tour and the tests (TASKQUEUE_DEMO_HANDLERS=0 turns
+them off)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from typing import Any
+
+from tasks_app.core.errors import NonRetryableError
+from tasks_app.core.registry import TaskContext, handler
+
+
+@handler("echo")
+def echo(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Return the payload."""
+    return payload
+
+
+@handler("sleep")
+def sleep(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleep ``payload["seconds"]`` and say so."""
+    seconds = float(payload.get("seconds", 1))
+    time.sleep(seconds)
+    return {"slept": payload.get("seconds", 1)}
+
+
+@handler("fail")
+def fail(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Fail: for the first ``fail_times`` attempts, or always; ``permanent`` skips retries."""
+    message = str(payload.get("message", "task failed"))
+    if payload.get("permanent"):
+        raise NonRetryableError(message)
+    fail_times = payload.get("fail_times")
+    if fail_times is not None and ctx.attempt > int(fail_times):
+        return {"ok": True}
+    raise RuntimeError(message)
+
+
+@handler("email")
+def email(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Check ``to`` and ``subject`` and pretend to send."""
+    for field in ("to", "subject"):
+        if not isinstance(payload.get(field), str) or not payload[field]:
+            raise NonRetryableError(f"email needs a non-empty '{field}'")
+    if "@" not in payload["to"]:
+        raise NonRetryableError(f"invalid recipient {payload['to']!r}")
+    time.sleep(0.01)
+    return {"sent": True, "message_id": f"msg-{uuid.uuid4().hex[:12]}"}
+
+
+@handler("crash")
+def crash(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """End the running process at once, as a segfault or an OOM kill would."""
+    os.kill(os.getpid(), signal.SIGKILL)

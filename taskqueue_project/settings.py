@@ -1,0 +1,173 @@
+"""Django settings for the taskqueue project; everything tunable comes from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def env_bool(text: str) -> bool:
+    """Parse "1"/"0" (also true/false, yes/no, on/off) into a bool."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"expected 1 or 0, got {text!r}")
+
+
+def parse_env(name: str, text: str, parse: Callable[[str], Any]) -> Any:
+    """Parse one variable's text, naming the variable if it is malformed."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Environment variable {name}: {exc}") from exc
+
+
+def env_list(text: str) -> list[str]:
+    """Split a comma-separated value, dropping blanks."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# (environment variable, TASKQUEUE key, parser); defaults live in tasks_app/conf.py.
+TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("REDIS_URL", "REDIS_URL", str),
+    ("TASKQUEUE_NAMESPACE", "NAMESPACE", str),
+    ("TASKQUEUE_DEFAULT_PRIORITY", "DEFAULT_PRIORITY", int),
+    ("TASKQUEUE_DEFAULT_MAX_RETRIES", "DEFAULT_MAX_RETRIES", int),
+    ("TASKQUEUE_DEFAULT_TIMEOUT", "DEFAULT_TIMEOUT", int),
+    ("TASKQUEUE_RETRY_BACKOFF_BASE", "RETRY_BACKOFF_BASE", float),
+    ("TASKQUEUE_RETRY_BACKOFF_FACTOR", "RETRY_BACKOFF_FACTOR", float),
+    ("TASKQUEUE_RETRY_BACKOFF_MAX", "RETRY_BACKOFF_MAX", float),
+    ("TASKQUEUE_LEASE_SECONDS", "LEASE_SECONDS", float),
+    ("TASKQUEUE_HEARTBEAT_INTERVAL", "HEARTBEAT_INTERVAL", float),
+    ("TASKQUEUE_HEARTBEAT_TIMEOUT", "HEARTBEAT_TIMEOUT", float),
+    ("TASKQUEUE_RECOVERY_INTERVAL", "RECOVERY_INTERVAL", float),
+    ("TASKQUEUE_RESULT_TTL", "RESULT_TTL", float),
+    ("TASKQUEUE_MAX_PENDING", "MAX_PENDING", int),
+    ("TASKQUEUE_SHUTDOWN_GRACE", "SHUTDOWN_GRACE", float),
+    ("TASKQUEUE_CONCURRENCY", "CONCURRENCY", int),
+    ("TASKQUEUE_DEMO_HANDLERS", "DEMO_HANDLERS", env_bool),
+    ("TASKQUEUE_HANDLER_MODULE", "HANDLER_MODULE", str),
+)
+
+
+def taskqueue_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Build the TASKQUEUE dict from the variables that are set (and not blank)."""
+    result: dict[str, Any] = {}
+    for name, key, parse in TASKQUEUE_ENV:
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        result[key] = parse_env(name, text, parse)
+    return result
+
+
+def database_path(environ: Mapping[str, str]) -> Path:
+    """Return the SQLite file (DATABASE_PATH or var/db.sqlite3), creating its folder."""
+    path = Path(environ.get("DATABASE_PATH") or VAR_DIR / "db.sqlite3")
+    path = path if path.is_absolute() else BASE_DIR / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-dev-only-change-me"
+DEBUG = parse_env("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG", "1"), env_bool)
+ALLOWED_HOSTS = env_list(os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "tasks_app.apps.TasksAppConfig",
+    "workers_app.apps.WorkersAppConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "taskqueue_project.urls"
+WSGI_APPLICATION = "taskqueue_project.wsgi.application"
+ASGI_APPLICATION = "taskqueue_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": database_path(os.environ),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO").upper()
+
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "console"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "django": {"level": "INFO", "propagate": True},
+        "tasks_app": {"level": LOG_LEVEL, "propagate": True},
+        "workers_app": {"level": LOG_LEVEL, "propagate": True},
+        "taskqueue_project": {"level": LOG_LEVEL, "propagate": True},
+    },
+}
+
+TASKQUEUE = taskqueue_from_env(os.environ)

@@ -1,0 +1,8 @@
+"""Root URLconf; /admin/ is reserved for the REST admin API, Django's admin lives elsewhere."""
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, path
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("django-admin/", admin.site.urls),
+]

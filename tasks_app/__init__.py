@@ -1,0 +1,1 @@
+"""Django edge of the task queue: settings, broker connection and handler discovery."""

@@ -1,0 +1,17 @@
+"""App config for the task queue's Django edge."""
+
+from django.apps import AppConfig
+
+
+class TasksAppConfig(AppConfig):
+    """Imports every app's task handler module once the registry is ready."""
+
+    name = "tasks_app"
+    verbose_name = "Task queue"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Discover task handlers."""
+        from tasks_app.discovery import autodiscover
+
+        autodiscover()

@@ -1,0 +1,205 @@
+"""The one settings object: ``settings.TASKQUEUE`` read lazily over DEFAULTS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from tasks_app.core.config import Config
+
+DEFAULTS: dict[str, Any] = {
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "NAMESPACE": "default",
+    "DEFAULT_PRIORITY": 0,
+    "DEFAULT_MAX_RETRIES": 3,
+    "DEFAULT_TIMEOUT": 300,
+    "RETRY_BACKOFF_BASE": 1.0,
+    "RETRY_BACKOFF_FACTOR": 2.0,
+    "RETRY_BACKOFF_MAX": 600.0,
+    "LEASE_SECONDS": 30.0,
+    "HEARTBEAT_INTERVAL": 5.0,
+    "HEARTBEAT_TIMEOUT": 15.0,
+    "RECOVERY_INTERVAL": 5.0,
+    "RESULT_TTL": 604800.0,
+    "MAX_PENDING": 1_000_000,
+    "SHUTDOWN_GRACE": 30.0,
+    "CONCURRENCY": None,
+    "DEMO_HANDLERS": True,
+    "HANDLER_MODULE": "handlers",
+}
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+Validator = Callable[[str, Any], Any]
+
+
+def invalid(key: str, value: Any, expected: str) -> ImproperlyConfigured:
+    """Build the error for a bad ``TASKQUEUE[key]``."""
+    return ImproperlyConfigured(f"TASKQUEUE[{key!r}] must be {expected}; got {value!r}.")
+
+
+def integer(minimum: int | None = None) -> Validator:
+    """Accept an int (not a bool) of at least ``minimum``."""
+    expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(key, value, expected)
+        if minimum is not None and value < minimum:
+            raise invalid(key, value, expected)
+        return value
+
+    return check
+
+
+def number(minimum: float = 0.0, *, inclusive: bool = False) -> Validator:
+    """Accept an int or float above ``minimum`` (or equal if inclusive), as float."""
+    expected = f"a number {'>=' if inclusive else '>'} {minimum:g}"
+
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise invalid(key, value, expected)
+        too_small = value < minimum if inclusive else value <= minimum
+        if too_small:
+            raise invalid(key, value, expected)
+        return float(value)
+
+    return check
+
+
+def boolean(key: str, value: Any) -> bool:
+    """Accept a bool."""
+    if not isinstance(value, bool):
+        raise invalid(key, value, "True or False")
+    return value
+
+
+def matching(pattern: re.Pattern[str], expected: str) -> Validator:
+    """Accept a str that fully matches ``pattern``."""
+
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise invalid(key, value, expected)
+        return value
+
+    return check
+
+
+def redis_url(key: str, value: Any) -> str:
+    """Accept a redis://, rediss:// or unix:// URL."""
+    if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+        raise invalid(key, value, "a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def optional(validator: Validator) -> Validator:
+    """Accept None or whatever ``validator`` accepts."""
+
+    def check(key: str, value: Any) -> Any:
+        return None if value is None else validator(key, value)
+
+    return check
+
+
+VALIDATORS: dict[str, Validator] = {
+    "REDIS_URL": redis_url,
+    "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
+    "DEFAULT_PRIORITY": integer(),
+    "DEFAULT_MAX_RETRIES": integer(minimum=0),
+    "DEFAULT_TIMEOUT": integer(minimum=1),
+    "RETRY_BACKOFF_BASE": number(inclusive=True),
+    "RETRY_BACKOFF_FACTOR": number(1.0, inclusive=True),
+    "RETRY_BACKOFF_MAX": number(inclusive=True),
+    "LEASE_SECONDS": number(),
+    "HEARTBEAT_INTERVAL": number(),
+    "HEARTBEAT_TIMEOUT": number(),
+    "RECOVERY_INTERVAL": number(),
+    "RESULT_TTL": number(),
+    "MAX_PENDING": integer(minimum=1),
+    "SHUTDOWN_GRACE": number(inclusive=True),
+    "CONCURRENCY": optional(integer(minimum=1)),
+    "DEMO_HANDLERS": boolean,
+    "HANDLER_MODULE": matching(MODULE_PATTERN, "a dotted module name"),
+}
+
+CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
+
+
+class TaskQueueSettings:
+    """Lazy, cached, validated view of ``settings.TASKQUEUE`` over DEFAULTS."""
+
+    def __init__(self, defaults: Mapping[str, Any] = DEFAULTS) -> None:
+        self.defaults = dict(defaults)
+        self._cached: set[str] = set()
+        self._user: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        """The project's ``TASKQUEUE`` dict, checked for unknown keys."""
+        if self._user is None:
+            self._user = self._load_user_settings()
+        return self._user
+
+    def _load_user_settings(self) -> dict[str, Any]:
+        """Read and check ``settings.TASKQUEUE``."""
+        user = getattr(settings, "TASKQUEUE", None) or {}
+        if not isinstance(user, Mapping):
+            raise ImproperlyConfigured("settings.TASKQUEUE must be a dict.")
+        unknown = sorted(set(user) - set(self.defaults))
+        if unknown:
+            raise ImproperlyConfigured(f"Unknown TASKQUEUE keys: {', '.join(unknown)}.")
+        return dict(user)
+
+    def __getattr__(self, key: str) -> Any:
+        if key not in self.defaults:
+            raise AttributeError(f"Invalid TASKQUEUE setting: {key!r}")
+        value = VALIDATORS[key](key, self.user_settings.get(key, self.defaults[key]))
+        self._cached.add(key)
+        setattr(self, key, value)
+        return value
+
+    def reload(self) -> None:
+        """Forget cached values so the next read sees the current settings."""
+        for key in self._cached:
+            delattr(self, key)
+        self._cached.clear()
+        self._user = None
+
+    def core_config(self) -> Config:
+        """Build the core ``Config`` from every key that names one of its fields."""
+        values = {
+            key.lower(): getattr(self, key) for key in self.defaults if key.lower() in CONFIG_FIELDS
+        }
+        if values["concurrency"] is None:
+            del values["concurrency"]
+        check_heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"])
+        return Config(**values)
+
+
+def check_heartbeat(interval: float, timeout: float) -> None:
+    """Require HEARTBEAT_TIMEOUT to exceed HEARTBEAT_INTERVAL."""
+    if timeout <= interval:
+        raise ImproperlyConfigured(
+            f"TASKQUEUE['HEARTBEAT_TIMEOUT'] ({timeout:g}) must be greater than "
+            f"TASKQUEUE['HEARTBEAT_INTERVAL'] ({interval:g})."
+        )
+
+
+tq_settings = TaskQueueSettings()
+
+
+def reload_tq_settings(*, setting: str, **kwargs: Any) -> None:
+    """Reload ``tq_settings`` when ``TASKQUEUE`` changes (override_settings)."""
+    if setting == "TASKQUEUE":
+        tq_settings.reload()
+
+
+setting_changed.connect(reload_tq_settings)

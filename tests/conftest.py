@@ -1,0 +1,77 @@
+"""Shared fixtures: one real redis-server for the whole session, flushed before each test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasks_app.core.redis_server import EmbeddedRedis
+
+REDIS_KEY = pytest.StashKey[EmbeddedRedis]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start the session's redis-server and point REDIS_URL (env and Django) at it."""
+    if config.option.help or config.option.version:
+        return
+    server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-test-redis-"), persistence=True)
+    server.start()
+    config.stash[REDIS_KEY] = server
+    os.environ["REDIS_URL"] = server.url
+    point_django_at(server.url)
+
+
+def point_django_at(url: str) -> None:
+    """Patch the already-loaded settings: pytest-django imports them before any conftest."""
+    from django.conf import settings
+
+    from tasks_app.conf import tq_settings
+
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "REDIS_URL": url}
+    tq_settings.reload()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the session's redis-server and remove its data dir."""
+    server = config.stash.get(REDIS_KEY, None)
+    if server is None:
+        return
+    server.stop()
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(pytestconfig: pytest.Config) -> EmbeddedRedis:
+    """The session's real redis-server (AOF on, so restart() keeps data)."""
+    return pytestconfig.stash[REDIS_KEY]
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """A decode_responses client for the session's server."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
+    """Start every test with an empty Redis and no cached broker."""
+    if not redis_server.running:
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    reset_cached_broker()
+    yield
+
+
+def reset_cached_broker() -> None:
+    """Drop the process-wide broker so it reconnects with the current settings."""
+    from tasks_app.connection import reset_broker
+
+    reset_broker()

@@ -1,0 +1,80 @@
+"""``python manage.py runworker_tq``: run a taskqueue worker."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
+
+from tasks_app.conf import tq_settings
+from tasks_app.core.registry import registry
+from tasks_app.core.states import Priority
+from workers_app.logging import configure
+from workers_app.runtime.hooks import Hook
+from workers_app.runtime.worker import Worker, WorkerOptions
+
+
+class CloseDatabaseConnections(Hook):
+    """A forked slot must not share the supervisor's database connections."""
+
+    def slot_started(self, worker_id: str, index: int) -> None:
+        for conn in connections.all(initialized_only=True):
+            conn.inc_thread_sharing()
+            conn.close()
+            conn.dec_thread_sharing()
+
+
+def parse_priorities(text: str) -> list[int]:
+    """'high,critical' or '2,3' -> [2, 3]."""
+    try:
+        items = [Priority.parse(int(p) if p.strip().isdigit() else p.strip())
+                 for p in text.split(",") if p.strip()]
+    except ValueError as exc:
+        raise CommandError(f"--priorities: {exc}") from None
+    if not items:
+        raise CommandError("--priorities: give at least one priority")
+    return sorted({int(p) for p in items})
+
+
+class Command(BaseCommand):
+    help = "Run a taskqueue worker: slot processes that take and run tasks."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--concurrency", "-c", type=int, default=None,
+                            help="slot processes (default: TASKQUEUE CONCURRENCY or CPU count)")
+        parser.add_argument("--priorities", default="low,normal,high,critical",
+                            help="comma-separated priorities to serve (names or 0-3)")
+        parser.add_argument("--worker-id", default=None, help="id in the registry")
+        parser.add_argument("--burst", action="store_true",
+                            help="exit once no pending task is left")
+        parser.add_argument("--max-tasks", type=int, default=None,
+                            help="exit after running this many tasks")
+        parser.add_argument("--grace", type=float, default=None,
+                            help="seconds running tasks get to finish on shutdown")
+        parser.add_argument("--log-level", default="info",
+                            choices=["debug", "info", "warning", "error"])
+        parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        for name in ("concurrency", "max_tasks"):
+            if opts[name] is not None and opts[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        configure(opts["log_level"], opts["log_format"])
+        if not registry.names():
+            self.stderr.write("warning: no task handlers are registered")
+        options = WorkerOptions(
+            concurrency=opts["concurrency"],
+            priorities=parse_priorities(opts["priorities"]),
+            worker_id=opts["worker_id"],
+            burst=opts["burst"],
+            max_tasks=opts["max_tasks"],
+            shutdown_grace=opts["grace"],
+        )
+        worker = Worker(tq_settings.core_config(), options, registry,
+                        hooks=[CloseDatabaseConnections()])
+        code = worker.run()
+        sys.stdout.flush()
+        if code:
+            sys.exit(code)

@@ -1,0 +1,109 @@
+"""Runs one handler call with its time limit and turns the outcome into a report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tasks_app.core.errors import NonRetryableError, UnknownTaskType
+from tasks_app.core.registry import HandlerRegistry, TaskContext
+from tasks_app.core.task import Job
+
+log = logging.getLogger("taskqueue.worker")
+
+
+class TaskTimeout(BaseException):
+    """Raised in a handler at its deadline; a BaseException so ``except Exception`` misses it."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one attempt."""
+
+    ok: bool
+    duration: float
+    result_json: str = "null"
+    error: str = ""
+    permanent: bool = False
+
+
+def timeout_message(seconds: float) -> str:
+    """The error recorded for an attempt stopped at its time limit."""
+    return f"timed out after {seconds:g} s"
+
+
+def _raise_timeout(signum: int, frame: Any) -> None:
+    raise TaskTimeout()
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`TaskTimeout` in the main thread after ``seconds`` (SIGALRM)."""
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Executor:
+    """Calls handlers from a registry; one per slot process."""
+
+    def __init__(self, registry: HandlerRegistry) -> None:
+        self.registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, job: Job) -> Report:
+        """Run the job's handler and report success or failure."""
+        start = time.perf_counter()
+        try:
+            result = self._call(job)
+        except TaskTimeout:
+            return self._failed(start, timeout_message(job.timeout))
+        except NonRetryableError as exc:
+            return self._failed(start, _describe(exc), permanent=True)
+        except Exception as exc:
+            log.info("task %s attempt %d failed: %s", job.id, job.attempt, _describe(exc),
+                     exc_info=not isinstance(exc, UnknownTaskType), extra={"task_id": job.id})
+            return self._failed(start, _describe(exc))
+        try:
+            result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return self._failed(start, f"result is not JSON-serialisable: {exc}")
+        return Report(True, time.perf_counter() - start, result_json=result_json)
+
+    def _call(self, job: Job) -> Any:
+        handler = self.registry.get(job.type)
+        ctx = TaskContext(job.id, job.type, job.attempt, job.max_retries, job.priority,
+                          job.metadata)
+        if handler.is_async:
+            coro = asyncio.wait_for(handler.func(job.payload, ctx), job.timeout)
+            try:
+                return self._event_loop().run_until_complete(coro)
+            except TimeoutError:
+                raise TaskTimeout() from None
+        with time_limit(job.timeout):
+            return handler.func(job.payload, ctx)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    @staticmethod
+    def _failed(start: float, error: str, permanent: bool = False) -> Report:
+        return Report(False, time.perf_counter() - start, error=error, permanent=permanent)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else exc.__class__.__name__

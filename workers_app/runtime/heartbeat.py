@@ -1,0 +1,42 @@
+"""Heartbeat: keeps the worker's registry record and its tasks' leases fresh."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tasks_app.core.broker import Broker
+
+from .loops import Loop
+
+log = logging.getLogger("taskqueue.worker")
+
+
+class Heartbeat(Loop):
+    """Every ``heartbeat_interval``: refresh the record, renew leases, report lost ones."""
+
+    name = "heartbeat"
+
+    def __init__(
+        self,
+        broker: Broker,
+        worker_id: str,
+        fields: Callable[[], dict[str, Any]],
+        running: Callable[[], list[tuple[str, str]]],
+        on_lost: Callable[[list[str]], None],
+    ) -> None:
+        super().__init__(broker.config.heartbeat_interval)
+        self.broker = broker
+        self.worker_id = worker_id
+        self.fields = fields
+        self.running = running
+        self.on_lost = on_lost
+        self.paused = False
+
+    def run_once(self) -> None:
+        """Send one heartbeat."""
+        self.paused, lost = self.broker.heartbeat(self.worker_id, self.fields(), self.running())
+        if lost:
+            log.warning("lease lost for %d task(s): %s", len(lost), ", ".join(lost))
+            self.on_lost(lost)

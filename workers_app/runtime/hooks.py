@@ -1,0 +1,78 @@
+"""Hooks around task execution: events, metrics and logs hang here, not in the loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tasks_app.core.broker import Outcome
+from tasks_app.core.task import Job
+
+from .executor import Report
+
+log = logging.getLogger("taskqueue.worker")
+
+
+class Hook:
+    """Override what you need; every method is a no-op by default."""
+
+    def slot_started(self, worker_id: str, index: int) -> None:
+        """Runs in a freshly forked slot process (close inherited connections here)."""
+
+    def task_started(self, worker_id: str, job: Job) -> None:
+        """A slot started an attempt."""
+
+    def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
+        """An attempt ended and the broker recorded it."""
+
+    def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
+        """The worker joined, left, paused or resumed."""
+
+
+class LogHook(Hook):
+    """Logs every attempt with task and worker ids."""
+
+    def task_started(self, worker_id: str, job: Job) -> None:
+        log.debug("started %s %s attempt %d", job.type, job.id, job.attempt,
+                  extra={"task_id": job.id, "worker_id": worker_id})
+
+    def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
+        extra = {"task_id": job.id, "worker_id": worker_id}
+        if report.ok:
+            log.debug("completed %s %s in %.3fs", job.type, job.id, report.duration, extra=extra)
+        else:
+            log.info("attempt %d of %s %s failed (%s) -> %s", job.attempt, job.type, job.id,
+                     report.error, outcome.state.value, extra=extra)
+
+    def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
+        log.info("worker %s %s", worker_id, event, extra={"worker_id": worker_id})
+
+
+class Hooks(Hook):
+    """Calls several hooks in order; a failing hook is logged, never fatal."""
+
+    def __init__(self, hooks: list[Hook]) -> None:
+        self.hooks = hooks
+
+    def slot_started(self, worker_id: str, index: int) -> None:
+        for hook in self.hooks:
+            _safe(hook.slot_started, worker_id, index)
+
+    def task_started(self, worker_id: str, job: Job) -> None:
+        for hook in self.hooks:
+            _safe(hook.task_started, worker_id, job)
+
+    def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
+        for hook in self.hooks:
+            _safe(hook.task_finished, worker_id, job, report, outcome)
+
+    def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
+        for hook in self.hooks:
+            _safe(hook.worker_event, worker_id, event, **info)
+
+
+def _safe(method: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        method(*args, **kwargs)
+    except Exception:
+        log.exception("hook %r failed", method)

@@ -1,0 +1,149 @@
+"""A slot process: takes one task at a time, runs it, reports the outcome."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tasks_app.core import broker as brokermod
+from tasks_app.core.broker import Broker, Outcome
+from tasks_app.core.config import Config
+from tasks_app.core.errors import BrokerUnavailable, StaleLease
+from tasks_app.core.registry import HandlerRegistry
+from tasks_app.core.task import Job
+
+from .executor import Executor, Report
+from .hooks import Hook
+from .slots import Slot
+
+log = logging.getLogger("taskqueue.worker")
+IDLE_WAIT = 1.0
+
+
+@dataclass
+class SlotSpec:
+    """Everything a slot process needs, inherited through fork."""
+
+    index: int
+    config: Config
+    worker_id: str
+    priorities: list[int]
+    registry: HandlerRegistry
+    hooks: Hook
+    slot: Slot
+    stop: Any  # multiprocessing.Value('b'): set by the supervisor
+    budget: Any  # multiprocessing.Value('q') tasks left, or None
+    burst: bool
+    parent_fd: int  # read end of the supervisor's life pipe
+    parent_write_fd: int  # its write end, closed in the slot
+
+
+class SlotProcess:
+    """The loop of one slot process."""
+
+    def __init__(self, spec: SlotSpec) -> None:
+        self.spec = spec
+        self.broker = Broker.from_config(spec.config)
+        self.executor = Executor(spec.registry)
+        self._failures = 0
+
+    def run(self) -> None:
+        """Take and run tasks until told to stop."""
+        while not self.spec.stop.value:
+            if not self._take_ticket():
+                return
+            try:
+                got = self.broker.dequeue(self.spec.worker_id, self.spec.priorities)
+                self._failures = 0
+            except BrokerUnavailable as exc:
+                self._return_ticket()
+                self._backoff(exc)
+                continue
+            if isinstance(got, Job):
+                self._run(got)
+                continue
+            self._return_ticket()
+            if got == brokermod.EMPTY and self.spec.burst:
+                return
+            self._idle(got)
+
+    def _idle(self, why: str) -> None:
+        if why == brokermod.UNREGISTERED:
+            time.sleep(0.2)
+            return
+        try:
+            self.broker.wait_for_work(self.spec.worker_id, self.spec.priorities, IDLE_WAIT,
+                                      paused=why == brokermod.PAUSED)
+        except BrokerUnavailable as exc:
+            self._backoff(exc)
+
+    def _run(self, job: Job) -> None:
+        self.spec.slot.begin(job)
+        self.spec.hooks.task_started(self.spec.worker_id, job)
+        report = self.executor.run(job)
+        outcome = self._record(job, report)
+        self.spec.slot.clear()
+        if outcome is not None:
+            self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
+
+    def _record(self, job: Job, report: Report) -> Outcome | None:
+        """Report the outcome, retrying while Redis is away; None when the lease was lost."""
+        while True:
+            try:
+                if report.ok:
+                    return self.broker.ack(job, self.spec.worker_id, report.result_json)
+                return self.broker.fail(job.id, self.spec.worker_id, job.fence, report.error,
+                                        permanent=report.permanent)
+            except StaleLease:
+                log.warning("lease of task %s was taken over; outcome discarded", job.id,
+                            extra={"task_id": job.id})
+                return None
+            except BrokerUnavailable as exc:
+                self._backoff(exc)
+
+    def _take_ticket(self) -> bool:
+        budget = self.spec.budget
+        if budget is None:
+            return True
+        with budget.get_lock():
+            if budget.value <= 0:
+                return False
+            budget.value -= 1
+            return True
+
+    def _return_ticket(self) -> None:
+        if self.spec.budget is not None:
+            with self.spec.budget.get_lock():
+                self.spec.budget.value += 1
+
+    def _backoff(self, exc: Exception) -> None:
+        self._failures += 1
+        delay = min(0.1 * 2 ** min(self._failures, 6), 5.0)
+        log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+        time.sleep(delay)
+
+
+def _watch_parent(fd: int) -> None:
+    """Exit at once when the supervisor dies (its end of the pipe closes)."""
+    try:
+        while os.read(fd, 1):
+            pass
+    except OSError:
+        pass
+    os._exit(70)
+
+
+def slot_main(spec: SlotSpec) -> None:
+    """Entry point of a forked slot process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.close(spec.parent_write_fd)
+    threading.Thread(target=_watch_parent, args=(spec.parent_fd,), daemon=True).start()
+    spec.hooks.slot_started(spec.worker_id, spec.index)
+    SlotProcess(spec).run()
+

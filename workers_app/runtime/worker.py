@@ -1,0 +1,283 @@
+"""The worker supervisor: forks slot processes, watches them, runs the background loops.
+
+Concurrency model: one process per slot.  A handler that overruns its timeout
+is interrupted in its slot (SIGALRM) and, if it does not yield, the slot is
+killed and replaced, so a stuck task never keeps running while its slot takes
+the next one.  The supervisor holds the heartbeat, so leases of long tasks stay
+renewed while the worker lives, and it records crashes and hard timeouts of
+its slots as failed attempts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks_app.core.broker import Broker
+from tasks_app.core.config import Config
+from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
+from tasks_app.core.keys import PRIORITIES
+from tasks_app.core.registry import HandlerRegistry
+from tasks_app.core.registry import registry as default_registry
+
+from .executor import timeout_message
+from .heartbeat import Heartbeat
+from .hooks import Hook, Hooks, LogHook
+from .promoter import Promoter
+from .recoverer import Recoverer
+from .slot import SlotSpec, slot_main
+from .slots import Slot
+
+log = logging.getLogger("taskqueue.worker")
+HARD_KILL_GRACE = 2.0
+TICK = 0.05
+_fork = multiprocessing.get_context("fork")
+
+
+def default_worker_id() -> str:
+    """hostname, pid and a random suffix: unique across hosts and restarts."""
+    return f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class WorkerOptions:
+    """What ``runworker_tq`` can set."""
+
+    concurrency: int | None = None
+    priorities: list[int] = field(default_factory=lambda: list(PRIORITIES))
+    worker_id: str | None = None
+    burst: bool = False
+    max_tasks: int | None = None
+    shutdown_grace: float | None = None
+
+
+@dataclass
+class _Child:
+    index: int
+    slot: Slot
+    process: Any  # multiprocessing.Process
+    killed_for_timeout: bool = False
+
+
+class Worker:
+    """One ``runworker_tq`` process."""
+
+    def __init__(self, config: Config, options: WorkerOptions | None = None,
+                 registry: HandlerRegistry | None = None, hooks: list[Hook] | None = None) -> None:
+        self.config = config
+        self.options = options or WorkerOptions()
+        self.registry = registry or default_registry
+        self.hooks = Hooks([LogHook(), *(hooks or [])])
+        self.id = self.options.worker_id or default_worker_id()
+        self.concurrency = self.options.concurrency or config.concurrency
+        self.priorities = sorted(set(self.options.priorities), reverse=True)
+        self.grace = (self.options.shutdown_grace if self.options.shutdown_grace is not None
+                      else config.shutdown_grace)
+        self.broker = Broker.from_config(config)
+        self.started_at = int(time.time() * 1000)
+        self.children: list[_Child] = []
+        self._stop = _fork.Value("b", 0, lock=False)
+        self._budget = _fork.Value("q", self.options.max_tasks) if self.options.max_tasks else None
+        self._stopping = threading.Event()
+        self._forced = threading.Event()
+        self._life_r, self._life_w = os.pipe()
+        self.heartbeat = Heartbeat(self.broker, self.id, self._fields, self._running,
+                                   self._lease_lost)
+        self.loops = [self.heartbeat, Recoverer(self.broker), Promoter(self.broker)]
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        self._install_signals()
+        if not self._register():
+            return 1
+        self.hooks.worker_event(self.id, "joined", concurrency=self.concurrency)
+        log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
+                 ",".join(map(str, self.priorities)))
+        self.children = [self._spawn(i) for i in range(self.concurrency)]
+        for loop in self.loops:
+            loop.start()
+        try:
+            self._supervise()
+        finally:
+            code = self._shutdown()
+        return code
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what the first SIGTERM/SIGINT does)."""
+        if self._stopping.is_set():
+            self._forced.set()
+            return
+        self._stopping.set()
+        self._stop.value = 1
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self.request_stop())
+
+    def _register(self) -> bool:
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                self.heartbeat.run_once()
+                return True
+            except BrokerUnavailable as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    def _spawn(self, index: int) -> _Child:
+        slot = Slot()
+        spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
+                        slot, self._stop, self._budget, self.options.burst, self._life_r,
+                        self._life_w)
+        process = _fork.Process(target=slot_main, args=(spec,), name=f"{self.id}-slot{index}",
+                                daemon=False)
+        process.start()
+        return _Child(index, slot, process)
+
+    # -- supervision -----------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            self._check_children(respawn=True)
+            if not any(c.process.is_alive() for c in self.children):
+                return
+            self._stopping.wait(TICK)
+
+    def _check_children(self, respawn: bool) -> None:
+        now = time.time()
+        for i, child in enumerate(self.children):
+            running = child.slot.snapshot()
+            alive = child.process.is_alive()
+            if alive and running and now > running.deadline + HARD_KILL_GRACE:
+                log.warning("task %s overran its %gs timeout; killing slot %d", running.task_id,
+                            running.timeout, child.index, extra={"task_id": running.task_id})
+                child.killed_for_timeout = True
+                _kill(child)
+                alive = False
+            if alive:
+                continue
+            crashed = child.process.exitcode != 0
+            self._record_death(child)
+            if crashed and respawn and not self._stopping.is_set():
+                self.children[i] = self._spawn(child.index)
+
+    def _record_death(self, child: _Child) -> None:
+        """Fail the attempt a dead slot was running: timeout or 'worker lost'."""
+        running = child.slot.snapshot()
+        if running is None:
+            return
+        child.slot.clear()
+        if child.killed_for_timeout:
+            error = timeout_message(running.timeout)
+        else:
+            error = "worker lost"
+            log.error("slot %d died (exit %s) running task %s", child.index,
+                      child.process.exitcode, running.task_id,
+                      extra={"task_id": running.task_id})
+        self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence, error))
+
+    def _settle(self, call: Any) -> None:
+        """Run a fenced broker call, retrying briefly while Redis is away."""
+        for attempt in range(20):
+            try:
+                call()
+                return
+            except StaleLease:
+                return
+            except BrokerUnavailable as exc:
+                if attempt == 19:
+                    log.error("could not reach redis (%s); the lease will expire instead", exc)
+                    return
+                time.sleep(0.25)
+            except TaskQueueError as exc:
+                log.warning("could not settle task: %s", exc)
+                return
+
+    def _lease_lost(self, task_ids: list[str]) -> None:
+        """Kill slots still running tasks whose lease another worker took over."""
+        lost = set(task_ids)
+        for child in self.children:
+            running = child.slot.snapshot()
+            if running and running.task_id in lost and child.process.is_alive():
+                log.error("killing slot %d: it runs task %s whose lease was lost", child.index,
+                          running.task_id, extra={"task_id": running.task_id})
+                child.slot.clear()
+                _kill(child)
+
+    # -- shutdown ----------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        self._stopping.set()
+        self._stop.value = 1
+        with contextlib.suppress(BrokerUnavailable):
+            self.broker.wake_worker(self.id, self.concurrency)
+        deadline = time.monotonic() + self.grace
+        while any(c.process.is_alive() for c in self.children):
+            if self._forced.is_set() or time.monotonic() > deadline:
+                break
+            self._check_children(respawn=False)
+            time.sleep(TICK)
+        self._put_back_unfinished()
+        for loop in self.loops:
+            loop.stop()
+        try:
+            self.broker.deregister(self.id)
+        except BrokerUnavailable as exc:
+            log.warning("could not deregister (%s); the registry drops us after the timeout", exc)
+        self.hooks.worker_event(self.id, "left")
+        os.close(self._life_w)
+        self.broker.close()
+        log.info("worker %s stopped", self.id)
+        return 1 if self._forced.is_set() else 0
+
+    def _put_back_unfinished(self) -> None:
+        for child in self.children:
+            _kill(child)
+            running = child.slot.snapshot()
+            if running is None:
+                continue
+            child.slot.clear()
+            log.warning("putting back unfinished task %s", running.task_id,
+                        extra={"task_id": running.task_id})
+            self._settle(lambda r=running: self.broker.requeue(r.task_id, self.id, r.fence))
+
+    # -- heartbeat callbacks ---------------------------------------------------
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.concurrency,
+            "started_at": self.started_at,
+            "priorities": ",".join(map(str, self.priorities)),
+            "stopping": "1" if self._stopping.is_set() else "0",
+        }
+
+    def _running(self) -> list[tuple[str, str]]:
+        out = []
+        for child in self.children:
+            running = child.slot.snapshot()
+            if running is not None:
+                out.append((running.task_id, running.fence))
+        return out
+
+
+def _kill(child: _Child) -> None:
+    if child.process.is_alive():
+        child.process.kill()
+    child.process.join(5)
