@@ -18,7 +18,7 @@ import redis
 from . import errors
 from .config import Config
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import Scripts, translate
 from .states import Priority, TaskState
 from .task import Job, Task, TaskSpec
 
@@ -155,23 +155,58 @@ class Broker:
 
     def ack(self, job: Job, worker_id: str, result_json: str) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
-        reply = self._run("ack", self.keys.leases, [job.id, worker_id, job.fence, result_json])
-        return Outcome(TaskState.COMPLETED, duplicate=reply[0] == "already")
+        reply = self._run("ack", self.keys.leases, self._ack_args(job, worker_id, result_json))
+        return _acked(reply)
 
     def fail(self, task_id: str, worker_id: str, fence: str, error: str,
              permanent: bool = False) -> Outcome:
         """End a failed attempt; the retry policy decides what comes next."""
+        args = self._fail_args(task_id, worker_id, fence, error, permanent)
+        return _failed(self._run("fail", self.keys.leases, args))
+
+    def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
+                           permanent: bool, priorities: Iterable[int]
+                           ) -> tuple[Outcome, Job | str]:
+        """Ack (ok) or fail an attempt and take the next task, in one round trip.
+
+        Not atomic: two scripts in one pipeline, each atomic.  If the first
+        raises (e.g. :class:`StaleLease`), the dequeue still ran; its result
+        rides on the exception as ``exc.next``.
+        """
+        order = sorted(priorities, reverse=True)
+        if ok:
+            name, args = "ack", self._ack_args(job, worker_id, value)
+        else:
+            name, args = "fail", self._fail_args(job.id, worker_id, job.fence, value, permanent)
+        calls = [(name, args), ("dequeue", [worker_id, *order])]
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for script, script_args in calls:
+                self.scripts.queue(script, self.keys.leases, script_args, pipe)
+            replies = pipe.execute(raise_on_error=False)
+            first, second = (
+                self.scripts.rerun(script, self.keys.leases, script_args)
+                if isinstance(reply, redis.exceptions.NoScriptError) else reply
+                for (script, script_args), reply in zip(calls, replies, strict=True)
+            )
+        if isinstance(second, Exception):
+            raise translate(second)
+        nxt = Job.from_reply(second) if second[0] == "task" else str(second[0])
+        if isinstance(first, Exception):
+            exc = translate(first)
+            exc.next = nxt  # type: ignore[attr-defined]
+            raise exc
+        return (_acked(first) if ok else _failed(first)), nxt
+
+    @staticmethod
+    def _ack_args(job: Job, worker_id: str, result_json: str) -> list[Any]:
+        return [job.id, worker_id, job.fence, result_json]
+
+    @staticmethod
+    def _fail_args(task_id: str, worker_id: str, fence: str, error: str,
+                   permanent: bool) -> list[Any]:
         kind = "permanent" if permanent else "retry"
-        args = [task_id, worker_id, fence, error, kind, random.randrange(1 << 30)]
-        reply = self._run("fail", self.keys.leases, args)
-        if reply[0] == "already":
-            return Outcome(TaskState(reply[1]), duplicate=True)
-        state = TaskState(reply[0])
-        if state is TaskState.RETRYING:
-            return Outcome(state, next_retry_at=int(reply[1]))
-        if state is TaskState.DEAD_LETTER:
-            return Outcome(state, dlq_message_id=reply[1])
-        return Outcome(state)
+        return [task_id, worker_id, fence, error, kind, random.randrange(1 << 30)]
 
     def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
         """Put a running task back at its place in line without counting the attempt."""
@@ -223,6 +258,21 @@ class Broker:
     def control(self, target: str, ident: str | int, action: str) -> None:
         """Pause or resume a worker or a priority queue."""
         self._run("control", self.keys.workers, [target, ident, action])
+
+
+def _acked(reply: list[Any]) -> Outcome:
+    return Outcome(TaskState.COMPLETED, duplicate=reply[0] == "already")
+
+
+def _failed(reply: list[Any]) -> Outcome:
+    if reply[0] == "already":
+        return Outcome(TaskState(reply[1]), duplicate=True)
+    state = TaskState(reply[0])
+    if state is TaskState.RETRYING:
+        return Outcome(state, next_retry_at=int(reply[1]))
+    if state is TaskState.DEAD_LETTER:
+        return Outcome(state, dlq_message_id=reply[1])
+    return Outcome(state)
 
 
 def _is_uuid(value: str) -> bool:

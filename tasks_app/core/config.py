@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 
 def _default_concurrency() -> int:
-    return max(2, os.cpu_count() or 2)
+    """Two slot processes per CPU: slots wait on Redis and I/O, so one per CPU idles."""
+    return 2 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,16 @@ class Scripts:
             raise translate(exc) from None
 
     def queue(self, name: str, key: str, args: list[Any], pipe: Any) -> None:
-        """Add a script call to a pipeline; replies are checked with :func:`translate`."""
-        self._scripts[name](keys=[key], args=args, client=pipe)
+        """Add an EVALSHA to a pipeline (no SCRIPT EXISTS round trip).
+
+        A ``NoScriptError`` reply (Redis restarted or flushed its scripts) is
+        the caller's to handle: :meth:`rerun` loads and runs the script.
+        """
+        pipe.evalsha(self._scripts[name].sha, 1, key, *args)
+
+    def rerun(self, name: str, key: str, args: list[Any]) -> Any:
+        """Run a script whose pipelined EVALSHA met NOSCRIPT (this call loads it)."""
+        return self(name, key, args)
 
 
 def translate(exc: Exception) -> Exception:

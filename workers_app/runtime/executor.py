@@ -39,20 +39,27 @@ def timeout_message(seconds: float) -> str:
     return f"timed out after {seconds:g} s"
 
 
+_armed = False
+
+
 def _raise_timeout(signum: int, frame: Any) -> None:
-    raise TaskTimeout()
+    if _armed:
+        raise TaskTimeout()
 
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Raise :class:`TaskTimeout` in the main thread after ``seconds`` (SIGALRM)."""
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    global _armed
+    if signal.getsignal(signal.SIGALRM) is not _raise_timeout:
+        signal.signal(signal.SIGALRM, _raise_timeout)
+    _armed = True
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
+        _armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Executor:

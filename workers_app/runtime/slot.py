@@ -51,26 +51,34 @@ class SlotProcess:
         self.broker = Broker.from_config(spec.config)
         self.executor = Executor(spec.registry)
         self._failures = 0
+        self._ticket = False
 
     def run(self) -> None:
         """Take and run tasks until told to stop."""
-        while not self.spec.stop.value:
-            if not self._take_ticket():
-                return
-            try:
-                got = self.broker.dequeue(self.spec.worker_id, self.spec.priorities)
-                self._failures = 0
-            except BrokerUnavailable as exc:
+        got: Job | str | None = None
+        while True:
+            if got is None:
+                if self.spec.stop.value or not self._take_ticket():
+                    return
+                got = self._dequeue()
+            elif isinstance(got, Job):
+                got = self._run(got)
+            else:
                 self._return_ticket()
-                self._backoff(exc)
-                continue
-            if isinstance(got, Job):
-                self._run(got)
-                continue
+                if got == brokermod.EMPTY and self.spec.burst:
+                    return
+                self._idle(got)
+                got = None
+
+    def _dequeue(self) -> Job | str | None:
+        try:
+            got = self.broker.dequeue(self.spec.worker_id, self.spec.priorities)
+        except BrokerUnavailable as exc:
             self._return_ticket()
-            if got == brokermod.EMPTY and self.spec.burst:
-                return
-            self._idle(got)
+            self._backoff(exc)
+            return None
+        self._failures = 0
+        return got
 
     def _idle(self, why: str) -> None:
         if why == brokermod.UNREGISTERED:
@@ -82,44 +90,60 @@ class SlotProcess:
         except BrokerUnavailable as exc:
             self._backoff(exc)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> Job | str | None:
+        """Run one job, record its outcome and (in the same round trip) take the next."""
+        self._ticket = False
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
         report = self.executor.run(job)
-        outcome = self._record(job, report)
+        fetch = not self.spec.stop.value and self._take_ticket()
+        outcome, nxt = self._record(job, report, fetch)
         self.spec.slot.clear()
+        self.spec.slot.count(report.ok)
         if outcome is not None:
             self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
+        if nxt is None:
+            self._return_ticket()
+        return nxt
 
-    def _record(self, job: Job, report: Report) -> Outcome | None:
+    def _record(self, job: Job, report: Report, fetch: bool
+                ) -> tuple[Outcome | None, Job | str | None]:
         """Report the outcome, retrying while Redis is away; None when the lease was lost."""
+        value = report.result_json if report.ok else report.error
         while True:
             try:
+                if fetch:
+                    return self.broker.finish_and_dequeue(
+                        job, self.spec.worker_id, report.ok, value, report.permanent,
+                        self.spec.priorities)
                 if report.ok:
-                    return self.broker.ack(job, self.spec.worker_id, report.result_json)
-                return self.broker.fail(job.id, self.spec.worker_id, job.fence, report.error,
-                                        permanent=report.permanent)
-            except StaleLease:
+                    return self.broker.ack(job, self.spec.worker_id, value), None
+                return self.broker.fail(job.id, self.spec.worker_id, job.fence, value,
+                                        permanent=report.permanent), None
+            except StaleLease as exc:
                 log.warning("lease of task %s was taken over; outcome discarded", job.id,
                             extra={"task_id": job.id})
-                return None
+                return None, getattr(exc, "next", None)
             except BrokerUnavailable as exc:
+                fetch = False
                 self._backoff(exc)
 
     def _take_ticket(self) -> bool:
+        """Reserve one task of the --max-tasks budget (always granted without one)."""
         budget = self.spec.budget
-        if budget is None:
-            return True
-        with budget.get_lock():
-            if budget.value <= 0:
-                return False
-            budget.value -= 1
-            return True
+        if budget is not None:
+            with budget.get_lock():
+                if budget.value <= 0:
+                    return False
+                budget.value -= 1
+        self._ticket = True
+        return True
 
     def _return_ticket(self) -> None:
-        if self.spec.budget is not None:
+        if self._ticket and self.spec.budget is not None:
             with self.spec.budget.get_lock():
                 self.spec.budget.value += 1
+        self._ticket = False
 
     def _backoff(self, exc: Exception) -> None:
         self._failures += 1

@@ -18,6 +18,8 @@ class _Slot(ctypes.Structure):
         ("fence", ctypes.c_char * 24),
         ("timeout", ctypes.c_double),
         ("deadline", ctypes.c_double),
+        ("processed", ctypes.c_longlong),
+        ("failed", ctypes.c_longlong),
     ]
 
 
@@ -32,7 +34,10 @@ class Running:
 
 
 class Slot:
-    """One slot's record; written by the slot process, read by the supervisor."""
+    """One slot's record; written by the slot process, read by the supervisor.
+
+    A replacement process for a dead slot reuses the record, so counts carry on.
+    """
 
     def __init__(self) -> None:
         self._raw: Any = sharedctypes.RawValue(_Slot)
@@ -49,6 +54,18 @@ class Slot:
     def clear(self) -> None:
         """Mark the slot idle."""
         self._raw.busy = 0
+
+    def count(self, ok: bool) -> None:
+        """Count a finished attempt (only this slot's process writes its counters)."""
+        if ok:
+            self._raw.processed += 1
+        else:
+            self._raw.failed += 1
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(processed, failed) attempts so far."""
+        return int(self._raw.processed), int(self._raw.failed)
 
     def snapshot(self) -> Running | None:
         """What the slot runs now, or None."""

@@ -139,8 +139,8 @@ class Worker:
                 delay = min(delay * 2, 5.0)
         return False
 
-    def _spawn(self, index: int) -> _Child:
-        slot = Slot()
+    def _spawn(self, index: int, slot: Slot | None = None) -> _Child:
+        slot = slot or Slot()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
                         self._life_w)
@@ -174,7 +174,7 @@ class Worker:
             crashed = child.process.exitcode != 0
             self._record_death(child)
             if crashed and respawn and not self._stopping.is_set():
-                self.children[i] = self._spawn(child.index)
+                self.children[i] = self._spawn(child.index, child.slot)
 
     def _record_death(self, child: _Child) -> None:
         """Fail the attempt a dead slot was running: timeout or 'worker lost'."""
@@ -182,6 +182,7 @@ class Worker:
         if running is None:
             return
         child.slot.clear()
+        child.slot.count(ok=False)
         if child.killed_for_timeout:
             error = timeout_message(running.timeout)
         else:
@@ -214,6 +215,7 @@ class Worker:
         for child in self.children:
             running = child.slot.snapshot()
             if running and running.task_id in lost and child.process.is_alive():
+                # The fence changed: this slot's attempt no longer counts; stop it running.
                 log.error("killing slot %d: it runs task %s whose lease was lost", child.index,
                           running.task_id, extra={"task_id": running.task_id})
                 child.slot.clear()
@@ -266,6 +268,8 @@ class Worker:
             "started_at": self.started_at,
             "priorities": ",".join(map(str, self.priorities)),
             "stopping": "1" if self._stopping.is_set() else "0",
+            "processed": sum(c.slot.counts[0] for c in self.children),
+            "failed": sum(c.slot.counts[1] for c in self.children),
         }
 
     def _running(self) -> list[tuple[str, str]]:

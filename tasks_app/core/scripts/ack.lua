@@ -5,15 +5,16 @@
 --   attempt was acknowledged before (a retried call after a lost reply).
 -- Errors: TQ:NOT_FOUND, TQ:STALE (the lease was taken over: fencing).
 local id, worker, fence = ARGV[1], ARGV[2], ARGV[3]
-local state, err = check_fence(id, fence)
-if err then return err end
-if state == 'completed' then return {'already'} end
-if state ~= 'running' then return tq_error('STALE', id) end
 local tk = k_task(id)
+local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error')
+if not f[1] then return tq_error('NOT_FOUND', id) end
+if f[2] ~= fence then return tq_error('STALE', id) end
+if f[1] == 'completed' then return {'already'} end
+if f[1] ~= 'running' then return tq_error('STALE', id) end
 local now = now_ms()
 release_lease(id, worker)
-count_worker(worker, 'processed')
-redis.call('HSET', tk, 'result', ARGV[4])
-redis.call('HDEL', tk, 'error')
-finish(tk, 'completed', now)
-return {'ok', redis.call('HGET', tk, 'started_at'), now}
+if f[4] then redis.call('HDEL', tk, 'error') end
+redis.call('HSET', tk, 'result', ARGV[4], 'state', 'completed', 'completed_at', now,
+  'updated_at', now)
+redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
+return {'ok', f[3], now}

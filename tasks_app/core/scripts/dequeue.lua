@@ -23,20 +23,19 @@ for i = 2, #ARGV do
     while popped[1] do
       local id = popped[1]
       local tk = k_task(id)
-      if redis.call('HGET', tk, 'state') == 'pending' then
+      local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
+        'timeout', 'enqueued_us', 'attempts')
+      if f[1] == 'pending' then
         local us = now_us()
         local now = math.floor(tonumber(us) / 1000)
+        local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
         local fence = redis.call('INCR', K_FENCE)
-        local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
+        local attempts = tonumber(f[8]) + 1
         redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
-          'updated_at', now, 'fence', fence)
+          'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
         redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
         redis.call('SADD', k_worker_active(worker), id)
-        local f = redis.call('HMGET', tk, 'type', 'payload', 'metadata', 'max_retries',
-          'timeout', 'enqueued_us')
-        local wait = string.format('%.0f', tonumber(us) - tonumber(f[6] or us))
-        redis.call('HSET', tk, 'wait_us', wait)
-        return {'task', id, p, fence, attempts, f[1], f[2], f[3], f[4], f[5], wait, now}
+        return {'task', id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}
       end
       popped = redis.call('ZPOPMIN', k_pending(p))
     end

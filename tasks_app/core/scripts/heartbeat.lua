@@ -1,5 +1,7 @@
 -- heartbeat: register or refresh a worker and renew the leases of the tasks
--- it is running.  A lease is renewed only while the fence still matches.
+-- it is running.  A lease is renewed only while the fence still matches; a
+-- changed fence means the lease was taken over (recovered) and is reported.
+-- A task that just finished (same fence, no longer running) is neither.
 -- KEYS[1]: the worker registry
 -- ARGV: worker_id, n_fields, field, value, ..., then (task id, fence) pairs
 -- Returns: {paused (0|1), ids whose lease this worker lost...}
@@ -16,10 +18,10 @@ local out = {redis.call('HGET', wk, 'paused') == '1' and 1 or 0}
 for i = 3 + nf * 2, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', k_task(id), 'state', 'fence')
-  if f[1] == 'running' and f[2] == fence then
-    redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
-  else
+  if f[2] ~= fence then
     out[#out + 1] = id
+  elseif f[1] == 'running' then
+    redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
   end
 end
 return out

@@ -46,12 +46,6 @@ local function release_lease(id, worker)
   end
 end
 
-local function count_worker(worker, field)
-  if worker and redis.call('EXISTS', k_worker(worker)) == 1 then
-    redis.call('HINCRBY', k_worker(worker), field, 1)
-  end
-end
-
 local function finish(tk, state, now)
   redis.call('HSET', tk, 'state', state, 'completed_at', now, 'updated_at', now)
   redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
@@ -84,7 +78,6 @@ local function fail_attempt(id, now, err, kind)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id')
   local attempts, max_retries, p, worker = tonumber(f[1]), tonumber(f[2]), f[3], f[4]
   release_lease(id, worker)
-  count_worker(worker, 'failed')
   if kind == 'permanent' then
     redis.call('HSET', tk, 'error', err)
     finish(tk, 'failed', now)

@@ -1,6 +1,7 @@
 -- recover: running tasks whose lease expired (their worker died) end the
--- attempt with 'worker lost' and follow the retry policy; workers whose
--- heartbeat is older than the heartbeat timeout leave the registry.
+-- attempt with 'worker lost' and follow the retry policy; the task gets a new
+-- fence, so the old worker's late ack, fail or heartbeat is refused.  Workers
+-- whose heartbeat is older than the heartbeat timeout leave the registry.
 -- KEYS[1]: the lease set
 -- ARGV: max tasks per call, random seed
 -- Returns: {n_recovered, n_reaped, recovered ids..., '|', reaped worker ids...}
@@ -11,6 +12,7 @@ local out = {}
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   if redis.call('HGET', k_task(id), 'state') == 'running' then
+    redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
     fail_attempt(id, now, 'worker lost', 'retry')
     out[#out + 1] = id
   else
