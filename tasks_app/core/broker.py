@@ -55,7 +55,8 @@ class Broker:
     """Queue operations on one Redis namespace."""
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
-        self.client = client
+        # Any: redis-py's stubs type replies as bytes | str even with decode_responses.
+        self.client: Any = client
         self.config = config
         self.keys = Keys(config.namespace)
         self.scripts = Scripts(client, self.keys, config)

@@ -84,7 +84,7 @@ class Inspector:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.keys = broker.keys
-        self.client = broker.client
+        self.client: Any = broker.client
 
     def queue_stats(self) -> list[QueueStats]:
         """Pending and scheduled counts and paused flags, highest priority first."""

@@ -134,7 +134,9 @@ class Job:
     @classmethod
     def from_reply(cls, reply: list[Any]) -> Job:
         """Parse the ``{'task', ...}`` reply of the dequeue script."""
-        (_, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started) = reply
+        _, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started = (
+            reply
+        )
         return cls(
             id=_s(tid),
             priority=int(prio),
