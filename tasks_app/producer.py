@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
-from tasks_app.core.broker import new_task_id
+from tasks_app.core.broker import Submitted, new_task_id
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.task import Task, TaskSpec
@@ -42,6 +42,13 @@ def enqueue(type: str, payload: dict[str, Any] | None = None, **options: Any) ->
 def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
     """Create many tasks in one round trip, all or nothing (each a dict of FIELDS)."""
     return get_broker().enqueue_many([spec(fields) for fields in tasks])
+
+
+def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = None,
+           idempotency_ttl: float = 86400.0) -> Submitted:
+    """Like enqueue_many; a repeated idempotency key returns the first call's tasks."""
+    specs = [spec(fields) for fields in tasks]
+    return get_broker().submit(specs, idempotency_key, idempotency_ttl)
 
 
 def get(task_id: str) -> Task:

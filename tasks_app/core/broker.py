@@ -51,6 +51,14 @@ class Outcome:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What an enqueue call created, or found when its idempotency key was seen before."""
+
+    tasks: list[Task]
+    duplicate: bool
+
+
 class Broker:
     """Queue operations on one Redis namespace."""
 
@@ -109,14 +117,31 @@ class Broker:
 
     def enqueue_many(self, specs: Sequence[TaskSpec]) -> list[Task]:
         """Create tasks atomically in one round trip: all are created or none."""
+        return self.submit(specs).tasks
+
+    def submit(self, specs: Sequence[TaskSpec], idempotency_key: str | None = None,
+               idempotency_ttl: float = 86400.0) -> Submitted:
+        """Create tasks atomically; with an idempotency key, a repeat within
+        ``idempotency_ttl`` seconds creates nothing and returns the first call's tasks."""
         if not specs:
-            return []
-        args: list[Any] = [len(specs)]
+            return Submitted([], duplicate=False)
+        args: list[Any] = [len(specs), idempotency_key or "", int(idempotency_ttl * 1000)]
         for spec in specs:
             args.extend(spec.script_args())
         reply = self._run("enqueue", self.keys.seq, args)
+        if reply[0] == "duplicate":
+            return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
-        return [_created(spec, now) for spec in specs]
+        return Submitted([_created(spec, now) for spec in specs], duplicate=False)
+
+    def _existing(self, ids: list[str]) -> list[Task]:
+        tasks = []
+        for task_id in ids:
+            try:
+                tasks.append(self.get(task_id))
+            except errors.TaskNotFound:
+                continue  # cleared from the DLQ since: nothing to show
+        return tasks
 
     def get(self, task_id: str) -> Task:
         """The task with that id; raises :class:`TaskNotFound`."""

@@ -122,10 +122,16 @@ class Inspector:
             stamps = pipe.execute()
         return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
 
+    def _live_since_ms(self) -> int:
+        """Heartbeats at or after this Redis time (ms) count as live."""
+        seconds, micros = self.client.time()
+        timeout_ms = int(self.broker.config.heartbeat_timeout * 1000)
+        return int(seconds) * 1000 + int(micros) // 1000 - timeout_ms
+
     def workers(self) -> list[WorkerInfo]:
-        """Live workers, oldest first."""
+        """Live workers (heartbeat within the heartbeat timeout), oldest first."""
         with redis_errors():
-            ids = self.client.zrange(self.keys.workers, 0, -1)
+            ids = self.client.zrangebyscore(self.keys.workers, self._live_since_ms(), "+inf")
             pipe = self.client.pipeline(transaction=False)
             for wid in ids:
                 pipe.hgetall(self.keys.worker(wid))
@@ -140,12 +146,13 @@ class Inspector:
     def worker(self, worker_id: str) -> WorkerInfo:
         """One live worker; raises :class:`WorkerNotFound`."""
         with redis_errors():
+            since = self._live_since_ms()
             pipe = self.client.pipeline(transaction=False)
             pipe.zscore(self.keys.workers, worker_id)
             pipe.hgetall(self.keys.worker(worker_id))
             pipe.scard(self.keys.worker_active(worker_id))
             score, raw, active = pipe.execute()
-        if score is None or not raw:
+        if score is None or score < since or not raw:
             raise errors.WorkerNotFound(worker_id)
         return _worker(raw, int(active))
 

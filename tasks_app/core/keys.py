@@ -49,6 +49,10 @@ class Keys:
         """List a paused worker's slots block on until resumed."""
         return f"{self.prefix}worker:{worker_id}:wake"
 
+    def idempotency(self, key: str) -> str:
+        """String holding the task ids an Idempotency-Key created."""
+        return f"{self.prefix}idem:{key}"
+
     @property
     def leases(self) -> str:
         """Sorted set of running task ids scored by lease expiry (ms)."""
@@ -107,6 +111,7 @@ class Keys:
                 "local function k_worker_active(w)"
                 " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
+                "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
                 f"local K_LEASES = {_lua_str(self.leases)}",
                 f"local K_WORKERS = {_lua_str(self.workers)}",
                 f"local K_DLQ = {_lua_str(self.dlq)}",

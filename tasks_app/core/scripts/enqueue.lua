@@ -1,14 +1,27 @@
 -- enqueue: create tasks, pending or scheduled, all or nothing.
 -- KEYS[1]: the sequence key (routes the call to the namespace's slot)
--- ARGV: n, then per task 9 values:
+-- ARGV: n, idempotency key ('' = none), its lifetime in ms, then per task 9 values:
 --   id, type, payload_json, priority, max_retries, timeout, metadata_json,
 --   scheduled_at_ms ('' = none), delay_ms ('' = none)
 -- Returns: {now_ms, created_1, ..., created_n}; created is 1, or 0 when a task
---   with that id already exists (so a retried call never duplicates).
+--   with that id already exists (so a retried call never duplicates);
+--   or {'duplicate', id_1, ..., id_k} when the idempotency key was used before
+--   (nothing is created; the ids are the tasks that first call created).
 -- Errors: TQ:QUEUE_FULL when the pending backlog would pass CFG_MAX_PENDING.
 local n = tonumber(ARGV[1])
+local idem = ARGV[2]
 local now = now_ms()
 local W = 9
+local FIRST = 4
+
+if idem ~= '' then
+  local prior = redis.call('GET', k_idem(idem))
+  if prior then
+    local out = {'duplicate'}
+    for id in string.gmatch(prior, '[^,]+') do out[#out + 1] = id end
+    return out
+  end
+end
 
 local function due_of(base)
   local at, delay = ARGV[base + 7], ARGV[base + 8]
@@ -23,7 +36,7 @@ for p = 0, 3 do
 end
 local adding = 0
 for i = 0, n - 1 do
-  local due = due_of(2 + i * W)
+  local due = due_of(FIRST + i * W)
   if not due or due <= now then adding = adding + 1 end
 end
 if adding > 0 and backlog + adding > CFG_MAX_PENDING then
@@ -32,7 +45,7 @@ end
 
 local out = {now}
 for i = 0, n - 1 do
-  local b = 2 + i * W
+  local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
   local tk = k_task(id)
   if redis.call('EXISTS', tk) == 1 then
@@ -55,5 +68,10 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = 1
   end
+end
+if idem ~= '' then
+  local ids = {}
+  for i = 0, n - 1 do ids[#ids + 1] = ARGV[FIRST + i * W] end
+  redis.call('SET', k_idem(idem), table.concat(ids, ','), 'PX', tonumber(ARGV[3]))
 end
 return out
