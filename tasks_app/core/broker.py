@@ -179,19 +179,22 @@ class Broker:
         with redis_errors():
             return self.blocking_client.blpop(keys, timeout=max(timeout, 0.01)) is not None
 
-    def ack(self, job: Job, worker_id: str, result_json: str) -> Outcome:
+    def ack(self, job: Job, worker_id: str, result_json: str, duration: float = 0.0) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
-        reply = self._run("ack", self.keys.leases, self._ack_args(job, worker_id, result_json))
-        return _acked(reply)
+        args = self._ack_args(job, worker_id, result_json, duration)
+        return _acked(self._run("ack", self.keys.leases, args))
 
     def fail(self, task_id: str, worker_id: str, fence: str, error: str,
-             permanent: bool = False) -> Outcome:
-        """End a failed attempt; the retry policy decides what comes next."""
-        args = self._fail_args(task_id, worker_id, fence, error, permanent)
+             permanent: bool = False, duration: float | None = None) -> Outcome:
+        """End a failed attempt; the retry policy decides what comes next.
+
+        ``duration`` is the handler's run time, None when unknown (the slot died).
+        """
+        args = self._fail_args(task_id, worker_id, fence, error, permanent, duration)
         return _failed(self._run("fail", self.keys.leases, args))
 
     def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
-                           permanent: bool, priorities: Iterable[int]
+                           permanent: bool, priorities: Iterable[int], duration: float = 0.0,
                            ) -> tuple[Outcome, Job | str]:
         """Ack (ok) or fail an attempt and take the next task, in one round trip.
 
@@ -201,9 +204,10 @@ class Broker:
         """
         order = sorted(priorities, reverse=True)
         if ok:
-            name, args = "ack", self._ack_args(job, worker_id, value)
+            name, args = "ack", self._ack_args(job, worker_id, value, duration)
         else:
-            name, args = "fail", self._fail_args(job.id, worker_id, job.fence, value, permanent)
+            name, args = "fail", self._fail_args(job.id, worker_id, job.fence, value, permanent,
+                                                 duration)
         calls = [(name, args), ("dequeue", [worker_id, *order])]
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
@@ -225,14 +229,15 @@ class Broker:
         return (_acked(first) if ok else _failed(first)), nxt
 
     @staticmethod
-    def _ack_args(job: Job, worker_id: str, result_json: str) -> list[Any]:
-        return [job.id, worker_id, job.fence, result_json]
+    def _ack_args(job: Job, worker_id: str, result_json: str, duration: float) -> list[Any]:
+        return [job.id, worker_id, job.fence, result_json, f"{duration:.6f}"]
 
     @staticmethod
     def _fail_args(task_id: str, worker_id: str, fence: str, error: str,
-                   permanent: bool) -> list[Any]:
+                   permanent: bool, duration: float | None) -> list[Any]:
         kind = "permanent" if permanent else "retry"
-        return [task_id, worker_id, fence, error, kind, random.randrange(1 << 30)]
+        spent = "" if duration is None else f"{duration:.6f}"
+        return [task_id, worker_id, fence, error, kind, random.randrange(1 << 30), spent]
 
     def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
         """Put a running task back at its place in line without counting the attempt."""

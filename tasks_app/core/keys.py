@@ -89,9 +89,9 @@ class Keys:
         return f"{self.prefix}schedule-wake"
 
     @property
-    def stats(self) -> str:
-        """Hash of cluster-wide counters."""
-        return f"{self.prefix}stats"
+    def metrics(self) -> str:
+        """Hash of cluster-wide counters and histograms (see metrics.py)."""
+        return f"{self.prefix}metrics"
 
     def notify_keys(self, priorities: Iterable[int]) -> list[str]:
         """Wake-up lists for the given priorities, highest first."""
@@ -119,7 +119,7 @@ class Keys:
                 f"local K_SEQ = {_lua_str(self.seq)}",
                 f"local K_FENCE = {_lua_str(self.fence)}",
                 f"local K_SCHEDULE_WAKE = {_lua_str(self.schedule_wake)}",
-                f"local K_STATS = {_lua_str(self.stats)}",
+                f"local K_METRICS = {_lua_str(self.metrics)}",
                 "",
             ]
         )

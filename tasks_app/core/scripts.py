@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from . import errors
+from . import errors, metrics
 from .config import Config
 from .keys import Keys
 
@@ -64,7 +64,8 @@ def config_header(config: Config) -> str:
 
 def source(name: str, keys: Keys, config: Config) -> str:
     """The full text sent to Redis for one script."""
-    return keys.lua_header() + config_header(config) + _read("lib") + "\n" + _read(name)
+    header = keys.lua_header() + config_header(config) + metrics.lua_header()
+    return header + _read("lib") + "\n" + _read(name)
 
 
 class Scripts:

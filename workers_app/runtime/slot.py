@@ -115,11 +115,12 @@ class SlotProcess:
                 if fetch:
                     return self.broker.finish_and_dequeue(
                         job, self.spec.worker_id, report.ok, value, report.permanent,
-                        self.spec.priorities)
+                        self.spec.priorities, report.duration)
                 if report.ok:
-                    return self.broker.ack(job, self.spec.worker_id, value), None
+                    return self.broker.ack(job, self.spec.worker_id, value, report.duration), None
                 return self.broker.fail(job.id, self.spec.worker_id, job.fence, value,
-                                        permanent=report.permanent), None
+                                        permanent=report.permanent,
+                                        duration=report.duration), None
             except StaleLease as exc:
                 log.warning("lease of task %s was taken over; outcome discarded", job.id,
                             extra={"task_id": job.id})

@@ -190,7 +190,9 @@ class Worker:
             log.error("slot %d died (exit %s) running task %s", child.index,
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
-        self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence, error))
+        spent = time.time() - (running.deadline - running.timeout)
+        self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence, error,
+                                              duration=spent))
 
     def _settle(self, call: Any) -> None:
         """Run a fenced broker call, retrying briefly while Redis is away."""

@@ -5,7 +5,7 @@
 -- Returns: {'ok'}.  Errors: TQ:NOT_FOUND, TQ:NOT_CANCELLABLE <state>.
 local id = ARGV[1]
 local tk = k_task(id)
-local f = redis.call('HMGET', tk, 'state', 'priority')
+local f = redis.call('HMGET', tk, 'state', 'priority', 'type')
 local state, p = f[1], f[2]
 if not state then return tq_error('NOT_FOUND', id) end
 if state == 'pending' then
@@ -17,4 +17,5 @@ else
 end
 redis.call('HDEL', tk, 'next_retry_at')
 finish(tk, 'cancelled', now_ms())
+count('cancelled', f[3])
 return {'ok'}

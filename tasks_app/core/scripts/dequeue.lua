@@ -35,6 +35,7 @@ for i = 2, #ARGV do
           'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
         redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
         redis.call('SADD', k_worker_active(worker), id)
+        observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         return {'task', id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}
       end
       popped = redis.call('ZPOPMIN', k_pending(p))

@@ -44,6 +44,7 @@ if adding > 0 and backlog + adding > CFG_MAX_PENDING then
 end
 
 local out = {now}
+local submitted = {}
 for i = 0, n - 1 do
   local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
@@ -67,7 +68,12 @@ for i = 0, n - 1 do
       make_pending(id, p, now, nil)
     end
     out[#out + 1] = 1
+    local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
+    submitted[label] = (submitted[label] or 0) + 1
   end
+end
+for label, n in pairs(submitted) do
+  count('submitted', label, nil, n)
 end
 if idem ~= '' then
   local ids = {}

@@ -1,6 +1,7 @@
 -- fail: a running attempt failed: running -> retrying | dead_letter | failed.
 -- KEYS[1]: the lease set
--- ARGV: id, worker_id, fence, error, kind ('retry' | 'permanent'), random seed
+-- ARGV: id, worker_id, fence, error, kind ('retry' | 'permanent'), random seed,
+--   handler run time in seconds ('' when unknown: the slot died)
 -- Returns: {new_state, next_retry_at | dlq message id | ''}, or {'already', state}
 --   when this attempt was already ended (a retried call after a lost reply).
 -- Errors: TQ:NOT_FOUND, TQ:STALE.
@@ -12,4 +13,7 @@ if state ~= 'running' then
   return {'already', state}
 end
 math.randomseed(tonumber(ARGV[6]))
+if ARGV[7] ~= '' then
+  observe('duration', BUCKETS_DURATION, redis.call('HGET', k_task(id), 'type'), tonumber(ARGV[7]))
+end
 return fail_attempt(id, now_ms(), ARGV[4], ARGV[5])

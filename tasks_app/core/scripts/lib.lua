@@ -39,6 +39,26 @@ local function make_pending(id, p, now, seq)
   notify(p, 1)
 end
 
+local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
+
+-- Metrics: counters and histograms in one hash (see core/metrics.py).
+local function count(name, a, b, n)
+  redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
+    n or 1)
+end
+
+-- Observe seconds in histogram `name` with one label; sums are kept in µs.
+local function observe(name, bounds, label, seconds)
+  local index = #bounds
+  for i, bound in ipairs(bounds) do
+    if seconds <= bound then index = i - 1; break end
+  end
+  local tail = name .. '\t' .. label
+  redis.call('HINCRBY', K_METRICS, 'h\t' .. tail .. '\t' .. index, 1)
+  redis.call('HINCRBY', K_METRICS, 'hs\t' .. tail, math.floor(seconds * 1000000))
+  redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, 1)
+end
+
 local function release_lease(id, worker)
   redis.call('ZREM', K_LEASES, id)
   if worker then
@@ -75,15 +95,17 @@ end
 -- Returns {new_state, next_retry_at or dlq message id or ''}.
 local function fail_attempt(id, now, err, kind)
   local tk = k_task(id)
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id')
-  local attempts, max_retries, p, worker = tonumber(f[1]), tonumber(f[2]), f[3], f[4]
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type')
+  local attempts, max_retries, p, worker, ttype = tonumber(f[1]), tonumber(f[2]), f[3], f[4], f[5]
   release_lease(id, worker)
   if kind == 'permanent' then
     redis.call('HSET', tk, 'error', err)
     finish(tk, 'failed', now)
+    count('completed', ttype, 'failed')
     return {'failed', ''}
   end
   if attempts <= max_retries then
+    count('retries', ttype)
     local due = now + backoff_ms(attempts)
     redis.call('ZADD', k_delayed(p), due, id)
     redis.call('HSET', tk, 'state', 'retrying', 'error', err, 'next_retry_at', due,
@@ -92,6 +114,7 @@ local function fail_attempt(id, now, err, kind)
     redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
     return {'retrying', tostring(due)}
   end
+  count('completed', ttype, 'dead_letter')
   return {'dead_letter', dead_letter(id, now, err, 'max retries exceeded')}
 end
 
