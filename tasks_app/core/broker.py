@@ -43,12 +43,24 @@ def new_task_id() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a finished attempt led to."""
+    """What a finished attempt led to (type and priority are set for failed attempts)."""
 
     state: TaskState
     next_retry_at: int | None = None
     dlq_message_id: str | None = None
     duplicate: bool = False
+    type: str = ""
+    priority: int = 0
+    attempt: int = 0
+    worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A task whose lease expired, and what its attempt's failure led to."""
+
+    task_id: str
+    outcome: Outcome
 
 
 @dataclass(frozen=True)
@@ -270,12 +282,13 @@ class Broker:
         with redis_errors():
             self.blocking_client.blpop([self.keys.schedule_wake], timeout=max(timeout, 0.01))
 
-    def recover(self, limit: int = 1000) -> tuple[list[str], list[str]]:
-        """Fail attempts whose lease expired and drop dead workers; return both id lists."""
+    def recover(self, limit: int = 1000) -> tuple[list[Recovered], list[str]]:
+        """Fail attempts whose lease expired and drop dead workers; return both."""
         reply = self._run("recover", self.keys.leases, [limit, random.randrange(1 << 30)])
-        n_tasks = int(reply[0])
-        rest = [str(x) for x in reply[2:]]
-        return rest[:n_tasks], rest[n_tasks + 1:]
+        n_tasks, rest = int(reply[0]), reply[2:]
+        tasks = [Recovered(str(rest[i]), _failed(rest[i + 1:i + 7]))
+                 for i in range(0, 7 * n_tasks, 7)]
+        return tasks, [str(w) for w in rest[7 * n_tasks:]]
 
     def wake_worker(self, worker_id: str, slots: int) -> None:
         """Wake a worker's idle slots (used on shutdown so they notice at once)."""
@@ -298,12 +311,16 @@ def _acked(reply: list[Any]) -> Outcome:
 def _failed(reply: list[Any]) -> Outcome:
     if reply[0] == "already":
         return Outcome(TaskState(reply[1]), duplicate=True)
-    state = TaskState(reply[0])
-    if state is TaskState.RETRYING:
-        return Outcome(state, next_retry_at=int(reply[1]))
-    if state is TaskState.DEAD_LETTER:
-        return Outcome(state, dlq_message_id=reply[1])
-    return Outcome(state)
+    state, extra, ttype, priority, attempt, worker = reply
+    return Outcome(
+        TaskState(state),
+        next_retry_at=int(extra) if state == TaskState.RETRYING else None,
+        dlq_message_id=extra if state == TaskState.DEAD_LETTER else None,
+        type=ttype,
+        priority=int(priority),
+        attempt=int(attempt),
+        worker_id=worker or "",
+    )
 
 
 def _is_uuid(value: str) -> bool:

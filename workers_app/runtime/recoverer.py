@@ -26,9 +26,10 @@ class Recoverer(Loop):
         """One sweep; loops while a full batch came back."""
         while True:
             tasks, workers = self.broker.recover(limit=500)
-            for task_id in tasks:
-                log.warning("recovered task %s from a lost worker", task_id,
-                            extra={"task_id": task_id})
+            for task in tasks:
+                log.warning("recovered task %s from lost worker %s -> %s", task.task_id,
+                            task.outcome.worker_id, task.outcome.state.value,
+                            extra={"task_id": task.task_id})
             for worker_id in workers:
                 log.warning("worker %s stopped heartbeating; removed", worker_id)
             if len(tasks) < 500:

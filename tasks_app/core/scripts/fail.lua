@@ -2,7 +2,8 @@
 -- KEYS[1]: the lease set
 -- ARGV: id, worker_id, fence, error, kind ('retry' | 'permanent'), random seed,
 --   handler run time in seconds ('' when unknown: the slot died)
--- Returns: {new_state, next_retry_at | dlq message id | ''}, or {'already', state}
+-- Returns: {new_state, next_retry_at | dlq message id | '', type, priority, attempts,
+--   worker_id}, or {'already', state}
 --   when this attempt was already ended (a retried call after a lost reply).
 -- Errors: TQ:NOT_FOUND, TQ:STALE.
 local id, fence = ARGV[1], ARGV[3]

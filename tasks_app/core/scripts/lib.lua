@@ -92,7 +92,8 @@ end
 
 -- End a running attempt that failed. kind is 'retry' (the retry policy
 -- applies) or 'permanent' (the non-retryable error: straight to failed).
--- Returns {new_state, next_retry_at or dlq message id or ''}.
+-- Returns {new_state, next_retry_at or dlq message id or '', type, priority,
+-- attempts, worker_id}.
 local function fail_attempt(id, now, err, kind)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type')
@@ -102,7 +103,7 @@ local function fail_attempt(id, now, err, kind)
     redis.call('HSET', tk, 'error', err)
     finish(tk, 'failed', now)
     count('completed', ttype, 'failed')
-    return {'failed', ''}
+    return {'failed', '', ttype, p, attempts, worker}
   end
   if attempts <= max_retries then
     count('retries', ttype)
@@ -112,10 +113,11 @@ local function fail_attempt(id, now, err, kind)
       'updated_at', now)
     redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
     redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
-    return {'retrying', tostring(due)}
+    return {'retrying', tostring(due), ttype, p, attempts, worker}
   end
   count('completed', ttype, 'dead_letter')
-  return {'dead_letter', dead_letter(id, now, err, 'max retries exceeded')}
+  local mid = dead_letter(id, now, err, 'max retries exceeded')
+  return {'dead_letter', mid, ttype, p, attempts, worker}
 end
 
 -- Check that (worker, fence) still owns the running attempt of task id.

@@ -4,23 +4,27 @@
 -- whose heartbeat is older than the heartbeat timeout leave the registry.
 -- KEYS[1]: the lease set
 -- ARGV: max tasks per call, random seed
--- Returns: {n_recovered, n_reaped, recovered ids..., '|', reaped worker ids...}
+-- Returns: {n_recovered, n_reaped, then per recovered task the 7 values
+--   id, new_state, next_retry_at | dlq message id, type, priority, attempts, worker_id,
+--   then the reaped worker ids}
 local limit = tonumber(ARGV[1])
 math.randomseed(tonumber(ARGV[2]))
 local now = now_ms()
 local out = {}
+local n_recovered = 0
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   if redis.call('HGET', k_task(id), 'state') == 'running' then
     redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
-    fail_attempt(id, now, 'worker lost', 'retry')
     out[#out + 1] = id
+    for _, v in ipairs(fail_attempt(id, now, 'worker lost', 'retry')) do
+      out[#out + 1] = v
+    end
+    n_recovered = n_recovered + 1
   else
     redis.call('ZREM', K_LEASES, id)
   end
 end
-local n_recovered = #out
-out[#out + 1] = '|'
 local dead = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', now - CFG_HEARTBEAT_TIMEOUT_MS)
 for _, w in ipairs(dead) do
   redis.call('ZREM', K_WORKERS, w)
