@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_CONCURRENCY", "CONCURRENCY", int),
     ("TASKQUEUE_DEMO_HANDLERS", "DEMO_HANDLERS", env_bool),
     ("TASKQUEUE_HANDLER_MODULE", "HANDLER_MODULE", str),
+    ("TASKQUEUE_EVENTS_ENABLED", "EVENTS_ENABLED", env_bool),
 )
 
 
@@ -93,11 +95,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
     "tasks_app.apps.TasksAppConfig",
     "workers_app.apps.WorkersAppConfig",
 ]
 
 MIDDLEWARE = [
+    "tasks_app.api.middleware.json_errors_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +115,19 @@ MIDDLEWARE = [
 ROOT_URLCONF = "taskqueue_project.urls"
 WSGI_APPLICATION = "taskqueue_project.wsgi.application"
 ASGI_APPLICATION = "taskqueue_project.asgi.application"
+
+
+def channel_layers(redis_url: str) -> dict[str, Any]:
+    """Live events go through the channels-redis pub/sub layer on the queue's Redis."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": "tq-events"},
+        }
+    }
+
+
+CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
 
 TEMPLATES = [
     {
@@ -171,3 +189,40 @@ LOGGING: dict[str, Any] = {
 }
 
 TASKQUEUE = taskqueue_from_env(os.environ)
+
+# The REST API (tasks_app/api). Authentication and permissions are chosen per request from
+# TASKQUEUE (AUTH_ENABLED, AUTH_API_KEYS, AUTH_JWT), so nothing is listed here.
+REST_FRAMEWORK: dict[str, Any] = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["tasks_app.api.parsers.BoundedJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tasks_app.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+
+def env_seconds(name: str, default: int) -> timedelta:
+    """A lifetime in whole seconds from the environment."""
+    return timedelta(seconds=parse_env(name, os.environ.get(name) or str(default), int))
+
+
+SIMPLE_JWT: dict[str, Any] = {
+    "ACCESS_TOKEN_LIFETIME": env_seconds("TASKQUEUE_JWT_ACCESS_SECONDS", 300),
+    "REFRESH_TOKEN_LIFETIME": env_seconds("TASKQUEUE_JWT_REFRESH_SECONDS", 86400),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+SPECTACULAR_SETTINGS: dict[str, Any] = {
+    "TITLE": "taskqueue API",
+    "DESCRIPTION": "Tasks, queues, workers and the dead-letter queue of taskqueue.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tasks_app.api.schema.postprocess",
+    ],
+}

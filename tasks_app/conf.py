@@ -32,11 +32,13 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": None,
     "DEMO_HANDLERS": True,
     "HANDLER_MODULE": "handlers",
+    "EVENTS_ENABLED": True,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 
 Validator = Callable[[str, Any], Any]
 
@@ -109,6 +111,14 @@ def optional(validator: Validator) -> Validator:
     return check
 
 
+def string_list(key: str, value: Any) -> list[str]:
+    """Accept a list or tuple of non-empty strings, as a list."""
+    ok = isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)
+    if not ok:
+        raise invalid(key, value, "a list of non-empty strings")
+    return list(value)
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -128,6 +138,7 @@ VALIDATORS: dict[str, Validator] = {
     "CONCURRENCY": optional(integer(minimum=1)),
     "DEMO_HANDLERS": boolean,
     "HANDLER_MODULE": matching(MODULE_PATTERN, "a dotted module name"),
+    "EVENTS_ENABLED": boolean,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tasks_app import events
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
+from tasks_app.core import events as ev
 from tasks_app.core.broker import Submitted, new_task_id
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
-from tasks_app.core.task import Task, TaskSpec
+from tasks_app.core.task import Task, TaskSpec, ms_to_iso
 from tasks_app.core.validation import build_spec
 
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
@@ -36,19 +38,25 @@ def spec(fields: Mapping[str, Any], task_id: str | None = None) -> TaskSpec:
 def enqueue(type: str, payload: dict[str, Any] | None = None, **options: Any) -> Task:
     """Create one task; options are priority, max_retries, timeout, metadata, delay,
     scheduled_at."""
-    return get_broker().enqueue(spec({"type": type, "payload": payload, **options}))
+    return submit([{"type": type, "payload": payload, **options}]).tasks[0]
 
 
 def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
     """Create many tasks in one round trip, all or nothing (each a dict of FIELDS)."""
-    return get_broker().enqueue_many([spec(fields) for fields in tasks])
+    return submit(tasks).tasks
 
 
 def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = None,
            idempotency_ttl: float = 86400.0) -> Submitted:
     """Like enqueue_many; a repeated idempotency key returns the first call's tasks."""
     specs = [spec(fields) for fields in tasks]
-    return get_broker().submit(specs, idempotency_key, idempotency_ttl)
+    submitted = get_broker().submit(specs, idempotency_key, idempotency_ttl)
+    if not submitted.duplicate:
+        for task in submitted.tasks:
+            events.publish(ev.event(ev.TASK_SUBMITTED, ev.task_data(
+                task.id, task.type, task.priority, state=task.state.value,
+                scheduled_at=ms_to_iso(task.scheduled_at))))
+    return submitted
 
 
 def get(task_id: str) -> Task:
@@ -58,7 +66,9 @@ def get(task_id: str) -> Task:
 
 def cancel(task_id: str) -> Task:
     """Cancel a pending, scheduled or retrying task (raises NotCancellable otherwise)."""
-    return get_broker().cancel(task_id)
+    task = get_broker().cancel(task_id)
+    events.publish(ev.event(ev.TASK_CANCELLED, ev.task_data(task.id, task.type, task.priority)))
+    return task
 
 
 def inspector() -> Inspector:

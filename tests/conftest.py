@@ -30,9 +30,11 @@ def point_django_at(url: str) -> None:
     """Patch the already-loaded settings: pytest-django imports them before any conftest."""
     from django.conf import settings
 
+    from taskqueue_project.settings import channel_layers
     from tasks_app.conf import tq_settings
 
     settings.TASKQUEUE = {**settings.TASKQUEUE, "REDIS_URL": url}
+    settings.CHANNEL_LAYERS = channel_layers(url)
     tq_settings.reload()
 
 

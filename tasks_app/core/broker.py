@@ -266,6 +266,17 @@ class Broker:
         reply = self._run("heartbeat", self.keys.workers, args)
         return bool(int(reply[0])), [str(x) for x in reply[1:]]
 
+    def is_paused(self, worker_id: str) -> bool:
+        """True when an operator paused this worker."""
+        with redis_errors():
+            return self.client.hget(self.keys.worker(worker_id), "paused") == "1"
+
+    def claim_depth_report(self, period: float) -> bool:
+        """True for the one caller per period, cluster-wide, that should report depths."""
+        with redis_errors():
+            return bool(self.client.set(self.keys.depth_lock, "1", nx=True,
+                                        px=int(period * 1000)))
+
     def deregister(self, worker_id: str) -> bool:
         """Remove a worker from the registry; True if it was registered."""
         return bool(self._run("deregister", self.keys.workers, [worker_id]))

@@ -53,6 +53,10 @@ class Keys:
         """String holding the task ids an Idempotency-Key created."""
         return f"{self.prefix}idem:{key}"
 
+    def rate_limit(self, client: str, window: int) -> str:
+        """Counter of one client's requests in one fixed rate-limit window."""
+        return f"{self.prefix}ratelimit:{client}:{window}"
+
     @property
     def leases(self) -> str:
         """Sorted set of running task ids scored by lease expiry (ms)."""
@@ -92,6 +96,16 @@ class Keys:
     def metrics(self) -> str:
         """Hash of cluster-wide counters and histograms (see metrics.py)."""
         return f"{self.prefix}metrics"
+
+    @property
+    def depth_lock(self) -> str:
+        """Held for a second by the worker reporting queue depths (one per cluster)."""
+        return f"{self.prefix}depth-lock"
+
+    @property
+    def depth_last(self) -> str:
+        """The queue depths last reported, so unchanged depths are not sent again."""
+        return f"{self.prefix}depth-last"
 
     def notify_keys(self, priorities: Iterable[int]) -> list[str]:
         """Wake-up lists for the given priorities, highest first."""

@@ -25,8 +25,15 @@ class Hook:
     def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
         """An attempt ended and the broker recorded it."""
 
+    def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
+        """An attempt ended without its slot reporting: the slot died, was killed at its
+        timeout, or its worker vanished (recovered by lease expiry)."""
+
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
-        """The worker joined, left, paused or resumed."""
+        """A worker joined, left, paused or resumed (``left`` also for dead workers)."""
+
+    def queue_depths(self, depths: dict[str, int]) -> None:
+        """Pending counts changed (reported at most once a second, cluster-wide)."""
 
 
 class LogHook(Hook):
@@ -43,6 +50,10 @@ class LogHook(Hook):
         else:
             log.info("attempt %d of %s %s failed (%s) -> %s", job.attempt, job.type, job.id,
                      report.error, outcome.state.value, extra=extra)
+
+    def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
+        log.warning("attempt %d of %s %s ended: %s -> %s", outcome.attempt, outcome.type,
+                    task_id, error, outcome.state.value, extra={"task_id": task_id})
 
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
         log.info("worker %s %s", worker_id, event, extra={"worker_id": worker_id})
@@ -66,9 +77,17 @@ class Hooks(Hook):
         for hook in self.hooks:
             _safe(hook.task_finished, worker_id, job, report, outcome)
 
+    def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
+        for hook in self.hooks:
+            _safe(hook.attempt_lost, task_id, error, outcome)
+
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
         for hook in self.hooks:
             _safe(hook.worker_event, worker_id, event, **info)
+
+    def queue_depths(self, depths: dict[str, int]) -> None:
+        for hook in self.hooks:
+            _safe(hook.queue_depths, depths)
 
 
 def _safe(method: Any, *args: Any, **kwargs: Any) -> None:

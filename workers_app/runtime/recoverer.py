@@ -7,6 +7,7 @@ import random
 
 from tasks_app.core.broker import Broker
 
+from .hooks import Hook
 from .loops import Loop
 
 log = logging.getLogger("taskqueue.worker")
@@ -17,20 +18,20 @@ class Recoverer(Loop):
 
     name = "recoverer"
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, hooks: Hook | None = None) -> None:
         interval = broker.config.recovery_interval
         super().__init__(interval * random.uniform(0.8, 1.2))
         self.broker = broker
+        self.hooks = hooks or Hook()
 
     def run_once(self) -> None:
         """One sweep; loops while a full batch came back."""
         while True:
             tasks, workers = self.broker.recover(limit=500)
             for task in tasks:
-                log.warning("recovered task %s from lost worker %s -> %s", task.task_id,
-                            task.outcome.worker_id, task.outcome.state.value,
-                            extra={"task_id": task.task_id})
+                self.hooks.attempt_lost(task.task_id, "worker lost", task.outcome)
             for worker_id in workers:
                 log.warning("worker %s stopped heartbeating; removed", worker_id)
+                self.hooks.worker_event(worker_id, "left", reason="heartbeat timeout")
             if len(tasks) < 500:
                 return

@@ -22,13 +22,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks_app.core.broker import Broker
+from tasks_app.core.broker import Broker, Outcome
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
 from tasks_app.core.keys import PRIORITIES
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.registry import registry as default_registry
 
+from .depth import DepthReporter
 from .executor import timeout_message
 from .heartbeat import Heartbeat
 from .hooks import Hook, Hooks, LogHook
@@ -40,6 +41,7 @@ from .slots import Slot
 log = logging.getLogger("taskqueue.worker")
 HARD_KILL_GRACE = 2.0
 TICK = 0.05
+PAUSE_CHECK = 0.5
 _fork = multiprocessing.get_context("fork")
 
 
@@ -90,9 +92,12 @@ class Worker:
         self._stopping = threading.Event()
         self._forced = threading.Event()
         self._life_r, self._life_w = os.pipe()
+        self.paused = False
+        self._next_pause_check = 0.0
         self.heartbeat = Heartbeat(self.broker, self.id, self._fields, self._running,
                                    self._lease_lost)
-        self.loops = [self.heartbeat, Recoverer(self.broker), Promoter(self.broker)]
+        self.loops = [self.heartbeat, Recoverer(self.broker, self.hooks), Promoter(self.broker),
+                      DepthReporter(self.broker, self.hooks)]
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -101,7 +106,8 @@ class Worker:
         self._install_signals()
         if not self._register():
             return 1
-        self.hooks.worker_event(self.id, "joined", concurrency=self.concurrency)
+        self.hooks.worker_event(self.id, "joined", state="idle", concurrency=self.concurrency,
+                                hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
                  ",".join(map(str, self.priorities)))
         self.children = [self._spawn(i) for i in range(self.concurrency)]
@@ -156,7 +162,23 @@ class Worker:
             self._check_children(respawn=True)
             if not any(c.process.is_alive() for c in self.children):
                 return
+            self._watch_pause()
             self._stopping.wait(TICK)
+
+    def _watch_pause(self) -> None:
+        """Report pause and resume (set by an operator on the registry) as they happen."""
+        now = time.monotonic()
+        if now < self._next_pause_check:
+            return
+        self._next_pause_check = now + PAUSE_CHECK
+        try:
+            paused = self.broker.is_paused(self.id)
+        except BrokerUnavailable:
+            return
+        if paused != self.paused:
+            self.paused = paused
+            self.hooks.worker_event(self.id, "paused" if paused else "resumed",
+                                    state="paused" if paused else "idle")
 
     def _check_children(self, respawn: bool) -> None:
         now = time.time()
@@ -191,25 +213,27 @@ class Worker:
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
         spent = time.time() - (running.deadline - running.timeout)
-        self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence, error,
-                                              duration=spent))
+        outcome = self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence,
+                                                        error, duration=spent))
+        if isinstance(outcome, Outcome) and not outcome.duplicate:
+            self.hooks.attempt_lost(running.task_id, error, outcome)
 
-    def _settle(self, call: Any) -> None:
-        """Run a fenced broker call, retrying briefly while Redis is away."""
+    def _settle(self, call: Any) -> Any:
+        """Run a fenced broker call, retrying briefly while Redis is away; None if it failed."""
         for attempt in range(20):
             try:
-                call()
-                return
+                return call()
             except StaleLease:
-                return
+                return None
             except BrokerUnavailable as exc:
                 if attempt == 19:
                     log.error("could not reach redis (%s); the lease will expire instead", exc)
-                    return
+                    return None
                 time.sleep(0.25)
             except TaskQueueError as exc:
                 log.warning("could not settle task: %s", exc)
-                return
+                return None
+        return None
 
     def _lease_lost(self, task_ids: list[str]) -> None:
         """Kill slots still running tasks whose lease another worker took over."""
@@ -243,7 +267,7 @@ class Worker:
             self.broker.deregister(self.id)
         except BrokerUnavailable as exc:
             log.warning("could not deregister (%s); the registry drops us after the timeout", exc)
-        self.hooks.worker_event(self.id, "left")
+        self.hooks.worker_event(self.id, "left", state="stopped", reason="shutdown")
         os.close(self._life_w)
         self.broker.close()
         log.info("worker %s stopped", self.id)

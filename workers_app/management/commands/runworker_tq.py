@@ -11,6 +11,7 @@ from django.db import connections
 from tasks_app.conf import tq_settings
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
+from workers_app.events import EventsHook
 from workers_app.logging import configure
 from workers_app.runtime.hooks import Hook
 from workers_app.runtime.worker import Worker, WorkerOptions
@@ -72,8 +73,10 @@ class Command(BaseCommand):
             max_tasks=opts["max_tasks"],
             shutdown_grace=opts["grace"],
         )
-        worker = Worker(tq_settings.core_config(), options, registry,
-                        hooks=[CloseDatabaseConnections()])
+        hooks: list[Hook] = [CloseDatabaseConnections()]
+        if tq_settings.EVENTS_ENABLED:
+            hooks.append(EventsHook())
+        worker = Worker(tq_settings.core_config(), options, registry, hooks=hooks)
         code = worker.run()
         sys.stdout.flush()
         if code:
