@@ -144,7 +144,9 @@ class Broker:
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
-        return Submitted([_created(spec, now) for spec in specs], duplicate=False)
+        tasks = [_created(spec, now) if int(created) else self.get(spec.id)
+                 for spec, created in zip(specs, reply[1:], strict=True)]
+        return Submitted(tasks, duplicate=False)
 
     def _existing(self, ids: list[str]) -> list[Task]:
         tasks = []

@@ -67,7 +67,7 @@ def _delay(value: Any) -> int:
 def build_spec(
     registry: HandlerRegistry,
     task_id: str,
-    type: Any,
+    type: Any = None,
     payload: Any = None,
     priority: Any = None,
     max_retries: Any = None,

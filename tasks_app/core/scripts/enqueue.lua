@@ -35,9 +35,14 @@ for p = 0, 3 do
   backlog = backlog + redis.call('ZCARD', k_pending(p))
 end
 local adding = 0
+local seen = {}
 for i = 0, n - 1 do
+  local id = ARGV[FIRST + i * W]
   local due = due_of(FIRST + i * W)
-  if not due or due <= now then adding = adding + 1 end
+  if not seen[id] and (not due or due <= now) and redis.call('EXISTS', k_task(id)) == 0 then
+    adding = adding + 1
+  end
+  seen[id] = true
 end
 if adding > 0 and backlog + adding > CFG_MAX_PENDING then
   return tq_error('QUEUE_FULL', tostring(backlog))

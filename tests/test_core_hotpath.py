@@ -1,0 +1,117 @@
+"""The worker hot path: finish-and-dequeue in one round trip, and surviving a script flush."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasks_app.core.broker import Broker
+from tasks_app.core.errors import StaleLease
+from tasks_app.core.inspect import Inspector
+from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.core.states import TaskState
+from tasks_app.core.task import Job
+from tests.factories import (
+    ALL_PRIORITIES,
+    WORKER,
+    depths,
+    make_spec,
+    open_broker,
+    register,
+    take,
+    zero_depths,
+)
+
+S = TaskState
+LEASE = 0.1
+
+
+@pytest.fixture
+def broker(redis_server: EmbeddedRedis) -> Iterator[Broker]:
+    """A broker with a short lease and near-zero backoff."""
+    with open_broker(redis_server.url, lease_seconds=LEASE, retry_backoff_base=0.001,
+                     retry_backoff_max=0.001) as b:
+        yield b
+
+
+@pytest.mark.parametrize(("ok", "permanent", "state"), [
+    (True, False, S.COMPLETED), (False, False, S.RETRYING), (False, True, S.FAILED),
+])
+def test_finish_and_dequeue_ends_one_attempt_and_starts_the_next(
+    broker: Broker, ok: bool, permanent: bool, state: TaskState
+) -> None:
+    register(broker)
+    first, second = broker.enqueue_many([make_spec(priority=3), make_spec(priority=0)])
+    job = take(broker)
+    value = '"done"' if ok else "boom"
+    outcome, nxt = broker.finish_and_dequeue(job, WORKER, ok, value, permanent, ALL_PRIORITIES)
+    assert outcome.state is state and not outcome.duplicate
+    assert isinstance(nxt, Job) and nxt.id == second.id
+    assert broker.get(first.id).state is state
+    assert broker.get(second.id).state is S.RUNNING
+    _, after = broker.finish_and_dequeue(nxt, WORKER, True, "1", False, ALL_PRIORITIES)
+    assert after == "empty"
+    assert depths(broker) == zero_depths()
+
+
+def test_stale_finish_still_hands_over_the_next_task(broker: Broker) -> None:
+    register(broker)
+    register(broker, "other")
+    lost = broker.enqueue(make_spec(max_retries=1))
+    old = take(broker)
+    time.sleep(LEASE + 0.03)
+    broker.recover()
+    waiting = broker.enqueue(make_spec(priority=2))
+    with pytest.raises(StaleLease) as caught:
+        broker.finish_and_dequeue(old, WORKER, True, '"late"', False, ALL_PRIORITIES)
+    nxt = caught.value.next  # type: ignore[attr-defined]
+    assert isinstance(nxt, Job) and nxt.id == waiting.id
+    assert broker.get(waiting.id).state is S.RUNNING
+    assert broker.get(lost.id).state is S.RETRYING
+    assert broker.ack(nxt, WORKER, "1").duplicate is False
+
+
+def test_finish_and_dequeue_repeated_is_a_duplicate(broker: Broker) -> None:
+    register(broker)
+    task = broker.enqueue(make_spec())
+    job = take(broker)
+    broker.finish_and_dequeue(job, WORKER, True, '"first"', False, ALL_PRIORITIES)
+    outcome, nxt = broker.finish_and_dequeue(job, WORKER, True, '"again"', False, ALL_PRIORITIES)
+    assert outcome.duplicate and nxt == "empty"
+    assert broker.get(task.id).result == "first"
+
+
+def test_operations_survive_a_script_cache_flush(
+    broker: Broker, redis_client: redis.Redis
+) -> None:
+    register(broker)
+    a, b, c = broker.enqueue_many([make_spec() for _ in range(3)])
+    job = take(broker)
+    redis_client.script_flush()
+    outcome, nxt = broker.finish_and_dequeue(job, WORKER, True, "1", False, ALL_PRIORITIES)
+    assert outcome.state is S.COMPLETED and isinstance(nxt, Job) and nxt.id == b.id
+    redis_client.script_flush()
+    broker.ack(nxt, WORKER, "2")
+    redis_client.script_flush()
+    assert take(broker).id == c.id
+    redis_client.script_flush()
+    assert Inspector(broker).dlq_retry_all() == 0
+    assert [broker.get(t.id).state for t in (a, b, c)] == [S.COMPLETED, S.COMPLETED, S.RUNNING]
+
+
+def test_tasks_survive_a_redis_restart(redis_server: EmbeddedRedis) -> None:
+    with open_broker(redis_server.url) as b:
+        register(b)
+        pending = b.enqueue(make_spec(priority=1))
+        running = b.enqueue(make_spec(priority=3))
+        job = take(b)
+        assert job.id == running.id
+        redis_server.restart()
+        b.client.connection_pool.disconnect()
+        register(b)
+        assert b.ack(job, WORKER, "1").duplicate is False
+        assert take(b).id == pending.id
+        assert b.get(running.id).state is S.COMPLETED
