@@ -1,4 +1,4 @@
-"""ASGI entry point: Django over HTTP behind a Channels protocol router."""
+"""ASGI entry point: Django over HTTP and the live events WebSocket at ``/ws``."""
 
 import os
 
@@ -8,6 +8,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskqueue_project.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# Imported once Django is set up.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from tasks_app.consumers import EventsConsumer  # noqa: E402
+
+websocket_routes = [path("ws", EventsConsumer.as_asgi())]
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_routes)),
+    }
+)

@@ -60,7 +60,17 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_CONCURRENCY", "CONCURRENCY", int),
     ("TASKQUEUE_DEMO_HANDLERS", "DEMO_HANDLERS", env_bool),
     ("TASKQUEUE_HANDLER_MODULE", "HANDLER_MODULE", str),
+    ("TASKQUEUE_AUTH_ENABLED", "AUTH_ENABLED", env_bool),
+    ("TASKQUEUE_AUTH_API_KEYS", "AUTH_API_KEYS", env_bool),
+    ("TASKQUEUE_AUTH_JWT", "AUTH_JWT", env_bool),
+    ("TASKQUEUE_API_KEYS", "API_KEYS", env_list),
+    ("TASKQUEUE_ADMIN_API_KEYS", "ADMIN_API_KEYS", env_list),
+    ("TASKQUEUE_API_MAX_BODY_BYTES", "API_MAX_BODY_BYTES", int),
+    ("TASKQUEUE_IDEMPOTENCY_TTL", "IDEMPOTENCY_TTL", float),
+    ("TASKQUEUE_SUBMIT_RATE_LIMIT", "SUBMIT_RATE_LIMIT", str),
+    ("TASKQUEUE_HEALTH_TIMEOUT", "HEALTH_TIMEOUT", float),
     ("TASKQUEUE_EVENTS_ENABLED", "EVENTS_ENABLED", env_bool),
+    ("TASKQUEUE_WS_MAX_EVENTS_PER_SECOND", "WS_MAX_EVENTS_PER_SECOND", int),
 )
 
 
@@ -122,7 +132,8 @@ def channel_layers(redis_url: str) -> dict[str, Any]:
     return {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": "tq-events"},
+            # JSON, so the Lua scripts can publish events in the layer's own format.
+            "CONFIG": {"hosts": [redis_url], "prefix": "tq-events", "serializer_format": "json"},
         }
     }
 
@@ -221,6 +232,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": "tasks_app.api.serializers.STATES",
+        "WorkerStateEnum": "tasks_app.api.serializers.WORKER_STATES",
+        "PriorityNameEnum": "tasks_app.api.serializers.PRIORITY_NAMES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tasks_app.api.schema.postprocess",

@@ -32,12 +32,23 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": None,
     "DEMO_HANDLERS": True,
     "HANDLER_MODULE": "handlers",
+    "AUTH_ENABLED": False,
+    "AUTH_API_KEYS": True,
+    "AUTH_JWT": True,
+    "API_KEYS": [],
+    "ADMIN_API_KEYS": [],
+    "API_MAX_BODY_BYTES": 1_048_576,
+    "IDEMPOTENCY_TTL": 86400.0,
+    "SUBMIT_RATE_LIMIT": None,
+    "HEALTH_TIMEOUT": 1.0,
     "EVENTS_ENABLED": True,
+    "WS_MAX_EVENTS_PER_SECOND": 1000,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 
 Validator = Callable[[str, Any], Any]
@@ -119,6 +130,14 @@ def string_list(key: str, value: Any) -> list[str]:
     return list(value)
 
 
+def string_list(key: str, value: Any) -> list[str]:
+    """Accept a list or tuple of non-empty strings, as a list."""
+    ok = isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)
+    if not ok:
+        raise invalid(key, value, "a list of non-empty strings")
+    return list(value)
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -138,7 +157,17 @@ VALIDATORS: dict[str, Validator] = {
     "CONCURRENCY": optional(integer(minimum=1)),
     "DEMO_HANDLERS": boolean,
     "HANDLER_MODULE": matching(MODULE_PATTERN, "a dotted module name"),
+    "AUTH_ENABLED": boolean,
+    "AUTH_API_KEYS": boolean,
+    "AUTH_JWT": boolean,
+    "API_KEYS": string_list,
+    "ADMIN_API_KEYS": string_list,
+    "API_MAX_BODY_BYTES": integer(minimum=1),
+    "IDEMPOTENCY_TTL": number(),
+    "SUBMIT_RATE_LIMIT": optional(matching(RATE_PATTERN, 'a rate such as "100/s" or "6000/m"')),
+    "HEALTH_TIMEOUT": number(),
     "EVENTS_ENABLED": boolean,
+    "WS_MAX_EVENTS_PER_SECOND": integer(minimum=1),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
@@ -191,6 +220,10 @@ class TaskQueueSettings:
         }
         if values["concurrency"] is None:
             del values["concurrency"]
+        if self.EVENTS_ENABLED:
+            from tasks_app.events import group_channel
+
+            values["events_channel"] = group_channel()
         check_heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"])
         return Config(**values)
 

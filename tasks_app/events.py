@@ -32,6 +32,18 @@ MAX_BATCH = 500
 MAX_PENDING = 100_000
 
 
+def group_channel() -> str:
+    """The Redis pub/sub channel the layer uses for GROUP (channels-redis pub/sub naming).
+
+    The queue's Lua scripts publish submitted and cancelled events straight to it,
+    in the same atomic step as the change, so no later event of a task can overtake them.
+    """
+    from django.conf import settings
+
+    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    return f"{prefix}__group__{GROUP}"
+
+
 def batch_message(events: list[Event]) -> dict[str, Any]:
     """The channel-layer message carrying a batch of events."""
     return {"type": BATCH, "events": events}

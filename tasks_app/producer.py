@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tasks_app import events
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
-from tasks_app.core import events as ev
 from tasks_app.core.broker import Submitted, new_task_id
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
-from tasks_app.core.task import Task, TaskSpec, ms_to_iso
+from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
 
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
@@ -50,13 +48,7 @@ def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = Non
            idempotency_ttl: float = 86400.0) -> Submitted:
     """Like enqueue_many; a repeated idempotency key returns the first call's tasks."""
     specs = [spec(fields) for fields in tasks]
-    submitted = get_broker().submit(specs, idempotency_key, idempotency_ttl)
-    if not submitted.duplicate:
-        for task in submitted.tasks:
-            events.publish(ev.event(ev.TASK_SUBMITTED, ev.task_data(
-                task.id, task.type, task.priority, state=task.state.value,
-                scheduled_at=ms_to_iso(task.scheduled_at))))
-    return submitted
+    return get_broker().submit(specs, idempotency_key, idempotency_ttl)
 
 
 def get(task_id: str) -> Task:
@@ -66,9 +58,7 @@ def get(task_id: str) -> Task:
 
 def cancel(task_id: str) -> Task:
     """Cancel a pending, scheduled or retrying task (raises NotCancellable otherwise)."""
-    task = get_broker().cancel(task_id)
-    events.publish(ev.event(ev.TASK_CANCELLED, ev.task_data(task.id, task.type, task.priority)))
-    return task
+    return get_broker().cancel(task_id)
 
 
 def inspector() -> Inspector:

@@ -31,6 +31,8 @@ class Config:
     max_pending: int = 1_000_000
     shutdown_grace: float = 30.0
     concurrency: int = field(default_factory=_default_concurrency)
+    events_channel: str = ""
+    """Redis pub/sub channel the scripts publish events to ('' = none)."""
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
 

@@ -116,7 +116,7 @@ class Keys:
         p = self.prefix
         return "\n".join(
             [
-                f"local PREFIX = {_lua_str(p)}",
+                f"local PREFIX = {lua_str(p)}",
                 "local function k_task(id) return PREFIX .. 'task:' .. id end",
                 "local function k_pending(p) return PREFIX .. 'pending:' .. p end",
                 "local function k_delayed(p) return PREFIX .. 'delayed:' .. p end",
@@ -126,18 +126,19 @@ class Keys:
                 " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
-                f"local K_LEASES = {_lua_str(self.leases)}",
-                f"local K_WORKERS = {_lua_str(self.workers)}",
-                f"local K_DLQ = {_lua_str(self.dlq)}",
-                f"local K_PAUSED = {_lua_str(self.paused_queues)}",
-                f"local K_SEQ = {_lua_str(self.seq)}",
-                f"local K_FENCE = {_lua_str(self.fence)}",
-                f"local K_SCHEDULE_WAKE = {_lua_str(self.schedule_wake)}",
-                f"local K_METRICS = {_lua_str(self.metrics)}",
+                f"local K_LEASES = {lua_str(self.leases)}",
+                f"local K_WORKERS = {lua_str(self.workers)}",
+                f"local K_DLQ = {lua_str(self.dlq)}",
+                f"local K_PAUSED = {lua_str(self.paused_queues)}",
+                f"local K_SEQ = {lua_str(self.seq)}",
+                f"local K_FENCE = {lua_str(self.fence)}",
+                f"local K_SCHEDULE_WAKE = {lua_str(self.schedule_wake)}",
+                f"local K_METRICS = {lua_str(self.metrics)}",
                 "",
             ]
         )
 
 
-def _lua_str(value: str) -> str:
+def lua_str(value: str) -> str:
+    """A Lua string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

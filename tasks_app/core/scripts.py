@@ -15,7 +15,7 @@ from redis.commands.core import Script
 
 from . import errors, metrics
 from .config import Config
-from .keys import Keys
+from .keys import Keys, lua_str
 
 NAMES = (
     "enqueue",
@@ -58,8 +58,13 @@ def config_header(config: Config) -> str:
         "CFG_MAX_PENDING": int(config.max_pending),
         "CFG_HEARTBEAT_TIMEOUT_MS": int(config.heartbeat_timeout * 1000),
         "CFG_NOTIFY_CAP": NOTIFY_CAP,
+        "CFG_EVENTS_CHANNEL": config.events_channel,
     }
-    return "".join(f"local {name} = {value!r}\n" for name, value in values.items())
+    return "".join(f"local {name} = {_lua(value)}\n" for name, value in values.items())
+
+
+def _lua(value: object) -> str:
+    return lua_str(value) if isinstance(value, str) else repr(value)
 
 
 def source(name: str, keys: Keys, config: Config) -> str:

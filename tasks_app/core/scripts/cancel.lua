@@ -16,6 +16,8 @@ else
   return tq_error('NOT_CANCELLABLE', state)
 end
 redis.call('HDEL', tk, 'next_retry_at')
-finish(tk, 'cancelled', now_ms())
+local now = now_ms()
+finish(tk, 'cancelled', now)
 count('cancelled', f[3])
+emit({task_event('task.cancelled', now, id, f[3], p)})
 return {'ok'}

@@ -50,6 +50,7 @@ end
 
 local out = {now}
 local submitted = {}
+local events = {}
 for i = 0, n - 1 do
   local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
@@ -61,10 +62,12 @@ for i = 0, n - 1 do
       'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
       'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now)
     local due = due_of(b)
+    local state = 'pending'
     if due then
       redis.call('HSET', tk, 'scheduled_at', due)
     end
     if due and due > now then
+      state = 'scheduled'
       redis.call('HSET', tk, 'state', 'scheduled')
       redis.call('ZADD', k_delayed(p), due, id)
       redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
@@ -73,6 +76,8 @@ for i = 0, n - 1 do
       make_pending(id, p, now, nil)
     end
     out[#out + 1] = 1
+    events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
+      {state = state, scheduled_at = due and iso(due) or nil})
     local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1
   end
@@ -80,6 +85,7 @@ end
 for label, n in pairs(submitted) do
   count('submitted', label, nil, n)
 end
+emit(events)
 if idem ~= '' then
   local ids = {}
   for i = 0, n - 1 do ids[#ids + 1] = ARGV[FIRST + i * W] end

@@ -3,6 +3,8 @@
 -- every host agrees on lease expiry and due times.
 redis.replicate_commands()
 
+local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -12,6 +14,40 @@ end
 local function now_us()
   local t = redis.call('TIME')
   return string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
+
+-- Milliseconds since the epoch as ISO-8601 UTC ending in Z (days-to-civil, H. Hinnant).
+local function iso(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600),
+    math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+end
+
+-- Publish a batch of live events to the Channels group (channels-redis pub/sub
+-- layer, JSON serializer), in the same atomic step as the change they report.
+local function emit(events)
+  if CFG_EVENTS_CHANNEL ~= '' and #events > 0 then
+    redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
+      cjson.encode({type = 'events.batch', events = events}))
+  end
+end
+
+local function task_event(kind, now, id, ttype, p, extra)
+  local data = {task_id = id, type = ttype, priority = PRIORITY_NAMES[tostring(p)]}
+  for k, v in pairs(extra or {}) do data[k] = v end
+  return {type = kind, timestamp = iso(now), data = data}
 end
 
 local function tq_error(code, detail)
@@ -38,8 +74,6 @@ local function make_pending(id, p, now, seq)
     'updated_at', now)
   notify(p, 1)
 end
-
-local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
 -- Metrics: counters and histograms in one hash (see core/metrics.py).
 local function count(name, a, b, n)

@@ -1,0 +1,41 @@
+"""What a WebSocket client asked to receive: ``?types=task.*,worker.*&task_id=...``."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from tasks_app.core.events import Event
+
+
+def _values(query: dict[str, list[str]], name: str) -> tuple[str, ...]:
+    items = [part.strip() for value in query.get(name, []) for part in value.split(",")]
+    return tuple(item for item in items if item)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Event type patterns (globs) and task ids; empty means everything."""
+
+    types: tuple[str, ...] = ()
+    task_ids: frozenset[str] = frozenset()
+    priorities: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_query_string(cls, raw: bytes) -> EventFilter:
+        """Parse ``types``, ``task_id`` and ``priority`` (each repeatable or comma-separated)."""
+        query = parse_qs(raw.decode("latin-1"))
+        return cls(_values(query, "types"), frozenset(_values(query, "task_id")),
+                   frozenset(_values(query, "priority")))
+
+    def match(self, event: Event) -> bool:
+        """True when the client wants this event."""
+        kind = event["type"]
+        if self.types and not any(fnmatch.fnmatchcase(kind, p) for p in self.types):
+            return False
+        data = event.get("data", {})
+        if self.task_ids and data.get("task_id") not in self.task_ids:
+            return False
+        wrong_priority = kind.startswith("task.") and data.get("priority") not in self.priorities
+        return not (self.priorities and wrong_priority)
