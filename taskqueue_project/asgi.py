@@ -10,16 +10,16 @@ django_asgi_app = get_asgi_application()
 
 # Imported once Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from tasks_app.consumers import EventsConsumer  # noqa: E402
+from tasks_app.ws_origin import origin_checked  # noqa: E402
 
 websocket_routes = [path("ws", EventsConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_routes)),
+        "websocket": origin_checked(URLRouter(websocket_routes)),
     }
 )

@@ -1,0 +1,153 @@
+"""/ws through Channels' WebsocketCommunicator against the real channels-redis layer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from tasks_app import events, producer
+from tasks_app.core import events as ev
+from tasks_app.core.broker import Broker
+from tasks_app.core.task import ms_to_iso
+from taskqueue_project.asgi import application
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(coro())
+
+
+async def connect(path: str = "/ws", headers: list[tuple[bytes, bytes]] | None = None
+                  ) -> WebsocketCommunicator:
+    client = WebsocketCommunicator(application, path, headers=headers or [])
+    connected, _ = await client.connect(timeout=5)
+    assert connected
+    await asyncio.sleep(0.1)  # let the group subscription reach Redis
+    return client
+
+
+async def next_event(client: WebsocketCommunicator, timeout: float = 3) -> dict[str, Any]:
+    return json.loads(await client.receive_from(timeout))
+
+
+async def send_batch(batch: list[dict[str, Any]]) -> None:
+    await get_channel_layer().group_send(events.GROUP, events.batch_message(batch))
+
+
+def worker_event(worker_id: str = "w1") -> dict[str, Any]:
+    return ev.event(ev.WORKER_JOINED, ev.worker_data(worker_id, "idle"))
+
+
+def task_event(task_id: str, kind: str = ev.TASK_STARTED) -> dict[str, Any]:
+    return ev.event(kind, ev.task_data(task_id, "echo", 2))
+
+
+def test_submitted_event_reaches_a_client_in_the_reference_format() -> None:
+    async def scenario() -> None:
+        client = await connect()
+        task = producer.enqueue("echo", {"x": 1}, priority="high")
+        got = await next_event(client)
+        assert got["type"] == "task.submitted"
+        assert ISO_Z.match(got["timestamp"])
+        assert got["data"]["task_id"] == task.id
+        assert got["data"]["type"] == "echo"
+        assert got["data"]["priority"] == "high"
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_cancel_publishes_task_cancelled() -> None:
+    async def scenario() -> None:
+        task = producer.enqueue("echo", {})
+        client = await connect(f"/ws?task_id={task.id}")
+        producer.cancel(task.id)
+        got = await next_event(client)
+        assert (got["type"], got["data"]["task_id"]) == ("task.cancelled", task.id)
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_type_filter_passes_only_matching_events() -> None:
+    async def scenario() -> None:
+        client = await connect("/ws?types=worker.*")
+        await send_batch([task_event("t1"), worker_event("w9"), task_event("t2")])
+        got = await next_event(client)
+        assert got["type"] == "worker.joined" and got["data"]["worker_id"] == "w9"
+        assert await client.receive_nothing(0.3)
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_task_id_filter() -> None:
+    async def scenario() -> None:
+        client = await connect("/ws?task_id=wanted")
+        await send_batch([task_event("other"), task_event("wanted", ev.TASK_COMPLETED)])
+        got = await next_event(client)
+        assert (got["type"], got["data"]["task_id"]) == ("task.completed", "wanted")
+        assert await client.receive_nothing(0.3)
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_a_client_over_its_rate_gets_a_drop_notice_and_still_gets_worker_events() -> None:
+    async def scenario() -> None:
+        client = await connect()
+        await send_batch([task_event(f"t{i}") for i in range(10)] + [worker_event()])
+        received = [await next_event(client) for _ in range(4)]
+        assert [e["type"] for e in received] == ["task.started"] * 3 + ["worker.joined"]
+        assert await client.receive_nothing(0.2)
+        await asyncio.sleep(1.0)
+        await send_batch([worker_event("w2")])
+        notice = await next_event(client)
+        assert notice["type"] == "events.dropped" and notice["data"]["count"] == 7
+        assert (await next_event(client))["data"]["worker_id"] == "w2"
+        await client.disconnect()
+
+    with override_settings(TASKQUEUE={"WS_MAX_EVENTS_PER_SECOND": 3}):
+        run(scenario)
+
+
+@pytest.mark.parametrize(("origin", "accepted"), [
+    (None, True),
+    (b"http://localhost:8080", True),
+    (b"http://evil.example", False),
+])
+def test_origin_must_be_an_allowed_host(origin: bytes | None, accepted: bool) -> None:
+    async def scenario() -> None:
+        headers = [(b"origin", origin)] if origin else []
+        client = WebsocketCommunicator(application, "/ws", headers=headers)
+        connected, _ = await client.connect(timeout=5)
+        assert connected is accepted
+        await client.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("ms", [0, 951782400000, 1709164800123, 1795633739382, 4102444799999])
+def test_lua_timestamps_match_python(broker_for_lua: Broker, ms: int) -> None:
+    from tasks_app.core.scripts import source
+
+    body = "return iso(tonumber(ARGV[1]))"
+    script = source("deregister", broker_for_lua.keys, broker_for_lua.config).rsplit(
+        "\n-- deregister", 1)[0] + "\n" + body
+    assert broker_for_lua.client.eval(script, 0, ms) == ms_to_iso(ms)
+
+
+@pytest.fixture
+def broker_for_lua() -> Broker:
+    from tasks_app.connection import get_broker
+
+    return get_broker()
