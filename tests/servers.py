@@ -1,0 +1,75 @@
+"""Run the ASGI server (daphne) as a real process for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from tasks_app.core.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LiveServer:
+    """``daphne taskqueue_project.asgi:application`` on a free port, stopped on exit."""
+
+    def __init__(self, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"daphne-{self.port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:<port>"""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """ws://127.0.0.1:<port>"""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        """Start daphne and wait until it accepts connections."""
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                   "taskqueue_project.asgi:application"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log_path.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port),
+                                                                        0.2):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"daphne did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL the whole session."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
