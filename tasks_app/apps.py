@@ -11,7 +11,9 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Discover task handlers."""
+        """Discover task handlers; expose the queue's metrics to Prometheus."""
         from tasks_app.discovery import autodiscover
+        from tasks_app.metrics import register_collector
 
         autodiscover()
+        register_collector()

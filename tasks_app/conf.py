@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_TIMEOUT": 1.0,
     "EVENTS_ENABLED": True,
     "WS_MAX_EVENTS_PER_SECOND": 1000,
+    "METRICS_TOKEN": None,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -168,6 +169,7 @@ VALIDATORS: dict[str, Validator] = {
     "HEALTH_TIMEOUT": number(),
     "EVENTS_ENABLED": boolean,
     "WS_MAX_EVENTS_PER_SECOND": integer(minimum=1),
+    "METRICS_TOKEN": optional(matching(re.compile(r"\S{8,}"), "None or 8+ non-space characters")),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
