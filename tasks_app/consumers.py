@@ -2,75 +2,75 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
-import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from tasks_app import events
 from tasks_app.conf import tq_settings
-from tasks_app.core import events as ev
+from tasks_app.core.events import Event
 from tasks_app.ws_auth import authenticate_scope
 from tasks_app.ws_filters import EventFilter
+from tasks_app.ws_hub import DROPPED, hub
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
-ALWAYS_SENT = ("worker.", "queue.")
-DROPPED = "events.dropped"
+TOO_SLOW = 4408
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
     """Sends each matching event as one JSON text message.
 
-    A client gets at most ``WS_MAX_EVENTS_PER_SECOND`` task events a second; past
-    that, task events are dropped (worker and queue events always pass) and an
-    ``events.dropped`` message says how many, once a second.
+    Events wait in a buffer of ``WS_CLIENT_BUFFER`` events; a client that falls
+    that far behind is disconnected with close code 4408.
     """
 
     async def connect(self) -> None:
-        """Check credentials, read filters, join the events group."""
+        """Check credentials, read filters, start receiving from the process's hub."""
         self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
-        self.window_start = time.monotonic()
-        self.sent_in_window = 0
-        self.dropped = 0
+        self.buffer: collections.deque[Event] = collections.deque()
+        self.wake = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
         offered = self.scope.get("subprotocols", [])
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
         if not await authenticate_scope(self.scope):
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
             return
-        await self.channel_layer.group_add(events.GROUP, self.channel_name)
-        self.joined = True
+        await hub().join(self)
         await self.accept(chosen)
+        self.sender = asyncio.create_task(self._send_loop())
 
     async def disconnect(self, code: int) -> None:
-        """Leave the group."""
-        if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+        """Stop receiving."""
+        hub().leave(self)
+        if self.sender is not None:
+            self.sender.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send is ignored."""
 
-    async def events_batch(self, message: dict[str, Any]) -> None:
-        """Forward the batch's matching events, within this client's rate."""
-        now = time.monotonic()
-        if now - self.window_start >= 1.0:
-            await self._report_drops()
-            self.window_start, self.sent_in_window = now, 0
-        limit = tq_settings.WS_MAX_EVENTS_PER_SECOND
-        for event in message["events"]:
-            if not self.filter.match(event):
-                continue
-            if not event["type"].startswith(ALWAYS_SENT):
-                if self.sent_in_window >= limit:
-                    self.dropped += 1
-                    continue
-                self.sent_in_window += 1
-            await self.send(text_data=json.dumps(event))
+    def offer(self, batch: list[Event]) -> None:
+        """Buffer the events this client asked for; disconnect it past the cap."""
+        wanted = [e for e in batch if e["type"] == DROPPED or self.filter.match(e)]
+        if not wanted:
+            return
+        if len(self.buffer) + len(wanted) > tq_settings.WS_CLIENT_BUFFER:
+            hub().leave(self)
+            self.buffer.clear()
+            asyncio.ensure_future(self.close(code=TOO_SLOW))
+            return
+        self.buffer.extend(wanted)
+        self.wake.set()
 
-    async def _report_drops(self) -> None:
-        if self.dropped:
-            notice = ev.event(DROPPED, {"count": self.dropped})
-            self.dropped = 0
-            await self.send(text_data=json.dumps(notice))
+    async def _send_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.buffer:
+                await self.send(text_data=json.dumps(self.buffer.popleft()))
+
+    async def events_batch(self, message: dict[str, Any]) -> None:
+        """Not used: the hub, not the consumer, is in the group."""

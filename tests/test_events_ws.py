@@ -19,6 +19,8 @@ from tasks_app.core.broker import Broker
 from tasks_app.core.task import ms_to_iso
 from taskqueue_project.asgi import application
 
+pytestmark = pytest.mark.django_db(transaction=True)  # Channels closes stale DB connections
+
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -151,3 +153,59 @@ def broker_for_lua() -> Broker:
     from tasks_app.connection import get_broker
 
     return get_broker()
+
+
+def test_a_client_that_falls_behind_its_buffer_is_disconnected() -> None:
+    async def scenario() -> None:
+        client = await connect()
+        await send_batch([task_event(f"t{i}") for i in range(20)])
+        closed = await client.receive_output(3)
+        assert closed == {"type": "websocket.close", "code": 4408}
+
+    with override_settings(TASKQUEUE={"WS_CLIENT_BUFFER": 10}):
+        run(scenario)
+
+
+AUTH_ON = {"AUTH_ENABLED": True, "API_KEYS": ["ws-user-key-1"], "ADMIN_API_KEYS": []}
+
+
+@pytest.mark.parametrize(("path", "subprotocols", "accepted"), [
+    ("/ws", [], False),
+    ("/ws?api_key=wrong-key", [], False),
+    ("/ws?api_key=ws-user-key-1", [], True),
+    ("/ws", ["taskqueue", "apikey.ws-user-key-1"], True),
+    ("/ws?token=not-a-jwt", [], False),
+])
+def test_with_auth_on_only_clients_with_credentials_get_events(
+        path: str, subprotocols: list[str], accepted: bool) -> None:
+    async def scenario() -> None:
+        client = WebsocketCommunicator(application, path, subprotocols=subprotocols)
+        connected, _ = await client.connect(timeout=5)
+        assert connected
+        if not accepted:
+            assert await client.receive_output(3) == {"type": "websocket.close", "code": 4401}
+            return
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-auth")])
+        assert (await next_event(client))["data"]["worker_id"] == "w-auth"
+        await client.disconnect()
+
+    with override_settings(TASKQUEUE=AUTH_ON):
+        run(scenario)
+
+
+def test_with_auth_on_a_jwt_in_the_query_is_accepted() -> None:
+    from django.contrib.auth.models import User
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    user = User.objects.create_user("ws-user", password="pw-12345678")
+    token = str(AccessToken.for_user(user))
+
+    async def scenario() -> None:
+        client = await connect(f"/ws?token={token}")
+        await send_batch([worker_event("w-jwt")])
+        assert (await next_event(client))["data"]["worker_id"] == "w-jwt"
+        await client.disconnect()
+
+    with override_settings(TASKQUEUE=AUTH_ON):
+        run(scenario)

@@ -6,7 +6,8 @@
 -- Errors: TQ:NOT_FOUND, TQ:STALE (the lease was taken over: fencing).
 local id, worker, fence = ARGV[1], ARGV[2], ARGV[3]
 local tk = k_task(id)
-local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type')
+local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
+  'attempts')
 if not f[1] then return tq_error('NOT_FOUND', id) end
 if f[2] ~= fence then return tq_error('STALE', id) end
 if f[1] == 'completed' then return {'already'} end
@@ -19,4 +20,6 @@ redis.call('HSET', tk, 'result', ARGV[4], 'state', 'completed', 'completed_at', 
 redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
 count('completed', f[5], 'success')
 observe('duration', BUCKETS_DURATION, f[5], tonumber(ARGV[5]))
+emit({task_event('task.completed', now, id, f[5], f[6], {worker_id = worker,
+  attempt = tonumber(f[7]), duration = tonumber(ARGV[5])})})
 return {'ok', f[3], now}

@@ -17,4 +17,7 @@ math.randomseed(tonumber(ARGV[6]))
 if ARGV[7] ~= '' then
   observe('duration', BUCKETS_DURATION, redis.call('HGET', k_task(id), 'type'), tonumber(ARGV[7]))
 end
-return fail_attempt(id, now_ms(), ARGV[4], ARGV[5])
+local events = {}
+local out = fail_attempt(id, now_ms(), ARGV[4], ARGV[5], events)
+emit(events)
+return out

@@ -126,20 +126,22 @@ end
 
 -- End a running attempt that failed. kind is 'retry' (the retry policy
 -- applies) or 'permanent' (the non-retryable error: straight to failed).
+-- Appends the attempt's events (task.failed, then task.retrying or
+-- task.dead_lettered) to `events`.
 -- Returns {new_state, next_retry_at or dlq message id or '', type, priority,
 -- attempts, worker_id}.
-local function fail_attempt(id, now, err, kind)
+local function fail_attempt(id, now, err, kind, events)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type')
   local attempts, max_retries, p, worker, ttype = tonumber(f[1]), tonumber(f[2]), f[3], f[4], f[5]
   release_lease(id, worker)
+  local state, extra
   if kind == 'permanent' then
     redis.call('HSET', tk, 'error', err)
     finish(tk, 'failed', now)
     count('completed', ttype, 'failed')
-    return {'failed', '', ttype, p, attempts, worker}
-  end
-  if attempts <= max_retries then
+    state, extra = 'failed', ''
+  elseif attempts <= max_retries then
     count('retries', ttype)
     local due = now + backoff_ms(attempts)
     redis.call('ZADD', k_delayed(p), due, id)
@@ -147,11 +149,21 @@ local function fail_attempt(id, now, err, kind)
       'updated_at', now)
     redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
     redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
-    return {'retrying', tostring(due), ttype, p, attempts, worker}
+    state, extra = 'retrying', tostring(due)
+  else
+    count('completed', ttype, 'dead_letter')
+    state, extra = 'dead_letter', dead_letter(id, now, err, 'max retries exceeded')
   end
-  count('completed', ttype, 'dead_letter')
-  local mid = dead_letter(id, now, err, 'max retries exceeded')
-  return {'dead_letter', mid, ttype, p, attempts, worker}
+  events[#events + 1] = task_event('task.failed', now, id, ttype, p, {error = err,
+    attempt = attempts, will_retry = state == 'retrying', state = state, worker_id = worker})
+  if state == 'retrying' then
+    events[#events + 1] = task_event('task.retrying', now, id, ttype, p,
+      {attempt = attempts, next_retry_at = iso(tonumber(extra))})
+  elseif state == 'dead_letter' then
+    events[#events + 1] = task_event('task.dead_lettered', now, id, ttype, p,
+      {error = err, reason = 'max retries exceeded', message_id = extra})
+  end
+  return {state, extra, ttype, p, attempts, worker}
 end
 
 -- Check that (worker, fence) still owns the running attempt of task id.

@@ -11,13 +11,14 @@ local limit = tonumber(ARGV[1])
 math.randomseed(tonumber(ARGV[2]))
 local now = now_ms()
 local out = {}
+local events = {}
 local n_recovered = 0
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   if redis.call('HGET', k_task(id), 'state') == 'running' then
     redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
     out[#out + 1] = id
-    for _, v in ipairs(fail_attempt(id, now, 'worker lost', 'retry')) do
+    for _, v in ipairs(fail_attempt(id, now, 'worker lost', 'retry', events)) do
       out[#out + 1] = v
     end
     n_recovered = n_recovered + 1
@@ -31,6 +32,7 @@ for _, w in ipairs(dead) do
   redis.call('DEL', k_worker(w), k_worker_wake(w))
   out[#out + 1] = w
 end
+emit(events)
 table.insert(out, 1, #dead)
 table.insert(out, 1, n_recovered)
 return out
