@@ -13,11 +13,11 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
+from taskqueue_project.asgi import application
 from tasks_app import events, producer
 from tasks_app.core import events as ev
 from tasks_app.core.broker import Broker
 from tasks_app.core.task import ms_to_iso
-from taskqueue_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)  # Channels closes stale DB connections
 
