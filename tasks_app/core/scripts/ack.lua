@@ -20,6 +20,8 @@ redis.call('HSET', tk, 'result', ARGV[4], 'state', 'completed', 'completed_at', 
 redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
 count('completed', f[5], 'success')
 observe('duration', BUCKETS_DURATION, f[5], tonumber(ARGV[5]))
-emit({task_event('task.completed', now, id, f[5], f[6], {worker_id = worker,
-  attempt = tonumber(f[7]), duration = tonumber(ARGV[5])})})
+if listening() then
+  emit({task_event('task.completed', now, id, f[5], f[6], {worker_id = worker,
+    attempt = tonumber(f[7]), duration = tonumber(ARGV[5])})})
+end
 return {'ok', f[3], now}

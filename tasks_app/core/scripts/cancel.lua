@@ -19,5 +19,5 @@ redis.call('HDEL', tk, 'next_retry_at')
 local now = now_ms()
 finish(tk, 'cancelled', now)
 count('cancelled', f[3])
-emit({task_event('task.cancelled', now, id, f[3], p)})
+if listening() then emit({task_event('task.cancelled', now, id, f[3], p)}) end
 return {'ok'}

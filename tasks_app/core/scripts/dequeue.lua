@@ -36,8 +36,10 @@ for i = 2, #ARGV do
         redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
         redis.call('SADD', k_worker_active(worker), id)
         observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
-        emit({task_event('task.started', now, id, f[2], p, {worker_id = worker,
-          attempt = attempts, queue_wait = tonumber(wait) / 1000000})})
+        if listening() then
+          emit({task_event('task.started', now, id, f[2], p, {worker_id = worker,
+            attempt = attempts, queue_wait = tonumber(wait) / 1000000})})
+        end
         return {'task', id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}
       end
       popped = redis.call('ZPOPMIN', k_pending(p))

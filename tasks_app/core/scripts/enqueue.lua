@@ -76,8 +76,10 @@ for i = 0, n - 1 do
       make_pending(id, p, now, nil)
     end
     out[#out + 1] = 1
-    events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
-      {state = state, scheduled_at = due and iso(due) or nil})
+    if listening() then
+      events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
+        {state = state, scheduled_at = due and iso(due) or nil})
+    end
     local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1
   end

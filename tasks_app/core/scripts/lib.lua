@@ -35,10 +35,20 @@ local function iso(ms)
     math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
 end
 
--- Publish a batch of live events to the Channels group (channels-redis pub/sub
--- layer, JSON serializer), in the same atomic step as the change they report.
+-- Live events go to the Channels group (channels-redis pub/sub layer, JSON
+-- serializer), in the same atomic step as the change they report, and are
+-- built only while some web process is subscribed.
+local LISTENING = nil
+local function listening()
+  if LISTENING == nil then
+    LISTENING = CFG_EVENTS_CHANNEL ~= '' and
+      redis.call('PUBSUB', 'NUMSUB', CFG_EVENTS_CHANNEL)[2] > 0
+  end
+  return LISTENING
+end
+
 local function emit(events)
-  if CFG_EVENTS_CHANNEL ~= '' and #events > 0 then
+  if #events > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
       cjson.encode({type = 'events.batch', events = events}))
   end
@@ -153,6 +163,9 @@ local function fail_attempt(id, now, err, kind, events)
   else
     count('completed', ttype, 'dead_letter')
     state, extra = 'dead_letter', dead_letter(id, now, err, 'max retries exceeded')
+  end
+  if not listening() then
+    return {state, extra, ttype, p, attempts, worker}
   end
   events[#events + 1] = task_event('task.failed', now, id, ttype, p, {error = err,
     attempt = attempts, will_retry = state == 'retrying', state = state, worker_id = worker})
