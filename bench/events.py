@@ -112,6 +112,26 @@ def drain(n: int, events_on: bool) -> float:
     return n / (last - start)
 
 
+def drain_watched(port: int, n: int, n_clients: int) -> tuple[float, int]:
+    """Drain with events on while n_clients WebSocket clients take every event offered."""
+    import threading
+
+    received: list[float] = []
+    stop_at: list[float] = []
+    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def watch() -> None:
+        await asyncio.gather(*(client(url, received, stop_at) for _ in range(n_clients)))
+
+    thread = threading.Thread(target=asyncio.run, args=(watch(),), daemon=True)
+    thread.start()
+    time.sleep(2.0)
+    rate = drain(n, events_on=True)
+    stop_at.append(time.time())
+    thread.join(30)
+    return rate, len(received)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -137,9 +157,12 @@ def main() -> None:
         get_broker().client.flushall()
         on = drain(n_drain, events_on=True)
         off = drain(n_drain, events_on=False)
+        watched, delivered = drain_watched(port, n_drain, n_clients)
         print(f"drain of {n_drain:,} echo tasks (default runworker_tq, daphne running): "
-              f"events on {on:,.0f} tasks/s, events off {off:,.0f} tasks/s "
-              f"(events cost {100 * (off - on) / off:.1f}%)")
+              f"events off {off:,.0f} tasks/s; events on, no client connected {on:,.0f} tasks/s "
+              f"({100 * (off - on) / off:+.1f}% cost); events on, {n_clients} clients connected "
+              f"{watched:,.0f} tasks/s ({100 * (off - watched) / off:+.1f}% cost, "
+              f"{delivered:,} task.started deliveries)")
     finally:
         stop(daphne)
         if server is not None:

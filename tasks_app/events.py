@@ -25,15 +25,16 @@ from tasks_app.core.events import Event
 
 log = logging.getLogger("taskqueue.events")
 
-GROUP = "taskqueue.events"
-BATCH = "events.batch"  # dispatched to EventsConsumer.events_batch
+GROUP = "taskqueue.events"  # worker.* and queue.depth, from Python publishers
+TASK_GROUP = "taskqueue.tasks"  # task.*, published by the Lua scripts
+BATCH = "events.batch"
 FLUSH_INTERVAL = 0.005
 MAX_BATCH = 500
 MAX_PENDING = 100_000
 
 
-def group_channel() -> str:
-    """The Redis pub/sub channel the layer uses for GROUP (channels-redis pub/sub naming).
+def group_channel(group: str = TASK_GROUP) -> str:
+    """The Redis pub/sub channel the layer uses for a group (channels-redis pub/sub naming).
 
     The queue's Lua scripts publish submitted and cancelled events straight to it,
     in the same atomic step as the change, so no later event of a task can overtake them.
@@ -41,7 +42,7 @@ def group_channel() -> str:
     from django.conf import settings
 
     prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    return f"{prefix}__group__{GROUP}"
+    return f"{prefix}__group__{group}"
 
 
 def batch_message(events: list[Event]) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """One events subscription per web process, shared by all its WebSocket clients.
 
-The hub joins the Channels group once, decodes each published batch once, thins
-task events past ``WS_MAX_EVENTS_PER_SECOND`` (worker and queue events always
-pass; each client is told how many were dropped), and hands the rest to every
-client's bounded buffer.  A client whose buffer overflows is disconnected.
+The hub subscribes to two Channels groups: worker and queue events (always)
+and task events (published by the Lua scripts).  It decodes each message once
+and hands the events to every client's bounded buffer.  Once it has passed
+``WS_MAX_EVENTS_PER_SECOND`` task events in the current second it unsubscribes
+from task events until the second is over, and tells its clients so
+(``events.dropped``).  While no web process is subscribed the scripts do not
+even build task events, so a flood of tasks costs the web tier nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from tasks_app.conf import tq_settings
 from tasks_app.core import events as ev
 from tasks_app.core.events import Event
 
-ALWAYS_SENT = ("worker.", "queue.")
 DROPPED = "events.dropped"
 
 
@@ -35,56 +37,83 @@ class Hub:
 
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
-        self._reader: asyncio.Task[None] | None = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
         self._window_start = time.monotonic()
         self._passed = 0
-        self._dropped = 0
+        self._resume: asyncio.TimerHandle | None = None
 
     async def join(self, listener: Listener) -> None:
         """Start delivering to a listener (subscribing on the first one)."""
         self.listeners.add(listener)
-        if self._reader is None or self._reader.done():
-            ready = asyncio.get_running_loop().create_future()
-            self._reader = asyncio.create_task(self._read(ready))
-            await ready
+        if not self._readers:
+            await self._subscribe(events.GROUP)
+            await self._subscribe(events.TASK_GROUP)
 
     def leave(self, listener: Listener) -> None:
         """Stop delivering to a listener (unsubscribing after the last one)."""
         self.listeners.discard(listener)
-        if not self.listeners and self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
+        if self.listeners:
+            return
+        for reader in self._readers.values():
+            reader.cancel()
+        self._readers.clear()
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
 
-    async def _read(self, ready: asyncio.Future[None]) -> None:
+    async def _subscribe(self, group: str) -> None:
+        ready = asyncio.get_running_loop().create_future()
+        self._readers[group] = asyncio.create_task(self._read(group, ready))
+        await ready
+
+    async def _read(self, group: str, ready: asyncio.Future[None]) -> None:
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        await layer.group_add(events.GROUP, channel)
+        await layer.group_add(group, channel)
         ready.set_result(None)
         try:
             while True:
                 message = await layer.receive(channel)
                 self.dispatch(message.get("events", []))
         finally:
-            await layer.group_discard(events.GROUP, channel)
+            await layer.group_discard(group, channel)
 
     def dispatch(self, batch: list[Event]) -> None:
-        """Thin the batch to this second's budget and offer it to every listener."""
+        """Pass the batch within this second's task-event budget to every listener."""
         now = time.monotonic()
-        out: list[Event] = []
         if now - self._window_start >= 1.0:
-            if self._dropped:
-                out.append(ev.event(DROPPED, {"count": self._dropped}))
-            self._window_start, self._passed, self._dropped = now, 0, 0
+            self._window_start, self._passed = now, 0
         budget = tq_settings.WS_MAX_EVENTS_PER_SECOND
+        out: list[Event] = []
         for item in batch:
-            if item["type"].startswith(ALWAYS_SENT) or self._passed < budget:
-                self._passed += not item["type"].startswith(ALWAYS_SENT)
+            if not item["type"].startswith("task."):
                 out.append(item)
-            else:
-                self._dropped += 1
+            elif self._passed < budget:
+                self._passed += 1
+                out.append(item)
+        if self._passed >= budget and events.TASK_GROUP in self._readers:
+            out.append(self._pause(now, budget))
+        self._deliver(out)
+
+    def _deliver(self, out: list[Event]) -> None:
         if out:
             for listener in list(self.listeners):
                 listener.offer(out)
+
+    def _pause(self, now: float, budget: int) -> Event:
+        """Stop taking task events until the second is over."""
+        self._readers.pop(events.TASK_GROUP).cancel()
+        remaining = max(0.0, 1.0 - (now - self._window_start))
+        self._resume = asyncio.get_running_loop().call_later(
+            remaining, lambda: asyncio.ensure_future(self._unpause()))
+        return ev.event(DROPPED, {"reason": "rate limit", "limit_per_second": budget,
+                                  "resume_in": round(remaining, 3)})
+
+    async def _unpause(self) -> None:
+        self._resume = None
+        self._window_start, self._passed = time.monotonic(), 0
+        if self.listeners and events.TASK_GROUP not in self._readers:
+            await self._subscribe(events.TASK_GROUP)
 
 
 _hubs: dict[Any, Hub] = {}

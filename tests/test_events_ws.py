@@ -42,7 +42,14 @@ async def next_event(client: WebsocketCommunicator, timeout: float = 3) -> dict[
 
 
 async def send_batch(batch: list[dict[str, Any]]) -> None:
-    await get_channel_layer().group_send(events.GROUP, events.batch_message(batch))
+    """Publish like the system does: task events to the task group, the rest to the other."""
+    tasks = [e for e in batch if e["type"].startswith("task.")]
+    rest = [e for e in batch if not e["type"].startswith("task.")]
+    layer = get_channel_layer()
+    if tasks:
+        await layer.group_send(events.TASK_GROUP, events.batch_message(tasks))
+    if rest:
+        await layer.group_send(events.GROUP, events.batch_message(rest))
 
 
 def worker_event(worker_id: str = "w1") -> dict[str, Any]:
@@ -104,22 +111,38 @@ def test_task_id_filter() -> None:
     run(scenario)
 
 
-def test_a_client_over_its_rate_gets_a_drop_notice_and_still_gets_worker_events() -> None:
+def test_past_the_rate_task_events_pause_for_the_second_but_worker_events_flow() -> None:
     async def scenario() -> None:
         client = await connect()
-        await send_batch([task_event(f"t{i}") for i in range(10)] + [worker_event()])
+        await send_batch([task_event(f"t{i}") for i in range(10)])
         received = [await next_event(client) for _ in range(4)]
-        assert [e["type"] for e in received] == ["task.started"] * 3 + ["worker.joined"]
-        assert await client.receive_nothing(0.2)
+        assert [e["type"] for e in received] == ["task.started"] * 3 + ["events.dropped"]
+        assert received[3]["data"]["limit_per_second"] == 3
+        await send_batch([task_event("during-pause"), worker_event("w2")])
+        got = await next_event(client)
+        assert (got["type"], got["data"]["worker_id"]) == ("worker.joined", "w2")
+        assert await client.receive_nothing(0.3)
         await asyncio.sleep(1.0)
-        await send_batch([worker_event("w2")])
-        notice = await next_event(client)
-        assert notice["type"] == "events.dropped" and notice["data"]["count"] == 7
-        assert (await next_event(client))["data"]["worker_id"] == "w2"
+        await send_batch([task_event("after-pause")])
+        assert (await next_event(client))["data"]["task_id"] == "after-pause"
         await client.disconnect()
 
     with override_settings(TASKQUEUE={"WS_MAX_EVENTS_PER_SECOND": 3}):
         run(scenario)
+
+
+def test_without_clients_the_scripts_build_no_task_events(broker_for_lua: Broker) -> None:
+    channel = events.group_channel()
+    assert broker_for_lua.client.pubsub_numsub(channel) == [(channel, 0)]
+
+    async def scenario() -> None:
+        client = await connect()
+        assert broker_for_lua.client.pubsub_numsub(channel) == [(channel, 1)]
+        await client.disconnect()
+        await asyncio.sleep(0.2)
+        assert broker_for_lua.client.pubsub_numsub(channel) == [(channel, 0)]
+
+    run(scenario)
 
 
 @pytest.mark.parametrize(("origin", "accepted"), [
