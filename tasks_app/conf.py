@@ -42,14 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "SUBMIT_RATE_LIMIT": None,
     "HEALTH_TIMEOUT": 1.0,
     "EVENTS_ENABLED": True,
-    "WS_MAX_EVENTS_PER_SECOND": 1000,
+    "WS_MAX_EVENTS_PER_SECOND": 500,
+    "WS_CLIENT_BUFFER": 5000,
     "METRICS_TOKEN": None,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 
 Validator = Callable[[str, Any], Any]
@@ -131,14 +131,6 @@ def string_list(key: str, value: Any) -> list[str]:
     return list(value)
 
 
-def string_list(key: str, value: Any) -> list[str]:
-    """Accept a list or tuple of non-empty strings, as a list."""
-    ok = isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)
-    if not ok:
-        raise invalid(key, value, "a list of non-empty strings")
-    return list(value)
-
-
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -169,6 +161,7 @@ VALIDATORS: dict[str, Validator] = {
     "HEALTH_TIMEOUT": number(),
     "EVENTS_ENABLED": boolean,
     "WS_MAX_EVENTS_PER_SECOND": integer(minimum=1),
+    "WS_CLIENT_BUFFER": integer(minimum=10),
     "METRICS_TOKEN": optional(matching(re.compile(r"\S{8,}"), "None or 8+ non-space characters")),
 }
 
