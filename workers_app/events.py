@@ -17,7 +17,7 @@ WORKER_EVENTS = {"joined": ev.WORKER_JOINED, "left": ev.WORKER_LEFT,
 
 
 class EventsHook(Hook):
-    """Publishes worker.joined/left/paused/resumed and queue.depth."""
+    """Publishes worker.joined/left/paused/resumed, queue.depth and queue.stats."""
 
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
         kind = WORKER_EVENTS.get(event)
@@ -33,3 +33,6 @@ class EventsHook(Hook):
     def queue_depths(self, depths: dict[str, int]) -> None:
         publisher.publish(ev.event(ev.QUEUE_DEPTH, {"queue_depths": depths,
                                                     "total_pending": sum(depths.values())}))
+
+    def queue_totals(self, totals: dict[str, int]) -> None:
+        publisher.publish(ev.event(ev.QUEUE_STATS, totals))

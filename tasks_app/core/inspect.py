@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors
+from . import errors, metrics
 from .broker import Broker, redis_errors
 from .keys import PRIORITIES
 from .states import Priority
@@ -103,6 +103,26 @@ class Inspector:
     def queue_depths(self) -> dict[str, int]:
         """Pending tasks per priority name, all four included."""
         return {s.name: s.depth for s in self.queue_stats()}
+
+    def totals(self) -> dict[str, int]:
+        """Cluster-wide counts since the metrics began, and the live gauges, in one dict."""
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.metrics)
+            pipe.zcard(self.keys.leases)
+            pipe.xlen(self.keys.dlq)
+            raw, running, dlq = pipe.execute()
+        counters = metrics.parse(raw).counters
+        done = counters["completed"]
+        return {
+            "submitted": sum(counters["submitted"].values()),
+            "completed": sum(v for (_, status), v in done.items() if status == "success"),
+            "failed": sum(v for (_, status), v in done.items() if status != "success"),
+            "retries": sum(counters["retries"].values()),
+            "cancelled": sum(counters["cancelled"].values()),
+            "running": int(running),
+            "dlq_size": int(dlq),
+        }
 
     def running_count(self) -> int:
         """Tasks currently leased to workers."""

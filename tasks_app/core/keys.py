@@ -107,6 +107,11 @@ class Keys:
         """The queue depths last reported, so unchanged depths are not sent again."""
         return f"{self.prefix}depth-last"
 
+    @property
+    def totals_last(self) -> str:
+        """The totals last reported (queue.stats)."""
+        return f"{self.prefix}totals-last"
+
     def notify_keys(self, priorities: Iterable[int]) -> list[str]:
         """Wake-up lists for the given priorities, highest first."""
         return [self.notify(p) for p in sorted(priorities, reverse=True)]

@@ -14,7 +14,8 @@ PERIOD = 1.0
 
 
 class DepthReporter(Loop):
-    """Every second one worker of the cluster (whoever claims the lock) reports changed depths."""
+    """Every second one worker of the cluster (whoever claims the lock) reports changed
+    depths and totals."""
 
     name = "depth-reporter"
 
@@ -25,13 +26,17 @@ class DepthReporter(Loop):
         self.inspector = Inspector(broker)
 
     def run_once(self) -> None:
-        """Report depths if this worker holds the period's lock and they changed."""
+        """Report depths and totals if this worker holds the period's lock and they changed."""
         if not self.broker.claim_depth_report(PERIOD * 0.9):
             return
         depths = self.inspector.queue_depths()
-        encoded = json.dumps(depths, sort_keys=True)
-        key = self.broker.keys.depth_last
-        with redis_errors():
-            previous = self.broker.client.getset(key, encoded)
-        if previous != encoded:
+        if self._changed(self.broker.keys.depth_last, depths):
             self.hooks.queue_depths(depths)
+        totals = self.inspector.totals()
+        if self._changed(self.broker.keys.totals_last, totals):
+            self.hooks.queue_totals(totals)
+
+    def _changed(self, key: str, value: dict[str, int]) -> bool:
+        encoded = json.dumps(value, sort_keys=True)
+        with redis_errors():
+            return bool(self.broker.client.getset(key, encoded) != encoded)

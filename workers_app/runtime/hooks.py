@@ -35,6 +35,9 @@ class Hook:
     def queue_depths(self, depths: dict[str, int]) -> None:
         """Pending counts changed (reported at most once a second, cluster-wide)."""
 
+    def queue_totals(self, totals: dict[str, int]) -> None:
+        """Cluster-wide totals changed (reported at most once a second)."""
+
 
 class LogHook(Hook):
     """Logs every attempt with task and worker ids."""
@@ -88,6 +91,10 @@ class Hooks(Hook):
     def queue_depths(self, depths: dict[str, int]) -> None:
         for hook in self.hooks:
             _safe(hook.queue_depths, depths)
+
+    def queue_totals(self, totals: dict[str, int]) -> None:
+        for hook in self.hooks:
+            _safe(hook.queue_totals, totals)
 
 
 def _safe(method: Any, *args: Any, **kwargs: Any) -> None:
