@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks_app.core.broker import Broker
+from tasks_app.core.broker import Beat, Broker
 from tasks_app.core.errors import StaleLease
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.redis_server import EmbeddedRedis
@@ -184,7 +184,8 @@ def test_heartbeat_renews_the_lease(broker: Broker) -> None:
     job = take(broker)
     for _ in range(3):
         time.sleep(LEASE * 0.6)
-        paused, lost = broker.heartbeat(WORKER, {}, [(job.id, job.fence)])
+        beat = broker.heartbeat(WORKER, {}, [(job.id, job.fence)])
+        paused, lost = beat.paused, beat.lost
         assert (paused, lost) == (False, [])
         assert broker.recover() == ([], [])
     assert state_of(broker, task.id) is S.RUNNING
@@ -195,9 +196,9 @@ def test_heartbeat_reports_leases_it_no_longer_holds(broker: Broker) -> None:
     register(broker)
     task = broker.enqueue(make_spec())
     job = take(broker)
-    assert broker.heartbeat(WORKER, {}, [(job.id, "999999")]) == (False, [task.id])
+    assert broker.heartbeat(WORKER, {}, [(job.id, "999999")]) == Beat(False, [task.id], [])
     _lose_lease(broker)
-    assert broker.heartbeat(WORKER, {}, [(job.id, job.fence)]) == (False, [task.id])
+    assert broker.heartbeat(WORKER, {}, [(job.id, job.fence)]) == Beat(False, [task.id], [])
     assert state_of(broker, task.id) is S.RETRYING
 
 
@@ -211,7 +212,7 @@ def test_heartbeat_of_a_stale_fence_does_not_extend_the_new_lease(broker: Broker
     broker.promote()
     take(broker, OTHER)
     time.sleep(LEASE * 0.6)
-    assert broker.heartbeat(WORKER, {}, [(old.id, old.fence)]) == (False, [task.id])
+    assert broker.heartbeat(WORKER, {}, [(old.id, old.fence)]) == Beat(False, [task.id], [])
     assert _lose_lease(broker) == [task.id]
 
 

@@ -91,7 +91,7 @@ def test_paused_worker_gets_paused_until_resumed(broker: Broker) -> None:
     task = broker.enqueue(make_spec())
     inspector.pause_worker(WORKER)
     assert broker.dequeue(WORKER, (0, 1, 2, 3)) == "paused"
-    assert broker.heartbeat(WORKER, {}, [])[0] is True
+    assert broker.heartbeat(WORKER, {}, []).paused is True
     assert inspector.worker(WORKER).state == "paused"
     assert state_of(broker, task.id) is S.PENDING
     inspector.resume_worker(WORKER)

@@ -56,6 +56,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Beat:
+    """What a heartbeat learned."""
+
+    paused: bool
+    lost: list[str]  # tasks whose lease another worker took over
+    orphans: list[str]  # tasks whose dequeue reply never arrived, now pending again
+
+
+@dataclass(frozen=True)
 class Recovered:
     """A task whose lease expired, and what its attempt's failure led to."""
 
@@ -258,20 +267,22 @@ class Broker:
         self._run("requeue", self.keys.leases, [task_id, worker_id, fence])
 
     def heartbeat(self, worker_id: str, fields: dict[str, Any],
-                  running: Sequence[tuple[str, str]]) -> tuple[bool, list[str]]:
-        """Refresh the worker's record and leases; return (paused, ids whose lease was lost)."""
+                  running: Sequence[tuple[str, str]]) -> Beat:
+        """Refresh the worker's record and its running tasks' leases; put back orphans."""
         args: list[Any] = [worker_id, len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
         for task_id, fence in running:
             args.extend((task_id, fence))
         reply = self._run("heartbeat", self.keys.workers, args)
-        return bool(int(reply[0])), [str(x) for x in reply[1:]]
+        n_lost = int(reply[1])
+        ids = [str(x) for x in reply[2:]]
+        return Beat(bool(int(reply[0])), ids[:n_lost], ids[n_lost:])
 
     def is_paused(self, worker_id: str) -> bool:
         """True when an operator paused this worker."""
         with redis_errors():
-            return self.client.hget(self.keys.worker(worker_id), "paused") == "1"
+            return bool(self.client.sismember(self.keys.paused_workers, worker_id))
 
     def claim_depth_report(self, period: float) -> bool:
         """True for the one caller per period, cluster-wide, that should report depths."""

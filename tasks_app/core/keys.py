@@ -78,6 +78,11 @@ class Keys:
         return f"{self.prefix}paused"
 
     @property
+    def paused_workers(self) -> str:
+        """Set of paused worker ids (outlives a registry record lost in a Redis outage)."""
+        return f"{self.prefix}paused-workers"
+
+    @property
     def seq(self) -> str:
         """Counter giving FIFO order inside a priority."""
         return f"{self.prefix}seq"
@@ -135,6 +140,7 @@ class Keys:
                 f"local K_WORKERS = {lua_str(self.workers)}",
                 f"local K_DLQ = {lua_str(self.dlq)}",
                 f"local K_PAUSED = {lua_str(self.paused_queues)}",
+                f"local K_PAUSED_WORKERS = {lua_str(self.paused_workers)}",
                 f"local K_SEQ = {lua_str(self.seq)}",
                 f"local K_FENCE = {lua_str(self.fence)}",
                 f"local K_SCHEDULE_WAKE = {lua_str(self.schedule_wake)}",

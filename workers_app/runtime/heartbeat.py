@@ -36,7 +36,11 @@ class Heartbeat(Loop):
 
     def run_once(self) -> None:
         """Send one heartbeat."""
-        self.paused, lost = self.broker.heartbeat(self.worker_id, self.fields(), self.running())
-        if lost:
-            log.warning("lease lost for %d task(s): %s", len(lost), ", ".join(lost))
-            self.on_lost(lost)
+        beat = self.broker.heartbeat(self.worker_id, self.fields(), self.running())
+        self.paused = beat.paused
+        for task_id in beat.orphans:
+            log.warning("task %s was taken by a dequeue whose reply was lost; put back",
+                        task_id, extra={"task_id": task_id})
+        if beat.lost:
+            log.warning("lease lost for %d task(s): %s", len(beat.lost), ", ".join(beat.lost))
+            self.on_lost(beat.lost)

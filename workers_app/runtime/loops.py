@@ -32,7 +32,15 @@ class Loop:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop to end and wait for it."""
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current round."""
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the loop's thread to end."""
         if self._thread is not None:
             self._thread.join(timeout)
 

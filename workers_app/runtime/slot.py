@@ -96,6 +96,7 @@ class SlotProcess:
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
         report = self.executor.run(job)
+        self.spec.slot.reporting()
         fetch = not self.spec.stop.value and self._take_ticket()
         outcome, nxt = self._record(job, report, fetch)
         self.spec.slot.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing.sharedctypes as sharedctypes
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class _Slot(ctypes.Structure):
         ("task_id", ctypes.c_char * 36),
         ("fence", ctypes.c_char * 24),
         ("timeout", ctypes.c_double),
+        ("started", ctypes.c_double),
         ("deadline", ctypes.c_double),
         ("processed", ctypes.c_longlong),
         ("failed", ctypes.c_longlong),
@@ -30,7 +32,8 @@ class Running:
     task_id: str
     fence: str
     timeout: float
-    deadline: float
+    started: float
+    deadline: float  # inf once the handler returned and the slot is reporting
 
 
 class Slot:
@@ -48,8 +51,13 @@ class Slot:
         raw.task_id = job.id.encode()
         raw.fence = job.fence.encode()
         raw.timeout = float(job.timeout)
-        raw.deadline = time.time() + job.timeout
+        raw.started = time.time()
+        raw.deadline = raw.started + job.timeout
         raw.busy = 1
+
+    def reporting(self) -> None:
+        """The handler returned: no time limit applies while the outcome is recorded."""
+        self._raw.deadline = math.inf
 
     def clear(self) -> None:
         """Mark the slot idle."""
@@ -72,4 +80,5 @@ class Slot:
         raw = self._raw
         if not raw.busy:
             return None
-        return Running(raw.task_id.decode(), raw.fence.decode(), raw.timeout, raw.deadline)
+        return Running(raw.task_id.decode(), raw.fence.decode(), raw.timeout, raw.started,
+                       raw.deadline)

@@ -212,7 +212,7 @@ class Worker:
             log.error("slot %d died (exit %s) running task %s", child.index,
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
-        spent = time.time() - (running.deadline - running.timeout)
+        spent = time.time() - running.started
         outcome = self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence,
                                                         error, duration=spent))
         if isinstance(outcome, Outcome) and not outcome.duplicate:
@@ -262,7 +262,10 @@ class Worker:
             time.sleep(TICK)
         self._put_back_unfinished()
         for loop in self.loops:
-            loop.stop()
+            loop.request_stop()
+        self.heartbeat.join(5.0)  # no heartbeat may re-register us after deregistering
+        for loop in self.loops:
+            loop.join(0.2)  # daemon threads; a blocked promoter need not hold up the exit
         try:
             self.broker.deregister(self.id)
         except BrokerUnavailable as exc:

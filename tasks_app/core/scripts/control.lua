@@ -15,8 +15,10 @@ end
 local wk = k_worker(id)
 if redis.call('EXISTS', wk) == 0 then return tq_error('WORKER_NOT_FOUND', id) end
 if action == 'pause' then
+  redis.call('SADD', K_PAUSED_WORKERS, id)
   redis.call('HSET', wk, 'paused', '1')
 else
+  redis.call('SREM', K_PAUSED_WORKERS, id)
   redis.call('HDEL', wk, 'paused')
   local wake = k_worker_wake(id)
   local slots = tonumber(redis.call('HGET', wk, 'concurrency') or '1')

@@ -9,11 +9,10 @@
 --       or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
 local worker = ARGV[1]
 local wk = k_worker(worker)
-local flags = redis.call('HMGET', wk, 'id', 'paused')
-if not flags[1] then
+if redis.call('EXISTS', wk) == 0 then
   return {'unregistered'}
 end
-if flags[2] == '1' then
+if redis.call('SISMEMBER', K_PAUSED_WORKERS, worker) == 1 then
   return {'paused'}
 end
 for i = 2, #ARGV do

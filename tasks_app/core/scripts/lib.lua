@@ -110,6 +110,16 @@ local function release_lease(id, worker)
   end
 end
 
+-- running -> pending at its old place in line, the attempt not counted.
+local function put_back(id, worker, now)
+  local tk = k_task(id)
+  release_lease(id, worker)
+  local f = redis.call('HMGET', tk, 'priority', 'seq')
+  redis.call('HINCRBY', tk, 'attempts', -1)
+  redis.call('HDEL', tk, 'worker_id', 'started_at')
+  make_pending(id, f[1], now, f[2])
+end
+
 local function finish(tk, state, now)
   redis.call('HSET', tk, 'state', state, 'completed_at', now, 'updated_at', now)
   redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)

@@ -10,10 +10,5 @@ if state ~= 'running' then
   if state == 'pending' then return {'already'} end
   return tq_error('STALE', id)
 end
-local tk = k_task(id)
-release_lease(id, worker)
-local f = redis.call('HMGET', tk, 'priority', 'seq')
-redis.call('HINCRBY', tk, 'attempts', -1)
-redis.call('HDEL', tk, 'worker_id', 'started_at')
-make_pending(id, f[1], now_ms(), f[2])
+put_back(id, worker, now_ms())
 return {'ok'}

@@ -1,0 +1,137 @@
+"""End to end: a real worker rides out Redis restarts and lost replies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks_app import producer
+from tasks_app.core.errors import BrokerUnavailable
+from tasks_app.core.inspect import Inspector
+from tasks_app.core.keys import Keys
+from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.core.states import TaskState
+from tests.procs import HEARTBEAT_TIMEOUT, LossyProxy, WorkerPool, wait_for, wait_for_state
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    with WorkerPool(tmp_path) as workers:
+        yield workers
+
+
+@pytest.fixture
+def inspector() -> Inspector:
+    return producer.inspector()
+
+
+@pytest.fixture
+def proxy(redis_server: EmbeddedRedis) -> Iterator[LossyProxy]:
+    lossy = LossyProxy(redis_server.port)
+    yield lossy
+    lossy.close()
+
+
+def dequeue_request(worker_id: str) -> bytes:
+    """What a slot's dequeue call looks like on the wire: the lease key, then the worker id."""
+    key = Keys("default").leases
+    return f"${len(key)}\r\n{key}\r\n${len(worker_id)}\r\n{worker_id}\r\n".encode()
+
+
+def redis_answers(inspector: Inspector) -> bool:
+    try:
+        return inspector.broker.ping()
+    except BrokerUnavailable:
+        return False
+
+
+def test_idle_worker_carries_on_after_redis_restarts(
+        pool: WorkerPool, inspector: Inspector, redis_server: EmbeddedRedis) -> None:
+    worker = pool.start(concurrency=2, inspector=inspector)
+    before = producer.enqueue("echo", {"when": "before"})
+    wait_for_state(before.id, "completed", timeout=5)
+    later = producer.enqueue("echo", {"when": "scheduled"}, delay=1.0)
+
+    redis_server.restart()
+    wait_for(lambda: redis_answers(inspector), timeout=5, message="redis to answer")
+
+    after = producer.enqueue("echo", {"when": "after"})
+    assert wait_for_state(after.id, "completed", timeout=10).result == {"when": "after"}
+    assert wait_for_state(later.id, "completed", timeout=10).result == {"when": "scheduled"}
+    kept = producer.get(before.id)
+    assert (kept.state, kept.result) == (TaskState.COMPLETED, {"when": "before"})
+    assert [t.attempts for t in map(producer.get, (before.id, later.id, after.id))] == [1, 1, 1]
+    assert sum(q.depth + q.scheduled for q in inspector.queue_stats()) == 0
+    assert inspector.running_count() == 0
+    assert inspector.dlq_size() == 0
+    assert worker.alive
+    wait_for(lambda: worker.info(inspector), timeout=3, message="the worker to be registered")
+
+
+def test_task_running_across_a_redis_restart_completes_once(
+        pool: WorkerPool, inspector: Inspector, redis_server: EmbeddedRedis) -> None:
+    # A roomy lease: this checks that the outcome is recorded, not lease timing.
+    roomy = {"TASKQUEUE_LEASE_SECONDS": "5", "TASKQUEUE_HEARTBEAT_TIMEOUT": "5"}
+    worker = pool.start(concurrency=1, env=roomy, inspector=inspector)
+    task = producer.enqueue("sleep", {"seconds": 1})
+    wait_for_state(task.id, "running", timeout=5)
+
+    redis_server.restart()
+    wait_for(lambda: redis_answers(inspector), timeout=5, message="redis to answer")
+
+    done = wait_for_state(task.id, ["completed", "retrying", "dead_letter"], timeout=10)
+    assert (done.state, done.attempts, done.result) == (TaskState.COMPLETED, 1, {"slept": 1})
+    assert len(worker.log_lines(f"started sleep {task.id}")) == 1
+    echo = producer.enqueue("echo", {"still": "serving"})
+    assert wait_for_state(echo.id, "completed", timeout=5).attempts == 1
+    assert inspector.running_count() == 0
+
+
+def test_lost_reply_to_a_dequeue_does_not_cost_the_task_an_attempt(
+        proxy: LossyProxy, pool: WorkerPool, inspector: Inspector) -> None:
+    worker = pool.start(concurrency=1, env={"REDIS_URL": proxy.url}, inspector=inspector)
+    proxy.lose_reply(dequeue_request(worker.id), b"$4\r\ntask\r\n")  # one that got a task
+    task = producer.enqueue("echo", {"once": True}, max_retries=0)
+    if not proxy.lost.wait(5):
+        raise RuntimeError("the worker never sent a dequeue through the proxy")
+
+    done = wait_for_state(task.id, ["completed", "dead_letter", "failed"], timeout=6)
+    assert (done.state, done.attempts, done.error) == (TaskState.COMPLETED, 1, None)
+    assert done.result == {"once": True}
+
+
+def test_task_that_finished_in_time_is_not_timed_out_while_redis_is_away(
+        pool: WorkerPool, inspector: Inspector, redis_server: EmbeddedRedis) -> None:
+    # A roomy lease, so only the time limit can end the attempt while Redis is away.
+    roomy = {"TASKQUEUE_LEASE_SECONDS": "30", "TASKQUEUE_HEARTBEAT_TIMEOUT": "30"}
+    worker = pool.start(concurrency=1, env=roomy, inspector=inspector)
+    task = producer.enqueue("sleep", {"seconds": 0.5}, timeout=1)
+    wait_for_state(task.id, "running", timeout=5)
+
+    redis_server.stop()  # the handler ends at 0.5 s and its slot waits to report it
+    time.sleep(3.5)  # past the 1 s limit plus the supervisor's 2 s hard-kill grace
+    redis_server.start()
+
+    done = wait_for_state(task.id, ["completed", "dead_letter"], timeout=10)
+    assert (done.state, done.attempts, done.result) == (TaskState.COMPLETED, 1, {"slept": 0.5})
+    assert len(worker.log_lines(f"started sleep {task.id}")) == 1
+
+
+def test_paused_worker_stays_paused_across_a_redis_outage(
+        pool: WorkerPool, inspector: Inspector, redis_server: EmbeddedRedis) -> None:
+    worker = pool.start(concurrency=1, inspector=inspector)
+    inspector.pause_worker(worker.id)
+
+    redis_server.stop()
+    time.sleep(2 * HEARTBEAT_TIMEOUT + 0.5)  # longer than the registry record lives unrefreshed
+    redis_server.start()
+    wait_for(lambda: redis_answers(inspector), timeout=5, message="redis to answer")
+    task = producer.enqueue("echo", {"while": "paused"})
+
+    back = wait_for(lambda: worker.info(inspector), timeout=5, message="the worker to re-register")
+    assert back.state == "paused"
+    time.sleep(4)  # the slot's back-off after the outage, then more than one idle wait
+    assert producer.get(task.id).state == TaskState.PENDING
