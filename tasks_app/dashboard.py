@@ -1,0 +1,98 @@
+"""``/dashboard/``: the live dashboard for staff (server-rendered state, then ``/ws``).
+
+The page embeds a snapshot (queue depths, totals, workers, DLQ size) and a
+short-lived JWT for the socket; the browser then follows ``/ws`` alone.
+``/dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import URLPattern, path
+from django.views.decorators.cache import never_cache
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tasks_app import producer
+from tasks_app.core.errors import BrokerUnavailable
+
+DLQ_ADMIN_URL = "/django-admin/tasks_app/deadletterentry/"
+FEED_SIZE = 100
+WINDOW_SECONDS = 120
+
+
+def snapshot() -> dict[str, Any]:
+    """Queues, totals and workers as Redis has them now (or the error if it is away)."""
+    try:
+        inspector = producer.inspector()
+        queues = inspector.queue_stats()
+        totals = inspector.totals()
+        workers = inspector.workers()
+    except BrokerUnavailable as exc:
+        return {"server_time": _now_ms(), "error": f"Redis is unreachable: {exc}"}
+    return {
+        "server_time": _now_ms(),
+        "queues": [{"name": q.name, "depth": q.depth, "scheduled": q.scheduled,
+                    "paused": q.paused} for q in queues],
+        "totals": totals,
+        "dlq_size": totals["dlq_size"],
+        "workers": [w.to_dict() for w in workers],
+    }
+
+
+def socket_token(request: HttpRequest) -> str:
+    """A short-lived access token for ``/ws?token=`` (accepted with auth on or off)."""
+    user = request.user
+    if not isinstance(user, AbstractBaseUser):
+        raise PermissionDenied("sign in first")
+    return str(AccessToken.for_user(user))
+
+
+def page_config(request: HttpRequest) -> dict[str, Any]:
+    """What the page's script needs besides the snapshot."""
+    return {
+        "ws_path": "/ws",
+        "token": socket_token(request),
+        "snapshot_url": "/dashboard/snapshot",
+        "dlq_url": DLQ_ADMIN_URL,
+        "feed_size": FEED_SIZE,
+        "window_seconds": WINDOW_SECONDS,
+    }
+
+
+@never_cache
+@staff_member_required(login_url="admin:login")
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The dashboard page with its initial state embedded."""
+    state = snapshot()
+    context = {"config": page_config(request), "initial": state, "dlq_url": DLQ_ADMIN_URL,
+               "error": state.get("error")}
+    return render(request, "tasks_app/dashboard.html", context)
+
+
+@never_cache
+def snapshot_view(request: HttpRequest) -> JsonResponse:
+    """A fresh snapshot and socket token, for the page to resynchronise after a reconnect."""
+    user = request.user
+    if not (user.is_active and user.is_staff):
+        return JsonResponse({"error": "Forbidden", "message": "staff login required"},
+                            status=403)
+    state = snapshot()
+    status = 503 if "error" in state else 200
+    return JsonResponse({"token": socket_token(request), "snapshot": state}, status=status)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+urlpatterns: list[URLPattern] = [
+    path("", dashboard, name="dashboard"),
+    path("snapshot", snapshot_view, name="dashboard-snapshot"),
+]

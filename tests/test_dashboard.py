@@ -1,0 +1,131 @@
+"""/dashboard/ as Django serves it: who may see it, and the state and token it embeds.
+
+What the page does with them in a browser is in test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tasks_app import producer
+from tasks_app.connection import get_broker
+from tasks_app.core.redis_server import free_port
+from tasks_app.ws_auth import authenticate_scope
+from tests.factories import register
+
+LOGIN = "/django-admin/login/?next=/dashboard/"
+
+
+@pytest.fixture
+def staff(django_user_model: type[User]) -> User:
+    return django_user_model.objects.create_user("ops", password="x", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(client: Client, staff: User) -> Client:
+    client.force_login(staff)
+    return client
+
+
+def embedded(html: str, element_id: str) -> Any:
+    """The JSON of a ``json_script`` element of the page."""
+    match = re.search(rf'<script id="{element_id}" type="application/json">(.*?)</script>',
+                      html, re.S)
+    assert match, f"no #{element_id} in the page"
+    return json.loads(match.group(1))
+
+
+@pytest.mark.django_db
+def test_anonymous_visitors_are_sent_to_the_admin_login(client: Client) -> None:
+    reply = client.get("/dashboard/")
+    assert reply.status_code == 302
+    assert reply["Location"] == LOGIN
+
+
+@pytest.mark.django_db
+def test_signed_in_users_who_are_not_staff_are_sent_to_the_login_too(
+        client: Client, django_user_model: type[User]) -> None:
+    client.force_login(django_user_model.objects.create_user("guest", password="x"))
+    reply = client.get("/dashboard/")
+    assert reply.status_code == 302
+    assert reply["Location"] == LOGIN
+
+
+@pytest.mark.django_db
+def test_staff_get_the_current_queues_workers_and_totals(staff_client: Client) -> None:
+    producer.enqueue_many([{"type": "echo", "priority": "high"}] * 2 + [{"type": "echo"}])
+    register(get_broker(), "worker-a", concurrency=4)
+
+    reply = staff_client.get("/dashboard/")
+
+    assert reply.status_code == 200
+    assert "no-cache" in reply["Cache-Control"]
+    state = embedded(reply.content.decode(), "tq-initial")
+    assert {q["name"]: q["depth"] for q in state["queues"]} == {
+        "critical": 0, "high": 2, "normal": 0, "low": 1}
+    assert [(w["id"], w["concurrency"]) for w in state["workers"]] == [("worker-a", 4)]
+    assert state["totals"]["submitted"] == 3
+    assert state["dlq_size"] == 0
+    assert 'href="/django-admin/tasks_app/deadletterentry/"' in reply.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_page_carries_a_socket_token_for_the_signed_in_user(
+        staff_client: Client, staff: User) -> None:
+    config = embedded(staff_client.get("/dashboard/").content.decode(), "tq-config")
+    token = AccessToken(config["token"])
+    assert str(token["user_id"]) == str(staff.pk)
+    assert config["ws_path"] == "/ws"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_that_token_opens_the_socket_when_auth_is_on(staff_client: Client) -> None:
+    config = embedded(staff_client.get("/dashboard/").content.decode(), "tq-config")
+    scope = {"query_string": f"token={config['token']}".encode()}
+    bad = {"query_string": b"token=not-a-token"}
+    with override_settings(TASKQUEUE={**settings.TASKQUEUE, "AUTH_ENABLED": True}):
+        assert async_to_sync(authenticate_scope)(scope) is True
+        assert async_to_sync(authenticate_scope)(bad) is False
+
+
+@pytest.mark.django_db
+def test_the_snapshot_endpoint_gives_staff_a_fresh_state_and_token(
+        staff_client: Client) -> None:
+    producer.enqueue("echo", {}, priority="critical")
+    reply = staff_client.get("/dashboard/snapshot")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert AccessToken(body["token"])
+    assert body["snapshot"]["queues"][0] == {"name": "critical", "depth": 1, "scheduled": 0,
+                                             "paused": False}
+
+
+@pytest.mark.django_db
+def test_the_snapshot_endpoint_refuses_everyone_else(
+        client: Client, django_user_model: type[User]) -> None:
+    assert client.get("/dashboard/snapshot").status_code == 403
+    client.force_login(django_user_model.objects.create_user("guest", password="x"))
+    reply = client.get("/dashboard/snapshot")
+    assert reply.status_code == 403
+    assert reply.json()["error"] == "Forbidden"
+
+
+@pytest.mark.django_db
+def test_without_redis_the_page_still_loads_and_says_so(staff_client: Client) -> None:
+    away = {**settings.TASKQUEUE, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with override_settings(TASKQUEUE=away):
+        page = staff_client.get("/dashboard/")
+        snapshot = staff_client.get("/dashboard/snapshot")
+    assert page.status_code == 200
+    assert "Redis is unreachable" in page.content.decode()
+    assert snapshot.status_code == 503
+    assert "Redis is unreachable" in snapshot.json()["snapshot"]["error"]
