@@ -13,11 +13,12 @@ from tasks_app.core import events as ev
 from workers_app.runtime.hooks import Hook
 
 WORKER_EVENTS = {"joined": ev.WORKER_JOINED, "left": ev.WORKER_LEFT,
-                 "paused": ev.WORKER_PAUSED, "resumed": ev.WORKER_RESUMED}
+                 "paused": ev.WORKER_PAUSED, "resumed": ev.WORKER_RESUMED,
+                 "heartbeat": ev.WORKER_HEARTBEAT}
 
 
 class EventsHook(Hook):
-    """Publishes worker.joined/left/paused/resumed, queue.depth and queue.stats."""
+    """Publishes worker.joined/left/paused/resumed/heartbeat, queue.depth and queue.stats."""
 
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
         kind = WORKER_EVENTS.get(event)

@@ -24,12 +24,13 @@ WORKER_JOINED = "worker.joined"
 WORKER_LEFT = "worker.left"
 WORKER_PAUSED = "worker.paused"
 WORKER_RESUMED = "worker.resumed"
+WORKER_HEARTBEAT = "worker.heartbeat"  # each worker, every heartbeat interval
 QUEUE_DEPTH = "queue.depth"
 QUEUE_STATS = "queue.stats"  # cluster-wide totals, at most once a second when changed
 
 ALL = (TASK_SUBMITTED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED, TASK_RETRYING,
        TASK_DEAD_LETTERED, TASK_CANCELLED, WORKER_JOINED, WORKER_LEFT, WORKER_PAUSED,
-       WORKER_RESUMED, QUEUE_DEPTH, QUEUE_STATS)
+       WORKER_RESUMED, WORKER_HEARTBEAT, QUEUE_DEPTH, QUEUE_STATS)
 
 Event = dict[str, Any]
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from tasks_app.core.broker import Broker
+from tasks_app.core.broker import Beat, Broker
 
 from .loops import Loop
 
@@ -25,6 +25,7 @@ class Heartbeat(Loop):
         fields: Callable[[], dict[str, Any]],
         running: Callable[[], list[tuple[str, str]]],
         on_lost: Callable[[list[str]], None],
+        on_beat: Callable[[Beat], None] | None = None,
     ) -> None:
         super().__init__(broker.config.heartbeat_interval)
         self.broker = broker
@@ -32,6 +33,7 @@ class Heartbeat(Loop):
         self.fields = fields
         self.running = running
         self.on_lost = on_lost
+        self.on_beat = on_beat
         self.paused = False
 
     def run_once(self) -> None:
@@ -44,3 +46,5 @@ class Heartbeat(Loop):
         if beat.lost:
             log.warning("lease lost for %d task(s): %s", len(beat.lost), ", ".join(beat.lost))
             self.on_lost(beat.lost)
+        if self.on_beat is not None:
+            self.on_beat(beat)

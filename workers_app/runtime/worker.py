@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks_app.core.broker import Broker, Outcome
+from tasks_app.core.broker import Beat, Broker, Outcome
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
 from tasks_app.core.keys import PRIORITIES
@@ -95,7 +95,7 @@ class Worker:
         self.paused = False
         self._next_pause_check = 0.0
         self.heartbeat = Heartbeat(self.broker, self.id, self._fields, self._running,
-                                   self._lease_lost)
+                                   self._lease_lost, self._beat)
         self.loops = [self.heartbeat, Recoverer(self.broker, self.hooks), Promoter(self.broker),
                       DepthReporter(self.broker, self.hooks)]
 
@@ -300,6 +300,18 @@ class Worker:
             "processed": sum(c.slot.counts[0] for c in self.children),
             "failed": sum(c.slot.counts[1] for c in self.children),
         }
+
+    def _beat(self, beat: Beat) -> None:
+        """Tell the hooks the worker is alive and what it is doing (once per heartbeat)."""
+        if not self.children:
+            return  # the registering beat, before the worker joined
+        fields = self._fields()
+        active = len(self._running())
+        state = ("stopping" if self._stopping.is_set() else "paused" if beat.paused
+                 else "busy" if active else "idle")
+        self.hooks.worker_event(self.id, "heartbeat", state=state, active_tasks=active,
+                                concurrency=self.concurrency, processed=fields["processed"],
+                                failed=fields["failed"])
 
     def _running(self) -> list[tuple[str, str]]:
         out = []

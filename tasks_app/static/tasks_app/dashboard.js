@@ -144,7 +144,7 @@
     else if (event.type === "events.dropped") state.droppedUntil = Date.now() + 5000;
     else if (event.type.startsWith("worker.")) onWorkerEvent(event, data);
     else if (event.type.startsWith("task.")) onTaskEvent(event, data);
-    if (!event.type.startsWith("queue.")) addToFeed(event);
+    if (!event.type.startsWith("queue.") && event.type !== "worker.heartbeat") addToFeed(event);
     render.soon();
   }
 
@@ -158,6 +158,11 @@
       Object.assign(fields, {state: "idle", leftAt: null, running: new Set(), assumedBusy: 0});
     } else if (data.state) {
       fields.state = data.state === "busy" ? "idle" : data.state;
+    }
+    if (event.type === "worker.heartbeat") {
+      Object.assign(fields, {processed: data.processed, failed: data.failed, leftAt: null});
+      // The worker's own count is authoritative: restart tracking from it.
+      Object.assign(fields, {running: new Set(), assumedBusy: data.active_tasks || 0});
     }
     upsertWorker(data.worker_id, fields);
   }
