@@ -71,6 +71,8 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_HEALTH_TIMEOUT", "HEALTH_TIMEOUT", float),
     ("TASKQUEUE_EVENTS_ENABLED", "EVENTS_ENABLED", env_bool),
     ("TASKQUEUE_WS_MAX_EVENTS_PER_SECOND", "WS_MAX_EVENTS_PER_SECOND", int),
+    ("TASKQUEUE_WS_CLIENT_BUFFER", "WS_CLIENT_BUFFER", int),
+    ("TASKQUEUE_METRICS_TOKEN", "METRICS_TOKEN", str),
 )
 
 
@@ -105,13 +107,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_prometheus",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served by the project, no CDN
     "tasks_app.apps.TasksAppConfig",
     "workers_app.apps.WorkersAppConfig",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "tasks_app.api.middleware.json_errors_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -120,6 +125,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "taskqueue_project.urls"
@@ -211,6 +217,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tasks_app.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "UNICODE_JSON": False,  # \u-escape non-ASCII, so text with lone surrogates still renders
 }
 
 
@@ -231,6 +238,9 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "DESCRIPTION": "Tasks, queues, workers and the dead-letter queue of taskqueue.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": "tasks_app.api.serializers.STATES",

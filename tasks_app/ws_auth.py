@@ -60,4 +60,4 @@ async def authenticate_scope(scope: dict[str, Any]) -> bool:
     if not tq_settings.AUTH_ENABLED:
         return True
     key, token = credentials(scope)
-    return await _check(key, token)
+    return bool(await _check(key, token))

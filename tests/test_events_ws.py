@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # Channels closes stale DB
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def run(coro: Callable[[], Awaitable[None]]) -> None:
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(coro())
 
 
@@ -38,7 +38,8 @@ async def connect(path: str = "/ws", headers: list[tuple[bytes, bytes]] | None =
 
 
 async def next_event(client: WebsocketCommunicator, timeout: float = 3) -> dict[str, Any]:
-    return json.loads(await client.receive_from(timeout))
+    event: dict[str, Any] = json.loads(await client.receive_from(timeout))
+    return event
 
 
 async def send_batch(batch: list[dict[str, Any]]) -> None:

@@ -16,9 +16,9 @@ from tests.procs import WorkerPool, wait_for
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(client: Client | None = None, **headers: str) -> tuple[dict[str, str], Samples]:
+def scrape() -> tuple[dict[str, str], Samples]:
     """(metric family -> type, (sample name, labels) -> value) of one scrape."""
-    reply = (client or Client(HTTP_HOST="localhost")).get("/metrics", **headers)
+    reply = Client(HTTP_HOST="localhost").get("/metrics")
     assert reply.status_code == 200
     types: dict[str, str] = {}
     samples: Samples = {}
@@ -114,9 +114,9 @@ def test_redis_away_is_a_scrape_with_redis_up_zero() -> None:
     (None, 401), ("Bearer wrong-token-x", 401), ("Bearer s3cret-metrics", 200),
 ])
 def test_metrics_can_require_a_bearer_token(header: str | None, status: int) -> None:
-    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    headers = {"Authorization": header} if header else {}
     with override_settings(TASKQUEUE={"METRICS_TOKEN": "s3cret-metrics"}):
-        reply = Client(HTTP_HOST="localhost").get("/metrics", **extra)
+        reply = Client(HTTP_HOST="localhost").get("/metrics", headers=headers)
     assert reply.status_code == status
     if status == 401:
         assert reply.json()["error"] == "Unauthorized"

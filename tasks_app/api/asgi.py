@@ -1,0 +1,87 @@
+"""Serve the REST API's HTTP requests with one thread hop each.
+
+Django's ASGI handler runs a sync view behind async-adapted middleware: every
+middleware method, both request signals and ``response.close`` each hop to a
+thread created for that request.  On two cores that costs about 4 ms of CPU per
+request.  Here the whole request cycle (middleware, view, signals) runs
+synchronously, as under WSGI, in a pooled thread: the same Django code, one hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.http import HttpResponseBase
+from django.urls import set_script_prefix
+
+from tasks_app.api.errors import json_error
+
+log = logging.getLogger("tasks_app.api")
+
+API_PREFIXES = ("/api/", "/admin/")
+THREADS = 32
+
+Scope = dict[str, Any]
+ASGIApp = Any
+
+
+class ThreadedHandler(ASGIHandler):
+    """Django's request cycle in sync mode, each request on a pooled thread."""
+
+    def __init__(self, threads: int = THREADS) -> None:
+        BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="tq-api")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Read the body, respond on a pool thread, send the response."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                response = await loop.run_in_executor(self.pool, self.respond, scope, body_file)
+            except Exception:
+                log.exception("request failed outside Django's error handling")
+                response = json_error(500, "internal server error")
+            await self.send_response(response, send)
+            if response.streaming:
+                await loop.run_in_executor(self.pool, response.close)
+        finally:
+            body_file.close()
+
+    def respond(self, scope: Scope, body_file: IO[bytes]) -> HttpResponseBase:
+        """The WSGI-style cycle: request_started, middleware and view, request_finished."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        response = self.get_response(request) if request is not None else error_response
+        assert response is not None, "create_request gives a request or a response"
+        if not response.streaming:
+            response.close()  # fires request_finished on this thread, as WSGI would
+        return response
+
+
+def is_api(scope: Scope) -> bool:
+    """True for an HTTP request to the REST API or the admin API."""
+    return scope["type"] == "http" and str(scope.get("path", "")).startswith(API_PREFIXES)
+
+
+def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None) -> ASGIApp:
+    """An ASGI app sending API requests through :class:`ThreadedHandler`, the rest to ``app``."""
+    api = handler or ThreadedHandler()
+
+    async def router(scope: Scope, receive: Any, send: Any) -> None:
+        target = api if is_api(scope) else app
+        await target(scope, receive, send)
+
+    return router

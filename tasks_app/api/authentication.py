@@ -1,0 +1,122 @@
+"""Who is calling: API keys (X-API-Key) and JWTs (Authorization: Bearer).
+
+Both are off unless TASKQUEUE["AUTH_ENABLED"]; each method has its own switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, cast
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTFailed
+
+from tasks_app.conf import tq_settings
+
+API_KEY_HEADER = "X-API-Key"
+REALM = "taskqueue"
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    """The caller behind an API key; ``is_staff`` marks an admin key."""
+
+    ident: str
+    is_staff: bool
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def pk(self) -> str:
+        """A stable id for rate limiting and logs (never the key itself)."""
+        return self.ident
+
+    def __str__(self) -> str:
+        return self.ident
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+@lru_cache(maxsize=8)
+def _settings_digests(keys: tuple[str, ...], admin_keys: tuple[str, ...]
+                      ) -> tuple[tuple[bytes, bool], ...]:
+    """Digests of the keys configured in settings, each with its admin flag."""
+    return tuple((_digest(k), True) for k in admin_keys) + tuple((_digest(k), False) for k in keys)
+
+
+def settings_principal(key: str) -> KeyPrincipal | None:
+    """The principal of a key from API_KEYS / ADMIN_API_KEYS, compared in constant time."""
+    candidate = _digest(key)
+    configured = _settings_digests(tuple(tq_settings.API_KEYS), tuple(tq_settings.ADMIN_API_KEYS))
+    found: KeyPrincipal | None = None
+    for digest, is_admin in configured:  # no early exit: every key is compared
+        if hmac.compare_digest(candidate, digest) and found is None:
+            found = KeyPrincipal(f"key:{digest.hex()[:12]}", is_admin)
+    return found
+
+
+def database_principal(key: str) -> KeyPrincipal | None:
+    """The principal of a usable key created in the Django admin (stored hashed)."""
+    from tasks_app.models import APIKey
+
+    if "." not in key:
+        return None
+    try:
+        record = cast(APIKey, APIKey.objects.get_from_key(key))
+    except APIKey.DoesNotExist:
+        return None
+    if record.has_expired:
+        return None
+    return KeyPrincipal(f"key:{record.prefix}", bool(record.is_admin))
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``X-API-Key: <key>``: a key from settings or from the database."""
+
+    def authenticate(self, request: Request) -> tuple[KeyPrincipal, None] | None:
+        """None without the header; the key's principal; 401 for a key nobody issued."""
+        key = request.META.get("HTTP_X_API_KEY")
+        if key is None:
+            return None
+        principal = settings_principal(key) or database_principal(key)
+        if principal is None:
+            raise AuthenticationFailed("invalid API key")
+        return principal, None
+
+    def authenticate_header(self, request: Request) -> str:
+        """The challenge sent with a 401."""
+        return f'ApiKey realm="{REALM}", header="{API_KEY_HEADER}"'
+
+
+class BearerAuthentication(JWTAuthentication):
+    """``Authorization: Bearer <access token>`` from /api/v1/auth/token (simplejwt)."""
+
+    www_authenticate_realm = REALM
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        """The token's user; 401 with one plain message for any bad token."""
+        try:
+            return super().authenticate(request)
+        except JWTFailed:
+            raise AuthenticationFailed("token is invalid or expired") from None
+
+
+def enabled_authenticators() -> list[BaseAuthentication]:
+    """The authenticators the settings turn on (none while auth is off)."""
+    if not tq_settings.AUTH_ENABLED:
+        return []
+    found: list[BaseAuthentication] = []
+    if tq_settings.AUTH_API_KEYS:
+        found.append(ApiKeyAuthentication())
+    if tq_settings.AUTH_JWT:
+        found.append(BearerAuthentication())
+    return found

@@ -1,0 +1,45 @@
+"""The documented responses of each kind of operation, for ``extend_schema``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse
+
+from tasks_app.api.serializers import Error
+
+WHY = {
+    400: "Invalid request body or parameters; the message names the field",
+    401: "Missing or invalid credentials",
+    403: "Admin credentials required",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Request body over API_MAX_BODY_BYTES",
+    415: "Content-Type is not application/json",
+    429: "Submission rate limit exceeded (see Retry-After)",
+    503: "Redis unreachable, or the queue is full (see Retry-After)",
+}
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Error responses, each with the common error body."""
+    return {status: OpenApiResponse(Error, description=WHY[status]) for status in statuses}
+
+
+def reads(ok: Any, *extra: int) -> dict[int, Any]:
+    """A task-API operation without a body."""
+    return {200: ok, **errors(401, 503, *extra)}
+
+
+def creates(ok: Any, *extra: int) -> dict[int, Any]:
+    """A task-API operation that creates tasks."""
+    responses: dict[int, Any] = {
+        201: OpenApiResponse(ok, description="Created"),
+        200: OpenApiResponse(ok, description="Idempotency-Key seen before: the original"),
+    }
+    return {**responses, **errors(400, 401, 413, 415, 429, 503, *extra)}
+
+
+def admin(ok: Any, *extra: int) -> dict[int, Any]:
+    """An admin operation."""
+    return {200: ok, **errors(401, 403, 503, *extra)}

@@ -1,0 +1,48 @@
+"""Redis health probe on a client of its own: short timeouts, no retries, never hangs."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tasks_app.conf import tq_settings
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, float], redis.Redis] = {}
+
+
+def probe_client() -> redis.Redis:
+    """The cached probe client for the current REDIS_URL and HEALTH_TIMEOUT."""
+    config = (tq_settings.REDIS_URL, tq_settings.HEALTH_TIMEOUT)
+    with _lock:
+        client = _clients.get(config)
+        if client is None:
+            url, timeout = config
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+            )
+            _clients[config] = client
+        return client
+
+
+def describe(exc: Exception) -> str:
+    """A short lower-case reason, e.g. 'connection refused'."""
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if isinstance(exc, redis.TimeoutError) or "timed out" in text or "timeout" in text:
+        return "timed out"
+    return text.rstrip(".") or exc.__class__.__name__.lower()
+
+
+def redis_status() -> str | None:
+    """None when Redis answers PING; otherwise why not."""
+    try:
+        probe_client().ping()
+    except (redis.RedisError, OSError) as exc:
+        return describe(exc)
+    return None

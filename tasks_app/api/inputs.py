@@ -1,0 +1,119 @@
+"""Reading request bodies, headers and query parameters; every refusal is a ValidationError."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from rest_framework.request import Request
+
+from tasks_app.core.errors import ValidationError
+from tasks_app.core.states import Priority
+from tasks_app.core.validation import parse_time
+
+MAX_BATCH = 1000
+MAX_IDEMPOTENCY_KEY = 255
+LATEST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
+IDEMPOTENCY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+CURSOR_PATTERN = re.compile(r"\d{1,20}-\d{1,20}")
+DLQ_PAGE = (1, 1000, 50)
+MAX_STREAM_PART = 2**64 - 1  # min, max, default of ?limit
+
+
+def body_object(data: Any, name: str = "request body") -> dict[str, Any]:
+    """The parsed body, which must be a JSON object."""
+    if not isinstance(data, dict):
+        raise ValidationError(f"{name} must be a JSON object", None)
+    return data
+
+
+def task_fields(data: Any, name: str = "request body") -> dict[str, Any]:
+    """One task's fields, with ``scheduled_at`` brought into the range a task can hold.
+
+    Times before 1970 mean "now" (the field is dropped); times past 9999-12-31 are capped.
+    """
+    fields = dict(body_object(data, name))
+    when = fields.get("scheduled_at")
+    if when is not None and not isinstance(when, datetime):
+        due = parse_time(when)
+        if due < 0:
+            del fields["scheduled_at"]
+        else:
+            fields["scheduled_at"] = datetime.fromtimestamp(min(due, LATEST_MS) / 1000, tz=UTC)
+    return fields
+
+
+def batch_items(data: Any) -> list[Any]:
+    """The ``tasks`` list of a batch body: 1 to 1,000 items (each checked by the caller)."""
+    body = body_object(data)
+    extra = sorted(set(body) - {"tasks"})
+    if extra:
+        raise ValidationError(f"unknown field '{extra[0]}'", extra[0])
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not 1 <= len(tasks) <= MAX_BATCH:
+        raise ValidationError(f"tasks must be a list of 1 to {MAX_BATCH} tasks", "tasks")
+    return tasks
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header, if sent: 1-255 visible ASCII characters."""
+    key: str | None = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_PATTERN.fullmatch(key):
+        raise ValidationError(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
+            "Idempotency-Key",
+        )
+    return key
+
+
+def page_limit(request: Request) -> int:
+    """The DLQ page size from ``?limit`` (1..1000, default 50)."""
+    low, high, default = DLQ_PAGE
+    text: str | None = request.query_params.get("limit")
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ValidationError(f"limit must be an integer from {low} to {high}", "limit")
+    return int(text)
+
+
+def page_cursor(request: Request) -> tuple[int, int] | None:
+    """The DLQ `?cursor` (the last message_id of the previous page) as (ms, seq)."""
+    cursor: str | None = request.query_params.get("cursor")
+    if cursor is None:
+        return None
+    if not CURSOR_PATTERN.fullmatch(cursor):
+        raise ValidationError("cursor must be a message_id such as 1705315200000-0", "cursor")
+    ms, seq = (int(part) for part in cursor.split("-"))
+    if ms > MAX_STREAM_PART:  # later than any entry: the page starts at the newest
+        return MAX_STREAM_PART, MAX_STREAM_PART
+    return ms, min(seq, MAX_STREAM_PART)
+
+
+def priority_of(text: str) -> Priority | None:
+    """A queue from its path segment: exactly 0..3 or low/normal/high/critical."""
+    for priority in Priority:
+        if text in (str(int(priority)), priority.label):
+            return priority
+    return None
+
+
+def retry_request(data: Any) -> str | None:
+    """The DLQ retry body: a task id to retry, or None for ``retry_all``."""
+    body = body_object(data)
+    extra = sorted(set(body) - {"task_id", "retry_all"})
+    if extra:
+        raise ValidationError(f"unknown field '{extra[0]}'", extra[0])
+    if ("task_id" in body) == ("retry_all" in body):
+        raise ValidationError("give either task_id or retry_all", "task_id")
+    if "retry_all" in body:
+        if body["retry_all"] is not True:
+            raise ValidationError("retry_all must be true", "retry_all")
+        return None
+    task_id = body["task_id"]
+    if not isinstance(task_id, str) or not task_id:
+        raise ValidationError("task_id must be a non-empty string", "task_id")
+    return task_id

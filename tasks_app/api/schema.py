@@ -1,0 +1,83 @@
+"""OpenAPI schema additions: the auth schemes and what serializers cannot express."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
+
+from tasks_app.api.authentication import API_KEY_HEADER
+from tasks_app.api.inputs import MAX_BATCH
+from tasks_app.core.registry import registry
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """``X-API-Key`` header."""
+
+    target_class = "tasks_app.api.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        """An apiKey scheme in the header."""
+        return {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+
+
+class BearerScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Bearer <JWT>``."""
+
+    target_class = "tasks_app.api.authentication.BearerAuthentication"
+    name = "BearerAuth"
+    priority = 1
+
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
+        """An HTTP bearer scheme carrying a JWT."""
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+NOT_BOTH_TIMES: dict[str, Any] = {
+    "required": ["scheduled_at", "delay"],
+    "properties": {"scheduled_at": {"type": "string"}, "delay": {"type": "number"}},
+}
+
+DLQ_RETRY: dict[str, Any] = {
+    "oneOf": [
+        {"type": "object", "required": ["task_id"], "additionalProperties": False,
+         "properties": {"task_id": {"type": "string", "minLength": 1}}},
+        {"type": "object", "required": ["retry_all"], "additionalProperties": False,
+         "properties": {"retry_all": {"type": "boolean", "enum": [True]}}},
+    ],
+}
+
+
+def _task_create(schema: dict[str, Any]) -> None:
+    """Registered types only, no unknown fields, not both scheduled_at and delay."""
+    names = registry.names()
+    if names:
+        schema["properties"]["type"]["enum"] = names
+    schema["additionalProperties"] = False
+    schema["not"] = NOT_BOTH_TIMES
+
+
+def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool
+                ) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook."""
+    schemas = result.get("components", {}).get("schemas", {})
+    if "TaskCreateRequest" in schemas:
+        _task_create(schemas["TaskCreateRequest"])
+    if "TaskBatchCreateRequest" in schemas:
+        batch = schemas["TaskBatchCreateRequest"]
+        batch["additionalProperties"] = False
+        batch["properties"]["tasks"].update(minItems=1, maxItems=MAX_BATCH)
+    if "DLQRetryRequest" in schemas:
+        schemas["DLQRetryRequest"] = {**DLQ_RETRY, "description": "task_id, or retry_all: true"}
+    for operation in _operations(result):
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+    return result
+
+
+def _operations(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every operation object of the schema."""
+    return [op for item in result.get("paths", {}).values() for op in item.values()
+            if isinstance(op, dict)]

@@ -1,0 +1,272 @@
+"""Shapes of the API's requests and responses, for the OpenAPI schema.
+
+Validation itself is the queue core's (``tasks_app.core.validation``), shared with the
+Python producer API; these serializers describe the wire format and are never used to
+parse a request.  ``tasks_app.api.schema`` adds what serializers cannot say
+(registered task types, "not both", one-of bodies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tasks_app.core.states import Priority, TaskState
+from tasks_app.core.validation import MAX_DELAY_SECONDS, MAX_RETRIES_RANGE, TIMEOUT_RANGE
+
+PRIORITY_NAMES = [p.label for p in sorted(Priority, reverse=True)]
+STATES = [s.value for s in TaskState]
+WORKER_STATES = ["busy", "idle", "paused", "stopping"]
+
+PRIORITY_INPUT: dict[str, Any] = {
+    "oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": 3},
+        {"type": "string", "enum": PRIORITY_NAMES},
+    ],
+    "nullable": True,
+    "description": "0=low, 1=normal, 2=high, 3=critical, or the name (default: 0)",
+}
+ANY_JSON: dict[str, Any] = {"nullable": True, "description": "Any JSON value"}
+
+
+@extend_schema_field(PRIORITY_INPUT)
+class PriorityInputField(serializers.Field):
+    """A priority as a client may send it."""
+
+
+@extend_schema_field(ANY_JSON)
+class AnyJSONField(serializers.Field):
+    """Any JSON value (a handler's result)."""
+
+
+class Error(serializers.Serializer):
+    """Every error: the HTTP reason phrase and what went wrong."""
+
+    error = serializers.CharField(help_text="HTTP reason phrase, e.g. 'Not Found'")
+    message = serializers.CharField(help_text="What went wrong, naming the field if one")
+
+
+class TaskCreate(serializers.Serializer):
+    """A task to create."""
+
+    type = serializers.CharField(help_text="Task type; must match a registered handler")
+    payload = serializers.DictField(required=False, allow_null=True,
+                                    help_text="Data passed to the handler")
+    priority = PriorityInputField(required=False)
+    max_retries = serializers.IntegerField(
+        required=False, allow_null=True, min_value=MAX_RETRIES_RANGE[0],
+        max_value=MAX_RETRIES_RANGE[1], help_text="Retries after the first attempt (default 3)")
+    timeout = serializers.IntegerField(
+        required=False, allow_null=True, min_value=TIMEOUT_RANGE[0], max_value=TIMEOUT_RANGE[1],
+        help_text="Execution timeout in seconds (default 300)")
+    metadata = serializers.DictField(required=False, allow_null=True,
+                                     help_text="Arbitrary key-value metadata")
+    scheduled_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="Run at this time (state 'scheduled'); not with delay")
+    delay = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_DELAY_SECONDS,
+        help_text="Run this many seconds from now (state 'scheduled'); not with scheduled_at")
+
+
+class Task(serializers.Serializer):
+    """A task as stored; optional fields appear once they apply."""
+
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    payload = serializers.DictField()
+    priority = serializers.ChoiceField(choices=PRIORITY_NAMES)
+    state = serializers.ChoiceField(choices=STATES)
+    attempts = serializers.IntegerField(min_value=0)
+    max_retries = serializers.IntegerField()
+    timeout = serializers.IntegerField()
+    metadata = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    result = AnyJSONField(required=False)
+    error = serializers.CharField(required=False)
+    worker_id = serializers.CharField(required=False)
+    started_at = serializers.DateTimeField(required=False)
+    completed_at = serializers.DateTimeField(required=False)
+    scheduled_at = serializers.DateTimeField(required=False)
+    next_retry_at = serializers.DateTimeField(required=False)
+
+
+class TaskBatchCreate(serializers.Serializer):
+    """Up to 1,000 tasks, created all or none."""
+
+    tasks = TaskCreate(many=True, min_length=1, max_length=1000)
+
+
+class TaskBatch(serializers.Serializer):
+    """The tasks a batch created (or, for a repeated Idempotency-Key, first created)."""
+
+    tasks = Task(many=True)
+    count = serializers.IntegerField(min_value=0)
+
+
+class PriorityCounts(serializers.Serializer):
+    """A count for each of the four priorities."""
+
+    critical = serializers.IntegerField(min_value=0)
+    high = serializers.IntegerField(min_value=0)
+    normal = serializers.IntegerField(min_value=0)
+    low = serializers.IntegerField(min_value=0)
+
+
+class QueueDepths(serializers.Serializer):
+    """Pending tasks per priority."""
+
+    queue_depths = PriorityCounts()
+    total_pending = serializers.IntegerField(min_value=0)
+
+
+class Healthy(serializers.Serializer):
+    """Redis answers."""
+
+    status = serializers.ChoiceField(choices=["healthy"])
+    redis = serializers.ChoiceField(choices=["connected"])
+
+
+class Unhealthy(serializers.Serializer):
+    """Redis does not answer."""
+
+    status = serializers.ChoiceField(choices=["unhealthy"])
+    redis = serializers.ChoiceField(choices=["disconnected"])
+    error = serializers.CharField(help_text="Why, e.g. 'connection refused'")
+    message = serializers.CharField()
+
+
+class Worker(serializers.Serializer):
+    """A live worker (heartbeat within the heartbeat timeout)."""
+
+    id = serializers.CharField()
+    state = serializers.ChoiceField(choices=WORKER_STATES)
+    started_at = serializers.DateTimeField(allow_null=True)
+    last_heartbeat = serializers.DateTimeField(allow_null=True)
+    active_tasks = serializers.IntegerField(min_value=0)
+    concurrency = serializers.IntegerField(min_value=0)
+    hostname = serializers.CharField(allow_blank=True)
+    pid = serializers.IntegerField(allow_null=True)
+    processed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+    priorities = serializers.ListField(child=serializers.ChoiceField(choices=PRIORITY_NAMES))
+
+
+class WorkerList(serializers.Serializer):
+    """Every live worker."""
+
+    workers = Worker(many=True)
+    count = serializers.IntegerField(min_value=0)
+
+
+class QueueStat(serializers.Serializer):
+    """One priority's queue."""
+
+    depth = serializers.IntegerField(min_value=0, help_text="Pending tasks")
+    priority = serializers.IntegerField(min_value=0, max_value=3)
+    scheduled = serializers.IntegerField(min_value=0, help_text="Scheduled and retrying tasks")
+    paused = serializers.BooleanField()
+
+
+class QueueStats(serializers.Serializer):
+    """Every priority's queue."""
+
+    critical = QueueStat()
+    high = QueueStat()
+    normal = QueueStat()
+    low = QueueStat()
+
+
+class Queues(serializers.Serializer):
+    """Queue statistics."""
+
+    queues = QueueStats()
+    total_depth = serializers.IntegerField(min_value=0)
+    running = serializers.IntegerField(min_value=0, help_text="Tasks leased to workers")
+    dlq_size = serializers.IntegerField(min_value=0)
+
+
+class QueueControl(serializers.Serializer):
+    """A queue after pause or resume."""
+
+    queue = serializers.ChoiceField(choices=PRIORITY_NAMES)
+    priority = serializers.IntegerField(min_value=0, max_value=3)
+    paused = serializers.BooleanField()
+
+
+class DLQTask(Task):
+    """The dead task (only id and state when its record is gone)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            field.required = name in ("id", "state")
+
+
+class DLQEntry(serializers.Serializer):
+    """One dead-letter entry."""
+
+    task = DLQTask()
+    reason = serializers.CharField(allow_blank=True)
+    added_at = serializers.DateTimeField()
+    message_id = serializers.CharField()
+
+
+class DLQPage(serializers.Serializer):
+    """A page of the dead-letter queue, newest first."""
+
+    entries = DLQEntry(many=True)
+    size = serializers.IntegerField(min_value=0, help_text="All entries in the DLQ")
+    next_cursor = serializers.CharField(allow_null=True,
+                                        help_text="Pass as ?cursor= for the next page")
+
+
+class DLQRetry(serializers.Serializer):
+    """Retry one task (task_id) or every task (retry_all: true)."""
+
+    task_id = serializers.CharField(required=False)
+    retry_all = serializers.BooleanField(required=False)
+
+
+class DLQRetried(serializers.Serializer):
+    """What was re-queued."""
+
+    message = serializers.ChoiceField(choices=["task re-queued", "tasks re-queued"])
+    task_id = serializers.CharField(required=False)
+    retried_count = serializers.IntegerField(required=False, min_value=0)
+
+
+class DLQCleared(serializers.Serializer):
+    """The DLQ is empty; the dead tasks' records are gone."""
+
+    message = serializers.ChoiceField(choices=["DLQ cleared"])
+    cleared_count = serializers.IntegerField(min_value=0)
+
+
+class Credentials(serializers.Serializer):
+    """A user's credentials."""
+
+    username = serializers.CharField()
+    password = serializers.CharField()
+
+
+class TokenPair(serializers.Serializer):
+    """A JWT access token (Authorization: Bearer) and the refresh token that renews it."""
+
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class Refresh(serializers.Serializer):
+    """A refresh token."""
+
+    refresh = serializers.CharField()
+
+
+class AccessToken(serializers.Serializer):
+    """A fresh access token."""
+
+    access = serializers.CharField()

@@ -1,0 +1,33 @@
+"""Routes of the REST API, the OpenAPI schema and its docs page."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from tasks_app.api import schema  # noqa: F401  (registers the schema extensions)
+from tasks_app.api.views import admin, auth, tasks
+
+urlpatterns: list[URLPattern] = [
+    path("api/v1/tasks", tasks.TaskListView.as_view(), name="tasks"),
+    path("api/v1/tasks/batch", tasks.TaskBatchView.as_view(), name="tasks-batch"),
+    path("api/v1/tasks/<str:task_id>", tasks.TaskDetailView.as_view(), name="task"),
+    path("api/v1/auth/token", auth.TokenView.as_view(), name="token"),
+    path("api/v1/auth/token/refresh", auth.TokenRefreshingView.as_view(), name="token-refresh"),
+    path("admin/health", admin.HealthView.as_view(), name="health"),
+    path("admin/workers", admin.WorkerListView.as_view(), name="workers"),
+    path("admin/workers/<str:worker_id>", admin.WorkerDetailView.as_view(), name="worker"),
+    path("admin/workers/<str:worker_id>/pause", admin.WorkerPauseView.as_view(),
+         name="worker-pause"),
+    path("admin/workers/<str:worker_id>/resume", admin.WorkerResumeView.as_view(),
+         name="worker-resume"),
+    path("admin/queues", admin.QueueListView.as_view(), name="queues"),
+    path("admin/queues/<str:priority>/pause", admin.QueuePauseView.as_view(),
+         name="queue-pause"),
+    path("admin/queues/<str:priority>/resume", admin.QueueResumeView.as_view(),
+         name="queue-resume"),
+    path("admin/dlq", admin.DLQView.as_view(), name="dlq"),
+    path("admin/dlq/retry", admin.DLQRetryView.as_view(), name="dlq-retry"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

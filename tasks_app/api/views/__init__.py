@@ -1,0 +1,1 @@
+"""The REST API's views: tasks, admin, auth tokens."""

@@ -1,0 +1,244 @@
+"""The admin API: health, workers, queues and the dead-letter queue."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tasks_app.api import docs, inputs
+from tasks_app.api.health import redis_status
+from tasks_app.api.serializers import (
+    PRIORITY_NAMES,
+    DLQCleared,
+    DLQPage,
+    DLQRetried,
+    DLQRetry,
+    Healthy,
+    QueueControl,
+    Queues,
+    Unhealthy,
+    Worker,
+    WorkerList,
+)
+from tasks_app.api.views.base import ApiView, inspector
+from tasks_app.core.errors import WorkerNotFound
+from tasks_app.core.inspect import DLQEntry
+from tasks_app.core.states import TaskState
+from tasks_app.core.task import ms_to_iso
+
+QUEUE_PARAM = OpenApiParameter(
+    "priority", str, OpenApiParameter.PATH, enum=[*PRIORITY_NAMES, "0", "1", "2", "3"],
+    description="A priority by name or number",
+)
+DLQ_PARAMS = [
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                     OpenApiParameter.QUERY, required=False,
+                     description="Entries per page (1-1000, default 50)"),
+    OpenApiParameter("cursor", str, OpenApiParameter.QUERY, required=False,
+                     pattern=f"^{inputs.CURSOR_PATTERN.pattern}$",
+                     description="next_cursor of the previous page"),
+]
+
+
+class AdminView(ApiView):
+    """Admin endpoints need an admin principal while auth is on."""
+
+    admin_only = True
+
+
+class HealthView(AdminView):
+    """`/admin/health`: answers within about HEALTH_TIMEOUT even when Redis is gone."""
+
+    @extend_schema(operation_id="health", tags=["admin"], responses={
+        200: Healthy, 503: OpenApiResponse(Unhealthy, description="Redis unreachable"),
+        **docs.errors(401, 403)})
+    def get(self, request: Request) -> Response:
+        """healthy/connected, or 503 unhealthy/disconnected with the reason."""
+        problem = redis_status()
+        if problem is None:
+            return Response({"status": "healthy", "redis": "connected"})
+        body = {"status": "unhealthy", "redis": "disconnected", "error": problem,
+                "message": "redis is unreachable"}
+        return Response(body, status=503)
+
+
+class WorkerListView(AdminView):
+    """`/admin/workers`: live workers."""
+
+    @extend_schema(operation_id="list_workers", responses=docs.admin(WorkerList), tags=["admin"])
+    def get(self, request: Request) -> Response:
+        """Every worker whose heartbeat is current."""
+        workers = [w.to_dict() for w in inspector().workers()]
+        return Response({"workers": workers, "count": len(workers)})
+
+
+class WorkerDetailView(AdminView):
+    """`/admin/workers/{id}`: one live worker."""
+
+    @extend_schema(operation_id="get_worker", responses=docs.admin(Worker, 404), tags=["admin"])
+    def get(self, request: Request, worker_id: str) -> Response:
+        """The worker, or 404."""
+        return Response(inspector().worker(worker_id).to_dict())
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """`POST /admin/workers/./pause` arrives here as worker "pause": no such worker."""
+        if request.method == "POST" and kwargs.get("worker_id") in ("pause", "resume"):
+            raise WorkerNotFound(kwargs["worker_id"])
+        return super().http_method_not_allowed(request, *args, **kwargs)
+
+
+class WorkerControlView(AdminView):
+    """`/admin/workers/{id}/pause|resume`."""
+
+    action: ClassVar[str] = "pause"
+
+    def post(self, request: Request, worker_id: str) -> Response:
+        """Pause (finish running tasks, take nothing new) or resume; the worker after it."""
+        admin = inspector()
+        admin.worker(worker_id)  # 404 unless live
+        if self.action == "pause":
+            admin.pause_worker(worker_id)
+        else:
+            admin.resume_worker(worker_id)
+        return Response(admin.worker(worker_id).to_dict())
+
+
+def _control_schema(action: str, resource: str, ok: Any, *extra: Any) -> Any:
+    return extend_schema(operation_id=f"{action}_{resource}", request=None, parameters=list(extra),
+                         responses=docs.admin(ok, 404), tags=["admin"])
+
+
+class WorkerPauseView(WorkerControlView):
+    """`/admin/workers/{id}/pause`."""
+
+    action = "pause"
+
+    @_control_schema("pause", "worker", Worker)
+    def post(self, request: Request, worker_id: str) -> Response:
+        """Pause the worker."""
+        return super().post(request, worker_id)
+
+
+class WorkerResumeView(WorkerControlView):
+    """`/admin/workers/{id}/resume`."""
+
+    action = "resume"
+
+    @_control_schema("resume", "worker", Worker)
+    def post(self, request: Request, worker_id: str) -> Response:
+        """Resume the worker."""
+        return super().post(request, worker_id)
+
+
+class QueueListView(AdminView):
+    """`/admin/queues`: depth, scheduled and paused per priority."""
+
+    @extend_schema(operation_id="list_queues", responses=docs.admin(Queues), tags=["admin"])
+    def get(self, request: Request) -> Response:
+        """All four priorities, highest first, with totals."""
+        admin = inspector()
+        stats = admin.queue_stats()
+        queues = {s.name: {"depth": s.depth, "priority": s.priority, "scheduled": s.scheduled,
+                           "paused": s.paused} for s in stats}
+        return Response({"queues": queues, "total_depth": sum(s.depth for s in stats),
+                         "running": admin.running_count(), "dlq_size": admin.dlq_size()})
+
+
+class QueueControlView(AdminView):
+    """`/admin/queues/{priority}/pause|resume`."""
+
+    action: ClassVar[str] = "pause"
+
+    def post(self, request: Request, priority: str) -> Response:
+        """Workers take nothing from a paused priority; resume lets them again."""
+        level = inputs.priority_of(priority)
+        if level is None:
+            raise NotFound("queue not found")
+        admin = inspector()
+        if self.action == "pause":
+            admin.pause_queue(level)
+        else:
+            admin.resume_queue(level)
+        return Response({"queue": level.label, "priority": int(level),
+                         "paused": self.action == "pause"})
+
+
+class QueuePauseView(QueueControlView):
+    """`/admin/queues/{priority}/pause`."""
+
+    action = "pause"
+
+    @_control_schema("pause", "queue", QueueControl, QUEUE_PARAM)
+    def post(self, request: Request, priority: str) -> Response:
+        """Pause the queue."""
+        return super().post(request, priority)
+
+
+class QueueResumeView(QueueControlView):
+    """`/admin/queues/{priority}/resume`."""
+
+    action = "resume"
+
+    @_control_schema("resume", "queue", QueueControl, QUEUE_PARAM)
+    def post(self, request: Request, priority: str) -> Response:
+        """Resume the queue."""
+        return super().post(request, priority)
+
+
+def entry_dict(entry: DLQEntry) -> dict[str, Any]:
+    """A DLQ entry as the reference shows it."""
+    if entry.task is not None:
+        task = entry.task.to_dict()
+    else:
+        task = {"id": entry.task_id, "state": TaskState.DEAD_LETTER.value, "error": entry.error}
+    return {"task": task, "reason": entry.reason, "added_at": ms_to_iso(entry.added_at),
+            "message_id": entry.message_id}
+
+
+class DLQView(AdminView):
+    """`/admin/dlq`: list newest first (GET), clear (DELETE)."""
+
+    @extend_schema(operation_id="list_dlq", parameters=DLQ_PARAMS,
+                   responses=docs.admin(DLQPage, 400), tags=["admin"])
+    def get(self, request: Request) -> Response:
+        """One page; `size` is the true total; `next_cursor` is null on the last page."""
+        limit, cursor = inputs.page_limit(request), inputs.page_cursor(request)
+        admin = inspector()
+        if cursor == (0, 0):  # nothing is older than the first possible id
+            page = []
+        else:
+            before = None if cursor is None else f"{cursor[0]}-{cursor[1]}"
+            page = admin.dlq_page(limit + 1, before=before)
+        more = len(page) > limit
+        page = page[:limit]
+        return Response({
+            "entries": [entry_dict(e) for e in page],
+            "size": admin.dlq_size(),
+            "next_cursor": page[-1].message_id if more else None,
+        })
+
+    @extend_schema(operation_id="clear_dlq", responses=docs.admin(DLQCleared), tags=["admin"])
+    def delete(self, request: Request) -> Response:
+        """Delete every entry and the dead tasks' records."""
+        cleared = inspector().dlq_clear()
+        return Response({"message": "DLQ cleared", "cleared_count": cleared})
+
+
+class DLQRetryView(AdminView):
+    """`/admin/dlq/retry`: re-queue one dead task or all of them."""
+
+    @extend_schema(operation_id="retry_dlq", request=DLQRetry,
+                   responses=docs.admin(DLQRetried, 400, 404, 413, 415), tags=["admin"])
+    def post(self, request: Request) -> Response:
+        """`task_id` (404 unless in the DLQ) or `retry_all: true`."""
+        task_id = inputs.retry_request(request.data)
+        admin = inspector()
+        if task_id is None:
+            return Response({"message": "tasks re-queued", "retried_count": admin.dlq_retry_all()})
+        admin.dlq_retry(task_id)
+        return Response({"message": "task re-queued", "task_id": task_id})
+

@@ -1,0 +1,41 @@
+"""The base of every API view: JSON only, auth and permissions from TASKQUEUE."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from tasks_app.api.authentication import enabled_authenticators
+from tasks_app.api.parsers import JSONOnlyNegotiation
+from tasks_app.api.permissions import IsAdmin, IsClient
+from tasks_app.connection import get_broker
+from tasks_app.core.inspect import Inspector
+
+
+class ApiView(APIView):
+    """Task endpoints by default; set `admin_only` for the /admin/ ones."""
+
+    admin_only: ClassVar[bool] = False
+    content_negotiation_class = JSONOnlyNegotiation
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        """Whatever the settings enable for this request."""
+        return enabled_authenticators()
+
+    def get_permissions(self) -> list[BasePermission]:
+        """Any client, or an admin principal for admin views."""
+        return [IsAdmin() if self.admin_only else IsClient()]
+
+    def get_authenticate_header(self, request: Request) -> str | None:
+        """One challenge per enabled method, so a 401 says how to authenticate."""
+        challenges = [auth.authenticate_header(request) for auth in self.get_authenticators()]
+        return ", ".join(c for c in challenges if c) or None
+
+
+def inspector() -> Inspector:
+    """Admin operations on the shared broker."""
+    return Inspector(get_broker())

@@ -1,0 +1,106 @@
+"""The task API: create (one or a batch), read, cancel, queue depths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+
+from tasks_app import producer
+from tasks_app.api import docs, inputs
+from tasks_app.api.errors import Conflict
+from tasks_app.api.serializers import QueueDepths, Task, TaskBatch, TaskBatchCreate, TaskCreate
+from tasks_app.api.throttling import SubmitRateThrottle
+from tasks_app.api.views.base import ApiView, inspector
+from tasks_app.conf import tq_settings
+from tasks_app.connection import get_broker
+from tasks_app.core.broker import Submitted
+from tasks_app.core.errors import ValidationError
+from tasks_app.core.task import TaskSpec
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
+    description="Repeat within 24 h returns the first call's task(s) with 200, creating nothing",
+)
+
+
+def spec_of(data: Any, where: str = "") -> TaskSpec:
+    """Validate one task's fields; in a batch the message says which item is wrong."""
+    try:
+        return producer.spec(inputs.task_fields(data, where or "request body"))
+    except ValidationError as exc:
+        if not where:
+            raise
+        raise ValidationError(f"{where}: {exc}", exc.field) from None
+
+
+def submit(request: Request, specs: Sequence[TaskSpec]) -> Submitted:
+    """Enqueue in one round trip, honouring Idempotency-Key."""
+    key = inputs.idempotency_key(request)
+    return get_broker().submit(specs, key, tq_settings.IDEMPOTENCY_TTL)
+
+
+class SubmitView(ApiView):
+    """Views that create tasks: rate limited per client when SUBMIT_RATE_LIMIT is set."""
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        """The submission throttle on POST, when configured."""
+        rate = tq_settings.SUBMIT_RATE_LIMIT
+        if rate and self.request.method == "POST":
+            return [SubmitRateThrottle(rate)]
+        return []
+
+
+class TaskListView(SubmitView):
+    """`/api/v1/tasks`: queue depths (GET), create a task (POST)."""
+
+    @extend_schema(operation_id="queue_depths", responses=docs.reads(QueueDepths), tags=["tasks"])
+    def get(self, request: Request) -> Response:
+        """Pending tasks for all four priorities, exact."""
+        depths = inspector().queue_depths()
+        return Response({"queue_depths": depths, "total_pending": sum(depths.values())})
+
+    @extend_schema(operation_id="create_task", request=TaskCreate, parameters=[IDEMPOTENCY_HEADER],
+                   responses=docs.creates(Task, 409), tags=["tasks"])
+    def post(self, request: Request) -> Response:
+        """Create one task: 201, or 200 with the original for a repeated Idempotency-Key."""
+        submitted = submit(request, [spec_of(request.data)])
+        if not submitted.tasks:
+            raise Conflict("the task created with this Idempotency-Key no longer exists")
+        return Response(submitted.tasks[0].to_dict(), status=200 if submitted.duplicate else 201)
+
+
+class TaskBatchView(SubmitView):
+    """`/api/v1/tasks/batch`: up to 1,000 tasks, validated all or nothing, one round trip."""
+
+    @extend_schema(operation_id="create_tasks_batch", request=TaskBatchCreate,
+                   parameters=[IDEMPOTENCY_HEADER], responses=docs.creates(TaskBatch),
+                   tags=["tasks"])
+    def post(self, request: Request) -> Response:
+        """Create every task or none."""
+        items = inputs.batch_items(request.data)
+        specs = [spec_of(item, f"tasks[{i}]") for i, item in enumerate(items)]
+        submitted = submit(request, specs)
+        tasks = [task.to_dict() for task in submitted.tasks]
+        body = {"tasks": tasks, "count": len(tasks)}
+        return Response(body, status=200 if submitted.duplicate else 201)
+
+
+class TaskDetailView(ApiView):
+    """`/api/v1/tasks/{id}`: read (GET), cancel (DELETE)."""
+
+    @extend_schema(operation_id="get_task", responses=docs.reads(Task, 404), tags=["tasks"])
+    def get(self, request: Request, task_id: str) -> Response:
+        """Every field that applies; 404 for an unknown or malformed id."""
+        return Response(get_broker().get(task_id).to_dict())
+
+    @extend_schema(operation_id="cancel_task", responses=docs.reads(Task, 404, 409),
+                   tags=["tasks"])
+    def delete(self, request: Request, task_id: str) -> Response:
+        """Cancel a pending, scheduled or retrying task; 409 otherwise."""
+        return Response(get_broker().cancel(task_id).to_dict())

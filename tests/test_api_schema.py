@@ -1,0 +1,69 @@
+"""The OpenAPI schema at /api/schema/ and the docs page at /api/docs/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client, override_settings
+
+from tasks_app.conf import tq_settings
+from tasks_app.core.registry import registry
+
+OPERATIONS = {
+    ("/api/v1/tasks", "get"), ("/api/v1/tasks", "post"), ("/api/v1/tasks/batch", "post"),
+    ("/api/v1/tasks/{task_id}", "get"), ("/api/v1/tasks/{task_id}", "delete"),
+    ("/api/v1/auth/token", "post"), ("/api/v1/auth/token/refresh", "post"),
+    ("/admin/health", "get"), ("/admin/workers", "get"), ("/admin/workers/{worker_id}", "get"),
+    ("/admin/workers/{worker_id}/pause", "post"), ("/admin/workers/{worker_id}/resume", "post"),
+    ("/admin/queues", "get"), ("/admin/queues/{priority}/pause", "post"),
+    ("/admin/queues/{priority}/resume", "post"), ("/admin/dlq", "get"),
+    ("/admin/dlq", "delete"), ("/admin/dlq/retry", "post"),
+}
+
+
+def schema(**taskqueue: Any) -> dict[str, Any]:
+    """The served schema (JSON) under the given TASKQUEUE overrides."""
+    with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL, **taskqueue}):
+        reply = Client(HTTP_HOST="localhost").get("/api/schema/", {"format": "json"})
+    assert reply.status_code == 200
+    return dict(reply.json())
+
+
+def test_schema_is_openapi_3_with_every_operation() -> None:
+    doc = schema()
+    assert doc["openapi"].startswith("3.")
+    found = {(path, method) for path, item in doc["paths"].items() for method in item}
+    assert found == OPERATIONS
+
+
+def test_errors_are_documented_with_the_error_body() -> None:
+    doc = schema()
+    create = doc["paths"]["/api/v1/tasks"]["post"]["responses"]
+    assert {"200", "201", "400", "401", "413", "415", "429", "503"} <= set(create)
+    assert create["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert doc["components"]["schemas"]["Error"]["required"] == ["error", "message"]
+
+
+def test_task_types_are_the_registered_handlers() -> None:
+    request = schema()["components"]["schemas"]["TaskCreateRequest"]
+    assert request["properties"]["type"]["enum"] == registry.names()
+    assert request["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(("auth", "schemes"), [(False, set()),
+                                               (True, {"ApiKeyAuth", "BearerAuth"})])
+def test_security_is_declared_only_while_auth_is_on(auth: bool, schemes: set[str]) -> None:
+    doc = schema(AUTH_ENABLED=auth)
+    assert set(doc.get("components", {}).get("securitySchemes", {})) == schemes
+    admin = doc["paths"]["/admin/queues"]["get"]
+    assert bool(admin.get("security")) is auth
+    assert "security" not in doc["paths"]["/api/v1/auth/token"]["post"]
+
+
+def test_docs_page_is_served() -> None:
+    reply = Client(HTTP_HOST="localhost").get("/api/docs/")
+    assert reply.status_code == 200
+    assert reply["Content-Type"].startswith("text/html")
+    assert b"swagger" in reply.content.lower()
