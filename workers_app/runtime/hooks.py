@@ -59,7 +59,8 @@ class LogHook(Hook):
                     task_id, error, outcome.state.value, extra={"task_id": task_id})
 
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
-        log.info("worker %s %s", worker_id, event, extra={"worker_id": worker_id})
+        level = logging.DEBUG if event == "heartbeat" else logging.INFO
+        log.log(level, "worker %s %s", worker_id, event, extra={"worker_id": worker_id})
 
 
 class Hooks(Hook):
