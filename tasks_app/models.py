@@ -16,3 +16,4 @@ class APIKey(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"
         verbose_name_plural = "API keys"
+from tasks_app.dlq_models import DeadLetterEntry  # noqa: E402,F401

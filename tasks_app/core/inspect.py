@@ -6,6 +6,7 @@ Changes go through the same Lua scripts as the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from .states import Priority
 from .task import Task, ms_to_iso
 
 DLQ_BATCH = 500
+# The reasons the scripts write into dead-letter entries (lib.lua's ``dead_letter`` callers).
+DLQ_REASONS = ("max retries exceeded",)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,24 @@ class DLQEntry:
     error: str
     added_at: int
     task: Task | None
+    type: str = ""
+    priority: int | None = None
+    attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class DLQMatches:
+    """One page of a filtered walk over the dead-letter stream, newest first.
+
+    ``next_before`` continues the walk (None once the stream's oldest entry was read);
+    ``scanned`` is how many stream entries this page read; ``truncated`` says the walk
+    stopped at its scan limit before filling the page.
+    """
+
+    entries: list[DLQEntry]
+    next_before: str | None
+    scanned: int
+    truncated: bool
 
 
 class Inspector:
@@ -210,6 +231,55 @@ class Inspector:
             records = pipe.execute()
         return [_entry(mid, fields, raw) for (mid, fields), raw in zip(rows, records, strict=True)]
 
+    def dlq_entry(self, task_id: str) -> DLQEntry | None:
+        """The entry of one dead-lettered task by its id, or None: two reads, no scan."""
+        with redis_errors():
+            raw = self.client.hgetall(self.keys.task(task_id))
+            mid = raw.get("dlq_id")
+            if raw.get("state") != "dead_letter" or not mid:
+                return None
+            rows = self.client.xrange(self.keys.dlq, min=mid, max=mid, count=1)
+        return _entry(rows[0][0], rows[0][1], raw) if rows else None
+
+    def dlq_find(self, limit: int = 50, before: str | None = None,
+                 match: Callable[[dict[str, str]], bool] | None = None,
+                 scan_limit: int = 10_000) -> DLQMatches:
+        """Up to ``limit`` entries whose stream fields (``task_id type priority reason error
+        attempts``) satisfy ``match``, newest first, older than message id ``before``.
+
+        Without ``match`` this reads ``limit + 1`` stream entries and ``limit`` task records.
+        With it, the stream is read in chunks of DLQ_BATCH until the page is full, the stream
+        ends or ``scan_limit`` entries were read: the cost grows with the entries scanned.
+        """
+        chunk = max(limit + 1, DLQ_BATCH) if match else limit + 1
+        found: list[tuple[str, dict[str, str]]] = []
+        scanned, cursor, more = 0, before, True
+        with redis_errors():
+            while more and len(found) < limit:
+                end = f"({cursor}" if cursor else "+"
+                rows = self.client.xrevrange(self.keys.dlq, max=end, min="-", count=chunk)
+                for i, (mid, fields) in enumerate(rows):
+                    scanned, cursor = scanned + 1, mid
+                    if match is None or match(fields):
+                        found.append((mid, fields))
+                    if len(found) == limit:
+                        more = i + 1 < len(rows) or len(rows) == chunk
+                        break
+                else:
+                    more = len(rows) == chunk
+                    if scanned >= scan_limit:
+                        break
+            records = self._task_records([fields.get("task_id", "") for _, fields in found])
+        entries = [_entry(m, f, r) for (m, f), r in zip(found, records, strict=True)]
+        truncated = more and len(found) < limit
+        return DLQMatches(entries, cursor if more else None, scanned, truncated)
+
+    def _task_records(self, task_ids: list[str]) -> list[dict[str, str]]:
+        pipe = self.client.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hgetall(self.keys.task(task_id))
+        return list(pipe.execute())
+
     def dlq_retry(self, task_id: str) -> None:
         """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
         n, _ = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])
@@ -279,4 +349,7 @@ def _entry(message_id: str, fields: dict[str, str], raw: dict[str, str]) -> DLQE
         error=fields.get("error", ""),
         added_at=int(message_id.split("-")[0]),
         task=Task.from_hash(raw) if raw else None,
+        type=fields.get("type", ""),
+        priority=int(fields["priority"]) if fields.get("priority") else None,
+        attempts=int(fields["attempts"]) if fields.get("attempts") else None,
     )

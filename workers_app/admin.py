@@ -1,0 +1,142 @@
+"""Django admin over workers and priority queues, whose state lives in Redis (no SQL rows).
+
+django-rq's pattern: unmanaged models give the sections and permissions; ``get_urls``
+replaces the ORM views with a list read through the Inspector and POST-only pause/resume.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
+
+from tasks_app import producer
+from tasks_app.admin_support import ms_to_datetime, page_context, redis_required
+from tasks_app.core.errors import WorkerNotFound
+from tasks_app.core.states import Priority
+from workers_app.models import Queue, Worker
+
+OPERATIONS = ("pause", "resume")
+
+
+class RedisListAdmin(admin.ModelAdmin):
+    """A read-only list over Redis with pause/resume buttons guarded by one permission."""
+
+    pause_permission = ""
+    list_title = ""
+
+    def get_urls(self) -> list[URLPattern]:
+        """The list and the pause/resume endpoint; nothing of the ORM's."""
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("", wrap(self.changelist_view), name=f"{prefix}_changelist"),
+            path("<str:ident>/<str:operation>/", wrap(require_POST(self.control_view)),
+                 name=f"{prefix}_control"),
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Rows come from Redis only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Read-only; pause and resume have their own permission."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Nothing to delete."""
+        return False
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        """May pause and resume."""
+        return request.user.has_perm(f"{self.opts.app_label}.{self.pause_permission}")
+
+    def changelist_url(self) -> str:
+        """This section's list."""
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                       current_app=self.admin_site.name)
+
+    def rows(self) -> list[Any]:
+        """What the list shows, read from Redis."""
+        raise NotImplementedError
+
+    def control(self, ident: str, operation: str) -> str:
+        """Pause or resume ``ident``; return the message to show."""
+        raise NotImplementedError
+
+    @redis_required
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The list, with pause/resume buttons for those allowed to use them."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = page_context(self, request, self.list_title, rows=self.rows(),
+                               can_pause=self.has_pause_permission(request),
+                               **(extra_context or {}))
+        return TemplateResponse(request, self.change_list_template or "", context)
+
+    @redis_required
+    def control_view(self, request: HttpRequest, ident: str, operation: str) -> HttpResponse:
+        """POST: pause or resume, then back to the list with a message."""
+        if operation not in OPERATIONS:
+            raise PermissionDenied
+        if not (self.has_view_permission(request) and self.has_pause_permission(request)):
+            raise PermissionDenied
+        try:
+            messages.success(request, self.control(ident, operation))
+        except WorkerNotFound:
+            messages.error(request, f"Worker “{ident}” is not registered any more.")
+        return HttpResponseRedirect(self.changelist_url())
+
+
+@admin.register(Worker)
+class WorkerAdmin(RedisListAdmin):
+    """Live workers: state, heartbeat, active tasks; pause and resume."""
+
+    change_list_template = "admin/workers_app/worker/change_list.html"
+    pause_permission = "pause_worker"
+    list_title = "Workers"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Live workers, oldest first."""
+        now_ms = time.time() * 1000
+        return [{"info": w, "started_at": ms_to_datetime(w.started_at),
+                 "last_heartbeat": ms_to_datetime(w.last_heartbeat),
+                 "heartbeat_age": max(now_ms - (w.last_heartbeat or now_ms), 0) / 1000,
+                 "priorities": ", ".join(Priority(p).label for p in w.priorities)}
+                for w in producer.inspector().workers()]
+
+    def control(self, ident: str, operation: str) -> str:
+        """Pause or resume one worker."""
+        inspector = producer.inspector()
+        (inspector.pause_worker if operation == "pause" else inspector.resume_worker)(ident)
+        return f"Worker “{ident}” {operation}d."
+
+
+@admin.register(Queue)
+class QueueAdmin(RedisListAdmin):
+    """Priority queues: depths and paused flags; pause and resume."""
+
+    change_list_template = "admin/workers_app/queue/change_list.html"
+    pause_permission = "pause_queue"
+    list_title = "Queues"
+
+    def rows(self) -> list[Any]:
+        """One line per priority, highest first."""
+        return list(producer.inspector().queue_stats())
+
+    def control(self, ident: str, operation: str) -> str:
+        """Pause or resume one priority (by name or number)."""
+        try:
+            priority = Priority.parse(ident)
+        except ValueError:
+            raise Http404(f"no priority {ident!r}") from None
+        inspector = producer.inspector()
+        (inspector.pause_queue if operation == "pause" else inspector.resume_queue)(priority)
+        return f"Queue “{priority.label}” {operation}d."
