@@ -63,7 +63,7 @@ class WorkerStartError(RuntimeError):
     """A worker did not come up (not an AssertionError, so an xfail test cannot hide it)."""
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.02,
+def wait_for(predicate: Callable[[], T | None], timeout: float, interval: float = 0.02,
              message: str = "") -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -217,11 +217,12 @@ class WorkerPool:
         self.workers: list[WorkerProcess] = []
 
     def start(self, *args: str, concurrency: int = 1, env: Mapping[str, str] | None = None,
-              inspector: Inspector | None = None, name: str = "w") -> WorkerProcess:
+              inspector: Inspector | None = None, name: str = "w",
+              worker_id: str | None = None) -> WorkerProcess:
         """Start ``runworker_tq`` with fast settings; wait for it to register if given an
-        inspector."""
-        worker_id = f"{name}-{uuid.uuid4().hex[:8]}"
-        log_path = self.log_dir / f"{worker_id}.log"
+        inspector.  Each worker gets a fresh id unless ``worker_id`` pins one."""
+        worker_id = worker_id or f"{name}-{uuid.uuid4().hex[:8]}"
+        log_path = self.log_dir / f"{worker_id}-{len(self.workers)}.log"
         command = self.command(worker_id, concurrency, args)
         full_env = {**os.environ, **FAST_ENV, **(env or {})}
         with open(log_path, "wb") as log:
@@ -268,12 +269,13 @@ class WorkerPool:
             self.dump_logs()
 
 
-class LossyProxy:
-    """A TCP proxy in front of Redis that can lose the reply to one request (a network blip).
+class FaultyProxy:
+    """A TCP proxy in front of Redis that can lose or hold up one request (a network blip).
 
     ``lose_reply(request, reply)`` arms it: the next request containing ``request`` whose
     reply contains ``reply`` still ran in Redis, but the connection is cut before that
-    reply gets back.
+    reply gets back.  ``hold(*parts, seconds=...)`` delays the next request containing
+    every one of ``parts`` (other connections carry on meanwhile).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -281,7 +283,9 @@ class LossyProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.lost = threading.Event()
+        self.held = threading.Event()
         self._armed: tuple[bytes, bytes] | None = None
+        self._hold: tuple[tuple[bytes, ...], float] | None = None
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
@@ -296,6 +300,12 @@ class LossyProxy:
         with self._lock:
             self._armed = (request, reply)
             self.lost.clear()
+
+    def hold(self, *parts: bytes, seconds: float) -> None:
+        """Delay the next request that contains every one of ``parts`` by ``seconds``."""
+        with self._lock:
+            self._hold = (parts, seconds)
+            self.held.clear()
 
     def close(self) -> None:
         """Stop accepting and cut every connection."""
@@ -323,6 +333,7 @@ class LossyProxy:
                 with self._lock:
                     if self._armed is not None and self._armed[0] in data:
                         watching.set()
+                time.sleep(self._delay_for(data))
                 server.sendall(data)
 
     def _replies(self, server: socket.socket, client: socket.socket,
@@ -336,6 +347,16 @@ class LossyProxy:
                 client.sendall(data)
         for sock in (client, server):
             _hang_up(sock)
+
+    def _delay_for(self, request: bytes) -> float:
+        """How long to hold ``request`` back (once, for the armed one)."""
+        with self._lock:
+            if self._hold is None or not all(part in request for part in self._hold[0]):
+                return 0.0
+            seconds = self._hold[1]
+            self._hold = None
+        self.held.set()
+        return seconds
 
     def _take(self, reply: bytes) -> bool:
         """True (and disarmed) when ``reply`` is the one to lose."""

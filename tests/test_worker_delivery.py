@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from tasks_app import producer
-from tasks_app.core.inspect import Inspector
+from tasks_app.core.inspect import Inspector, WorkerInfo
 from tasks_app.core.states import TaskState
 from tests.procs import (
     HEARTBEAT_TIMEOUT,
     RECOVERY_INTERVAL,
     WorkerPool,
+    WorkerProcess,
     process_alive,
     wait_for,
     wait_for_state,
@@ -35,6 +36,16 @@ def pool(tmp_path: Path) -> Iterator[WorkerPool]:
 @pytest.fixture
 def inspector() -> Inspector:
     return producer.inspector()
+
+
+def reported_counts(worker: WorkerProcess, inspector: Inspector, processed: int) -> WorkerInfo:
+    """The worker's registry record once its heartbeat reports ``processed`` tasks."""
+
+    def reported() -> WorkerInfo | None:
+        info = worker.info(inspector)
+        return info if info is not None and info.processed == processed else None
+
+    return wait_for(reported, timeout=2, message=f"the heartbeat to report {processed} task(s)")
 
 
 def started_ids(*logs: str) -> Counter[str]:
@@ -75,10 +86,12 @@ def test_thousand_echo_tasks_through_two_workers_complete_exactly_once(
 def test_kill_9_of_a_worker_hands_its_task_to_another_worker(
         pool: WorkerPool, inspector: Inspector) -> None:
     doomed = pool.start(concurrency=1, inspector=inspector, name="doomed")
+    survivor = pool.start(concurrency=1, inspector=inspector, name="survivor")
+    inspector.pause_worker(survivor.id)  # so the task goes to the doomed worker
     task = producer.enqueue("sleep", {"seconds": 1.5})
     wait_for_state(task.id, "running", timeout=5)
     assert producer.get(task.id).worker_id == doomed.id
-    survivor = pool.start(concurrency=1, inspector=inspector, name="survivor")
+    inspector.resume_worker(survivor.id)
     slots = doomed.slot_pids()
     assert len(slots) == 1
 
@@ -116,8 +129,7 @@ def test_crashing_task_is_dead_lettered_after_three_attempts_and_the_worker_carr
     done = wait_for_state(echo.id, "completed", timeout=5)
     assert done.result == {"after": "crash"}
     assert worker.alive
-    counted = wait_for(lambda: (i := worker.info(inspector)) and i.processed == 1 and i,
-                       timeout=2, message="the heartbeat to report the echo task")
+    counted = reported_counts(worker, inspector, processed=1)
     assert (counted.pid, counted.processed, counted.failed) == (worker.pid, 1, 3)
 
 
@@ -139,8 +151,7 @@ def test_task_over_its_timeout_is_stopped_and_the_slot_runs_the_next_task(
     assert time.monotonic() - queued_at < 3
     assert producer.get(slow.id).state == TaskState.DEAD_LETTER
     assert worker.alive
-    counted = wait_for(lambda: (i := worker.info(inspector)) and i.processed == 1 and i,
-                       timeout=2, message="the heartbeat to report the echo task")
+    counted = reported_counts(worker, inspector, processed=1)
     assert (counted.processed, counted.failed) == (1, 1)
 
 
@@ -158,3 +169,18 @@ def test_retries_until_success_and_permanent_failure_end_to_end(
     assert (failed.state, failed.attempts, failed.error) == (TaskState.FAILED, 1, "bad input")
     assert inspector.dlq_size() == 0
 
+
+
+def test_worker_restarted_under_its_old_id_counts_the_attempt_its_predecessor_lost(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    pinned = "pinned-worker"  # e.g. a Kubernetes pod name passed as --worker-id
+    first = pool.start(concurrency=1, worker_id=pinned, inspector=inspector)
+    task = producer.enqueue("sleep", {"seconds": 1.5}, max_retries=0)
+    wait_for_state(task.id, "running", timeout=5)
+    first.signal(signal.SIGKILL)
+    first.wait(5)
+
+    second = pool.start(concurrency=1, worker_id=pinned, inspector=inspector)
+    done = wait_for_state(task.id, ["completed", "dead_letter", "failed"], timeout=8)
+    assert (done.state, done.error, done.attempts) == (TaskState.DEAD_LETTER, "worker lost", 1)
+    assert second.log_lines(f"started sleep {task.id}") == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,14 @@ from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
-from tests.procs import HEARTBEAT_TIMEOUT, LossyProxy, WorkerPool, wait_for, wait_for_state
+from tests.procs import (
+    HEARTBEAT_TIMEOUT,
+    LEASE_SECONDS,
+    FaultyProxy,
+    WorkerPool,
+    wait_for,
+    wait_for_state,
+)
 
 
 @pytest.fixture
@@ -29,10 +38,10 @@ def inspector() -> Inspector:
 
 
 @pytest.fixture
-def proxy(redis_server: EmbeddedRedis) -> Iterator[LossyProxy]:
-    lossy = LossyProxy(redis_server.port)
-    yield lossy
-    lossy.close()
+def proxy(redis_server: EmbeddedRedis) -> Iterator[FaultyProxy]:
+    faulty = FaultyProxy(redis_server.port)
+    yield faulty
+    faulty.close()
 
 
 def dequeue_request(worker_id: str) -> bytes:
@@ -91,7 +100,7 @@ def test_task_running_across_a_redis_restart_completes_once(
 
 
 def test_lost_reply_to_a_dequeue_does_not_cost_the_task_an_attempt(
-        proxy: LossyProxy, pool: WorkerPool, inspector: Inspector) -> None:
+        proxy: FaultyProxy, pool: WorkerPool, inspector: Inspector) -> None:
     worker = pool.start(concurrency=1, env={"REDIS_URL": proxy.url}, inspector=inspector)
     proxy.lose_reply(dequeue_request(worker.id), b"$4\r\ntask\r\n")  # one that got a task
     task = producer.enqueue("echo", {"once": True}, max_retries=0)
@@ -135,3 +144,21 @@ def test_paused_worker_stays_paused_across_a_redis_outage(
     assert back.state == "paused"
     time.sleep(4)  # the slot's back-off after the outage, then more than one idle wait
     assert producer.get(task.id).state == TaskState.PENDING
+
+
+def test_slot_killed_while_redis_is_slow_still_counts_the_attempt(
+        proxy: FaultyProxy, pool: WorkerPool, inspector: Inspector) -> None:
+    worker = pool.start(concurrency=1, env={"REDIS_URL": proxy.url}, inspector=inspector)
+    task = producer.enqueue("sleep", {"seconds": 2}, max_retries=0)
+    wait_for_state(task.id, "running", timeout=5)
+    # The supervisor's report of the dead slot meets a slow Redis; heartbeats carry on.
+    proxy.hold(task.id.encode(), b"worker lost", seconds=1.5)
+    time.sleep(LEASE_SECONDS / 2 + 0.1)  # past the age at which a silent task looks orphaned
+    (slot,) = worker.slot_pids()
+    os.kill(slot, signal.SIGKILL)  # as the kernel's OOM killer would
+    if not proxy.held.wait(5):
+        raise RuntimeError("the supervisor never reported the dead slot")
+
+    done = wait_for_state(task.id, ["completed", "dead_letter", "failed"], timeout=8)
+    assert (done.state, done.error, done.attempts) == (TaskState.DEAD_LETTER, "worker lost", 1)
+    assert len(worker.log_lines(f"started sleep {task.id}")) == 1

@@ -34,12 +34,14 @@ def registered_ids(inspector: Inspector) -> set[str]:
 def test_idle_worker_exits_0_promptly_on_sigterm(
         pool: WorkerPool, inspector: Inspector) -> None:
     worker = pool.start(concurrency=2, inspector=inspector)
+    slots = worker.slot_pids()
     sent = time.monotonic()
     worker.terminate()
     assert worker.wait(5) == 0
-    assert time.monotonic() - sent < 1.5
+    took = time.monotonic() - sent
+    assert took < 3, f"took {took:.2f} s"  # well inside the 5 s grace: nothing to wait for
     assert worker.id not in registered_ids(inspector)
-    assert all(not process_alive(pid) for pid in worker.slot_pids())
+    assert [pid for pid in slots if process_alive(pid)] == []
 
 
 def test_sigterm_lets_the_running_task_finish_then_exits_0(

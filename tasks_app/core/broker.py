@@ -267,9 +267,13 @@ class Broker:
         self._run("requeue", self.keys.leases, [task_id, worker_id, fence])
 
     def heartbeat(self, worker_id: str, fields: dict[str, Any],
-                  running: Sequence[tuple[str, str]]) -> Beat:
-        """Refresh the worker's record and its running tasks' leases; put back orphans."""
-        args: list[Any] = [worker_id, len(fields)]
+                  running: Sequence[tuple[str, str]], first: bool = False) -> Beat:
+        """Refresh the worker's record and its running tasks' leases; put back orphans.
+
+        ``first`` marks a worker process's first beat: tasks still running under its id
+        belong to an earlier process with that id, which died; they fail as 'worker lost'.
+        """
+        args: list[Any] = [worker_id, "1" if first else "0", len(fields)]
         for name, value in fields.items():
             args.extend((name, value))
         for task_id, fence in running:

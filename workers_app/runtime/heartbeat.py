@@ -35,10 +35,13 @@ class Heartbeat(Loop):
         self.on_lost = on_lost
         self.on_beat = on_beat
         self.paused = False
+        self.first = True  # this process's first beat: tasks left under our id are a past run's
 
     def run_once(self) -> None:
         """Send one heartbeat."""
-        beat = self.broker.heartbeat(self.worker_id, self.fields(), self.running())
+        beat = self.broker.heartbeat(self.worker_id, self.fields(), self.running(),
+                                     first=self.first)
+        self.first = False
         self.paused = beat.paused
         for task_id in beat.orphans:
             log.warning("task %s was taken by a dequeue whose reply was lost; put back",

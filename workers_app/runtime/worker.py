@@ -203,7 +203,6 @@ class Worker:
         running = child.slot.snapshot()
         if running is None:
             return
-        child.slot.clear()
         child.slot.count(ok=False)
         if child.killed_for_timeout:
             error = timeout_message(running.timeout)
@@ -215,6 +214,7 @@ class Worker:
         spent = time.time() - running.started
         outcome = self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence,
                                                         error, duration=spent))
+        child.slot.clear()  # only now: until it is recorded, heartbeats must still report it
         if isinstance(outcome, Outcome) and not outcome.duplicate:
             self.hooks.attempt_lost(running.task_id, error, outcome)
 
@@ -282,10 +282,10 @@ class Worker:
             running = child.slot.snapshot()
             if running is None:
                 continue
-            child.slot.clear()
             log.warning("putting back unfinished task %s", running.task_id,
                         extra={"task_id": running.task_id})
             self._settle(lambda r=running: self.broker.requeue(r.task_id, self.id, r.fence))
+            child.slot.clear()
 
     # -- heartbeat callbacks ---------------------------------------------------
 

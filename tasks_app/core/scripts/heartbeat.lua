@@ -6,14 +6,19 @@
 -- half a lease ago, was taken by a dequeue whose reply never arrived: it is put
 -- back (pending, attempt not counted) instead of waiting for its lease to run out.
 -- KEYS[1]: the worker registry
--- ARGV: worker_id, n_fields, field, value, ..., then (task id, fence) pairs
+-- ARGV: worker_id, first ('1' on a worker process's first beat), n_fields,
+--   field, value, ..., then (task id, fence) pairs
+-- On the first beat, tasks still running under this worker id belong to an
+-- earlier process with the same id that died: they fail as 'worker lost'
+-- (counted, new fence), as the recoverer would fail them at lease expiry.
 -- Returns: {paused (0|1), n_lost, ids whose lease this worker lost..., orphaned ids put back...}
 local worker = ARGV[1]
-local nf = tonumber(ARGV[2])
+local first = ARGV[2] == '1'
+local nf = tonumber(ARGV[3])
 local wk = k_worker(worker)
 local now = now_ms()
 local fields = {}
-for i = 3, 2 + nf * 2 do fields[#fields + 1] = ARGV[i] end
+for i = 4, 3 + nf * 2 do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', wk, 'id', worker, 'last_heartbeat', now, unpack(fields))
 redis.call('PEXPIRE', wk, CFG_HEARTBEAT_TIMEOUT_MS * 2)
 redis.call('ZADD', K_WORKERS, now, worker)
@@ -25,7 +30,7 @@ else
 end
 local out = {paused, 0}
 local reported = {}
-for i = 3 + nf * 2, #ARGV, 2 do
+for i = 4 + nf * 2, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
   reported[id] = true
   local f = redis.call('HMGET', k_task(id), 'state', 'fence')
@@ -36,15 +41,20 @@ for i = 3 + nf * 2, #ARGV, 2 do
   end
 end
 out[2] = #out - 2
+local events = {}
 for _, id in ipairs(redis.call('SMEMBERS', k_worker_active(worker))) do
   if not reported[id] then
     local f = redis.call('HMGET', k_task(id), 'state', 'worker_id', 'started_at')
     if f[1] ~= 'running' or f[2] ~= worker then
       redis.call('SREM', k_worker_active(worker), id)
+    elseif first then
+      redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
+      fail_attempt(id, now, 'worker lost', 'retry', events)
     elseif now - tonumber(f[3]) > CFG_LEASE_MS / 2 then
       put_back(id, worker, now)
       out[#out + 1] = id
     end
   end
 end
+emit(events)
 return out
