@@ -6,11 +6,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from tasks_app.core.inspect import Inspector
 from tasks_app.core.redis_server import EmbeddedRedis
+from tests.procs import WorkerPool
 
 REDIS_KEY = pytest.StashKey[EmbeddedRedis]()
 
@@ -77,3 +80,18 @@ def reset_cached_broker() -> None:
     from tasks_app.connection import reset_broker
 
     reset_broker()
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    """Real ``runworker_tq`` processes, always stopped at the end of the test."""
+    with WorkerPool(tmp_path) as workers:
+        yield workers
+
+
+@pytest.fixture
+def inspector() -> Inspector:
+    """An Inspector on the test Redis."""
+    from tasks_app import producer
+
+    return producer.inspector()

@@ -6,10 +6,6 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tasks_app import producer
 from tasks_app.core.inspect import Inspector, WorkerInfo
@@ -25,17 +21,6 @@ from tests.procs import (
 )
 
 STARTED = re.compile(r"started (\w+) ([0-9a-f-]{36}) attempt (\d+)")
-
-
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[WorkerPool]:
-    with WorkerPool(tmp_path) as workers:
-        yield workers
-
-
-@pytest.fixture
-def inspector() -> Inspector:
-    return producer.inspector()
 
 
 def reported_counts(worker: WorkerProcess, inspector: Inspector, processed: int) -> WorkerInfo:

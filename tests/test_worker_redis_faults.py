@@ -6,7 +6,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,17 +23,6 @@ from tests.procs import (
     wait_for,
     wait_for_state,
 )
-
-
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[WorkerPool]:
-    with WorkerPool(tmp_path) as workers:
-        yield workers
-
-
-@pytest.fixture
-def inspector() -> Inspector:
-    return producer.inspector()
 
 
 @pytest.fixture

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tasks_app import producer
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TaskState
 from tests.procs import WorkerPool, wait_for_state
-
-
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[WorkerPool]:
-    with WorkerPool(tmp_path) as workers:
-        yield workers
-
-
-@pytest.fixture
-def inspector() -> Inspector:
-    return producer.inspector()
 
 
 def test_delayed_task_runs_when_due_not_before(pool: WorkerPool, inspector: Inspector) -> None:

@@ -5,26 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tasks_app import producer
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TaskState
 from tests.procs import WorkerPool, process_alive, wait_for, wait_for_state
-
-
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[WorkerPool]:
-    with WorkerPool(tmp_path) as workers:
-        yield workers
-
-
-@pytest.fixture
-def inspector() -> Inspector:
-    return producer.inspector()
 
 
 def registered_ids(inspector: Inspector) -> set[str]:
