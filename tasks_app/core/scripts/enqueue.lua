@@ -34,15 +34,19 @@ local backlog = 0
 for p = 0, 3 do
   backlog = backlog + redis.call('ZCARD', k_pending(p))
 end
+-- One pass to decide: which ids are new (a repeated id, in the batch or in
+-- Redis, is created once), and how many of them are due now.
 local adding = 0
-local seen = {}
+local fresh = {}
 for i = 0, n - 1 do
   local id = ARGV[FIRST + i * W]
-  local due = due_of(FIRST + i * W)
-  if not seen[id] and (not due or due <= now) and redis.call('EXISTS', k_task(id)) == 0 then
-    adding = adding + 1
+  if fresh[id] == nil then
+    fresh[id] = redis.call('EXISTS', k_task(id)) == 0
+    local due = due_of(FIRST + i * W)
+    if fresh[id] and (not due or due <= now) then adding = adding + 1 end
+  else
+    fresh[id] = false
   end
-  seen[id] = true
 end
 if adding > 0 and backlog + adding > CFG_MAX_PENDING then
   return tq_error('QUEUE_FULL', tostring(backlog))
@@ -51,29 +55,35 @@ end
 local out = {now}
 local submitted = {}
 local events = {}
+local woken = {}
+local seq = redis.call('INCRBY', K_SEQ, adding) - adding
+local us = now_us()
 for i = 0, n - 1 do
   local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
-  local tk = k_task(id)
-  if redis.call('EXISTS', tk) == 1 then
+  if not fresh[id] then
     out[#out + 1] = 0
   else
+    fresh[id] = false  -- a later copy of this id in the batch is a duplicate
+    local tk = k_task(id)
+    local due = due_of(b)
+    local state = (due and due > now) and 'scheduled' or 'pending'
     redis.call('HSET', tk, 'id', id, 'type', ARGV[b + 1], 'payload', ARGV[b + 2],
       'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
-      'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now)
-    local due = due_of(b)
-    local state = 'pending'
+      'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now,
+      'state', state)
     if due then
       redis.call('HSET', tk, 'scheduled_at', due)
     end
-    if due and due > now then
-      state = 'scheduled'
-      redis.call('HSET', tk, 'state', 'scheduled')
+    if state == 'scheduled' then
       redis.call('ZADD', k_delayed(p), due, id)
       redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
       redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
     else
-      make_pending(id, p, now, nil)
+      seq = seq + 1
+      redis.call('HSET', tk, 'seq', seq, 'enqueued_us', us)
+      redis.call('ZADD', k_pending(p), seq, id)
+      woken[p] = (woken[p] or 0) + 1
     end
     out[#out + 1] = 1
     if listening() then
@@ -83,6 +93,9 @@ for i = 0, n - 1 do
     local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1
   end
+end
+for p, k in pairs(woken) do
+  notify(p, k)
 end
 for label, n in pairs(submitted) do
   count('submitted', label, nil, n)
