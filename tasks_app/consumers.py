@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from tasks_app.conf import tq_settings
-from tasks_app.core.events import Event
 from tasks_app.ws_auth import authenticate_scope
 from tasks_app.ws_filters import EventFilter
-from tasks_app.ws_hub import DROPPED, hub
+from tasks_app.ws_hub import DROPPED, Encoded, hub
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
@@ -30,7 +28,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         """Check credentials, read filters, start receiving from the process's hub."""
         self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
-        self.buffer: collections.deque[Event] = collections.deque()
+        self.buffer: collections.deque[str] = collections.deque()
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         offered = self.scope.get("subprotocols", [])
@@ -52,9 +50,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send is ignored."""
 
-    def offer(self, batch: list[Event]) -> None:
+    def offer(self, batch: list[Encoded]) -> None:
         """Buffer the events this client asked for; disconnect it past the cap."""
-        wanted = [e for e in batch if e["type"] == DROPPED or self.filter.match(e)]
+        wanted = [text for event, text in batch
+                  if event["type"] == DROPPED or self.filter.match(event)]
         if not wanted:
             return
         if len(self.buffer) + len(wanted) > tq_settings.WS_CLIENT_BUFFER:
@@ -70,7 +69,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.wake.wait()
             self.wake.clear()
             while self.buffer:
-                await self.send(text_data=json.dumps(self.buffer.popleft()))
+                await self.send(text_data=self.buffer.popleft())
 
     async def events_batch(self, message: dict[str, Any]) -> None:
         """Not used: the hub, not the consumer, is in the group."""

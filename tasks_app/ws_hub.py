@@ -12,6 +12,7 @@ even build task events, so a flood of tasks costs the web tier nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Protocol
 
@@ -25,10 +26,13 @@ from tasks_app.core.events import Event
 DROPPED = "events.dropped"
 
 
+Encoded = tuple[Event, str]  # an event and its JSON text, encoded once for all clients
+
+
 class Listener(Protocol):
     """What the hub delivers to: one WebSocket client."""
 
-    def offer(self, batch: list[Event]) -> None:
+    def offer(self, batch: list[Encoded]) -> None:
         """Take a batch of events (never blocks)."""
 
 
@@ -97,8 +101,9 @@ class Hub:
 
     def _deliver(self, out: list[Event]) -> None:
         if out:
+            encoded = [(item, json.dumps(item)) for item in out]
             for listener in list(self.listeners):
-                listener.offer(out)
+                listener.offer(encoded)
 
     def _pause(self, now: float, budget: int) -> Event:
         """Stop taking task events until the second is over."""
