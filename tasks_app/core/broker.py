@@ -18,7 +18,7 @@ import redis
 from . import errors
 from .config import Config
 from .keys import Keys
-from .scripts import Scripts, translate
+from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
 from .task import Job, Task, TaskSpec
 
@@ -29,11 +29,16 @@ UNREGISTERED = "unregistered"
 
 @contextmanager
 def redis_errors() -> Iterator[None]:
-    """Turn connection failures into :class:`BrokerUnavailable`."""
+    """Turn connection failures, and replies such as READONLY or MISCONF that mean Redis
+    cannot serve writes now, into :class:`BrokerUnavailable`."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise errors.BrokerUnavailable(str(exc) or exc.__class__.__name__) from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith(UNAVAILABLE_REPLIES):
+            raise errors.BrokerUnavailable(str(exc)) from exc
+        raise
 
 
 def new_task_id() -> str:
@@ -60,7 +65,7 @@ class Beat:
     """What a heartbeat learned."""
 
     paused: bool
-    lost: list[str]  # tasks whose lease another worker took over
+    lost: list[tuple[str, str]]  # (task id, fence) of attempts whose lease was taken over
     orphans: list[str]  # tasks whose dequeue reply never arrived, now pending again
 
 
@@ -280,8 +285,9 @@ class Broker:
             args.extend((task_id, fence))
         reply = self._run("heartbeat", self.keys.workers, args)
         n_lost = int(reply[1])
-        ids = [str(x) for x in reply[2:]]
-        return Beat(bool(int(reply[0])), ids[:n_lost], ids[n_lost:])
+        items = [str(x) for x in reply[2:]]
+        lost = [tuple(item.split(" ", 1)) for item in items[:n_lost]]
+        return Beat(bool(int(reply[0])), lost, items[n_lost:])  # type: ignore[arg-type]
 
     def is_paused(self, worker_id: str) -> bool:
         """True when an operator paused this worker."""

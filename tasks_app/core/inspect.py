@@ -282,7 +282,7 @@ class Inspector:
 
     def dlq_retry(self, task_id: str) -> None:
         """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
-        n, _ = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])
+        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
         if int(n) != 1:
             raise errors.NotInDeadLetterQueue(task_id)
 
@@ -290,7 +290,7 @@ class Inspector:
         """Re-queue the given dead-lettered tasks; return how many were."""
         if not task_ids:
             return 0
-        n, _ = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])
+        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_retry_all(self) -> int:
@@ -301,7 +301,7 @@ class Inspector:
         """Delete the given entries and their task records; return how many were."""
         if not task_ids:
             return 0
-        n, _ = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])
+        n = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_clear(self) -> int:
@@ -309,13 +309,19 @@ class Inspector:
         return self._drain("dlq_delete")
 
     def _drain(self, script: str) -> int:
-        total, before = 0, None
+        """Apply a DLQ script to every entry present now, in batches (entries added
+        meanwhile, such as tasks that die again at once, are left for the next call)."""
+        with redis_errors():
+            newest = self.client.xrevrange(self.keys.dlq, count=1)
+        if not newest:
+            return 0
+        total = 0
         while True:
-            n, left = self.broker._run(script, self.keys.dlq, ["all", DLQ_BATCH])
+            n, _, scanned = self.broker._run(script, self.keys.dlq,
+                                             ["all", DLQ_BATCH, newest[0][0]])
             total += int(n)
-            if int(left) == 0 or int(left) == before:
+            if int(scanned) < DLQ_BATCH:
                 return total
-            before = int(left)
 
 
 def _worker(raw: dict[str, str], active: int) -> WorkerInfo:

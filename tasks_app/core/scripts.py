@@ -107,9 +107,17 @@ class Scripts:
         return self(name, key, args)
 
 
+UNAVAILABLE_REPLIES = ("READONLY", "MISCONF", "OOM", "LOADING", "MASTERDOWN", "NOREPLICAS",
+                       "CLUSTERDOWN", "BUSY", "TRYAGAIN")
+"""Error replies meaning Redis cannot take writes now: retried like a lost connection."""
+
+
 def translate(exc: Exception) -> Exception:
-    """Turn a ``TQ:<CODE> detail`` error reply into the matching typed exception."""
+    """Turn a ``TQ:<CODE> detail`` error reply into the matching typed exception, and the
+    replies of a Redis that cannot serve writes now into :class:`BrokerUnavailable`."""
     message = str(exc)
+    if message.startswith(UNAVAILABLE_REPLIES):
+        return errors.BrokerUnavailable(message)
     if not message.startswith("TQ:"):
         return exc
     code, _, detail = message[3:].partition(" ")

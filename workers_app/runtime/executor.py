@@ -93,11 +93,8 @@ class Executor:
         ctx = TaskContext(job.id, job.type, job.attempt, job.max_retries, job.priority,
                           job.metadata)
         if handler.is_async:
-            coro = asyncio.wait_for(handler.func(job.payload, ctx), job.timeout)
-            try:
-                return self._event_loop().run_until_complete(coro)
-            except TimeoutError:
-                raise TaskTimeout() from None
+            return self._event_loop().run_until_complete(_limited(handler.func(job.payload, ctx),
+                                                                  job.timeout))
         with time_limit(job.timeout):
             return handler.func(job.payload, ctx)
 
@@ -109,6 +106,19 @@ class Executor:
     @staticmethod
     def _failed(start: float, error: str, permanent: bool = False) -> Report:
         return Report(False, time.perf_counter() - start, error=error, permanent=permanent)
+
+
+async def _limited(coro: Any, seconds: float) -> Any:
+    """Await ``coro`` under the task's time limit: TaskTimeout when *our* limit expires; a
+    handler's own TimeoutError stays an ordinary failure with its own message."""
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            return await coro
+    except TimeoutError:
+        if limit.expired():
+            raise TaskTimeout() from None
+        raise
 
 
 def _describe(exc: BaseException) -> str:

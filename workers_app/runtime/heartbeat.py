@@ -24,7 +24,7 @@ class Heartbeat(Loop):
         worker_id: str,
         fields: Callable[[], dict[str, Any]],
         running: Callable[[], list[tuple[str, str]]],
-        on_lost: Callable[[list[str]], None],
+        on_lost: Callable[[list[tuple[str, str]]], None],
         on_beat: Callable[[Beat], None] | None = None,
     ) -> None:
         super().__init__(broker.config.heartbeat_interval)
@@ -47,7 +47,8 @@ class Heartbeat(Loop):
             log.warning("task %s was taken by a dequeue whose reply was lost; put back",
                         task_id, extra={"task_id": task_id})
         if beat.lost:
-            log.warning("lease lost for %d task(s): %s", len(beat.lost), ", ".join(beat.lost))
+            log.warning("lease lost for %d task(s): %s", len(beat.lost),
+                        ", ".join(task_id for task_id, _ in beat.lost))
             self.on_lost(beat.lost)
         if self.on_beat is not None:
             self.on_beat(beat)

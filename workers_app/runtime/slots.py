@@ -16,7 +16,7 @@ class _Slot(ctypes.Structure):
     _fields_ = [
         ("busy", ctypes.c_int),
         ("task_id", ctypes.c_char * 36),
-        ("fence", ctypes.c_char * 24),
+        ("fence", ctypes.c_char * 48),
         ("timeout", ctypes.c_double),
         ("started", ctypes.c_double),
         ("deadline", ctypes.c_double),

@@ -235,12 +235,13 @@ class Worker:
                 return None
         return None
 
-    def _lease_lost(self, task_ids: list[str]) -> None:
-        """Kill slots still running tasks whose lease another worker took over."""
-        lost = set(task_ids)
+    def _lease_lost(self, attempts: list[tuple[str, str]]) -> None:
+        """Kill slots still running attempts whose lease was taken over (same task and fence:
+        a slot running a newer attempt of the same task is left alone)."""
+        lost = set(attempts)
         for child in self.children:
             running = child.slot.snapshot()
-            if running and running.task_id in lost and child.process.is_alive():
+            if running and (running.task_id, running.fence) in lost and child.process.is_alive():
                 # The fence changed: this slot's attempt no longer counts; stop it running.
                 log.error("killing slot %d: it runs task %s whose lease was lost", child.index,
                           running.task_id, extra={"task_id": running.task_id})

@@ -28,7 +28,7 @@ for i = 2, #ARGV do
         local us = now_us()
         local now = math.floor(tonumber(us) / 1000)
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
-        local fence = redis.call('INCR', K_FENCE)
+        local fence = new_fence()
         local attempts = tonumber(f[8]) + 1
         redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
           'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)

@@ -1,10 +1,13 @@
 -- dlq_delete: remove dead-letter entries and the dead tasks' records.
 -- KEYS[1]: the dead-letter stream
--- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size ('all')
--- Returns: {n_deleted, n_left_in_dlq}.
+-- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size and the last
+--   entry id to touch ('all': entries added meanwhile, e.g. tasks that die again, wait)
+-- Returns: {n_deleted, n_left_in_dlq, entries read ('all')}.
 local n = 0
+local scanned = 0
 if ARGV[1] == 'all' then
-  local entries = redis.call('XRANGE', K_DLQ, '-', '+', 'COUNT', tonumber(ARGV[2]))
+  local entries = redis.call('XRANGE', K_DLQ, '-', ARGV[3], 'COUNT', tonumber(ARGV[2]))
+  scanned = #entries
   for _, e in ipairs(entries) do
     local fields = e[2]
     for i = 1, #fields, 2 do
@@ -26,4 +29,4 @@ else
     end
   end
 end
-return {n, redis.call('XLEN', K_DLQ)}
+return {n, redis.call('XLEN', K_DLQ), scanned}

@@ -1,13 +1,16 @@
 -- dlq_retry: dead_letter -> pending with attempts reset and error cleared;
 -- the entry leaves the dead-letter stream.
 -- KEYS[1]: the dead-letter stream
--- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size ('all')
--- Returns: {n_requeued, n_left_in_dlq}.  With mode 'ids', ids that are not
+-- ARGV: mode ('ids' | 'all'), then task ids (mode 'ids') or a batch size and the last
+--   entry id to touch ('all': entries added meanwhile, e.g. tasks that die again, wait)
+-- Returns: {n_requeued, n_left_in_dlq, entries read ('all')}.  With mode 'ids', ids that are not
 --   dead-lettered are skipped (the caller compares the count).
 local now = now_ms()
 local ids = {}
+local scanned = 0
 if ARGV[1] == 'all' then
-  local entries = redis.call('XRANGE', K_DLQ, '-', '+', 'COUNT', tonumber(ARGV[2]))
+  local entries = redis.call('XRANGE', K_DLQ, '-', ARGV[3], 'COUNT', tonumber(ARGV[2]))
+  scanned = #entries
   for _, e in ipairs(entries) do
     local fields = e[2]
     for i = 1, #fields, 2 do
@@ -31,4 +34,4 @@ for _, id in ipairs(ids) do
     n = n + 1
   end
 end
-return {n, redis.call('XLEN', K_DLQ)}
+return {n, redis.call('XLEN', K_DLQ), scanned}

@@ -44,8 +44,6 @@ for i = 0, n - 1 do
     fresh[id] = redis.call('EXISTS', k_task(id)) == 0
     local due = due_of(FIRST + i * W)
     if fresh[id] and (not due or due <= now) then adding = adding + 1 end
-  else
-    fresh[id] = false
   end
 end
 if adding > 0 and backlog + adding > CFG_MAX_PENDING then

@@ -11,7 +11,8 @@
 -- On the first beat, tasks still running under this worker id belong to an
 -- earlier process with the same id that died: they fail as 'worker lost'
 -- (counted, new fence), as the recoverer would fail them at lease expiry.
--- Returns: {paused (0|1), n_lost, ids whose lease this worker lost..., orphaned ids put back...}
+-- Returns: {paused (0|1), n_lost, 'id fence' of each attempt whose lease this worker lost...,
+--   orphaned ids put back...}
 local worker = ARGV[1]
 local first = ARGV[2] == '1'
 local nf = tonumber(ARGV[3])
@@ -35,7 +36,7 @@ for i = 4 + nf * 2, #ARGV, 2 do
   reported[id] = true
   local f = redis.call('HMGET', k_task(id), 'state', 'fence')
   if f[2] ~= fence then
-    out[#out + 1] = id
+    out[#out + 1] = id .. ' ' .. fence
   elseif f[1] == 'running' then
     redis.call('ZADD', K_LEASES, now + CFG_LEASE_MS, id)
   end
@@ -48,7 +49,7 @@ for _, id in ipairs(redis.call('SMEMBERS', k_worker_active(worker))) do
     if f[1] ~= 'running' or f[2] ~= worker then
       redis.call('SREM', k_worker_active(worker), id)
     elseif first then
-      redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
+      redis.call('HSET', k_task(id), 'fence', new_fence())
       fail_attempt(id, now, 'worker lost', 'retry', events)
     elseif now - tonumber(f[3]) > CFG_LEASE_MS / 2 then
       put_back(id, worker, now)

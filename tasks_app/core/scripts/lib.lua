@@ -60,6 +60,12 @@ local function task_event(kind, now, id, ttype, p, extra)
   return {type = kind, timestamp = iso(now), data = data}
 end
 
+-- A fencing token: the clock in µs, then the counter, so a counter rolled back by
+-- a Redis crash (AOF everysec) can never hand out a token that was used before.
+local function new_fence()
+  return now_us() .. '.' .. redis.call('INCR', K_FENCE)
+end
+
 local function tq_error(code, detail)
   return redis.error_reply('TQ:' .. code .. ' ' .. (detail or ''))
 end

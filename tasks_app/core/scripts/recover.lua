@@ -16,7 +16,7 @@ local n_recovered = 0
 local ids = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   if redis.call('HGET', k_task(id), 'state') == 'running' then
-    redis.call('HSET', k_task(id), 'fence', redis.call('INCR', K_FENCE))
+    redis.call('HSET', k_task(id), 'fence', new_fence())
     out[#out + 1] = id
     for _, v in ipairs(fail_attempt(id, now, 'worker lost', 'retry', events)) do
       out[#out + 1] = v
@@ -29,7 +29,7 @@ end
 local dead = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', now - CFG_HEARTBEAT_TIMEOUT_MS)
 for _, w in ipairs(dead) do
   redis.call('ZREM', K_WORKERS, w)
-  redis.call('DEL', k_worker(w), k_worker_wake(w))
+  redis.call('DEL', k_worker(w), k_worker_wake(w), k_worker_active(w))
   out[#out + 1] = w
 end
 emit(events)
