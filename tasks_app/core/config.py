@@ -17,9 +17,6 @@ class Config:
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "default"
-    default_priority: int = 0
-    default_max_retries: int = 3
-    default_timeout: int = 300
     retry_backoff_base: float = 1.0
     retry_backoff_factor: float = 2.0
     retry_backoff_max: float = 600.0
