@@ -261,7 +261,7 @@ def main() -> int:
     levels = sorted(args.levels or ([1_000, 10_000, 50_000] if args.quick
                                     else [1_000, 100_000, 1_000_000]))
     rounds = args.rounds or (400 if args.quick else 2000)
-    bulks = args.bulks or (4 if args.quick else 10)
+    bulks = args.bulks or (6 if args.quick else 10)
     # Room above the largest level for the probes (the default cap is 1,000,000).
     os.environ["TASKQUEUE_MAX_PENDING"] = str(max(levels) * 2 + 100_000)
     server = start_redis()
