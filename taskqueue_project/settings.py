@@ -205,7 +205,8 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-TASKQUEUE = taskqueue_from_env(os.environ)
+# This project's own defaults beneath the environment: the demo handlers are on.
+TASKQUEUE = {"DEMO_HANDLERS": True, **taskqueue_from_env(os.environ)}
 
 # The REST API (tasks_app/api). Authentication and permissions are chosen per request from
 # TASKQUEUE (AUTH_ENABLED, AUTH_API_KEYS, AUTH_JWT), so nothing is listed here.
