@@ -99,6 +99,8 @@ def test_the_apps_wait_for_a_healthy_redis_at_the_url_they_use() -> None:
         assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
         assert service["environment"]["DJANGO_DEBUG"] == "0"
         assert service["environment"]["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
+        assert service["environment"]["TASKQUEUE_ADMIN_API_KEYS"] == \
+            "${TASKQUEUE_ADMIN_API_KEYS:-}"  # the web health check sends the first one
         assert service["build"] == "."
         assert service["image"] == SERVICES["web"]["image"]
         assert service["init"] is True
@@ -114,7 +116,7 @@ def test_web_serves_the_asgi_app_on_8080_and_migrates_first() -> None:
     assert daphne[:2] == ["daphne", "-b"] and words[words.index("daphne") - 1] == "-m"
     assert daphne[daphne.index("-p") + 1] == "8080"
     assert daphne[-1] == ASGI_APP
-    assert web["ports"] == ["8080:8080"]
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
     assert instruction("EXPOSE") == ["8080"]
     hosts = web["environment"]["DJANGO_ALLOWED_HOSTS"].split(",")
     assert "127.0.0.1" in hosts  # the health check's Host
