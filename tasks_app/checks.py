@@ -153,4 +153,10 @@ def check_urls(app_configs: Sequence[AppConfig] | None = None,
         return [Warning("tasks_app.urls is not included in the URLconf: no REST API, "
                         "/metrics or dashboard.", id="taskqueue.W002",
                         hint='Add path("queue/", include("tasks_app.urls")) to your urls.')]
+    try:
+        reverse("admin:index")
+    except NoReverseMatch:
+        return [Warning("The Django admin's URLs are not included: the dashboard signs staff "
+                        "in and links the dead-letter queue through them.", id="taskqueue.W004",
+                        hint='Add path("admin/", admin.site.urls) to your urls.')]
     return []

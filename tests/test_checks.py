@@ -116,4 +116,8 @@ def test_a_urlconf_without_taskqueue_is_a_warning() -> None:
     assert taskqueue_ids(ROOT_URLCONF="tests.test_checks") == ["taskqueue.W002"]
 
 
-urlpatterns: list[Any] = []  # an empty URLconf for the test above
+def test_a_urlconf_without_the_admin_is_a_warning() -> None:
+    assert taskqueue_ids(ROOT_URLCONF="tests.urls_without_admin") == ["taskqueue.W004"]
+
+
+urlpatterns: list[Any] = []  # an empty URLconf for the tests above
