@@ -15,6 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from tasks_app.conf import DEFAULTS, REDIS_SCHEMES, VALIDATORS, check_heartbeat
 
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
+SPECTACULAR_SCHEMA = "drf_spectacular.openapi.AutoSchema"
 REQUIRED_APPS = (
     ("django.contrib.auth", "users, staff sign-in and JWTs"),
     ("django.contrib.contenttypes", "permissions of the admin sections"),
@@ -160,3 +161,19 @@ def check_urls(app_configs: Sequence[AppConfig] | None = None,
                         "in and links the dead-letter queue through them.", id="taskqueue.W004",
                         hint='Add path("admin/", admin.site.urls) to your urls.')]
     return []
+
+
+@register(Tags.compatibility)
+def check_schema_class(app_configs: Sequence[AppConfig] | None = None,
+                       **kwargs: Any) -> list[CheckMessage]:
+    """The OpenAPI pages (api/schema/, api/docs/) need drf-spectacular's AutoSchema."""
+    from drf_spectacular.openapi import AutoSchema
+    from rest_framework.settings import api_settings
+
+    schema_class = api_settings.DEFAULT_SCHEMA_CLASS
+    if isinstance(schema_class, type) and issubclass(schema_class, AutoSchema):
+        return []
+    return [Warning("REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] is not drf-spectacular's AutoSchema: "
+                    "taskqueue's api/schema/ and api/docs/ pages will fail (the API works).",
+                    id="taskqueue.W005",
+                    hint=f'REST_FRAMEWORK = {{"DEFAULT_SCHEMA_CLASS": "{SPECTACULAR_SCHEMA}"}}')]

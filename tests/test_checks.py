@@ -112,6 +112,12 @@ def test_missing_apps_are_named() -> None:
     assert sorted(m.msg.split("'")[1] for m in found) == ["drf_spectacular", "rest_framework"]
 
 
+def test_the_openapi_pages_need_drf_spectaculars_schema_class() -> None:
+    assert taskqueue_ids(REST_FRAMEWORK={}) == ["taskqueue.W005"]
+    spectacular = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+    assert taskqueue_ids(REST_FRAMEWORK=spectacular) == []
+
+
 def test_a_urlconf_without_taskqueue_is_a_warning() -> None:
     assert taskqueue_ids(ROOT_URLCONF="tests.test_checks") == ["taskqueue.W002"]
 

@@ -81,6 +81,7 @@ CHANNEL_LAYERS = {"default": {
     "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "CONFIG": {"hosts": [REDIS], "serializer_format": "json"},
 }}
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 '''
 
 URLS = '''
@@ -168,6 +169,9 @@ print(json.dumps({
 '''
 
 API = '''
+import asyncio
+
+from asgiref.testing import ApplicationCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -183,6 +187,19 @@ staff = get_user_model().objects.create_superuser("boss", "b@example.com", "pw")
 client.force_login(staff)
 page = client.get("/queue/dashboard/").content.decode()
 config = json.loads(page.split('id="tq-config" type="application/json">')[1].split("<")[0])
+
+
+async def socket_opens(path):
+    scope = {"type": "websocket", "path": path, "query_string": b"", "headers": [],
+             "subprotocols": []}
+    socket = ApplicationCommunicator(application, scope)
+    await socket.send_input({"type": "websocket.connect"})
+    reply = await socket.receive_output(5)
+    await socket.send_input({"type": "websocket.disconnect", "code": 1000})
+    await socket.wait(5)
+    return reply["type"] == "websocket.accept"
+
+
 print(json.dumps({
     "created": created.status_code,
     "get": client.get(f"/queue/api/v1/tasks/{task_id}").json()["state"],
@@ -191,6 +208,9 @@ print(json.dumps({
     "metrics": "taskqueue_tasks_submitted_total" in client.get("/queue/metrics").content.decode(),
     "root": client.get("/api/v1/tasks").status_code,
     "ws": websocket_path(),
+    "ws_opens": asyncio.run(socket_opens("/queue/ws")),
+    "schema": sorted(p for p in client.get("/queue/api/schema/?format=json").json()["paths"]
+                     if p.startswith("/queue/api/v1/tasks")),
     "asgi": type(application).__name__,
     "dashboard": {k: config[k] for k in ("ws_path", "snapshot_url", "dlq_url")},
     "brand": 'href="/queue/dashboard/"' in page,
@@ -306,6 +326,9 @@ def test_one_include_under_a_prefix_serves_the_api_metrics_and_dashboard(site: S
         "metrics": True,
         "root": 404,
         "ws": "/queue/ws",
+        "ws_opens": True,
+        "schema": ["/queue/api/v1/tasks", "/queue/api/v1/tasks/batch",
+                   "/queue/api/v1/tasks/{task_id}"],
         "asgi": "ProtocolTypeRouter",
         "dashboard": {"ws_path": "/queue/ws", "snapshot_url": "/queue/dashboard/snapshot",
                       "dlq_url": "/admin/tasks_app/deadletterentry/"},
