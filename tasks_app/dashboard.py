@@ -22,7 +22,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import producer
 from tasks_app.core.errors import BrokerUnavailable
-from tasks_app.routing import websocket_path
+from tasks_app.routing import websocket_url_path
 
 DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"
 FEED_SIZE = 100
@@ -59,7 +59,7 @@ def socket_token(request: HttpRequest) -> str:
 def page_config(request: HttpRequest) -> dict[str, Any]:
     """What the page's script needs besides the snapshot."""
     return {
-        "ws_path": websocket_path(),
+        "ws_path": websocket_url_path(),
         "token": socket_token(request),
         "snapshot_url": reverse("taskqueue:dashboard-snapshot"),
         "dlq_url": reverse(DLQ_ADMIN_URL_NAME),

@@ -28,8 +28,13 @@ def base_path() -> str:
 
 
 def websocket_path() -> str:
-    """The live events socket's path, e.g. ``/ws`` or ``/queue/ws``."""
+    """The live events socket's path for routing, e.g. ``/ws`` or ``/queue/ws``."""
     return base_path() + "ws"
+
+
+def websocket_url_path() -> str:
+    """The socket's path as a browser asks for it (with any ``SCRIPT_NAME``)."""
+    return reverse("taskqueue:metrics").removesuffix("metrics") + "ws"
 
 
 def api_prefixes() -> tuple[str, str]:
@@ -43,14 +48,18 @@ def websocket_urlpatterns() -> list[Route]:
     return [path(websocket_path().lstrip("/"), EventsConsumer.as_asgi(), name="taskqueue-ws")]
 
 
-def with_taskqueue(http_app: ASGIApp, websocket_routes: Sequence[Route] = ()) -> ASGIApp:
-    """A site's HTTP ASGI app plus taskqueue: API requests on the threaded handler, ``/ws``.
+def with_taskqueue(http_app: ASGIApp, websocket_routes: Sequence[Route] = (),
+                   threaded_api: bool = True) -> ASGIApp:
+    """A site's HTTP ASGI app plus taskqueue's events socket (``ws`` next to the include).
 
     ``websocket_routes`` are the site's own Channels routes, served beside the events socket.
-    Browsers' ``Origin`` must be one of ``ALLOWED_HOSTS``.
+    Browsers' ``Origin`` must be one of ``ALLOWED_HOSTS``. With ``threaded_api`` the REST API's
+    requests run the site's middleware synchronously on a thread pool (one thread hop each,
+    see ``tasks_app.api.asgi``); pass False if some middleware is async-only.
     """
     routes = [*websocket_urlpatterns(), *websocket_routes]
+    http = with_threaded_api(http_app, prefixes=api_prefixes()) if threaded_api else http_app
     return ProtocolTypeRouter({
-        "http": with_threaded_api(http_app, prefixes=api_prefixes()),
+        "http": http,
         "websocket": origin_checked(URLRouter(routes)),
     })
