@@ -174,11 +174,15 @@ class Inspector:
             stamps = pipe.execute()
         return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
 
+    def now_ms(self) -> int:
+        """The Redis server's clock, which every timestamp the queue stores comes from (ms)."""
+        with redis_errors():
+            seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def _live_since_ms(self) -> int:
         """Heartbeats at or after this Redis time (ms) count as live."""
-        seconds, micros = self.client.time()
-        timeout_ms = int(self.broker.config.heartbeat_timeout * 1000)
-        return int(seconds) * 1000 + int(micros) // 1000 - timeout_ms
+        return self.now_ms() - int(self.broker.config.heartbeat_timeout * 1000)
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers (heartbeat within the heartbeat timeout), oldest first."""
