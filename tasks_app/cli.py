@@ -34,8 +34,8 @@ def table(headers: Sequence[str], rows: Sequence[Row]) -> str:
 
 
 def cell(value: object) -> str:
-    """A table cell: "-" for None, yes/no for booleans."""
-    if value is None:
+    """A table cell: "-" for None or empty, yes/no for booleans."""
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
