@@ -22,7 +22,8 @@ def table(headers: Sequence[str], rows: Sequence[Row]) -> str:
     """Rows under headers, columns padded to their widest cell; numbers right-aligned."""
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    numeric = [bool(rows) and all(isinstance(r[i], int | float) for r in rows)
+    numeric = [bool(rows) and all(isinstance(r[i], int | float) and not isinstance(r[i], bool)
+                                  for r in rows)
                for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
