@@ -247,6 +247,15 @@ def test_dlq_retry_by_id_and_all(inspector: Inspector) -> None:
     assert inspector.queue_depths()["low"] == 4
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--limit", "0"), "--limit must be at least 1"),
+    (("--before", "yesterday"), "--before takes a message id"),
+])
+def test_dlq_list_refuses_bad_paging(args: tuple[str, ...], message: str) -> None:
+    run = tq("dlq", "list", *args)
+    assert run.code == 2 and message in run.err
+
+
 @pytest.mark.parametrize("args", [(), ("--all", "some-id")])
 def test_dlq_retry_needs_ids_or_all(args: tuple[str, ...]) -> None:
     run = tq("dlq", "retry", *args)

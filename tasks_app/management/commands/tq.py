@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from tasks_app.core.states import TERMINAL, Priority, TaskState
 
 WAITABLE = TERMINAL | {TaskState.DEAD_LETTER}
 DLQ_ERROR_WIDTH = 60
+MESSAGE_ID = re.compile(r"\d+(-\d+)?")
 
 
 def priority_arg(value: str) -> int:
@@ -49,8 +51,8 @@ class Command(BaseCommand):
         self.add_control(sub)
         self.add_purge(sub)
         self.add_tasks(sub)
-        sub.add_parser("stats", help="old spelling: queues and workers as JSON (see status)")
-        sub.add_parser("dlq-retry", help="old spelling of 'dlq retry --all'")
+        self.json_flag(sub.add_parser("stats", help="old spelling: queues and workers as JSON"))
+        self.json_flag(sub.add_parser("dlq-retry", help="old spelling of 'dlq retry --all'"))
 
     @staticmethod
     def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +199,8 @@ class Command(BaseCommand):
     def do_dlq_list(self, opts: dict[str, Any]) -> None:
         if opts["limit"] < 1:
             raise self.usage("--limit must be at least 1")
+        if opts["before"] is not None and not MESSAGE_ID.fullmatch(opts["before"]):
+            raise self.usage("--before takes a message id such as 1700000000000-0")
         inspector = producer.inspector()
         wanted = {k: opts[k] for k in ("type", "reason") if opts[k]}
         match = (lambda f: all(f.get(k) == v for k, v in wanted.items())) if wanted else None
