@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from tasks_app.core.inspect import DLQEntry, QueueStats, WorkerInfo
 from tasks_app.core.states import Priority
@@ -111,5 +112,20 @@ def confirm(question: str, stdin: TextIO, prompt: Callable[[str], None]) -> bool
     if not stdin.isatty():
         return None
     prompt(f"{question} [y/N] ")
-    answer = stdin.readline()
+    try:
+        answer = stdin.readline()
+    except KeyboardInterrupt:
+        prompt("\n")
+        return False
     return answer.strip().lower() in ("y", "yes")
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit to print: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))

@@ -377,6 +377,13 @@ def test_redis_down_is_exit_1_with_one_line(args: tuple[str, ...]) -> None:
     assert line.startswith(f"CommandError: Redis unavailable at {url}")
 
 
+def test_the_redis_password_is_not_printed() -> None:
+    url = f"redis://admin:s3cret@127.0.0.1:{closed_port()}/0"
+    run = tq_process("status", env={"REDIS_URL": url})
+    assert run.code == 1 and "s3cret" not in run.err
+    assert "redis://admin:***@127.0.0.1:" in run.err
+
+
 def test_usage_errors_exit_2_and_success_exits_0() -> None:
     assert tq_process("purge", "--priority", "urgent").code == 2
     assert tq_process("pause").code == 2

@@ -139,7 +139,7 @@ class Command(BaseCommand):
         except Aborted as exc:
             raise CommandError(f"aborted: {exc}", returncode=cli.EXIT_ABORTED) from None
         except errors.BrokerUnavailable as exc:
-            raise CommandError(f"Redis unavailable at {tq_settings.REDIS_URL}: {exc}",
+            raise CommandError(f"Redis unavailable at {cli.redact(tq_settings.REDIS_URL)}: {exc}",
                                returncode=cli.EXIT_ERROR) from None
         except errors.TaskQueueError as exc:
             raise CommandError(f"{exc.__class__.__name__}: {exc}",
