@@ -22,6 +22,7 @@ from django.core.management.base import CommandError
 from tasks_app import producer
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
 from tests.factories import make_spec, register, take
 from tests.procs import MANAGE, ROOT, WorkerPool, wait_for, wait_for_state
@@ -375,6 +376,18 @@ def test_redis_down_is_exit_1_with_one_line(args: tuple[str, ...]) -> None:
     assert "Traceback" not in run.err
     [line] = run.err.strip().splitlines()
     assert line.startswith(f"CommandError: Redis unavailable at {url}")
+
+
+def test_redis_stopping_under_a_running_process_is_exit_1(redis_server: EmbeddedRedis) -> None:
+    pending(2)
+    assert tq("status").code == 0
+    redis_server.stop()
+    try:
+        run = tq("purge", "--priority", "low", "--yes")
+    finally:
+        redis_server.start()
+    assert run.code == 1 and run.out == ""
+    assert run.err.startswith("Redis unavailable at redis://127.0.0.1:")
 
 
 def test_the_redis_password_is_not_printed() -> None:
