@@ -1,4 +1,4 @@
-"""Terminal output for ``manage.py tq``: aligned tables, ages, JSON shapes, confirmation."""
+"""Terminal output for ``manage.py tq``: tables and texts, ages, JSON shapes, confirmation."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 3
+DLQ_ERROR_WIDTH = 60
 
 Row = Sequence[object]
 
@@ -129,3 +130,60 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def status_text(data: dict[str, Any]) -> str:
+    """``tq status`` for a terminal."""
+    queues = table(
+        ["PRIORITY", "PENDING", "DELAYED", "OLDEST", "PAUSED"],
+        [[q["priority"], q["pending"], q["delayed"], age(q["oldest_pending_seconds"]),
+          q["paused"]] for q in data["queues"]])
+    workers = table(
+        ["WORKER", "HOST", "PID", "STATE", "ACTIVE", "DONE", "FAILED", "LAST SEEN"],
+        [[w["id"], w["hostname"], w["pid"], w["state"],
+          f"{w['active_tasks']}/{w['concurrency']}", w["processed"], w["failed"],
+          age(w["last_seen_seconds"]) + " ago"] for w in data["workers"]])
+    return "\n".join([
+        queues,
+        "(DELAYED: scheduled or retrying, waiting for their time)",
+        "",
+        f"running: {data['running']}    dead-letter queue: {data['dlq_size']}",
+        "",
+        workers if data["workers"] else "no live workers",
+    ])
+
+
+def dlq_text(data: dict[str, Any]) -> str:
+    """``tq dlq list`` for a terminal."""
+    entries = data["entries"]
+    lines = [table(
+        ["MESSAGE ID", "TASK ID", "TYPE", "PRIORITY", "ATTEMPTS", "ADDED", "ERROR"],
+        [[e["message_id"], e["task_id"], e["type"], e["priority"], e["attempts"],
+          e["added_at"], clip(e["error"], DLQ_ERROR_WIDTH)] for e in entries],
+    )] if entries else ["no entries"]
+    lines.append(f"{len(entries)} shown, {data['size']} in the dead-letter queue")
+    if data["truncated"]:
+        lines.append(f"stopped after scanning {data['scanned']} entries")
+    if data["next_before"]:
+        lines.append(f"next page: --before {data['next_before']}")
+    return "\n".join(lines)
+
+
+def show_text(data: dict[str, Any]) -> str:
+    """``tq dlq show`` for a terminal."""
+    task = data["task"] or {}
+    rows = [
+        ("task", data["task_id"]), ("type", data["type"]), ("priority", data["priority"]),
+        ("state", task.get("state")), ("attempts", data["attempts"]),
+        ("max retries", task.get("max_retries")), ("reason", data["reason"]),
+        ("message id", data["message_id"]), ("created", task.get("created_at")),
+        ("last started", task.get("started_at")), ("dead since", data["added_at"]),
+        ("worker", task.get("worker_id")),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
+    lines = [f"{(k + ':').ljust(width)} {cell(v)}" for k, v in rows]
+    lines += ["", "error:", data["error"], "", "payload:",
+              json.dumps(task.get("payload", {}), indent=2)]
+    if task.get("metadata"):
+        lines += ["", "metadata:", json.dumps(task["metadata"], indent=2)]
+    return "\n".join(lines)

@@ -23,7 +23,6 @@ from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
 WAITABLE = TERMINAL | {TaskState.DEAD_LETTER}
-DLQ_ERROR_WIDTH = 60
 MESSAGE_ID = re.compile(r"\d+(-\d+)?")
 
 
@@ -184,7 +183,7 @@ class Command(BaseCommand):
         workers = [cli.worker_dict(w, now) for w in inspector.workers()]
         data = {"queues": queues, "running": inspector.running_count(),
                 "dlq_size": inspector.dlq_size(), "workers": workers}
-        self.out(data, status_text(data))
+        self.out(data, cli.status_text(data))
 
     def do_stats(self, opts: dict[str, Any]) -> None:
         inspector = producer.inspector()
@@ -208,7 +207,7 @@ class Command(BaseCommand):
         data = {"entries": [cli.entry_dict(e) for e in found.entries],
                 "size": inspector.dlq_size(), "next_before": found.next_before,
                 "scanned": found.scanned, "truncated": found.truncated}
-        self.out(data, dlq_text(data))
+        self.out(data, cli.dlq_text(data))
 
     def do_dlq_show(self, opts: dict[str, Any]) -> None:
         inspector = producer.inspector()
@@ -217,7 +216,7 @@ class Command(BaseCommand):
             state = producer.get(opts["id"]).state  # TaskNotFound when there is no such task
             raise errors.NotInDeadLetterQueue(f"{opts['id']} (state: {state})")
         data = cli.entry_dict(entry)
-        self.out(data, show_text(data))
+        self.out(data, cli.show_text(data))
 
     def do_dlq_retry(self, opts: dict[str, Any]) -> None:
         inspector = producer.inspector()
@@ -305,59 +304,3 @@ class Command(BaseCommand):
     def do_cancel(self, opts: dict[str, Any]) -> None:
         self.out(producer.cancel(opts["id"]).to_dict())
 
-
-def status_text(data: dict[str, Any]) -> str:
-    """``tq status`` for a terminal."""
-    queues = cli.table(
-        ["PRIORITY", "PENDING", "DELAYED", "OLDEST", "PAUSED"],
-        [[q["priority"], q["pending"], q["delayed"], cli.age(q["oldest_pending_seconds"]),
-          q["paused"]] for q in data["queues"]])
-    workers = cli.table(
-        ["WORKER", "HOST", "PID", "STATE", "ACTIVE", "DONE", "FAILED", "LAST SEEN"],
-        [[w["id"], w["hostname"], w["pid"], w["state"],
-          f"{w['active_tasks']}/{w['concurrency']}", w["processed"], w["failed"],
-          cli.age(w["last_seen_seconds"]) + " ago"] for w in data["workers"]])
-    return "\n".join([
-        queues,
-        "(DELAYED: scheduled or retrying, waiting for their time)",
-        "",
-        f"running: {data['running']}    dead-letter queue: {data['dlq_size']}",
-        "",
-        workers if data["workers"] else "no live workers",
-    ])
-
-
-def dlq_text(data: dict[str, Any]) -> str:
-    """``tq dlq list`` for a terminal."""
-    entries = data["entries"]
-    lines = [cli.table(
-        ["MESSAGE ID", "TASK ID", "TYPE", "PRIORITY", "ATTEMPTS", "ADDED", "ERROR"],
-        [[e["message_id"], e["task_id"], e["type"], e["priority"], e["attempts"],
-          e["added_at"], cli.clip(e["error"], DLQ_ERROR_WIDTH)] for e in entries],
-    )] if entries else ["no entries"]
-    lines.append(f"{len(entries)} shown, {data['size']} in the dead-letter queue")
-    if data["truncated"]:
-        lines.append(f"stopped after scanning {data['scanned']} entries")
-    if data["next_before"]:
-        lines.append(f"next page: --before {data['next_before']}")
-    return "\n".join(lines)
-
-
-def show_text(data: dict[str, Any]) -> str:
-    """``tq dlq show`` for a terminal."""
-    task = data["task"] or {}
-    rows = [
-        ("task", data["task_id"]), ("type", data["type"]), ("priority", data["priority"]),
-        ("state", task.get("state")), ("attempts", data["attempts"]),
-        ("max retries", task.get("max_retries")), ("reason", data["reason"]),
-        ("message id", data["message_id"]), ("created", task.get("created_at")),
-        ("last started", task.get("started_at")), ("dead since", data["added_at"]),
-        ("worker", task.get("worker_id")),
-    ]
-    width = max(len(k) for k, _ in rows) + 1
-    lines = [f"{(k + ':').ljust(width)} {cli.cell(v)}" for k, v in rows]
-    lines += ["", "error:", data["error"], "", "payload:",
-              json.dumps(task.get("payload", {}), indent=2)]
-    if task.get("metadata"):
-        lines += ["", "metadata:", json.dumps(task["metadata"], indent=2)]
-    return "\n".join(lines)
