@@ -429,6 +429,22 @@ def test_enqueue_get_cancel_still_print_tasks() -> None:
     assert tq("enqueue", "echo", "{not json").code == 2
 
 
+def test_enqueue_wait_prints_the_created_then_the_finished_task(
+    pool: WorkerPool, inspector: Inspector
+) -> None:
+    pool.start(inspector=inspector)
+    run = tq_process("enqueue", "echo", '{"hello": "world"}', "--priority", "high", "--wait")
+    decoder, docs, rest = json.JSONDecoder(), [], run.out.strip()
+    while rest:
+        doc, end = decoder.raw_decode(rest)
+        docs.append(doc)
+        rest = rest[end:].strip()
+    assert run.code == 0 and [d["state"] for d in docs] == ["pending", "completed"]
+    assert docs[1]["result"] == {"hello": "world"}
+    one = tq_process("enqueue", "echo", "{}", "--wait", "--json")
+    assert one.code == 0 and json.loads(one.out)["state"] == "completed"
+
+
 def test_old_stats_and_dlq_retry_spellings_still_work() -> None:
     dead(2)
     stats = tq("stats").json()

@@ -291,7 +291,8 @@ class Command(BaseCommand):
         if "priority" in options and str(options["priority"]).isdigit():
             options["priority"] = int(options["priority"])
         task = producer.enqueue(opts["type"], payload, **options)
-        self.out(task.to_dict())
+        if not (opts["wait"] and opts["json"]):
+            self.out(task.to_dict())
         if opts["wait"]:
             while task.state not in WAITABLE:
                 time.sleep(0.05)
