@@ -16,12 +16,13 @@ import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils.module_loading import import_string
 
 from tasks_app import producer
@@ -109,14 +110,15 @@ class TaskQueueBackend(BaseTaskBackend):
         _check_importable(task)
         result = self._new_result(task, args, kwargs)
         fields = self._fields(task, result)
+        announce = partial(task_enqueued.send, type(self), task_result=result)
         if self.options.get("ENQUEUE_ON_COMMIT", False):
-            producer.enqueue_on_commit(task_id=result.id,
-                                       using=self.options.get("DATABASE", DEFAULT_DB_ALIAS),
-                                       **fields)
-        else:
-            created = producer.enqueue(task_id=result.id, **fields)
-            object.__setattr__(result, "enqueued_at", _when(created.created_at))
-        task_enqueued.send(type(self), task_result=result)
+            using = self.options.get("DATABASE", DEFAULT_DB_ALIAS)
+            producer.enqueue_on_commit(task_id=result.id, using=using, **fields)
+            transaction.on_commit(announce, using=using)  # runs after the enqueue
+            return result
+        created = producer.enqueue(task_id=result.id, **fields)
+        object.__setattr__(result, "enqueued_at", _when(created.created_at))
+        announce()
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
@@ -210,9 +212,9 @@ def resolve(name: str) -> Handler | None:
 
 def _sync_runner(task: Task) -> Handler:
     def run(payload: dict[str, Any], ctx: QueueContext) -> Any:
-        result, args = _starting(task, payload, ctx)
+        result, args, kwargs = _starting(task, payload, ctx)
         try:
-            value = task.func(*args, **payload["kwargs"])
+            value = task.func(*args, **kwargs)
         except NonRetryableError:
             raise
         except Exception as exc:
@@ -225,9 +227,9 @@ def _sync_runner(task: Task) -> Handler:
 
 def _async_runner(task: Task) -> Handler:
     async def run(payload: dict[str, Any], ctx: QueueContext) -> Any:
-        result, args = await sync_to_async(_starting)(task, payload, ctx)
+        result, args, kwargs = await sync_to_async(_starting)(task, payload, ctx)
         try:
-            value = await task.func(*args, **payload["kwargs"])
+            value = await task.func(*args, **kwargs)
         except NonRetryableError:
             raise
         except Exception as exc:
@@ -239,14 +241,14 @@ def _async_runner(task: Task) -> Handler:
 
 
 def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
-              ) -> tuple[TaskResult, list[Any]]:
+              ) -> tuple[TaskResult, list[Any], dict[str, Any]]:
     """The running attempt's TaskResult (read from Redis) and the call's arguments."""
+    args, kwargs = _arguments(payload)
     result = to_result(producer.get(ctx.task_id), task)
     task_started.send(type(result.task.get_backend()), task_result=result)
-    args = list(payload["args"])
     if task.takes_context:
-        args.insert(0, TaskContext(task_result=result))
-    return result, args
+        args = [TaskContext(task_result=result), *args]
+    return result, args, kwargs
 
 
 def _finished(result: TaskResult, ctx: QueueContext, value: Any, failed: bool = False) -> Any:
@@ -270,7 +272,8 @@ def _wrapped(exc: Exception) -> DjangoTaskError:
 
 def to_result(record: QueueTask, base: Task) -> TaskResult:
     """A Django TaskResult for a taskqueue task record."""
-    meta = record.metadata.get(META_KEY, {}) if isinstance(record.metadata, Mapping) else {}
+    meta = record.metadata.get(META_KEY) if isinstance(record.metadata, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
     attempts = record.attempts
     result: TaskResult[Any, Any] = TaskResult(
         task=_task_as_enqueued(base, meta, record),
@@ -280,8 +283,8 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
         started_at=_when(record.started_at),
         finished_at=_when(record.dead_at or record.completed_at),
         last_attempted_at=_when(record.started_at),
-        args=list(record.payload.get("args", [])),
-        kwargs=dict(record.payload.get("kwargs", {})),
+        args=_arguments(record.payload)[0],
+        kwargs=_arguments(record.payload)[1],
         backend=str(meta.get("backend", base.backend)),
         errors=_errors(record),
         worker_ids=[record.worker_id or ""] * attempts,
@@ -291,13 +294,21 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
     return result
 
 
+def _arguments(payload: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The call's arguments from a payload ``{"args": [...], "kwargs": {...}}``."""
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise NonRetryableError('a Django task\'s payload is {"args": [...], "kwargs": {...}}')
+    return args, kwargs
+
+
 def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask) -> Task:
     """The module-level Task with the priority, queue and run_after it was enqueued with."""
     run_after = _when(record.scheduled_at)
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
                           run_after=run_after)
-    except InvalidTask:  # e.g. the queue was removed from QUEUES since
+    except (InvalidTask, TypeError, ValueError):  # e.g. the queue left QUEUES since
         return base
 
 

@@ -266,13 +266,17 @@ def test_registry_resolves_only_django_tasks() -> None:
             registry.get(name)
 
 
-def test_rest_api_accepts_django_task_types_and_refuses_other_paths() -> None:
+def test_rest_api_accepts_django_task_types_and_refuses_other_paths(worker: Any) -> None:
     ok = call("POST", "/api/v1/tasks", {"type": f"{MODULE}.add",
                                         "payload": {"args": [1, 2], "kwargs": {}}})
+    malformed = call("POST", "/api/v1/tasks", {"type": f"{MODULE}.add",
+                                               "payload": {"args": "12"}})
     bad = call("POST", "/api/v1/tasks", {"type": "os.system", "payload": {"args": ["ls"]}})
 
-    assert ok.status == 201
-    assert task_backends["default"].get_result(ok.body["id"]).args == [1, 2]
+    assert ok.status == 201 and malformed.status == 201
+    assert finished(task_backends["default"].get_result(ok.body["id"])).return_value == 3
+    failed = wait_for_state(malformed.body["id"], "failed", 10)  # for good: no retries
+    assert failed.attempts == 1 and "payload" in (failed.error or "")
     assert bad.status == 400
 
 

@@ -42,6 +42,7 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Registered] = {}
         self._resolvers: list[Resolver] = []
+        self._resolved: dict[str, Registered] = {}
 
     def register(self, name: str, func: Handler) -> Handler:
         """Register ``func`` for task type ``name``; re-registering the same function is a no-op."""
@@ -60,7 +61,7 @@ class HandlerRegistry:
 
     def get(self, name: str) -> Registered:
         """The handler for a task type; raises :class:`UnknownTaskType`."""
-        found = self._handlers.get(name) or self._resolve(name)
+        found = self._handlers.get(name) or self._resolved.get(name) or self._resolve(name)
         if found is None:
             raise UnknownTaskType(f"unknown task type '{name}'")
         return found
@@ -70,7 +71,7 @@ class HandlerRegistry:
             func = resolver(name)
             if func is not None:
                 found = Registered(name, func, inspect.iscoroutinefunction(func))
-                self._handlers[name] = found
+                self._resolved[name] = found
                 return found
         return None
 
@@ -79,10 +80,12 @@ class HandlerRegistry:
         self._handlers.pop(name, None)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._handlers or (isinstance(name, str) and self._resolve(name) is not None)
+        if not isinstance(name, str):
+            return False
+        return name in self._handlers or name in self._resolved or self._resolve(name) is not None
 
     def names(self) -> list[str]:
-        """Registered task types (and those resolved so far), sorted."""
+        """Registered task types, sorted (resolved ones are not listed)."""
         return sorted(self._handlers)
 
 
