@@ -331,3 +331,19 @@ def test_backend_enqueue_on_commit(on_commit_backend: None, worker: Any,
         demo_tasks.add.enqueue(1, 1)
         raise RuntimeError("roll back")
     assert len(task_keys(redis_client)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_per_call_through_a_backend_alias(worker: Any,
+                                                    redis_client: redis.Redis) -> None:
+    aliases = {"default": {"BACKEND": BACKEND},
+               "on_commit": {"BACKEND": BACKEND, "OPTIONS": {"ENQUEUE_ON_COMMIT": True,
+                                                             "DATABASE": "default"}}}
+    with override_settings(TASKS=aliases):
+        with transaction.atomic():
+            later = demo_tasks.add.using(backend="on_commit").enqueue(1, 2)
+            now = demo_tasks.add.enqueue(3, 4)
+            assert [k.rsplit(":", 1)[1] for k in task_keys(redis_client)] == [now.id]
+
+        assert finished(later).return_value == 3 and finished(now).return_value == 7
+        assert later.backend == "on_commit"
