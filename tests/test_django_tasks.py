@@ -28,6 +28,7 @@ from tasks_app.tasks_framework import (
     TaskResultStatus,
     task,
     task_backends,
+    task_enqueued,
 )
 from tests.api_support import call
 from tests.procs import WorkerPool, wait_for, wait_for_state
@@ -212,6 +213,21 @@ def test_queue_names_are_validated_and_recorded() -> None:
 
     assert fetched.task.queue_name == "emails"
     assert producer.get(result.id).metadata["django"]["queue_name"] == "emails"
+
+
+def test_enqueue_sends_task_enqueued() -> None:
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    task_enqueued.connect(receiver)
+    try:
+        result = demo_tasks.add.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert [r.id for r in seen] == [result.id] and seen[0].enqueued_at is not None
 
 
 def test_capability_flags() -> None:
