@@ -29,3 +29,16 @@ def autodiscover() -> None:
 def tasks_framework_available() -> bool:
     """True with Django 6's django.tasks or the django-tasks backport installed."""
     return any(find_spec(name) is not None for name in ("django.tasks", "django_tasks"))
+
+
+BACKEND_PATH = "tasks_app.backends.TaskQueueBackend"
+
+
+def django_tasks_configured() -> bool:
+    """True when a TASKS alias runs Django tasks on taskqueue (so workers can run them)."""
+    from django.conf import settings
+
+    aliases = getattr(settings, "TASKS", {}) or {}
+    return tasks_framework_available() and any(
+        (config or {}).get("BACKEND") == BACKEND_PATH for config in aliases.values()
+    )

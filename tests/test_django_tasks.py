@@ -363,3 +363,13 @@ def test_on_commit_per_call_through_a_backend_alias(worker: Any,
 
         assert finished(later).return_value == 3 and finished(now).return_value == 7
         assert later.backend == "on_commit"
+
+
+def test_worker_knows_a_site_with_only_django_tasks_has_work_to_run(settings: Any) -> None:
+    """runworker_tq warns "no task handlers" only when neither handlers nor a TASKS alias
+    on taskqueue exist."""
+    from tasks_app.discovery import django_tasks_configured
+
+    assert django_tasks_configured()
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    assert not django_tasks_configured()
