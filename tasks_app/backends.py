@@ -42,6 +42,7 @@ from tasks_app.tasks_framework import (
     TaskResultDoesNotExist,
     TaskResultStatus,
     normalize_json,
+    task_backends,
     task_enqueued,
     task_finished,
     task_started,
@@ -183,8 +184,13 @@ def _check_importable(task: Task) -> None:
 
 
 def _django_task(path: str) -> Task | None:
-    """The Task at ``path`` if it runs on a TaskQueueBackend; imports only app modules."""
-    if not _PATH.match(path):
+    """The Task at ``path`` if the site runs Django tasks on taskqueue; imports only app
+    modules.
+
+    The Task's own default backend may be another one: ``.using(backend=<an alias of
+    TaskQueueBackend>)`` sends it here all the same, and the worker only sees its path.
+    """
+    if not _PATH.match(path) or not _queue_aliases():
         return None
     module = path.rsplit(".", 1)[0]
     if module not in sys.modules and apps.get_containing_app_config(module) is None:
@@ -193,13 +199,19 @@ def _django_task(path: str) -> Task | None:
         found = import_string(path)
     except ImportError:
         return None
-    if not isinstance(found, Task):
-        return None
-    try:
-        runs_here = isinstance(found.get_backend(), TaskQueueBackend)
-    except Exception:
-        return None
-    return found if runs_here else None
+    return found if isinstance(found, Task) else None
+
+
+def _queue_aliases() -> list[str]:
+    """The TASKS aliases whose backend is a TaskQueueBackend."""
+    found = []
+    for alias in task_backends.settings:
+        try:
+            if isinstance(task_backends[alias], TaskQueueBackend):
+                found.append(alias)
+        except Exception:  # a broken alias is Django's check to report, not ours
+            continue
+    return found
 
 
 def resolve(name: str) -> Handler | None:
@@ -305,10 +317,12 @@ def _arguments(payload: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
 def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask) -> Task:
     """The module-level Task with the priority, queue and run_after it was enqueued with."""
     run_after = _when(record.scheduled_at)
+    alias = meta.get("backend")
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
-                          run_after=run_after)
-    except (InvalidTask, TypeError, ValueError):  # e.g. the queue left QUEUES since
+                          run_after=run_after,
+                          backend=alias if isinstance(alias, str) and alias else None)
+    except Exception:  # e.g. the queue left QUEUES, or the alias left TASKS, since
         return base
 
 

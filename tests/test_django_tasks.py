@@ -20,6 +20,7 @@ from tasks_app import producer
 from tasks_app.backends import PRIORITY_BANDS, TaskQueueBackend, queue_priority
 from tasks_app.core.errors import UnknownTaskType, ValidationError
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.registry import registry
 from tasks_app.tasks_framework import (
     InvalidTask,
@@ -373,3 +374,47 @@ def test_worker_knows_a_site_with_only_django_tasks_has_work_to_run(settings: An
     assert django_tasks_configured()
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
     assert not django_tasks_configured()
+
+
+# -- a task sent to a taskqueue alias that is not its default backend -------------------
+
+
+def _dummy_backend_path() -> str:
+    """The Tasks framework's DummyBackend, from Django 6 or the backport."""
+    import tasks_app.tasks_framework as framework
+
+    package = framework.Task.__module__.rsplit(".", 1)[0]
+    return f"{package}.backends.dummy.DummyBackend"
+
+
+def test_a_task_sent_to_a_taskqueue_alias_runs_and_has_a_result_when_its_default_is_another(
+        redis_client: redis.Redis) -> None:
+    """``@task`` on a site whose default backend is another one, enqueued with
+    ``.using(backend="queue")``: the worker must find the function and get_result must work."""
+    aliases = {"default": {"BACKEND": _dummy_backend_path()}, "queue": {"BACKEND": BACKEND}}
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)  # resolved under the project's settings before
+    try:
+        with override_settings(TASKS=aliases):
+            result = demo_tasks.add.using(backend="queue").enqueue(2, 5)
+            assert producer.get(result.id).type == path
+            fetched = task_backends["queue"].get_result(result.id)
+            assert fetched.task.backend == "queue" and fetched.backend == "queue"
+            assert demo_tasks.add.using(backend="queue").get_result(result.id).args == [2, 5]
+            handler = registry.get(path)  # what runworker_tq calls for this task type
+            ctx = QueueContext(task_id=result.id, type=path, attempt=1, max_retries=3,
+                               priority=1)
+            assert handler.func({"args": [2, 5], "kwargs": {}}, ctx) == 7
+    finally:
+        registry._resolved.pop(path, None)
+
+
+def test_no_taskqueue_alias_means_no_django_task_is_resolved() -> None:
+    """A site whose TASKS run nothing on taskqueue must not let workers call @task functions."""
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)
+    try:
+        with override_settings(TASKS={"default": {"BACKEND": _dummy_backend_path()}}):
+            assert path not in registry
+    finally:
+        registry._resolved.pop(path, None)
