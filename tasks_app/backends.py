@@ -136,7 +136,7 @@ class TaskQueueBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Queue names must be non-empty strings."""
         return [checks.Error(f"Task backend {self.alias!r}: invalid queue name {name!r}.",
-                             id="taskqueue.E001")
+                             id="taskqueue.E007")
                 for name in sorted(self.queues, key=str)
                 if not isinstance(name, str) or not name.strip()]
 
