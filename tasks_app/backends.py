@@ -245,9 +245,10 @@ def _async_runner(task: Task) -> Handler:
         except NonRetryableError:
             raise
         except Exception as exc:
-            _finished(result, ctx, None, failed=True)
+            await sync_to_async(_finished)(result, ctx, None, failed=True)
             raise _wrapped(exc) from exc
-        return _finished(result, ctx, value)
+        # Receivers run as Django runs them: from sync code, outside the event loop.
+        return await sync_to_async(_finished)(result, ctx, value)
 
     return run
 

@@ -418,3 +418,44 @@ def test_no_taskqueue_alias_means_no_django_task_is_resolved() -> None:
             assert path not in registry
     finally:
         registry._resolved.pop(path, None)
+
+
+# -- signals around async task functions -------------------------------------------------
+
+
+def test_async_task_sends_task_finished_outside_the_event_loop(redis_client: redis.Redis) -> None:
+    """An async @task's task_finished must reach sync receivers that are not async-safe (the
+    ORM) and async receivers, as Django sends them from sync code; from inside the worker's
+    event loop they raised (SynchronousOnlyOperation, or AsyncToSync in a running loop) and
+    the successful task was failed and run again."""
+    from django.utils.asyncio import async_unsafe
+
+    from tasks_app.tasks_framework import task_finished
+
+    @async_unsafe
+    def orm_like() -> None:
+        """Stands for a database query in a receiver."""
+
+    seen: list[str] = []
+
+    def sync_receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        orm_like()
+        seen.append(f"sync {task_result.status}")
+
+    async def async_receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(f"async {task_result.status}")
+
+    result = demo_tasks.async_add.enqueue(1, 2)
+    handler = registry.get(f"{MODULE}.async_add")
+    ctx = QueueContext(task_id=result.id, type=f"{MODULE}.async_add", attempt=1,
+                       max_retries=3, priority=1)
+    task_finished.connect(sync_receiver)
+    task_finished.connect(async_receiver)
+    try:
+        value = asyncio.run(handler.func({"args": [1, 2], "kwargs": {}}, ctx))
+    finally:
+        task_finished.disconnect(sync_receiver)
+        task_finished.disconnect(async_receiver)
+
+    assert value == 3
+    assert sorted(seen) == ["async SUCCESSFUL", "sync SUCCESSFUL"]
