@@ -14,6 +14,7 @@ import inspect
 import json
 import re
 import sys
+import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -227,12 +228,12 @@ def _sync_runner(task: Task) -> Handler:
         result, args, kwargs = _starting(task, payload, ctx)
         try:
             value = task.func(*args, **kwargs)
-        except NonRetryableError:
-            raise
         except Exception as exc:
-            _finished(result, ctx, None, failed=True)
-            raise _wrapped(exc) from exc
-        return _finished(result, ctx, value)
+            failure = _failed(result, ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return _finished(result, value)
 
     return run
 
@@ -242,13 +243,13 @@ def _async_runner(task: Task) -> Handler:
         result, args, kwargs = await sync_to_async(_starting)(task, payload, ctx)
         try:
             value = await task.func(*args, **kwargs)
-        except NonRetryableError:
-            raise
         except Exception as exc:
-            await sync_to_async(_finished)(result, ctx, None, failed=True)
-            raise _wrapped(exc) from exc
-        # Receivers run as Django runs them: from sync code, outside the event loop.
-        return await sync_to_async(_finished)(result, ctx, value)
+            # Receivers run as Django runs them: from sync code, outside the event loop.
+            failure = await sync_to_async(_failed)(result, ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return await sync_to_async(_finished)(result, value)
 
     return run
 
@@ -264,18 +265,34 @@ def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
     return result, args, kwargs
 
 
-def _finished(result: TaskResult, ctx: QueueContext, value: Any, failed: bool = False) -> Any:
-    """Tell task_finished listeners (on success, or when the last attempt fails); the value
-    normalised to JSON types, as Django does."""
-    value = None if failed else normalize_json(value)
-    if failed and ctx.attempt <= ctx.max_retries:
-        return value
-    status = TaskResultStatus.FAILED if failed else TaskResultStatus.SUCCESSFUL
+def _finished(result: TaskResult, value: Any) -> Any:
+    """Tell task_finished listeners of a success; the value normalised to JSON types, as
+    Django does."""
+    value = normalize_json(value)
+    _announce_end(result, TaskResultStatus.SUCCESSFUL, value=value)
+    return value
+
+
+def _failed(result: TaskResult, ctx: QueueContext, exc: Exception) -> Exception:
+    """The exception to fail the attempt with; when it ends the task (the last attempt, or
+    NonRetryableError) task_finished listeners hear of it, with it in ``errors``."""
+    final = isinstance(exc, NonRetryableError)
+    if final or ctx.attempt > ctx.max_retries:
+        cls = type(exc)
+        error = TaskError(exception_class_path=f"{cls.__module__}.{cls.__qualname__}",
+                          traceback="".join(traceback.format_exception(exc)))
+        _announce_end(result, TaskResultStatus.FAILED, errors=[error])  # the latest only
+    return exc if final else _wrapped(exc)
+
+
+def _announce_end(result: TaskResult, status: TaskResultStatus, value: Any = None,
+                  errors: list[TaskError] | None = None) -> None:
     object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", datetime.now(UTC))
     object.__setattr__(result, "_return_value", value)
+    if errors is not None:
+        object.__setattr__(result, "errors", errors)
     task_finished.send(type(result.task.get_backend()), task_result=result)
-    return value
 
 
 def _wrapped(exc: Exception) -> DjangoTaskError:

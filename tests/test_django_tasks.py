@@ -18,7 +18,7 @@ from django.test import override_settings
 from taskqueue_project import demo_tasks
 from tasks_app import producer
 from tasks_app.backends import PRIORITY_BANDS, TaskQueueBackend, queue_priority
-from tasks_app.core.errors import UnknownTaskType, ValidationError
+from tasks_app.core.errors import NonRetryableError, UnknownTaskType, ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.registry import registry
@@ -459,3 +459,61 @@ def test_async_task_sends_task_finished_outside_the_event_loop(redis_client: red
 
     assert value == 3
     assert sorted(seen) == ["async SUCCESSFUL", "sync SUCCESSFUL"]
+
+
+@task
+def give_up(reason: str) -> None:
+    """Fails for good on its first attempt (taskqueue's non-retryable error)."""
+    raise NonRetryableError(reason)
+
+
+def _finished_seen(func_path: str, result_id: str, args: list[Any], attempt: int,
+                   max_retries: int) -> tuple[list[TaskResult], BaseException | None]:
+    """Run one attempt of a Django task in-process, as a worker does; task_finished's
+    TaskResults and the exception the attempt raised."""
+    from tasks_app.tasks_framework import task_finished
+
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    ctx = QueueContext(task_id=result_id, type=func_path, attempt=attempt,
+                       max_retries=max_retries, priority=1)
+    task_finished.connect(receiver)
+    try:
+        registry.get(func_path).func({"args": args, "kwargs": {}}, ctx)
+    except Exception as exc:
+        return seen, exc
+    finally:
+        task_finished.disconnect(receiver)
+    return seen, None
+
+
+def test_task_finished_on_the_last_failure_carries_that_error(
+        redis_client: redis.Redis) -> None:
+    """Like Django's own backends: a failed TaskResult in task_finished has the exception
+    that ended it in ``errors`` (it had none, or the previous attempt's)."""
+    result = demo_tasks.fail.enqueue("boom")
+
+    seen, raised = _finished_seen(f"{MODULE}.fail", result.id, ["boom"], attempt=4,
+                                  max_retries=3)
+
+    assert raised is not None
+    [finished_result] = seen
+    assert finished_result.status == TaskResultStatus.FAILED
+    assert finished_result.errors[-1].exception_class_path == "builtins.ValueError"
+    assert "boom" in finished_result.errors[-1].traceback
+
+
+def test_a_non_retryable_failure_sends_task_finished(redis_client: redis.Redis) -> None:
+    """NonRetryableError ends the task on its first attempt: listeners must hear of it."""
+    path = f"{__name__}.give_up"
+    result = give_up.enqueue("no point")
+
+    seen, raised = _finished_seen(path, result.id, ["no point"], attempt=1, max_retries=3)
+
+    assert isinstance(raised, NonRetryableError)
+    assert [r.status for r in seen] == [TaskResultStatus.FAILED]
+    assert seen[0].errors[-1].exception_class_path == (
+        "tasks_app.core.errors.NonRetryableError")
