@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import sys
 import traceback
@@ -24,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from tasks_app import producer
@@ -48,6 +50,8 @@ from tasks_app.tasks_framework import (
     task_finished,
     task_started,
 )
+
+log = logging.getLogger("tasks_app.backends")
 
 META_KEY = "django"
 """The metadata key holding a Django task's backend alias, queue name and priority."""
@@ -259,7 +263,7 @@ def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
     """The running attempt's TaskResult (read from Redis) and the call's arguments."""
     args, kwargs = _arguments(payload)
     result = to_result(producer.get(ctx.task_id), task)
-    task_started.send(type(result.task.get_backend()), task_result=result)
+    _tell(task_started, result)
     if task.takes_context:
         args = [TaskContext(task_result=result), *args]
     return result, args, kwargs
@@ -292,7 +296,21 @@ def _announce_end(result: TaskResult, status: TaskResultStatus, value: Any = Non
     object.__setattr__(result, "_return_value", value)
     if errors is not None:
         object.__setattr__(result, "errors", errors)
-    task_finished.send(type(result.task.get_backend()), task_result=result)
+    _tell(task_finished, result)
+
+
+def _tell(signal: Signal, result: TaskResult) -> None:
+    """Send a worker-side signal; a receiver that raises is logged and does not change the
+    attempt's outcome (a success failed by a receiver would run the function again)."""
+    for receiver, outcome in signal.send_robust(type(result.task.get_backend()),
+                                                task_result=result):
+        if isinstance(outcome, Exception):
+            log.error("%s receiver %r raised for task %s", signal_name(signal), receiver,
+                      result.id, exc_info=outcome)
+
+
+def signal_name(signal: Signal) -> str:
+    return "task_started" if signal is task_started else "task_finished"
 
 
 def _wrapped(exc: Exception) -> DjangoTaskError:

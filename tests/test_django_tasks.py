@@ -517,3 +517,34 @@ def test_a_non_retryable_failure_sends_task_finished(redis_client: redis.Redis) 
     assert [r.status for r in seen] == [TaskResultStatus.FAILED]
     assert seen[0].errors[-1].exception_class_path == (
         "tasks_app.core.errors.NonRetryableError")
+
+
+def test_a_failing_signal_receiver_does_not_fail_or_rerun_a_task(
+        redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver's bug must not change the task's outcome: raising from task_finished
+    after the function succeeded failed the attempt, so the function ran again."""
+    from tasks_app.tasks_framework import task_finished, task_started
+
+    calls: list[str] = []
+
+    def broken(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        calls.append(str(task_result.status))
+        raise RuntimeError("receiver bug")
+
+    result = demo_tasks.add.enqueue(2, 2)
+    ctx = QueueContext(task_id=result.id, type=f"{MODULE}.add", attempt=1, max_retries=3,
+                       priority=1)
+    task_started.connect(broken)
+    task_finished.connect(broken)
+    try:
+        value = registry.get(f"{MODULE}.add").func({"args": [2, 2], "kwargs": {}}, ctx)
+    finally:
+        task_started.disconnect(broken)
+        task_finished.disconnect(broken)
+
+    assert value == 4
+    assert len(calls) == 2 and calls[1] == "SUCCESSFUL"  # started (pending here), finished
+    logged = [r for r in caplog.records if "raised for task" in r.getMessage()]
+    assert [r.getMessage().split(" receiver")[0] for r in logged] == [
+        "task_started", "task_finished"]
+    assert all(r.exc_info and "receiver bug" in str(r.exc_info[1]) for r in logged)
