@@ -323,8 +323,9 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
     meta = record.metadata.get(META_KEY) if isinstance(record.metadata, Mapping) else None
     meta = meta if isinstance(meta, Mapping) else {}
     attempts = record.attempts
+    alias = _alias_of(meta, base)
     result: TaskResult[Any, Any] = TaskResult(
-        task=_task_as_enqueued(base, meta, record),
+        task=_task_as_enqueued(base, meta, record, alias),
         id=record.id,
         status=STATUS[record.state],
         enqueued_at=_when(record.created_at),
@@ -333,7 +334,7 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
         last_attempted_at=_when(record.started_at),
         args=_arguments(record.payload)[0],
         kwargs=_arguments(record.payload)[1],
-        backend=str(meta.get("backend", base.backend)),
+        backend=alias,
         errors=_errors(record),
         worker_ids=[record.worker_id or ""] * attempts,
     )
@@ -350,14 +351,25 @@ def _arguments(payload: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask) -> Task:
-    """The module-level Task with the priority, queue and run_after it was enqueued with."""
-    run_after = _when(record.scheduled_at)
+def _alias_of(meta: Mapping[str, Any], base: Task) -> str:
+    """The TASKS alias a task was enqueued through; for one created by type and payload
+    (REST API, producer), the Task's own backend if it is a TaskQueueBackend, else the
+    first alias that is."""
     alias = meta.get("backend")
+    if isinstance(alias, str) and alias:
+        return alias
+    aliases = _queue_aliases()
+    return base.backend if base.backend in aliases or not aliases else aliases[0]
+
+
+def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask,
+                      alias: str) -> Task:
+    """The module-level Task with the priority, queue, run_after and backend alias it was
+    enqueued with."""
+    run_after = _when(record.scheduled_at)
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
-                          run_after=run_after,
-                          backend=alias if isinstance(alias, str) and alias else None)
+                          run_after=run_after, backend=alias)
     except Exception:  # e.g. the queue left QUEUES, or the alias left TASKS, since
         return base
 

@@ -548,3 +548,20 @@ def test_a_failing_signal_receiver_does_not_fail_or_rerun_a_task(
     assert [r.getMessage().split(" receiver")[0] for r in logged] == [
         "task_started", "task_finished"]
     assert all(r.exc_info and "receiver bug" in str(r.exc_info[1]) for r in logged)
+
+
+def test_a_django_task_created_over_rest_belongs_to_a_taskqueue_alias() -> None:
+    """A Django task created by type and payload (REST API, producer) has no alias in its
+    metadata; its result must name the alias that ran it, not a default backend that is
+    another one (whose class would also be the sender of its signals)."""
+    aliases = {"default": {"BACKEND": _dummy_backend_path()}, "queue": {"BACKEND": BACKEND}}
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)
+    try:
+        with override_settings(TASKS=aliases):
+            created = producer.enqueue(path, {"args": [1, 2], "kwargs": {}})
+            fetched = task_backends["queue"].get_result(created.id)
+            assert (fetched.backend, fetched.task.backend) == ("queue", "queue")
+            assert isinstance(fetched.task.get_backend(), TaskQueueBackend)
+    finally:
+        registry._resolved.pop(path, None)
