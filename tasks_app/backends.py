@@ -18,13 +18,12 @@ import sys
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS
 from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
@@ -116,15 +115,16 @@ class TaskQueueBackend(BaseTaskBackend):
         _check_importable(task)
         result = self._new_result(task, args, kwargs)
         fields = self._fields(task, result)
-        announce = partial(task_enqueued.send, type(self), task_result=result)
+
+        def enqueued(created: QueueTask) -> None:
+            object.__setattr__(result, "enqueued_at", _when(created.created_at))
+            task_enqueued.send(type(self), task_result=result)
+
         if self.options.get("ENQUEUE_ON_COMMIT", False):
             using = self.options.get("DATABASE", DEFAULT_DB_ALIAS)
-            producer.enqueue_on_commit(task_id=result.id, using=using, **fields)
-            transaction.on_commit(announce, using=using)  # runs after the enqueue
+            producer.submit_on_commit(producer.spec(fields, result.id), using, then=enqueued)
             return result
-        created = producer.enqueue(task_id=result.id, **fields)
-        object.__setattr__(result, "enqueued_at", _when(created.created_at))
-        announce()
+        enqueued(producer.enqueue(task_id=result.id, **fields))
         return result
 
     def get_result(self, result_id: str) -> TaskResult:

@@ -565,3 +565,27 @@ def test_a_django_task_created_over_rest_belongs_to_a_taskqueue_alias() -> None:
             assert isinstance(fetched.task.get_backend(), TaskQueueBackend)
     finally:
         registry._resolved.pop(path, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_task_enqueued_comes_after_the_commit_with_enqueued_at(
+        on_commit_backend: None) -> None:
+    """As without ENQUEUE_ON_COMMIT: task_enqueued's TaskResult (the one enqueue returned)
+    has ``enqueued_at``, the time Redis created the task, once it is created."""
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    task_enqueued.connect(receiver)
+    try:
+        with transaction.atomic():
+            result = demo_tasks.add.enqueue(1, 2)
+            assert seen == [] and result.enqueued_at is None
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert [r.id for r in seen] == [result.id]
+    created = producer.get(result.id).created_at
+    assert result.enqueued_at is not None and seen[0].enqueued_at == result.enqueued_at
+    assert result.enqueued_at == datetime.fromtimestamp(created / 1000, tz=UTC)
