@@ -12,6 +12,7 @@ class TasksAppConfig(AppConfig):
 
     def ready(self) -> None:
         """Discover task handlers; expose the queue's metrics to Prometheus."""
+        from tasks_app import security_checks  # noqa: F401  (registers the checks)
         from tasks_app.discovery import autodiscover
         from tasks_app.metrics import register_collector
 
