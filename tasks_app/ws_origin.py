@@ -23,6 +23,9 @@ class BrowserOriginValidator(OriginValidator):
 
 def origin_checked(application: Any) -> BrowserOriginValidator:
     """Wrap an ASGI app with the origin check against settings.ALLOWED_HOSTS."""
+    from tasks_app import ws_backpressure
+
+    ws_backpressure.install()  # bound what daphne queues for a client that does not read
     hosts = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not hosts:
         hosts = ["localhost", "127.0.0.1", "[::1]"]
