@@ -201,7 +201,7 @@ def test_threaded_api_handler_stops_reading_past_the_limit() -> None:
     assert asked == limit // len(chunk) + 1  # stopped at the first chunk past the limit
 
 
-@pytest.mark.parametrize("depth", [50, 500, 900])
+@pytest.mark.parametrize("depth", [50, 500, 940])
 def test_deeply_nested_task_payload_does_not_crash_or_stall_a_worker(
         server: LiveServer, tmp_path: Path, depth: int) -> None:
     from tasks_app import producer
