@@ -32,7 +32,7 @@ from django.core.exceptions import RequestAborted
 
 from tasks_app.conf import tq_settings
 
-API_PREFIXES = (b"/api/", b"/admin/")
+API_PREFIXES = [b"/api/", b"/admin/"]  # replaced by install(prefixes) with the site's own
 LINGER_SECONDS = 2.0
 TOO_LARGE = "Content Too Large"
 
@@ -44,7 +44,7 @@ class BodyTooLarge(Exception):
 def limit_for(path: bytes) -> int | None:
     """The largest body accepted for a request to ``path`` (None: no limit)."""
     api_limit = int(tq_settings.API_MAX_BODY_BYTES)
-    if path.startswith(API_PREFIXES):
+    if path.startswith(tuple(API_PREFIXES)):
         return api_limit
     django_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
     return None if django_limit is None else max(int(django_limit), api_limit)
@@ -121,8 +121,13 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def install() -> None:
-    """Make daphne refuse oversized bodies early and raise the open files limit."""
+def install(api_prefixes: tuple[str, ...] | None = None) -> None:
+    """Make daphne refuse oversized bodies early and raise the open files limit.
+
+    ``api_prefixes`` are the REST API's path prefixes where the site mounts it.
+    """
+    if api_prefixes:
+        API_PREFIXES[:] = [prefix.encode() for prefix in api_prefixes]
     raise_open_files_limit()
     try:
         from daphne import http_protocol
