@@ -13,6 +13,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from tasks_app.secret_keys import weak_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -98,7 +100,6 @@ def database_path(environ: Mapping[str, str]) -> Path:
     return path
 
 
-MIN_SECRET_KEY_LENGTH = 32
 SECRET_KEY_FILE = "secret_key"  # in var/: the dev key, made once per install, mode 0600
 
 
@@ -106,15 +107,6 @@ def auth_enabled_in(environ: Mapping[str, str]) -> bool:
     """TASKQUEUE_AUTH_ENABLED as the process's environment sets it."""
     text = environ.get("TASKQUEUE_AUTH_ENABLED", "").strip()
     return bool(text) and bool(parse_env("TASKQUEUE_AUTH_ENABLED", text, env_bool))
-
-
-def weak_secret_key(key: str) -> str | None:
-    """Why ``key`` must not sign JWTs, or None if it may."""
-    if key.startswith("django-insecure"):
-        return "it is Django's insecure placeholder"
-    if len(key) < MIN_SECRET_KEY_LENGTH or len(set(key)) < 5:
-        return f"it is shorter than {MIN_SECRET_KEY_LENGTH} characters or too repetitive"
-    return None
 
 
 def dev_secret_key(var_dir: Path) -> str:

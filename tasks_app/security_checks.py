@@ -12,9 +12,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from taskqueue_project.settings import weak_secret_key
 from tasks_app.conf import tq_settings
+from tasks_app.secret_keys import weak_secret_key
 
 MIN_API_KEY_LENGTH = 16
 
@@ -22,8 +23,12 @@ MIN_API_KEY_LENGTH = 16
 @register(Tags.security)
 def check_auth_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E001: weak JWT signing key with auth on; W002: short API keys."""
-    if not tq_settings.AUTH_ENABLED:
-        return []
+    try:
+        if not tq_settings.AUTH_ENABLED:
+            return []
+        keys = [*tq_settings.API_KEYS, *tq_settings.ADMIN_API_KEYS]
+    except ImproperlyConfigured:
+        return []  # a malformed TASKQUEUE is taskqueue.E001/E002 (tasks_app.checks)
     found: list[CheckMessage] = []
     jwt = getattr(settings, "SIMPLE_JWT", {}) or {}
     signing_key = str(jwt.get("SIGNING_KEY") or settings.SECRET_KEY)
@@ -34,7 +39,6 @@ def check_auth_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             f"The JWT signing key (SECRET_KEY) is unsafe with auth on: {reason}.",
             hint="Set DJANGO_SECRET_KEY to a random string of 32+ characters.",
             id="taskqueue.security.E001"))
-    keys = [*tq_settings.API_KEYS, *tq_settings.ADMIN_API_KEYS]
     short = [k for k in keys if len(k) < MIN_API_KEY_LENGTH]
     if short:
         found.append(Warning(

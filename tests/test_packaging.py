@@ -28,3 +28,25 @@ def test_the_tasks_framework_backport_comes_wherever_django_5_2_can(python: str)
     assert backport, "django-tasks is not a dependency"
     assert all(r.marker is None or r.marker.evaluate(env) for r in backport), (
         f"no django-tasks on Python {python}, where Django 5.2 may be installed")
+
+
+def test_the_shipped_apps_import_nothing_from_this_repositorys_project() -> None:
+    """pip ships tasks_app and workers_app only: an import of taskqueue_project (this
+    repository's demo site) from them breaks every site that installs the package
+    (tasks_app.security_checks imported taskqueue_project.settings from AppConfig.ready)."""
+    import ast
+
+    root = PYPROJECT.parent
+    offenders = []
+    for package in ("tasks_app", "workers_app"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                offenders += [f"{path.relative_to(root)}:{node.lineno} {name}"
+                              for name in names if name.split(".")[0] == "taskqueue_project"]
+    assert offenders == []
