@@ -1,0 +1,1 @@
+"""Scripts that try to break the queue's promises (faults, load, hostile input)."""
