@@ -1,0 +1,1 @@
+"""Fault-injection scripts for docs/reliability.md (worker kills, rolling restarts, Redis)."""
