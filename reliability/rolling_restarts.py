@@ -28,8 +28,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reliability.common import (  # noqa: E402
-    CompletionEvents, Ledger, Proc, Run, completed_success_counter, fast_env, setup_django,
-    start_redis, start_worker, table, task_fields, verdict, wait_slots, wait_until,
+    CompletionEvents,
+    Ledger,
+    Proc,
+    Run,
+    completed_success_counter,
+    fast_env,
+    setup_django,
+    start_redis,
+    start_worker,
+    table,
+    task_fields,
+    verdict,
+    wait_slots,
+    wait_until,
 )
 
 GRACE = 3.0

@@ -33,8 +33,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reliability.common import (  # noqa: E402
-    CompletionEvents, Ledger, Proc, Run, completed_success_counter, fast_env, setup_django,
-    start_redis, start_worker, table, task_fields, verdict, wait_slots, wait_until,
+    CompletionEvents,
+    Ledger,
+    Proc,
+    Run,
+    completed_success_counter,
+    fast_env,
+    setup_django,
+    start_redis,
+    start_worker,
+    table,
+    task_fields,
+    verdict,
+    wait_slots,
+    wait_until,
 )
 
 LEASE, HEARTBEAT, RECOVERY, BACKOFF_MAX = 5.0, 1.0, 1.0, 0.5
@@ -179,12 +191,12 @@ def main() -> int:
             if at is None:
                 unexplained.append((tid, a.attempt))
                 continue
-            final = [b for b in runs if b.attempt == accepted[tid] and b.finished is not None]
+            # measured kill by kill: to the next attempt (itself killed or not)
             nxt = [b for b in runs if b.started > at]
             if nxt:
                 restarts.append(nxt[0].started - at)
-            if final:
-                delays.append((final[0].finished - at - durations[tid], tid))  # type: ignore[operator]
+                if nxt[0].finished is not None:
+                    delays.append((nxt[0].finished - at - durations[tid], tid))
     double_finish = sum(1 for t in ids if ledger.finishes(t) > 1)
     never_ran = sum(1 for t in ids if not ledger.attempts.get(t))
     bound = LEASE + RECOVERY + BACKOFF_MAX + 0.5
