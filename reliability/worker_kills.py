@@ -97,15 +97,13 @@ def main() -> int:
         start = time.monotonic()
         while sent < n:
             due = int((time.monotonic() - start) * rate) + 1
-            batch = []
-            for _ in range(min(due - sent, n - sent)):
-                secs = round(rng.uniform(0.05, 1.0), 3)
-                batch.append({"type": "rel.sleep", "payload": {"seconds": secs},
-                              "max_retries": 25})
+            secs = [round(rng.uniform(0.05, 1.0), 3) for _ in range(min(due - sent, n - sent))]
+            batch = [{"type": "rel.sleep", "payload": {"seconds": s}, "max_retries": 25}
+                     for s in secs]
             if batch:
-                for task, spec in zip(producer.enqueue_many(batch), batch, strict=True):
+                for task, s in zip(producer.enqueue_many(batch), secs, strict=True):
                     ids.append(task.id)
-                    durations[task.id] = spec["payload"]["seconds"]
+                    durations[task.id] = s
                 sent += len(batch)
             time.sleep(0.05)
 
