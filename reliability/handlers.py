@@ -52,3 +52,11 @@ def rel_poison(payload: dict[str, Any], ctx: TaskContext) -> None:
     """Kill the process running it, every time (a segfault, an OOM kill)."""
     _write("S", ctx)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@handler("rel.poison_exit")
+def rel_poison_exit(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """End the process running it with exit status 0, every time (a library that calls
+    ``sys.exit()``, or ``os._exit(0)``)."""
+    _write("S", ctx)
+    os._exit(0)

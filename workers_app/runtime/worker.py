@@ -208,7 +208,9 @@ class Worker:
                 alive = False
             if alive:
                 continue
-            crashed = child.process.exitcode != 0
+            # A slot that ends mid-task died, whatever its exit status (a handler may call
+            # os._exit(0) or sys.exit()); exit 0 with no task is a slot that chose to stop.
+            crashed = child.process.exitcode != 0 or child.slot.snapshot() is not None
             self._record_death(child)
             if crashed and respawn and not self._stopping.is_set():
                 self.children[i] = self._spawn(child.index, child.slot)
