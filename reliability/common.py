@@ -51,11 +51,13 @@ class Run:
         self.logs.mkdir()
 
 
-def start_redis(run: Run, appendfsync: str = "everysec") -> Any:
-    """A private redis-server with AOF; sets REDIS_URL for this process and its children."""
+def start_redis(run: Run, appendfsync: str = "everysec", port: int | None = None) -> Any:
+    """A private redis-server with AOF; sets REDIS_URL for this process and its children
+    (Django reads it once, so a second server in one process must reuse the port)."""
     from tasks_app.core.redis_server import EmbeddedRedis
 
-    server = EmbeddedRedis(run.dir / "redis", persistence=True, appendfsync=appendfsync)
+    server = EmbeddedRedis(run.dir / "redis", port=port, persistence=True,
+                           appendfsync=appendfsync)
     server.start()
     os.environ["REDIS_URL"] = server.url
     return server
@@ -76,6 +78,7 @@ class Proc:
 
     def __init__(self, run: Run, name: str, args: list[str], env: dict[str, str]) -> None:
         self.name = name
+        self.worker_id = name
         self.log_path = run.logs / f"{name}.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -125,12 +128,15 @@ class Proc:
         return self.proc.returncode
 
 
-def start_worker(run: Run, env: dict[str, str], concurrency: int, name: str) -> Proc:
-    """``runworker_tq`` with the reliability handlers; a fresh worker id each start."""
-    worker_id = f"{name}-{uuid.uuid4().hex[:6]}"
-    return Proc(run, worker_id, ["manage", "runworker_tq", "--worker-id", worker_id,
-                                 "--concurrency", str(concurrency), "--log-level", "warning"],
-                env)
+def start_worker(run: Run, env: dict[str, str], concurrency: int, name: str,
+                 worker_id: str | None = None) -> Proc:
+    """``runworker_tq`` with the reliability handlers; a fresh worker id unless given one."""
+    worker_id = worker_id or f"{name}-{uuid.uuid4().hex[:6]}"
+    proc = Proc(run, f"{worker_id}-{time.time():.3f}",
+                ["manage", "runworker_tq", "--worker-id", worker_id,
+                 "--concurrency", str(concurrency), "--log-level", "warning"], env)
+    proc.worker_id = worker_id
+    return proc
 
 
 def wait_slots(worker: Proc, concurrency: int, timeout: float = 30.0) -> None:

@@ -133,11 +133,11 @@ def completions(server_url: str) -> int | None:
                if k.startswith(b"c\tcompleted\t") and k.endswith(b"\tsuccess"))
 
 
-def scenario(fsync: str, restarts: int, quick: bool) -> tuple[list[tuple[str, object, str]],
+def scenario(fsync: str, restarts: int, redis_port: int) -> tuple[list[tuple[str, object, str]],
                                                             list[tuple[str, bool]]]:
     run = Run(f"redis-{fsync}")
     env = fast_env(lease=5.0, heartbeat=1.0, recovery=1.0)
-    server = start_redis(run, appendfsync=fsync)
+    server = start_redis(run, appendfsync=fsync, port=redis_port)
     setup_django(env)
     from tasks_app.connection import reset_broker
 
@@ -265,8 +265,9 @@ def main() -> int:
         args.fsync or ("always" if args.quick else "both")]
     rows: list[tuple[str, object, str]] = []
     checks: list[tuple[str, bool]] = []
+    redis_port = free_port()
     for mode in modes:
-        r, c = scenario(mode, restarts, args.quick)
+        r, c = scenario(mode, restarts, redis_port)
         rows += r
         checks += c
     table(f"Redis restarts ({'quick' if args.quick else 'full'})", rows)

@@ -6,7 +6,8 @@
 Tasks (``rel.sleep``, 0.05-1 s) are submitted at a steady rate below the
 workers' capacity, so the queue stays short and a recovered task's delay
 measures recovery, not backlog.  Every few seconds a random worker's supervisor
-gets ``kill -9`` (its slots exit with it) and is restarted; now and then a
+gets ``kill -9`` (its slots exit with it) and is restarted (every other time
+under the same worker id, else a fresh one); now and then a
 single slot process is killed instead (its supervisor replaces it).  Each
 attempt is written to a ledger outside Redis (reliability/handlers.py), every
 ``task.completed`` event (one per accepted ack) is counted, and two poison tasks
@@ -124,7 +125,11 @@ def main() -> int:
             if kind == "worker":
                 kills.append(Kill(time.time(), "worker", victim.pid))
                 victim.kill_all()
-                workers[i] = start_worker(run, env, conc, f"k{i}")
+                # every other restart keeps the worker id (as a process manager would):
+                # its first heartbeat fails what the dead process ran; else a fresh id
+                same_id = sum(k.kind == "worker" for k in kills) % 2 == 0
+                workers[i] = start_worker(run, env, conc, f"k{i}",
+                                          victim.worker_id if same_id else None)
                 all_procs.append(workers[i])
             else:
                 slots = victim.slot_pids()
