@@ -5,23 +5,24 @@
 
 Tasks (``rel.sleep``, 0.05-1 s) are submitted at a steady rate below the
 workers' capacity, so the queue stays short and a recovered task's delay
-measures recovery, not backlog.  Every few seconds a random worker's supervisor
-gets ``kill -9`` (its slots exit with it) and is restarted (every other time
-under the same worker id, else a fresh one); now and then a
-single slot process is killed instead (its supervisor replaces it).  Each
-attempt is written to a ledger outside Redis (reliability/handlers.py), every
-``task.completed`` event (one per accepted ack) is counted, and two poison tasks
-that end their own process on every attempt (SIGKILL; exit status 0) must end
-in the DLQ without costing their workers a slot.
+measures recovery, not backlog.  Every few seconds a random worker's
+supervisor gets ``kill -9`` (only the supervisor: its slots must notice and
+exit) and is restarted (every other time under the same worker id, else a
+fresh one); now and then a single slot process is killed instead (its
+supervisor replaces it).  Each attempt is written to a ledger outside Redis
+(reliability/handlers.py), every ``task.completed`` event (one per accepted
+ack) is counted, and two poison tasks that end their own process on every
+attempt (SIGKILL; exit status 0) must end in the DLQ without costing their
+workers a slot.
 
 Pass: 0 lost; 0 completed twice (one completion event per task, completion
 counter == tasks); re-executions <= attempts in flight at the kills, each one
-an attempt of a killed process; every re-executed task finished within
-back in the queue within lease + recovery interval (x1.2 jitter) + backoff
-max + 0.5 s of the kill (the next attempt's start minus its queue wait; its
-finish minus the kill minus its duration is reported too);
+an attempt of a killed process; every killed task back in the queue within
+lease + recovery interval (x1.2 jitter) + backoff max + 0.5 s of the kill
+(the next attempt's start minus its queue wait; its finish minus the kill
+minus its duration is reported too);
 each poison task ran max_retries + 1 times and is in the DLQ; every worker
-still has all its slots at the end.
+still has all its slots at the end; a killed supervisor's slots exit within 1 s.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> int:
     durations: dict[str, float] = {}
     ids: list[str] = []
     kills: list[Kill] = []
+    orphan_exits: list[float] = []  # supervisor killed -> its last slot gone (s)
     all_procs: list[Proc] = list(workers)
     t0 = time.time()
     poison = producer.enqueue("rel.poison", {}, max_retries=POISON_RETRIES).id
@@ -123,8 +125,12 @@ def main() -> int:
             i = rng.randrange(len(workers))
             victim = workers[i]
             if kind == "worker":
+                slots_before = victim.slot_pids()
                 kills.append(Kill(time.time(), "worker", victim.pid))
-                victim.kill_all()
+                victim.signal(signal.SIGKILL)  # the supervisor only, as the OOM killer would
+                victim.proc.wait()
+                orphan_exits.append(wait_gone(slots_before, 5.0) - kills[-1].at)
+                victim.kill_all()  # whatever is left of its session
                 # every other restart keeps the worker id (as a process manager would):
                 # its first heartbeat fails what the dead process ran; else a fresh id
                 same_id = sum(k.kind == "worker" for k in kills) % 2 == 0
@@ -234,6 +240,8 @@ def main() -> int:
         ("workers x slots", f"{workers_n}x{conc}", ""),
         ("supervisor kills (kill -9, restarted)", sum(k.kind == "worker" for k in kills), ""),
         ("slot kills (kill -9, replaced)", sum(k.kind == "slot" for k in kills), ""),
+        ("max supervisor kill -> its slots gone (s)", f"{max(orphan_exits, default=0):.3f}",
+         "<= 1"),
         ("run time to drain (s)", f"{drained - t0:.0f}", ""),
         ("tasks completed", sum(s == "completed" for s in states.values()), f"== {n}"),
         ("tasks lost", len(lost), "== 0"),
@@ -281,7 +289,27 @@ def main() -> int:
          exit_runs == POISON_RETRIES + 1 and exit_f[1] == str(POISON_RETRIES + 1)
          and exit_f[0] == "dead_letter" and poison_exit in dlq_ids),
         ("every worker still has all its slots", slots_alive == workers_n * conc),
+        ("slots exit within 1 s of their supervisor's death",
+         max(orphan_exits, default=0) <= 1.0),
     ])
+
+
+def wait_gone(pids: list[int], timeout: float) -> float:
+    """When the last of ``pids`` was seen gone (a zombie counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            break
+        time.sleep(0.005)
+    return time.time()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _text(value: object) -> str:
