@@ -217,6 +217,8 @@ def scenario(fsync: str, restarts: int, redis_port: int) -> tuple[list[tuple[str
         after = [o.killed for o in outages if o.killed >= accept_time[tid] - 1.0]
         if after:
             windows.append(min(after) - accept_time[tid])
+    slow_503 = max((p[1] - p[0] for p in seen.posts if p[2] == 503), default=0.0)
+    slow_health = max((h[1] - h[0] for h in seen.health if h[2] == 503), default=0.0)
     health_out = Counter(f"{h[2]} {h[3]}" for h in seen.health if in_outage(h[0], h[1], 0.3))
     healthy_during = sum(n for k, n in health_out.items() if not k.startswith("503 unhealthy"))
     resumes = [(o.first_completion - o.ready) if o.first_completion else float("inf")
@@ -235,6 +237,8 @@ def scenario(fsync: str, restarts: int, redis_port: int) -> tuple[list[tuple[str
         (f"[{fsync}] lost: accepted this long before the kill (s)",
          f"{min(windows):.3f}..{max(windows):.3f}" if windows else "-", ""),
         (f"[{fsync}] 2xx not finished", len(not_done), "== 0"),
+        (f"[{fsync}] slowest 503 answer to a POST / to a health poll (s)",
+         f"{slow_503:.3f} / {slow_health:.3f}", ""),
         (f"[{fsync}] health polls while down", sum(health_out.values()), ""),
         (f"[{fsync}] health polls while down, by answer",
          " ".join(f"{k}:{n}" for k, n in sorted(health_out.items())) or "-", "all 503 unhealthy"),
