@@ -1,9 +1,21 @@
-# The web server and the worker share this image; docker-compose.yml picks the command.
+# The web server and the workers share this image; docker-compose.yml picks the command.
 FROM python:3.12-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DATABASE_PATH=/data/db.sqlite3
 WORKDIR /app
-COPY requirements.txt .
+RUN useradd --create-home --uid 10001 app && mkdir /data && chown app:app /data
+
+# Dependencies first: this layer is rebuilt only when they or the apps change.
+COPY pyproject.toml README.md requirements.txt ./
+COPY tasks_app/ tasks_app/
+COPY workers_app/ workers_app/
 RUN pip install --no-cache-dir -r requirements.txt
-COPY . .
+
+COPY manage.py ./
+COPY taskqueue_project/ taskqueue_project/
+RUN DJANGO_DEBUG=0 python manage.py collectstatic --noinput
+
+USER app
 EXPOSE 8080
-CMD ["sh", "-c", "python manage.py migrate --noinput && daphne -b 0.0.0.0 -p 8080 taskqueue_project.asgi:application"]
+# Migrations at start (the SQLite file lives on the /data volume), then daphne.
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec python -m daphne -b 0.0.0.0 -p 8080 taskqueue_project.asgi:application"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -205,7 +206,14 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-TASKQUEUE = taskqueue_from_env(os.environ)
+# This project's own defaults beneath the environment: the demo handlers are on.
+TASKQUEUE = {"DEMO_HANDLERS": True, **taskqueue_from_env(os.environ)}
+
+# Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): @task
+# functions run on taskqueue's workers.
+TASKS: dict[str, Any] = {"default": {"BACKEND": "tasks_app.backends.TaskQueueBackend"}}
+if importlib.util.find_spec("django.tasks") is None and importlib.util.find_spec("django_tasks"):
+    INSTALLED_APPS.append("django_tasks")  # the backport's system checks and signal logging
 
 # The REST API (tasks_app/api). Authentication and permissions are chosen per request from
 # TASKQUEUE (AUTH_ENABLED, AUTH_API_KEYS, AUTH_JWT), so nothing is listed here.

@@ -11,7 +11,8 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Discover task handlers; expose the queue's metrics to Prometheus."""
+        """Register the system checks; discover task handlers; expose the queue's metrics."""
+        from tasks_app import checks  # noqa: F401  (registers them)
         from tasks_app.discovery import autodiscover
         from tasks_app.metrics import register_collector
 

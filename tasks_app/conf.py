@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PENDING": 1_000_000,
     "SHUTDOWN_GRACE": 30.0,
     "CONCURRENCY": None,
-    "DEMO_HANDLERS": True,
+    "DEMO_HANDLERS": False,  # taskqueue_project turns them on; the package does not ship them
     "HANDLER_MODULE": "handlers",
     "AUTH_ENABLED": False,
     "AUTH_API_KEYS": True,

@@ -1,8 +1,9 @@
-"""``/dashboard/``: the live dashboard for staff (server-rendered state, then ``/ws``).
+"""``dashboard/``: the live dashboard for staff (server-rendered state, then ``ws``).
 
 The page embeds a snapshot (queue depths, totals, workers, DLQ size) and a
-short-lived JWT for the socket; the browser then follows ``/ws`` alone.
-``/dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
+short-lived JWT for the socket; the browser then follows ``ws`` alone.
+``dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
+Paths are relative to where the site included ``tasks_app.urls``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import producer
 from tasks_app.core.errors import BrokerUnavailable
+from tasks_app.routing import websocket_url_path
 
-DLQ_ADMIN_URL = "/django-admin/tasks_app/deadletterentry/"
+DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"
 FEED_SIZE = 100
 WINDOW_SECONDS = 120
 
@@ -57,10 +59,10 @@ def socket_token(request: HttpRequest) -> str:
 def page_config(request: HttpRequest) -> dict[str, Any]:
     """What the page's script needs besides the snapshot."""
     return {
-        "ws_path": "/ws",
+        "ws_path": websocket_url_path(),
         "token": socket_token(request),
-        "snapshot_url": "/dashboard/snapshot",
-        "dlq_url": DLQ_ADMIN_URL,
+        "snapshot_url": reverse("taskqueue:dashboard-snapshot"),
+        "dlq_url": reverse(DLQ_ADMIN_URL_NAME),
         "feed_size": FEED_SIZE,
         "window_seconds": WINDOW_SECONDS,
     }
@@ -71,7 +73,8 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The dashboard page with its initial state embedded."""
     state = snapshot()
-    context = {"config": page_config(request), "initial": state, "dlq_url": DLQ_ADMIN_URL,
+    config = page_config(request)
+    context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
                "error": state.get("error")}
     return render(request, "tasks_app/dashboard.html", context)
 

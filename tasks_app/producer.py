@@ -1,4 +1,4 @@
-"""The Python API for producers: enqueue, enqueue_many, get, cancel.
+"""The Python API for producers: enqueue, enqueue_on_commit, enqueue_many, get, cancel.
 
     from tasks_app import producer
     task = producer.enqueue("email", {"to": "a@example.com", "subject": "Hi"}, priority="high")
@@ -6,12 +6,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
+
+from django.db import transaction
 
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core.broker import Submitted, new_task_id
+from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.task import Task, TaskSpec
@@ -23,20 +28,47 @@ FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "
 
 def spec(fields: Mapping[str, Any], task_id: str | None = None) -> TaskSpec:
     """Validate one task's fields against the registry and the settings' defaults."""
+    if task_id is not None and not _is_uuid(task_id):
+        raise ValidationError("task id must be a UUID", "id")
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        from tasks_app.core.errors import ValidationError
-
         raise ValidationError(f"unknown field '{unknown[0]}'", unknown[0])
     defaults = (tq_settings.DEFAULT_PRIORITY, tq_settings.DEFAULT_MAX_RETRIES,
                 tq_settings.DEFAULT_TIMEOUT)
     return build_spec(registry, task_id or new_task_id(), defaults=defaults, **fields)
 
 
-def enqueue(type: str, payload: dict[str, Any] | None = None, **options: Any) -> Task:
+def enqueue(type: str, payload: dict[str, Any] | None = None, *, task_id: str | None = None,
+            **options: Any) -> Task:
     """Create one task; options are priority, max_retries, timeout, metadata, delay,
-    scheduled_at."""
-    return submit([{"type": type, "payload": payload, **options}]).tasks[0]
+    scheduled_at.  ``task_id`` (a UUID) is generated unless given."""
+    task_spec = spec({"type": type, "payload": payload, **options}, task_id)
+    return get_broker().submit([task_spec]).tasks[0]
+
+
+def enqueue_on_commit(type: str, payload: dict[str, Any] | None = None, *,
+                      task_id: str | None = None, using: str | None = None,
+                      **options: Any) -> str:
+    """Validate a task now and create it when the transaction on database ``using`` commits
+    (at once outside a transaction; never if it rolls back); return its id.
+
+    A ``delay`` counts from the commit.  If Redis refuses at commit time the error is
+    raised from the commit (the database transaction is already committed).
+    """
+    task_spec = spec({"type": type, "payload": payload, **options}, task_id)
+    transaction.on_commit(partial(_submit_spec, task_spec), using=using)
+    return task_spec.id
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _submit_spec(task_spec: TaskSpec) -> None:
+    get_broker().submit([task_spec])
 
 
 def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:

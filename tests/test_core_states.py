@@ -88,6 +88,10 @@ def _dlq_retry(b: Broker, t: Seeded) -> None:
     Inspector(b).dlq_retry(t.id)
 
 
+def _purge(b: Broker, t: Seeded) -> None:
+    Inspector(b).purge(b.get(t.id).priority)
+
+
 OPS: dict[str, Callable[[Broker, Seeded], None]] = {
     "dequeue": _dequeue,
     "cancel": _cancel,
@@ -98,6 +102,7 @@ OPS: dict[str, Callable[[Broker, Seeded], None]] = {
     "promote": _promote,
     "recover": _recover,
     "dlq_retry": _dlq_retry,
+    "purge": _purge,
 }
 
 
@@ -129,7 +134,8 @@ def _table() -> dict[str, dict[str, Expect]]:
     }
     return {
         "pending": {**_refused(S.PENDING, **stale, **not_dlq),
-                    "dequeue": Expect(S.RUNNING), "cancel": Expect(S.CANCELLED)},
+                    "dequeue": Expect(S.RUNNING), "cancel": Expect(S.CANCELLED),
+                    "purge": Expect(S.CANCELLED)},
         "scheduled": {**_refused(S.SCHEDULED, **stale, **not_dlq),
                       "cancel": Expect(S.CANCELLED), "promote": Expect(S.PENDING)},
         "running": running,

@@ -71,17 +71,19 @@ class ThreadedHandler(ASGIHandler):
         return response
 
 
-def is_api(scope: Scope) -> bool:
+def is_api(scope: Scope, prefixes: tuple[str, ...] = API_PREFIXES) -> bool:
     """True for an HTTP request to the REST API or the admin API."""
-    return scope["type"] == "http" and str(scope.get("path", "")).startswith(API_PREFIXES)
+    return scope["type"] == "http" and str(scope.get("path", "")).startswith(prefixes)
 
 
-def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None) -> ASGIApp:
-    """An ASGI app sending API requests through :class:`ThreadedHandler`, the rest to ``app``."""
+def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None,
+                      prefixes: tuple[str, ...] = API_PREFIXES) -> ASGIApp:
+    """An ASGI app sending API requests (paths under ``prefixes``) through
+    :class:`ThreadedHandler`, the rest to ``app``."""
     api = handler or ThreadedHandler()
 
     async def router(scope: Scope, receive: Any, send: Any) -> None:
-        target = api if is_api(scope) else app
+        target = api if is_api(scope, prefixes) else app
         await target(scope, receive, send)
 
     return router

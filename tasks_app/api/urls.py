@@ -29,5 +29,5 @@ urlpatterns: list[URLPattern] = [
     path("admin/dlq", admin.DLQView.as_view(), name="dlq"),
     path("admin/dlq/retry", admin.DLQRetryView.as_view(), name="dlq-retry"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="taskqueue:schema"), name="docs"),
 ]

@@ -17,6 +17,7 @@ from .states import Priority
 from .task import Task, ms_to_iso
 
 DLQ_BATCH = 500
+PURGE_BATCH = 500
 # The reasons the scripts write into dead-letter entries (lib.lua's ``dead_letter`` callers).
 DLQ_REASONS = ("max retries exceeded",)
 
@@ -34,6 +35,16 @@ class QueueStats:
     def name(self) -> str:
         """The priority's label."""
         return Priority(self.priority).label
+
+
+@dataclass(frozen=True)
+class PurgeTarget:
+    """What a purge of one priority would cancel now: ``count`` pending tasks, those
+    enqueued up to sequence number ``up_to`` (None when nothing is pending)."""
+
+    priority: int
+    count: int
+    up_to: int | None
 
 
 @dataclass(frozen=True)
@@ -163,11 +174,15 @@ class Inspector:
             stamps = pipe.execute()
         return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
 
+    def now_ms(self) -> int:
+        """The Redis server's clock, which every timestamp the queue stores comes from (ms)."""
+        with redis_errors():
+            seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def _live_since_ms(self) -> int:
         """Heartbeats at or after this Redis time (ms) count as live."""
-        seconds, micros = self.client.time()
-        timeout_ms = int(self.broker.config.heartbeat_timeout * 1000)
-        return int(seconds) * 1000 + int(micros) // 1000 - timeout_ms
+        return self.now_ms() - int(self.broker.config.heartbeat_timeout * 1000)
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers (heartbeat within the heartbeat timeout), oldest first."""
@@ -212,6 +227,35 @@ class Inspector:
     def resume_queue(self, priority: int) -> None:
         """Let workers take tasks of that priority again."""
         self.broker.control("queue", int(Priority(priority)), "resume")
+
+    def purge_target(self, priority: int) -> PurgeTarget:
+        """How many tasks of that priority are pending, and the newest one's sequence number."""
+        key = self.keys.pending(int(Priority(priority)))
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(key)
+            pipe.zrange(key, -1, -1, withscores=True)
+            count, newest = pipe.execute()
+        return PurgeTarget(int(priority), int(count), int(newest[0][1]) if newest else None)
+
+    def purge(self, priority: int, up_to: int | None = None) -> int:
+        """Cancel the pending tasks of a priority enqueued up to sequence ``up_to`` (default:
+        those pending now), in batches of PURGE_BATCH; return how many were cancelled.
+
+        Each batch is atomic; tasks enqueued meanwhile are left alone.
+        """
+        p = int(Priority(priority))
+        if up_to is None:
+            up_to = self.purge_target(p).up_to
+            if up_to is None:
+                return 0
+        total = 0
+        while True:
+            n, _, scanned = self.broker._run("purge", self.keys.pending(p),
+                                             [p, PURGE_BATCH, up_to])
+            total += int(n)
+            if int(scanned) < PURGE_BATCH:
+                return total
 
     # -- dead-letter queue ---------------------------------------------------
 

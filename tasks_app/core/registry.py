@@ -23,6 +23,8 @@ class TaskContext:
 
 
 Handler = Callable[[dict[str, Any], TaskContext], Any]
+Resolver = Callable[[str], Handler | None]
+"""Finds a handler for a task type nobody registered (e.g. a Django task's path), or None."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Registered] = {}
+        self._resolvers: list[Resolver] = []
+        self._resolved: dict[str, Registered] = {}
 
     def register(self, name: str, func: Handler) -> Handler:
         """Register ``func`` for task type ``name``; re-registering the same function is a no-op."""
@@ -50,22 +54,38 @@ class HandlerRegistry:
         self._handlers[name] = Registered(name, func, inspect.iscoroutinefunction(func))
         return func
 
+    def add_resolver(self, resolver: Resolver) -> None:
+        """Consult ``resolver`` for types with no registered handler (once per type)."""
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
+
     def get(self, name: str) -> Registered:
         """The handler for a task type; raises :class:`UnknownTaskType`."""
-        try:
-            return self._handlers[name]
-        except KeyError:
-            raise UnknownTaskType(f"unknown task type '{name}'") from None
+        found = self._handlers.get(name) or self._resolved.get(name) or self._resolve(name)
+        if found is None:
+            raise UnknownTaskType(f"unknown task type '{name}'")
+        return found
+
+    def _resolve(self, name: str) -> Registered | None:
+        for resolver in self._resolvers:
+            func = resolver(name)
+            if func is not None:
+                found = Registered(name, func, inspect.iscoroutinefunction(func))
+                self._resolved[name] = found
+                return found
+        return None
 
     def unregister(self, name: str) -> None:
         """Forget a task type (tests)."""
         self._handlers.pop(name, None)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._handlers
+        if not isinstance(name, str):
+            return False
+        return name in self._handlers or name in self._resolved or self._resolve(name) is not None
 
     def names(self) -> list[str]:
-        """Registered task types, sorted."""
+        """Registered task types, sorted (resolved ones are not listed)."""
         return sorted(self._handlers)
 
 

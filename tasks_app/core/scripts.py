@@ -31,6 +31,7 @@ NAMES = (
     "control",
     "dlq_retry",
     "dlq_delete",
+    "purge",
 )
 NOTIFY_CAP = 64
 

@@ -14,8 +14,8 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, Toke
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from tasks_app.api import docs
-from tasks_app.api.parsers import JSONOnlyNegotiation
 from tasks_app.api.serializers import AccessToken, Credentials, Refresh, TokenPair
+from tasks_app.api.views.base import OwnDRFSettings
 from tasks_app.conf import tq_settings
 
 
@@ -50,11 +50,10 @@ def require_jwt() -> None:
         raise NotFound("JWT authentication is disabled")
 
 
-class TokenView(TokenObtainPairView):
+class TokenView(OwnDRFSettings, TokenObtainPairView):
     """`POST /api/v1/auth/token`: username and password -> access and refresh tokens."""
 
     serializer_class = CredentialsSerializer
-    content_negotiation_class = JSONOnlyNegotiation
     www_authenticate_realm = "taskqueue"
 
     @extend_schema(operation_id="obtain_token", tags=["auth"], request=Credentials,
@@ -65,11 +64,10 @@ class TokenView(TokenObtainPairView):
         return super().post(request, *args, **kwargs)
 
 
-class TokenRefreshingView(TokenRefreshView):
+class TokenRefreshingView(OwnDRFSettings, TokenRefreshView):
     """`POST /api/v1/auth/token/refresh`: a refresh token -> a new access token."""
 
     serializer_class = RefreshSerializer
-    content_negotiation_class = JSONOnlyNegotiation
     www_authenticate_realm = "taskqueue"
 
     @extend_schema(operation_id="refresh_token", tags=["auth"], request=Refresh,

@@ -1,26 +1,114 @@
-"""``python manage.py tq``: enqueue, inspect and administer tasks from a shell."""
+"""``python manage.py tq``: the operator CLI.
+
+Exit codes: 0 success, 1 operation error (unknown id, Redis unavailable, ...), 2 usage
+error, 3 not confirmed (answered no, or no terminal to ask and no ``--yes``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import sys
 import time
 from typing import Any
 
+import redis
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tasks_app import producer
-from tasks_app.core.errors import TaskQueueError
-from tasks_app.core.states import TERMINAL, TaskState
+from tasks_app import cli, producer
+from tasks_app.conf import tq_settings
+from tasks_app.core import errors
+from tasks_app.core.inspect import Inspector
+from tasks_app.core.states import TERMINAL, Priority, TaskState
 
 WAITABLE = TERMINAL | {TaskState.DEAD_LETTER}
+MESSAGE_ID = re.compile(r"\d+(-\d+)?")
+
+
+def priority_arg(value: str) -> int:
+    """argparse type: 0..3 or low/normal/high/critical."""
+    try:
+        return int(Priority.parse(int(value) if value.isdigit() else value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class Aborted(Exception):
+    """The operator did not confirm; nothing was changed."""
 
 
 class Command(BaseCommand):
-    help = "Enqueue, show, cancel tasks; show queues and workers; retry or clear the DLQ."
+    help = ("Operate the queue: status; the dead-letter queue; pause, resume and purge; "
+            "enqueue, get and cancel tasks. Exit codes: 0 ok, 1 error, 2 usage, 3 not confirmed.")
+    stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
-        enqueue = sub.add_parser("enqueue", help="create a task and print it")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+        self.add_status(sub)
+        self.add_dlq(sub)
+        self.add_control(sub)
+        self.add_purge(sub)
+        self.add_tasks(sub)
+        self.json_flag(sub.add_parser("stats", help="old spelling: queues and workers as JSON"))
+        self.json_flag(sub.add_parser("dlq-retry", help="old spelling of 'dlq retry --all'"))
+
+    @staticmethod
+    def json_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON document on stdout instead of text")
+
+    @staticmethod
+    def yes_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--yes", "-y", "--no-input", "--noinput", dest="yes",
+                            action="store_true", help="do not ask for confirmation")
+
+    def add_status(self, sub: Any) -> None:
+        status = sub.add_parser("status", help="queue depths, workers and DLQ size")
+        self.json_flag(status)
+
+    def add_dlq(self, sub: Any) -> None:
+        dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, retry, clear")
+        dlq.set_defaults(limit=20, before=None, type=None, reason=None, json=False)
+        actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION")
+        self.list_options(actions.add_parser("list", help="entries, newest first (default)"))
+        show = actions.add_parser("show", help="one dead task: payload, error, attempts, times")
+        show.add_argument("id", help="task id")
+        self.json_flag(show)
+        retry = actions.add_parser("retry", help="re-queue dead tasks (ids, or --all)")
+        retry.add_argument("ids", nargs="*", metavar="ID", help="task ids")
+        retry.add_argument("--all", action="store_true", help="every entry present now")
+        self.json_flag(retry)
+        clear = actions.add_parser("clear", help="delete every entry and its task")
+        self.yes_flag(clear)
+        self.json_flag(clear)
+
+    def list_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--limit", type=int, default=20, help="entries per page (20)")
+        parser.add_argument("--before", default=None, metavar="MESSAGE_ID",
+                            help="cursor: entries older than this message id")
+        parser.add_argument("--type", default=None, help="only tasks of this type")
+        parser.add_argument("--reason", default=None, help="only entries with this reason")
+        self.json_flag(parser)
+
+    def add_control(self, sub: Any) -> None:
+        for action in ("pause", "resume"):
+            parser = sub.add_parser(action, help=f"{action} a worker or a priority")
+            target = parser.add_mutually_exclusive_group(required=True)
+            target.add_argument("--worker", metavar="ID", help="worker id (see status)")
+            target.add_argument("--priority", type=priority_arg,
+                                help="low, normal, high, critical or 0..3")
+            self.json_flag(parser)
+
+    def add_purge(self, sub: Any) -> None:
+        purge = sub.add_parser("purge", help="cancel every pending task of a priority")
+        purge.add_argument("--priority", type=priority_arg, required=True,
+                           help="low, normal, high, critical or 0..3")
+        self.yes_flag(purge)
+        self.json_flag(purge)
+
+    def add_tasks(self, sub: Any) -> None:
+        enqueue = sub.add_parser("enqueue", help="create a task and print it (JSON)")
         enqueue.add_argument("type")
         enqueue.add_argument("payload", nargs="?", default="{}", help="JSON object")
         enqueue.add_argument("--priority", default=None)
@@ -29,56 +117,191 @@ class Command(BaseCommand):
         enqueue.add_argument("--delay", type=float, default=None)
         enqueue.add_argument("--wait", action="store_true",
                              help="wait until the task finishes and print it again")
+        self.json_flag(enqueue)
         for name in ("get", "cancel"):
-            sub.add_parser(name, help=f"{name} a task").add_argument("id")
-        sub.add_parser("stats", help="queue depths and workers")
-        sub.add_parser("dlq", help="list the dead-letter queue")
-        sub.add_parser("dlq-retry", help="re-queue every dead-lettered task")
+            parser = sub.add_parser(name, help=f"{name} a task and print it (JSON)")
+            parser.add_argument("id")
+            self.json_flag(parser)
+
+    # -- dispatch ------------------------------------------------------------
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        action = opts["action"]
+        if action == "dlq-retry":
+            action = "dlq_retry_old"
+        elif action == "dlq":
+            action = "dlq_" + (opts.get("dlq_action") or "list")
+        self.opts = opts
+        self.stdin = opts.get("stdin") or sys.stdin
         try:
-            getattr(self, "do_" + opts["action"].replace("-", "_"))(opts)
-        except TaskQueueError as exc:
-            raise CommandError(f"{exc.__class__.__name__}: {exc}") from None
+            getattr(self, "do_" + action)(opts)
+        except Aborted as exc:
+            raise CommandError(f"aborted: {exc}", returncode=cli.EXIT_ABORTED) from None
+        except errors.BrokerUnavailable as exc:
+            raise CommandError(f"Redis unavailable at {cli.redact(tq_settings.REDIS_URL)}: {exc}",
+                               returncode=cli.EXIT_ERROR) from None
+        except errors.TaskQueueError as exc:
+            raise CommandError(f"{exc.__class__.__name__}: {exc}",
+                               returncode=cli.EXIT_ERROR) from None
+        except redis.RedisError as exc:
+            raise CommandError(f"Redis error: {exc}", returncode=cli.EXIT_ERROR) from None
 
-    def emit(self, data: Any) -> None:
-        self.stdout.write(json.dumps(data, indent=2))
+    def out(self, data: Any, text: str | None = None) -> None:
+        """With --json the document, otherwise the text (or the document when no text)."""
+        if self.opts.get("json") or text is None:
+            self.stdout.write(cli.dumps(data))
+        else:
+            self.stdout.write(text)
 
-    def do_enqueue(self, opts: dict[str, Any]) -> None:
-        try:
-            payload = json.loads(opts["payload"])
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"payload is not JSON: {exc}") from None
-        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay")
-                   if opts[k] is not None}
-        if "priority" in options and str(options["priority"]).isdigit():
-            options["priority"] = int(options["priority"])
-        task = producer.enqueue(opts["type"], payload, **options)
-        self.emit(task.to_dict())
-        if opts["wait"]:
-            while task.state not in WAITABLE:
-                time.sleep(0.05)
-                task = producer.get(task.id)
-            self.emit(task.to_dict())
+    def confirm(self, question: str) -> None:
+        """Raise Aborted unless --yes was given or the operator answers yes."""
+        if self.opts.get("yes"):
+            return
+        answer = cli.confirm(question, self.stdin, self.prompt)
+        if answer is None:
+            raise Aborted("stdin is not a terminal; pass --yes to confirm")
+        if not answer:
+            raise Aborted("nothing changed")
 
-    def do_get(self, opts: dict[str, Any]) -> None:
-        self.emit(producer.get(opts["id"]).to_dict())
+    def prompt(self, text: str) -> None:
+        """Write a question on stderr, without a newline."""
+        self.stderr.write(text, ending="")
+        self.stderr.flush()
 
-    def do_cancel(self, opts: dict[str, Any]) -> None:
-        self.emit(producer.cancel(opts["id"]).to_dict())
+    @staticmethod
+    def usage(message: str) -> CommandError:
+        """A usage error the parser cannot express (exit 2)."""
+        return CommandError(message, returncode=cli.EXIT_USAGE)
+
+    # -- status ---------------------------------------------------------------
+
+    def do_status(self, opts: dict[str, Any]) -> None:
+        inspector = producer.inspector()
+        now = inspector.now_ms()
+        oldest = inspector.oldest_pending_us()
+        queues = [cli.queue_dict(s, oldest[s.priority], now) for s in inspector.queue_stats()]
+        workers = [cli.worker_dict(w, now) for w in inspector.workers()]
+        data = {"queues": queues, "running": inspector.running_count(),
+                "dlq_size": inspector.dlq_size(), "workers": workers}
+        self.out(data, cli.status_text(data))
 
     def do_stats(self, opts: dict[str, Any]) -> None:
         inspector = producer.inspector()
         queues = {s.name: {"depth": s.depth, "scheduled": s.scheduled, "paused": s.paused}
                   for s in inspector.queue_stats()}
         workers = [w.to_dict() for w in inspector.workers()]
-        self.emit({"queues": queues, "running": inspector.running_count(),
-                   "dlq_size": inspector.dlq_size(), "workers": workers})
+        self.out({"queues": queues, "running": inspector.running_count(),
+                  "dlq_size": inspector.dlq_size(), "workers": workers})
 
-    def do_dlq(self, opts: dict[str, Any]) -> None:
-        entries = producer.inspector().dlq_page(limit=100)
-        self.emit([{"message_id": e.message_id, "task_id": e.task_id, "reason": e.reason,
-                    "error": e.error} for e in entries])
+    # -- dead-letter queue -----------------------------------------------------
+
+    def do_dlq_list(self, opts: dict[str, Any]) -> None:
+        if opts["limit"] < 1:
+            raise self.usage("--limit must be at least 1")
+        if opts["before"] is not None and not MESSAGE_ID.fullmatch(opts["before"]):
+            raise self.usage("--before takes a message id such as 1700000000000-0")
+        inspector = producer.inspector()
+        wanted = {k: opts[k] for k in ("type", "reason") if opts[k]}
+        match = (lambda f: all(f.get(k) == v for k, v in wanted.items())) if wanted else None
+        found = inspector.dlq_find(opts["limit"], opts["before"], match)
+        data = {"entries": [cli.entry_dict(e) for e in found.entries],
+                "size": inspector.dlq_size(), "next_before": found.next_before,
+                "scanned": found.scanned, "truncated": found.truncated}
+        self.out(data, cli.dlq_text(data))
+
+    def do_dlq_show(self, opts: dict[str, Any]) -> None:
+        inspector = producer.inspector()
+        entry = inspector.dlq_entry(opts["id"])
+        if entry is None:
+            state = producer.get(opts["id"]).state  # TaskNotFound when there is no such task
+            raise errors.NotInDeadLetterQueue(f"{opts['id']} (state: {state})")
+        data = cli.entry_dict(entry)
+        self.out(data, cli.show_text(data))
 
     def do_dlq_retry(self, opts: dict[str, Any]) -> None:
-        self.emit({"retried_count": producer.inspector().dlq_retry_all()})
+        inspector = producer.inspector()
+        if opts["all"] == bool(opts["ids"]):
+            raise self.usage("dlq retry: give task ids or --all, not both")
+        if opts["all"]:
+            n = inspector.dlq_retry_all()
+            self.out({"retried_count": n}, f"re-queued {n} dead-lettered task(s)")
+            return
+        retried, missing = [], []
+        for task_id in dict.fromkeys(opts["ids"]):
+            try:
+                inspector.dlq_retry(task_id)
+                retried.append(task_id)
+            except errors.NotInDeadLetterQueue:
+                missing.append(task_id)
+        data = {"retried_count": len(retried), "retried": retried, "not_in_dlq": missing}
+        self.out(data, f"re-queued {len(retried)} task(s)")
+        if missing:
+            raise errors.NotInDeadLetterQueue(", ".join(missing))
+
+    def do_dlq_clear(self, opts: dict[str, Any]) -> None:
+        inspector = producer.inspector()
+        size = inspector.dlq_size()
+        if size:
+            self.confirm(f"Delete all {size} dead-letter entries and their tasks?")
+        n = inspector.dlq_clear() if size else 0
+        self.out({"cleared_count": n}, f"deleted {n} dead-letter entr{'y' if n == 1 else 'ies'}")
+
+    def do_dlq_retry_old(self, opts: dict[str, Any]) -> None:
+        self.out({"retried_count": producer.inspector().dlq_retry_all()})
+
+    # -- pause, resume, purge ----------------------------------------------------
+
+    def do_pause(self, opts: dict[str, Any]) -> None:
+        self.control(producer.inspector(), opts, paused=True)
+
+    def do_resume(self, opts: dict[str, Any]) -> None:
+        self.control(producer.inspector(), opts, paused=False)
+
+    def control(self, inspector: Inspector, opts: dict[str, Any], paused: bool) -> None:
+        verb = "paused" if paused else "resumed"
+        if opts["worker"] is not None:
+            wid = opts["worker"]
+            (inspector.pause_worker if paused else inspector.resume_worker)(wid)
+            self.out({"worker": wid, "paused": paused}, f"worker {wid} {verb}")
+            return
+        p = Priority(opts["priority"])
+        (inspector.pause_queue if paused else inspector.resume_queue)(p)
+        self.out({"priority": p.label, "level": int(p), "paused": paused},
+                 f"priority {p.label} {verb}")
+
+    def do_purge(self, opts: dict[str, Any]) -> None:
+        inspector = producer.inspector()
+        p = Priority(opts["priority"])
+        target = inspector.purge_target(p)
+        if target.count:
+            self.confirm(f"Cancel all {target.count} pending {p.label} task(s)?")
+        n = inspector.purge(p, target.up_to) if target.up_to is not None else 0
+        self.out({"priority": p.label, "level": int(p), "purged_count": n},
+                 f"cancelled {n} pending {p.label} task(s)")
+
+    # -- tasks -----------------------------------------------------------------
+
+    def do_enqueue(self, opts: dict[str, Any]) -> None:
+        try:
+            payload = json.loads(opts["payload"])
+        except json.JSONDecodeError as exc:
+            raise self.usage(f"payload is not JSON: {exc}") from None
+        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay")
+                   if opts[k] is not None}
+        if "priority" in options and str(options["priority"]).isdigit():
+            options["priority"] = int(options["priority"])
+        task = producer.enqueue(opts["type"], payload, **options)
+        if not (opts["wait"] and opts["json"]):
+            self.out(task.to_dict())
+        if opts["wait"]:
+            while task.state not in WAITABLE:
+                time.sleep(0.05)
+                task = producer.get(task.id)
+            self.out(task.to_dict())
+
+    def do_get(self, opts: dict[str, Any]) -> None:
+        self.out(producer.get(opts["id"]).to_dict())
+
+    def do_cancel(self, opts: dict[str, Any]) -> None:
+        self.out(producer.cancel(opts["id"]).to_dict())
+

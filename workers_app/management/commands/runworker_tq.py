@@ -11,6 +11,7 @@ from django.db import connections
 from tasks_app.conf import tq_settings
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
+from tasks_app.discovery import django_tasks_configured
 from workers_app.events import EventsHook
 from workers_app.logging import configure
 from workers_app.runtime.hooks import Hook
@@ -63,7 +64,7 @@ class Command(BaseCommand):
             if opts[name] is not None and opts[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         configure(opts["log_level"], opts["log_format"])
-        if not registry.names():
+        if not registry.names() and not django_tasks_configured():
             self.stderr.write("warning: no task handlers are registered")
         options = WorkerOptions(
             concurrency=opts["concurrency"],

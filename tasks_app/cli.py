@@ -1,0 +1,189 @@
+"""Terminal output for ``manage.py tq``: tables and texts, ages, JSON shapes, confirmation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from tasks_app.core.inspect import DLQEntry, QueueStats, WorkerInfo
+from tasks_app.core.states import Priority
+from tasks_app.core.task import ms_to_iso
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_ABORTED = 3
+DLQ_ERROR_WIDTH = 60
+
+Row = Sequence[object]
+
+
+def table(headers: Sequence[str], rows: Sequence[Row]) -> str:
+    """Rows under headers, columns padded to their widest cell; numbers right-aligned."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [bool(rows) and all(isinstance(r[i], int | float) and not isinstance(r[i], bool)
+                                  for r in rows)
+               for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [v.rjust(w) if num else v.ljust(w)
+                  for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in cells)])
+
+
+def cell(value: object) -> str:
+    """A table cell: "-" for None or empty, yes/no for booleans."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def age(seconds: float | None) -> str:
+    """A short human age: ``0.4s``, ``12s``, ``5m3s``, ``2h10m``, ``3d4h``."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        if whole >= size:
+            return f"{whole // size}{unit}{whole % size // sub_size}{sub}"
+    return f"{whole}s"
+
+
+def clip(text: str, width: int) -> str:
+    """One line of at most ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def seconds_since(now_ms: int, then_ms: int | None) -> float | None:
+    """Seconds from ``then_ms`` to ``now_ms``, or None."""
+    return None if then_ms is None else round(max(now_ms - then_ms, 0) / 1000, 3)
+
+
+def queue_dict(stats: QueueStats, oldest_us: int | None, now_ms: int) -> dict[str, Any]:
+    """One priority's row for ``status --json``."""
+    oldest_ms = oldest_us // 1000 if oldest_us is not None else None
+    return {"priority": stats.name, "level": stats.priority, "pending": stats.depth,
+            "delayed": stats.scheduled, "paused": stats.paused,
+            "oldest_pending_seconds": seconds_since(now_ms, oldest_ms)}
+
+
+def worker_dict(worker: WorkerInfo, now_ms: int) -> dict[str, Any]:
+    """One worker's row for ``status --json``."""
+    return {**worker.to_dict(), "paused": worker.state == "paused",
+            "last_seen_seconds": seconds_since(now_ms, worker.last_heartbeat)}
+
+
+def entry_dict(entry: DLQEntry) -> dict[str, Any]:
+    """One dead-letter entry for ``dlq list/show --json``."""
+    priority = entry.priority if entry.priority is not None else (
+        entry.task.priority if entry.task else None)
+    return {
+        "message_id": entry.message_id,
+        "task_id": entry.task_id,
+        "type": entry.type or (entry.task.type if entry.task else ""),
+        "priority": Priority(priority).label if priority is not None else None,
+        "reason": entry.reason,
+        "error": entry.error,
+        "attempts": entry.attempts,
+        "added_at": ms_to_iso(entry.added_at),
+        "task": entry.task.to_dict() if entry.task else None,
+    }
+
+
+def dumps(data: Any) -> str:
+    """The one JSON document a ``--json`` run prints."""
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def confirm(question: str, stdin: TextIO, prompt: Callable[[str], None]) -> bool | None:
+    """Ask ``question [y/N]`` through ``prompt``; True for yes, False for anything else,
+    None when stdin is not a terminal (nobody to ask)."""
+    if not stdin.isatty():
+        return None
+    prompt(f"{question} [y/N] ")
+    try:
+        answer = stdin.readline()
+    except KeyboardInterrupt:
+        prompt("\n")
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit to print: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def status_text(data: dict[str, Any]) -> str:
+    """``tq status`` for a terminal."""
+    queues = table(
+        ["PRIORITY", "PENDING", "DELAYED", "OLDEST", "PAUSED"],
+        [[q["priority"], q["pending"], q["delayed"], age(q["oldest_pending_seconds"]),
+          q["paused"]] for q in data["queues"]])
+    workers = table(
+        ["WORKER", "HOST", "PID", "STATE", "ACTIVE", "DONE", "FAILED", "LAST SEEN"],
+        [[w["id"], w["hostname"], w["pid"], w["state"],
+          f"{w['active_tasks']}/{w['concurrency']}", w["processed"], w["failed"],
+          age(w["last_seen_seconds"]) + " ago"] for w in data["workers"]])
+    return "\n".join([
+        queues,
+        "(DELAYED: scheduled or retrying, waiting for their time)",
+        "",
+        f"running: {data['running']}    dead-letter queue: {data['dlq_size']}",
+        "",
+        workers if data["workers"] else "no live workers",
+    ])
+
+
+def dlq_text(data: dict[str, Any]) -> str:
+    """``tq dlq list`` for a terminal."""
+    entries = data["entries"]
+    lines = [table(
+        ["MESSAGE ID", "TASK ID", "TYPE", "PRIORITY", "ATTEMPTS", "ADDED", "ERROR"],
+        [[e["message_id"], e["task_id"], e["type"], e["priority"], e["attempts"],
+          e["added_at"], clip(e["error"], DLQ_ERROR_WIDTH)] for e in entries],
+    )] if entries else ["no entries"]
+    lines.append(f"{len(entries)} shown, {data['size']} in the dead-letter queue")
+    if data["truncated"]:
+        lines.append(f"stopped after scanning {data['scanned']} entries")
+    if data["next_before"]:
+        lines.append(f"next page: --before {data['next_before']}")
+    return "\n".join(lines)
+
+
+def show_text(data: dict[str, Any]) -> str:
+    """``tq dlq show`` for a terminal."""
+    task = data["task"] or {}
+    rows = [
+        ("task", data["task_id"]), ("type", data["type"]), ("priority", data["priority"]),
+        ("state", task.get("state")), ("attempts", data["attempts"]),
+        ("max retries", task.get("max_retries")), ("reason", data["reason"]),
+        ("message id", data["message_id"]), ("created", task.get("created_at")),
+        ("last started", task.get("started_at")), ("dead since", data["added_at"]),
+        ("worker", task.get("worker_id")),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
+    lines = [f"{(k + ':').ljust(width)} {cell(v)}" for k, v in rows]
+    lines += ["", "error:", data["error"], "", "payload:",
+              json.dumps(task.get("payload", {}), indent=2)]
+    if task.get("metadata"):
+        lines += ["", "metadata:", json.dumps(task["metadata"], indent=2)]
+    return "\n".join(lines)

@@ -1,0 +1,375 @@
+"""Django's Tasks framework on taskqueue: the TASKS backend with real workers and Redis,
+and enqueueing after a database transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+import redis
+from django.db import transaction
+from django.test import override_settings
+
+from taskqueue_project import demo_tasks
+from tasks_app import producer
+from tasks_app.backends import PRIORITY_BANDS, TaskQueueBackend, queue_priority
+from tasks_app.core.errors import UnknownTaskType, ValidationError
+from tasks_app.core.inspect import Inspector
+from tasks_app.core.registry import registry
+from tasks_app.tasks_framework import (
+    InvalidTask,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_enqueued,
+)
+from tests.api_support import call
+from tests.procs import WorkerPool, wait_for, wait_for_state
+
+BACKEND = "tasks_app.backends.TaskQueueBackend"
+MODULE = "taskqueue_project.demo_tasks"
+
+
+def finished(result: TaskResult, timeout: float = 15.0) -> TaskResult:
+    """Refresh a TaskResult until it is SUCCESSFUL or FAILED."""
+
+    def done() -> bool:
+        result.refresh()
+        return result.is_finished
+
+    wait_for(done, timeout, interval=0.05, message=f"Django task {result.id} to finish")
+    return result
+
+
+def task_keys(client: redis.Redis) -> list[Any]:
+    """Task records in Redis."""
+    return list(client.scan_iter("tq:*:task:*"))
+
+
+@pytest.fixture
+def worker(pool: WorkerPool, inspector: Inspector) -> Any:
+    """One real runworker_tq process, registered."""
+    return pool.start(inspector=inspector)
+
+
+# -- running on real workers ------------------------------------------------------------
+
+
+def test_enqueued_task_runs_on_a_worker_and_its_result_is_readable(worker: Any) -> None:
+    result = demo_tasks.add.enqueue(2, 3)
+
+    assert result.status == TaskResultStatus.READY
+    assert result.enqueued_at is not None and result.backend == "default"
+    done = finished(result)
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value == 5
+    assert done.worker_ids == [worker.id] and done.attempts == 1
+    assert done.errors == []
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.enqueued_at <= done.started_at <= done.finished_at  # type: ignore[operator]
+    fresh = demo_tasks.add.get_result(result.id)
+    assert (fresh.status, fresh.return_value, fresh.args) == (
+        TaskResultStatus.SUCCESSFUL, 5, [2, 3])
+
+
+def test_django_task_is_an_ordinary_task_in_the_rest_api(worker: Any) -> None:
+    result = demo_tasks.shout.enqueue("hi", times=2)
+    finished(result)
+
+    reply = call("GET", f"/api/v1/tasks/{result.id}")
+
+    assert reply.status == 200
+    body = reply.body
+    assert body["type"] == f"{MODULE}.shout"
+    assert body["payload"] == {"args": ["hi"], "kwargs": {"times": 2}}
+    assert body["state"] == "completed" and body["result"] == {"text": "HIHI"}
+    assert body["priority"] == "high"  # Django priority 50
+    assert body["metadata"] == {"django": {"backend": "default", "queue_name": "default",
+                                           "priority": 50}}
+    assert body["worker_id"] == worker.id
+
+
+def test_failure_is_retried_then_dead_lettered_and_reported_failed(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    options = {"MAX_RETRIES": 1}
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "OPTIONS": options}}):
+        result = demo_tasks.fail.enqueue("boom")
+    pool.start(inspector=inspector)
+
+    wait_for_state(result.id, "dead_letter", 15)
+    done = demo_tasks.fail.get_result(result.id)
+    assert done.status == TaskResultStatus.FAILED and done.attempts == 2
+    [error] = done.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert error.exception_class is ValueError
+    assert "boom" in error.traceback
+    with pytest.raises(ValueError, match="failed"):
+        _ = done.return_value
+    assert [entry.task_id for entry in inspector.dlq_find(limit=10).entries] == [result.id]
+
+
+def test_takes_context_gets_the_running_attempt(worker: Any) -> None:
+    result = demo_tasks.whoami.enqueue()
+
+    done = finished(result)
+
+    assert done.return_value == {"id": result.id, "attempt": 1, "status": "RUNNING",
+                                 "worker_ids": [worker.id], "queue_name": "default",
+                                 "priority": 0, "args": []}
+
+
+def test_context_attempt_counts_retries(worker: Any) -> None:
+    result = demo_tasks.flaky.enqueue(fail_times=1)
+
+    done = finished(result)
+
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value == {"attempt": 2} and done.attempts == 2
+
+
+def test_async_task_function_runs(worker: Any) -> None:
+    done = finished(demo_tasks.async_add.enqueue(1.5, 2))
+
+    assert done.return_value == 3.5
+
+
+def test_aenqueue_and_aget_result(worker: Any) -> None:
+    async def scenario() -> TaskResult:
+        result = await demo_tasks.async_add.aenqueue(20, 22)
+        for _ in range(300):
+            fetched = await demo_tasks.async_add.aget_result(result.id)
+            if fetched.is_finished:
+                return fetched
+            await asyncio.sleep(0.05)
+        raise AssertionError("task did not finish")
+
+    done = asyncio.run(scenario())
+
+    assert done.status == TaskResultStatus.SUCCESSFUL and done.return_value == 42
+
+
+def test_run_after_waits_until_due(worker: Any) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+
+    result = demo_tasks.add.using(run_after=due).enqueue(1, 1)
+
+    assert producer.get(result.id).state.value == "scheduled"
+    time.sleep(0.5)
+    assert demo_tasks.add.get_result(result.id).status == TaskResultStatus.READY
+    done = finished(result)
+    assert done.return_value == 2
+    assert done.started_at is not None and done.started_at >= due - timedelta(milliseconds=5)
+    assert done.task.run_after is not None
+    assert abs((done.task.run_after - due).total_seconds()) < 0.01
+
+
+def test_higher_django_priority_runs_first(pool: WorkerPool, inspector: Inspector) -> None:
+    results = {p: demo_tasks.add.using(priority=p).enqueue(p, 0) for p in (-100, 0, 100)}
+    assert {p: producer.get(r.id).priority.label for p, r in results.items()} == {
+        -100: "low", 0: "normal", 100: "critical"}
+
+    pool.start(inspector=inspector)
+
+    done = {p: finished(r) for p, r in results.items()}
+    order = sorted(done, key=lambda p: done[p].started_at)  # type: ignore[arg-type, return-value]
+    assert order == [100, 0, -100]
+    assert done[100].task.priority == 100
+
+
+# -- enqueue-time validation, no worker needed -------------------------------------------
+
+
+def test_priority_mapping_is_monotonic_and_covers_django_range() -> None:
+    levels = [queue_priority(p) for p in range(-100, 101)]
+
+    assert levels == sorted(levels)
+    assert set(levels) == {0, 1, 2, 3}
+    assert (queue_priority(-100), queue_priority(-34), queue_priority(-33)) == (0, 0, 1)
+    assert (queue_priority(0), queue_priority(33), queue_priority(34)) == (1, 1, 2)
+    assert (queue_priority(66), queue_priority(67), queue_priority(100)) == (2, 3, 3)
+    assert PRIORITY_BANDS[0][0] == -100 and PRIORITY_BANDS[-1][1] == 100
+
+
+def test_priority_outside_django_range_is_refused() -> None:
+    with pytest.raises(InvalidTask):
+        demo_tasks.add.using(priority=101)
+
+
+def test_queue_names_are_validated_and_recorded() -> None:
+    with pytest.raises(InvalidTask, match="emails"):
+        demo_tasks.add.using(queue_name="emails")
+
+    queues = ["default", "emails"]
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": queues}}):
+        result = demo_tasks.add.using(queue_name="emails").enqueue(1, 2)
+        fetched = demo_tasks.add.get_result(result.id)
+
+    assert fetched.task.queue_name == "emails"
+    assert producer.get(result.id).metadata["django"]["queue_name"] == "emails"
+
+
+def test_enqueue_sends_task_enqueued() -> None:
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    task_enqueued.connect(receiver)
+    try:
+        result = demo_tasks.add.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert [r.id for r in seen] == [result.id] and seen[0].enqueued_at is not None
+
+
+def test_capability_flags() -> None:
+    backend = task_backends["default"]
+
+    assert isinstance(backend, TaskQueueBackend)
+    assert backend.supports_defer and backend.supports_async_task
+    assert backend.supports_get_result and backend.supports_priority
+
+
+def _not_exported(a: int) -> int:
+    return a
+
+
+renamed = task(_not_exported)
+
+
+def test_functions_a_worker_cannot_import_are_refused(redis_client: redis.Redis) -> None:
+    def local(a: int) -> int:
+        return a
+
+    with pytest.raises(InvalidTask, match="module level"):
+        task(local)
+    with pytest.raises(InvalidTask, match="importable"):
+        renamed.enqueue(1)
+    assert task_keys(redis_client) == []
+
+
+@pytest.mark.parametrize("args", [(object(),), ({1: "a"},), (math.nan,), ({"s": {1, 2}},)],
+                         ids=["object", "int-key", "nan", "set"])
+def test_arguments_must_round_trip_through_json(args: tuple[Any, ...],
+                                                redis_client: redis.Redis) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        cast(Any, demo_tasks.add).enqueue(*args, 1)
+
+    assert task_keys(redis_client) == []
+
+
+def test_unknown_ids_have_no_result() -> None:
+    plain = producer.enqueue("echo", {"x": 1})
+
+    for result_id in ("nope", "00000000-0000-4000-8000-000000000000", plain.id):
+        with pytest.raises(TaskResultDoesNotExist):
+            task_backends["default"].get_result(result_id)
+
+
+def test_registry_resolves_only_django_tasks() -> None:
+    assert f"{MODULE}.add" in registry
+    for name in ("os.system", f"{MODULE}.asyncio", "no.such.module.func", "os"):
+        assert name not in registry
+        with pytest.raises(UnknownTaskType):
+            registry.get(name)
+
+
+def test_rest_api_accepts_django_task_types_and_refuses_other_paths(worker: Any) -> None:
+    ok = call("POST", "/api/v1/tasks", {"type": f"{MODULE}.add",
+                                        "payload": {"args": [1, 2], "kwargs": {}}})
+    malformed = call("POST", "/api/v1/tasks", {"type": f"{MODULE}.add",
+                                               "payload": {"args": "12"}})
+    bad = call("POST", "/api/v1/tasks", {"type": "os.system", "payload": {"args": ["ls"]}})
+
+    assert ok.status == 201 and malformed.status == 201
+    assert finished(task_backends["default"].get_result(ok.body["id"])).return_value == 3
+    failed = wait_for_state(malformed.body["id"], "failed", 10)  # for good: no retries
+    assert failed.attempts == 1 and "payload" in (failed.error or "")
+    assert bad.status == 400
+
+
+# -- enqueue after commit ----------------------------------------------------------------
+
+
+@pytest.fixture
+def on_commit_backend() -> Iterator[None]:
+    """The default backend with ENQUEUE_ON_COMMIT."""
+    options = {"ENQUEUE_ON_COMMIT": True}
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "OPTIONS": options}}):
+        yield
+
+
+@pytest.mark.django_db(transaction=True)
+def test_producer_enqueue_on_commit_runs_after_commit(worker: Any,
+                                                      redis_client: redis.Redis) -> None:
+    with transaction.atomic():
+        task_id = producer.enqueue_on_commit("echo", {"n": 1})
+        assert task_keys(redis_client) == []
+
+    assert wait_for_state(task_id, "completed", 10).result == {"n": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_producer_enqueue_on_commit_rollback_enqueues_nothing(redis_client: redis.Redis) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        producer.enqueue_on_commit("echo", {"n": 1})
+        raise RuntimeError("roll back")
+
+    assert task_keys(redis_client) == []
+    assert sum(producer.inspector().queue_depths().values()) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_producer_enqueue_on_commit_validates_at_once() -> None:
+    with pytest.raises(ValidationError), transaction.atomic():
+        producer.enqueue_on_commit("no-such-type", {})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backend_enqueue_on_commit(on_commit_backend: None, worker: Any,
+                                   redis_client: redis.Redis) -> None:
+    with transaction.atomic():
+        result = demo_tasks.add.enqueue(4, 5)
+        with pytest.raises(TaskResultDoesNotExist):
+            demo_tasks.add.get_result(result.id)
+
+    assert finished(result).return_value == 9
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        demo_tasks.add.enqueue(1, 1)
+        raise RuntimeError("roll back")
+    assert len(task_keys(redis_client)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_per_call_through_a_backend_alias(worker: Any,
+                                                    redis_client: redis.Redis) -> None:
+    aliases = {"default": {"BACKEND": BACKEND},
+               "on_commit": {"BACKEND": BACKEND, "OPTIONS": {"ENQUEUE_ON_COMMIT": True,
+                                                             "DATABASE": "default"}}}
+    with override_settings(TASKS=aliases):
+        with transaction.atomic():
+            later = demo_tasks.add.using(backend="on_commit").enqueue(1, 2)
+            now = demo_tasks.add.enqueue(3, 4)
+            assert [k.rsplit(":", 1)[1] for k in task_keys(redis_client)] == [now.id]
+
+        assert finished(later).return_value == 3 and finished(now).return_value == 7
+        assert later.backend == "on_commit"
+
+
+def test_worker_knows_a_site_with_only_django_tasks_has_work_to_run(settings: Any) -> None:
+    """runworker_tq warns "no task handlers" only when neither handlers nor a TASKS alias
+    on taskqueue exist."""
+    from tasks_app.discovery import django_tasks_configured
+
+    assert django_tasks_configured()
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
+    assert not django_tasks_configured()
