@@ -231,7 +231,7 @@ def scenario(fsync: str, restarts: int, redis_port: int) -> tuple[list[tuple[str
          " ".join(f"{s}:{n}" for s, n in sorted(during.items())) or "-", "no 2xx"),
         (f"[{fsync}] 2xx accepted", len(ids), ""),
         (f"[{fsync}] 2xx completed", sum(v[0] == "completed" for v in fields.values()),
-         "== accepted" + (" (always)" if fsync != "always" else "")),
+         "== accepted" if fsync == "always" else "== accepted - lost"),
         (f"[{fsync}] 2xx lost (no record after restart)", len(missing),
          "== 0" if fsync == "always" else "reported"),
         (f"[{fsync}] lost: accepted this long before the kill (s)",
