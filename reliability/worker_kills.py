@@ -61,9 +61,10 @@ POISON_RETRIES = 2
 
 @dataclass
 class Kill:
-    at: float
+    at: float  # SIGKILL sent
     kind: str  # "worker" (supervisor) or "slot"
     pid: int  # the supervisor's pid, or the slot's
+    dead: float = 0.0  # the killed process reaped: SIGKILL takes effect in between
 
 
 def main() -> int:
@@ -129,6 +130,7 @@ def main() -> int:
                 kills.append(Kill(time.time(), "worker", victim.pid))
                 victim.signal(signal.SIGKILL)  # the supervisor only, as the OOM killer would
                 victim.proc.wait()
+                kills[-1].dead = time.time()
                 orphan_exits.append(wait_gone(slots_before, 5.0) - kills[-1].at)
                 victim.kill_all()  # whatever is left of its session
                 # every other restart keeps the worker id (as a process manager would):
@@ -144,6 +146,7 @@ def main() -> int:
                 pid = rng.choice(slots)
                 kills.append(Kill(time.time(), "slot", pid))
                 with_suppress_kill(pid)
+                kills[-1].dead = wait_gone([pid], 5.0)
             time.sleep(rng.uniform(0.5 * gap, 1.5 * gap))
         submitter.join()
 
@@ -179,16 +182,19 @@ def main() -> int:
 
     # Attempts in flight at each kill (from the ledger): started before the kill by the
     # killed process, and either not finished by then or finished but never accepted.
-    # An attempt counts once, for the first kill that ended it.
+    # An attempt counts once, for the first kill that ended it.  A kill lands between
+    # sending SIGKILL and the process being reaped (a few ms on a busy machine), so
+    # "started before the kill" means before the killed process was seen dead.
     in_flight_unfinished = in_flight_unacked = 0
     killed_attempts: dict[tuple[str, int], float] = {}  # (task, attempt) -> kill time
     for kill in sorted(kills, key=lambda k: k.at):
         for tid in ids:
             for a in ledger.attempts.get(tid, []):
                 owner = a.ppid if kill.kind == "worker" else a.pid
-                if owner != kill.pid or a.started > kill.at or (tid, a.attempt) in killed_attempts:
+                if (owner != kill.pid or a.started > kill.dead
+                        or (tid, a.attempt) in killed_attempts):
                     continue
-                if a.finished is None or a.finished > kill.at:
+                if a.finished is None or (a.finished > kill.at and a.attempt != accepted[tid]):
                     in_flight_unfinished += 1
                     killed_attempts[(tid, a.attempt)] = kill.at
                 elif a.attempt != accepted[tid]:
