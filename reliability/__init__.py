@@ -1,1 +1,1 @@
-"""Fault-injection scripts for docs/reliability.md (worker kills, rolling restarts, Redis)."""
+"""Scripts that try to break the queue's promises (faults, load, hostile input)."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from tasks_app.secret_keys import weak_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -96,7 +100,59 @@ def database_path(environ: Mapping[str, str]) -> Path:
     return path
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-local-dev-only-change-me"
+SECRET_KEY_FILE = "secret_key"  # in var/: the dev key, made once per install, mode 0600
+
+
+def auth_enabled_in(environ: Mapping[str, str]) -> bool:
+    """TASKQUEUE_AUTH_ENABLED as the process's environment sets it."""
+    text = environ.get("TASKQUEUE_AUTH_ENABLED", "").strip()
+    return bool(text) and bool(parse_env("TASKQUEUE_AUTH_ENABLED", text, env_bool))
+
+
+def dev_secret_key(var_dir: Path) -> str:
+    """A random key kept in var/secret_key (made on first use), for development only."""
+    path = var_dir / SECRET_KEY_FILE
+    var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if key:
+            return key
+        # Another process is writing it right now: wait for it.
+        for _ in range(100):
+            time.sleep(0.01)
+            key = path.read_text().strip()
+            if key:
+                return key
+        raise ImproperlyConfigured(
+            f"{path} is empty: delete it or set DJANGO_SECRET_KEY") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def secret_key(environ: Mapping[str, str], var_dir: Path) -> str:
+    """DJANGO_SECRET_KEY; without it a per-install random key, but never while auth is on.
+
+    SECRET_KEY signs the JWTs (SIMPLE_JWT's SIGNING_KEY defaults to it), so with
+    TASKQUEUE_AUTH_ENABLED=1 it must come from the environment and be strong:
+    otherwise the process refuses to start.
+    """
+    key = environ.get("DJANGO_SECRET_KEY", "").strip()
+    if auth_enabled_in(environ):
+        if not key:
+            raise ImproperlyConfigured(
+                "TASKQUEUE_AUTH_ENABLED=1 needs DJANGO_SECRET_KEY (it signs the JWTs): "
+                "set it to a random string of 32+ characters")
+        reason = weak_secret_key(key)
+        if reason:
+            raise ImproperlyConfigured(f"DJANGO_SECRET_KEY is unsafe with auth on: {reason}")
+    return key or dev_secret_key(var_dir)
+
+
+SECRET_KEY = secret_key(os.environ, VAR_DIR)
 DEBUG = parse_env("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG", "1"), env_bool)
 ALLOWED_HOSTS = env_list(os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
 

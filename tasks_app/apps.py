@@ -12,7 +12,7 @@ class TasksAppConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the system checks; discover task handlers; expose the queue's metrics."""
-        from tasks_app import checks  # noqa: F401  (registers them)
+        from tasks_app import checks, security_checks  # noqa: F401  (registers them)
         from tasks_app.discovery import autodiscover
         from tasks_app.metrics import register_collector
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import sys
+import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS
+from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from tasks_app import producer
@@ -42,10 +44,13 @@ from tasks_app.tasks_framework import (
     TaskResultDoesNotExist,
     TaskResultStatus,
     normalize_json,
+    task_backends,
     task_enqueued,
     task_finished,
     task_started,
 )
+
+log = logging.getLogger("tasks_app.backends")
 
 META_KEY = "django"
 """The metadata key holding a Django task's backend alias, queue name and priority."""
@@ -110,15 +115,16 @@ class TaskQueueBackend(BaseTaskBackend):
         _check_importable(task)
         result = self._new_result(task, args, kwargs)
         fields = self._fields(task, result)
-        announce = partial(task_enqueued.send, type(self), task_result=result)
+
+        def enqueued(created: QueueTask) -> None:
+            object.__setattr__(result, "enqueued_at", _when(created.created_at))
+            task_enqueued.send(type(self), task_result=result)
+
         if self.options.get("ENQUEUE_ON_COMMIT", False):
             using = self.options.get("DATABASE", DEFAULT_DB_ALIAS)
-            producer.enqueue_on_commit(task_id=result.id, using=using, **fields)
-            transaction.on_commit(announce, using=using)  # runs after the enqueue
+            producer.submit_on_commit(producer.spec(fields, result.id), using, then=enqueued)
             return result
-        created = producer.enqueue(task_id=result.id, **fields)
-        object.__setattr__(result, "enqueued_at", _when(created.created_at))
-        announce()
+        enqueued(producer.enqueue(task_id=result.id, **fields))
         return result
 
     def get_result(self, result_id: str) -> TaskResult:
@@ -135,7 +141,7 @@ class TaskQueueBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         """Queue names must be non-empty strings."""
         return [checks.Error(f"Task backend {self.alias!r}: invalid queue name {name!r}.",
-                             id="taskqueue.E001")
+                             id="taskqueue.E007")
                 for name in sorted(self.queues, key=str)
                 if not isinstance(name, str) or not name.strip()]
 
@@ -183,8 +189,13 @@ def _check_importable(task: Task) -> None:
 
 
 def _django_task(path: str) -> Task | None:
-    """The Task at ``path`` if it runs on a TaskQueueBackend; imports only app modules."""
-    if not _PATH.match(path):
+    """The Task at ``path`` if the site runs Django tasks on taskqueue; imports only app
+    modules.
+
+    The Task's own default backend may be another one: ``.using(backend=<an alias of
+    TaskQueueBackend>)`` sends it here all the same, and the worker only sees its path.
+    """
+    if not _PATH.match(path) or not _queue_aliases():
         return None
     module = path.rsplit(".", 1)[0]
     if module not in sys.modules and apps.get_containing_app_config(module) is None:
@@ -193,13 +204,19 @@ def _django_task(path: str) -> Task | None:
         found = import_string(path)
     except ImportError:
         return None
-    if not isinstance(found, Task):
-        return None
-    try:
-        runs_here = isinstance(found.get_backend(), TaskQueueBackend)
-    except Exception:
-        return None
-    return found if runs_here else None
+    return found if isinstance(found, Task) else None
+
+
+def _queue_aliases() -> list[str]:
+    """The TASKS aliases whose backend is a TaskQueueBackend."""
+    found = []
+    for alias in task_backends.settings:
+        try:
+            if isinstance(task_backends[alias], TaskQueueBackend):
+                found.append(alias)
+        except Exception:  # a broken alias is Django's check to report, not ours
+            continue
+    return found
 
 
 def resolve(name: str) -> Handler | None:
@@ -215,12 +232,12 @@ def _sync_runner(task: Task) -> Handler:
         result, args, kwargs = _starting(task, payload, ctx)
         try:
             value = task.func(*args, **kwargs)
-        except NonRetryableError:
-            raise
         except Exception as exc:
-            _finished(result, ctx, None, failed=True)
-            raise _wrapped(exc) from exc
-        return _finished(result, ctx, value)
+            failure = _failed(result, ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return _finished(result, value)
 
     return run
 
@@ -230,12 +247,13 @@ def _async_runner(task: Task) -> Handler:
         result, args, kwargs = await sync_to_async(_starting)(task, payload, ctx)
         try:
             value = await task.func(*args, **kwargs)
-        except NonRetryableError:
-            raise
         except Exception as exc:
-            _finished(result, ctx, None, failed=True)
-            raise _wrapped(exc) from exc
-        return _finished(result, ctx, value)
+            # Receivers run as Django runs them: from sync code, outside the event loop.
+            failure = await sync_to_async(_failed)(result, ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return await sync_to_async(_finished)(result, value)
 
     return run
 
@@ -245,24 +263,54 @@ def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
     """The running attempt's TaskResult (read from Redis) and the call's arguments."""
     args, kwargs = _arguments(payload)
     result = to_result(producer.get(ctx.task_id), task)
-    task_started.send(type(result.task.get_backend()), task_result=result)
+    _tell(task_started, result)
     if task.takes_context:
         args = [TaskContext(task_result=result), *args]
     return result, args, kwargs
 
 
-def _finished(result: TaskResult, ctx: QueueContext, value: Any, failed: bool = False) -> Any:
-    """Tell task_finished listeners (on success, or when the last attempt fails); the value
-    normalised to JSON types, as Django does."""
-    value = None if failed else normalize_json(value)
-    if failed and ctx.attempt <= ctx.max_retries:
-        return value
-    status = TaskResultStatus.FAILED if failed else TaskResultStatus.SUCCESSFUL
+def _finished(result: TaskResult, value: Any) -> Any:
+    """Tell task_finished listeners of a success; the value normalised to JSON types, as
+    Django does."""
+    value = normalize_json(value)
+    _announce_end(result, TaskResultStatus.SUCCESSFUL, value=value)
+    return value
+
+
+def _failed(result: TaskResult, ctx: QueueContext, exc: Exception) -> Exception:
+    """The exception to fail the attempt with; when it ends the task (the last attempt, or
+    NonRetryableError) task_finished listeners hear of it, with it in ``errors``."""
+    final = isinstance(exc, NonRetryableError)
+    if final or ctx.attempt > ctx.max_retries:
+        cls = type(exc)
+        error = TaskError(exception_class_path=f"{cls.__module__}.{cls.__qualname__}",
+                          traceback="".join(traceback.format_exception(exc)))
+        _announce_end(result, TaskResultStatus.FAILED, errors=[error])  # the latest only
+    return exc if final else _wrapped(exc)
+
+
+def _announce_end(result: TaskResult, status: TaskResultStatus, value: Any = None,
+                  errors: list[TaskError] | None = None) -> None:
     object.__setattr__(result, "status", status)
     object.__setattr__(result, "finished_at", datetime.now(UTC))
     object.__setattr__(result, "_return_value", value)
-    task_finished.send(type(result.task.get_backend()), task_result=result)
-    return value
+    if errors is not None:
+        object.__setattr__(result, "errors", errors)
+    _tell(task_finished, result)
+
+
+def _tell(signal: Signal, result: TaskResult) -> None:
+    """Send a worker-side signal; a receiver that raises is logged and does not change the
+    attempt's outcome (a success failed by a receiver would run the function again)."""
+    for receiver, outcome in signal.send_robust(type(result.task.get_backend()),
+                                                task_result=result):
+        if isinstance(outcome, Exception):
+            log.error("%s receiver %r raised for task %s", signal_name(signal), receiver,
+                      result.id, exc_info=outcome)
+
+
+def signal_name(signal: Signal) -> str:
+    return "task_started" if signal is task_started else "task_finished"
 
 
 def _wrapped(exc: Exception) -> DjangoTaskError:
@@ -275,8 +323,9 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
     meta = record.metadata.get(META_KEY) if isinstance(record.metadata, Mapping) else None
     meta = meta if isinstance(meta, Mapping) else {}
     attempts = record.attempts
+    alias = _alias_of(meta, base)
     result: TaskResult[Any, Any] = TaskResult(
-        task=_task_as_enqueued(base, meta, record),
+        task=_task_as_enqueued(base, meta, record, alias),
         id=record.id,
         status=STATUS[record.state],
         enqueued_at=_when(record.created_at),
@@ -285,7 +334,7 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
         last_attempted_at=_when(record.started_at),
         args=_arguments(record.payload)[0],
         kwargs=_arguments(record.payload)[1],
-        backend=str(meta.get("backend", base.backend)),
+        backend=alias,
         errors=_errors(record),
         worker_ids=[record.worker_id or ""] * attempts,
     )
@@ -302,13 +351,26 @@ def _arguments(payload: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask) -> Task:
-    """The module-level Task with the priority, queue and run_after it was enqueued with."""
+def _alias_of(meta: Mapping[str, Any], base: Task) -> str:
+    """The TASKS alias a task was enqueued through; for one created by type and payload
+    (REST API, producer), the Task's own backend if it is a TaskQueueBackend, else the
+    first alias that is."""
+    alias = meta.get("backend")
+    if isinstance(alias, str) and alias:
+        return alias
+    aliases = _queue_aliases()
+    return base.backend if base.backend in aliases or not aliases else aliases[0]
+
+
+def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask,
+                      alias: str) -> Task:
+    """The module-level Task with the priority, queue, run_after and backend alias it was
+    enqueued with."""
     run_after = _when(record.scheduled_at)
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
-                          run_after=run_after)
-    except (InvalidTask, TypeError, ValueError):  # e.g. the queue left QUEUES since
+                          run_after=run_after, backend=alias)
+    except Exception:  # e.g. the queue left QUEUES, or the alias left TASKS, since
         return base
 
 

@@ -158,7 +158,8 @@ def check_urls(app_configs: Sequence[AppConfig] | None = None,
         reverse("admin:index")
     except NoReverseMatch:
         return [Warning("The Django admin's URLs are not included: the dashboard signs staff "
-                        "in and links the dead-letter queue through them.", id="taskqueue.W004",
+                        "in and links the dead-letter queue through them (without them it "
+                        "uses settings.LOGIN_URL and has no DLQ link).", id="taskqueue.W004",
                         hint='Add path("admin/", admin.site.urls) to your urls.')]
     return []
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -62,19 +63,37 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
         "ws_path": websocket_url_path(),
         "token": socket_token(request),
         "snapshot_url": reverse("taskqueue:dashboard-snapshot"),
-        "dlq_url": reverse(DLQ_ADMIN_URL_NAME),
+        "dlq_url": _reverse_or_none(DLQ_ADMIN_URL_NAME),
         "feed_size": FEED_SIZE,
         "window_seconds": WINDOW_SECONDS,
     }
 
 
+def _reverse_or_none(name: str) -> str | None:
+    """The URL named ``name``, or None when the site does not route it (e.g. no admin)."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return None
+
+
+def login_url() -> str:
+    """Where staff sign in: the admin's login page, or ``settings.LOGIN_URL`` without the
+    admin's URLs (check taskqueue.W004)."""
+    return _reverse_or_none("admin:login") or str(settings.LOGIN_URL)
+
+
 @never_cache
-@staff_member_required(login_url="admin:login")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """The dashboard page with its initial state embedded."""
+    """The dashboard page with its initial state embedded (staff only; others are sent to
+    sign in)."""
+    user = request.user
+    if not (user.is_active and user.is_staff):
+        return redirect_to_login(request.get_full_path(), login_url())
     state = snapshot()
     config = page_config(request)
     context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
+               "login_url": login_url(), "admin_url": _reverse_or_none("admin:index"),
                "error": state.get("error")}
     return render(request, "tasks_app/dashboard.html", context)
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -56,8 +56,15 @@ def enqueue_on_commit(type: str, payload: dict[str, Any] | None = None, *,
     raised from the commit (the database transaction is already committed).
     """
     task_spec = spec({"type": type, "payload": payload, **options}, task_id)
-    transaction.on_commit(partial(_submit_spec, task_spec), using=using)
+    submit_on_commit(task_spec, using)
     return task_spec.id
+
+
+def submit_on_commit(task_spec: TaskSpec, using: str | None = None,
+                     then: Callable[[Task], None] | None = None) -> None:
+    """Create a validated task when the transaction on ``using`` commits, then call
+    ``then`` with it."""
+    transaction.on_commit(partial(_submit_spec, task_spec, then), using=using)
 
 
 def _is_uuid(value: object) -> bool:
@@ -67,8 +74,10 @@ def _is_uuid(value: object) -> bool:
         return False
 
 
-def _submit_spec(task_spec: TaskSpec) -> None:
-    get_broker().submit([task_spec])
+def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None) -> None:
+    created = get_broker().submit([task_spec]).tasks[0]
+    if then is not None:
+        then(created)
 
 
 def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:

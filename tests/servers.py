@@ -18,13 +18,22 @@ from tasks_app.core.redis_server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_secret_key() -> str:
+    """The SECRET_KEY of this (test) process."""
+    from django.conf import settings
+
+    return str(settings.SECRET_KEY)
+
+
 class LiveServer:
     """``daphne taskqueue_project.asgi:application`` on a free port, stopped on exit."""
 
     def __init__(self, log_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"daphne-{self.port}.log"
-        self.env = {**os.environ, **(env or {})}
+        # The test process's own key: tokens it mints are valid on the server, and a
+        # server with TASKQUEUE_AUTH_ENABLED=1 (which needs DJANGO_SECRET_KEY) starts.
+        self.env = {"DJANGO_SECRET_KEY": test_secret_key(), **os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

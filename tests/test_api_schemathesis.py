@@ -63,3 +63,16 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     summary = [line for line in report.splitlines() if " generated, " in line]
     assert result.returncode == 0, report[-8000:]
     assert summary and "failure" not in summary[-1], report[-8000:]
+
+
+def test_quick_fuzz_with_hostile_credentials_finds_no_server_error() -> None:
+    """The CI form of ``reliability/fuzz_api.py``: auth on, under a client key, an
+    invalid key, a garbage JWT and no credentials (the admin key is covered above)."""
+    command = [sys.executable, "-m", "reliability.fuzz_api", "--quick", "--min-requests", "500",
+               "--only", "client key", "--only", "invalid key", "--only", "garbage jwt",
+               "--only", "none"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT, check=False)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report[-8000:]
+    assert "5xx: 0;" in report, report[-8000:]

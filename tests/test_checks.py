@@ -127,3 +127,20 @@ def test_a_urlconf_without_the_admin_is_a_warning() -> None:
 
 
 urlpatterns: list[Any] = []  # an empty URLconf for the tests above
+
+
+def test_a_bad_queue_name_has_its_own_id_not_the_settings_one() -> None:
+    """taskqueue.E001 means "TASKQUEUE is not a dict / has unknown keys"; a TASKS alias with
+    a blank queue name is another mistake and must not share its id."""
+    tasks = {"default": {"BACKEND": "tasks_app.backends.TaskQueueBackend",
+                         "QUEUES": ["default", " "]}}
+    found = [m for m in messages_with_ids(TASKS=tasks) if "queue name" in m[1]]
+    assert [i for i, _ in found] == ["taskqueue.E007"]
+    assert "taskqueue.E001" not in taskqueue_ids(TASKS=tasks)
+
+
+def messages_with_ids(**overrides: Any) -> list[tuple[str, str]]:
+    """(id, text) of the taskqueue messages under these settings."""
+    values = {"TASKQUEUE": {"REDIS_URL": REDIS}, "CHANNEL_LAYERS": LAYER, **overrides}
+    with override_settings(**values):
+        return [(m.id, m.msg) for m in run_checks() if m.id and m.id.startswith("taskqueue.")]

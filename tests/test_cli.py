@@ -451,3 +451,15 @@ def test_old_stats_and_dlq_retry_spellings_still_work() -> None:
     assert stats["dlq_size"] == 2 and stats["queues"]["low"]["depth"] == 0
     assert tq("dlq").code == 0
     assert tq("dlq-retry").json() == {"retried_count": 2}
+
+
+def test_bare_dlq_is_dlq_list_and_takes_its_options() -> None:
+    """``dlq`` alone lists (the README: list is the default), so ``dlq --json`` and
+    ``dlq --limit 1`` must work as ``dlq list --json`` does, not exit 2."""
+    ids = dead(2)
+    run = tq_process("dlq", "--json", "--limit", "1")
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    assert [e["task_id"] for e in data["entries"]] == [ids[-1]] and data["size"] == 2
+    assert tq("dlq", "list", "--json").out == tq("dlq", "--json").out
+    assert tq("dlq").code == 0 and "2 in the dead-letter queue" in tq("dlq").out

@@ -129,3 +129,30 @@ def test_without_redis_the_page_still_loads_and_says_so(staff_client: Client) ->
     assert "Redis is unreachable" in page.content.decode()
     assert snapshot.status_code == 503
     assert "Redis is unreachable" in snapshot.json()["snapshot"]["error"]
+
+
+@pytest.mark.django_db
+@override_settings(ROOT_URLCONF="tests.urls_without_admin", LOGIN_URL="/accounts/login/")
+def test_a_site_without_the_admin_urls_still_serves_the_dashboard(
+        client: Client, staff: User) -> None:
+    """Without admin.site.urls (check W004) the page must not fail with a 500: visitors are
+    sent to settings.LOGIN_URL, and staff get the page without the DLQ admin link."""
+    reply = client.get("/queue/dashboard/")
+    assert reply.status_code == 302
+    assert reply["Location"] == "/accounts/login/?next=/queue/dashboard/"
+
+    client.force_login(staff)
+    page = client.get("/queue/dashboard/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="dlq-link"' not in html
+    assert embedded(html, "tq-config")["dlq_url"] is None
+    assert 'href="/accounts/login/?next=/queue/dashboard/"' in html  # the sign-in link
+
+
+@pytest.mark.django_db
+def test_with_the_admin_the_page_links_its_login_index_and_dlq(staff_client: Client) -> None:
+    html = staff_client.get("/dashboard/").content.decode()
+    assert f'href="{LOGIN}"' in html
+    assert 'href="/django-admin/"' in html
+    assert 'href="/django-admin/tasks_app/deadletterentry/"' in html

@@ -18,8 +18,9 @@ from django.test import override_settings
 from taskqueue_project import demo_tasks
 from tasks_app import producer
 from tasks_app.backends import PRIORITY_BANDS, TaskQueueBackend, queue_priority
-from tasks_app.core.errors import UnknownTaskType, ValidationError
+from tasks_app.core.errors import NonRetryableError, UnknownTaskType, ValidationError
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.registry import registry
 from tasks_app.tasks_framework import (
     InvalidTask,
@@ -373,3 +374,218 @@ def test_worker_knows_a_site_with_only_django_tasks_has_work_to_run(settings: An
     assert django_tasks_configured()
     settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}}
     assert not django_tasks_configured()
+
+
+# -- a task sent to a taskqueue alias that is not its default backend -------------------
+
+
+def _dummy_backend_path() -> str:
+    """The Tasks framework's DummyBackend, from Django 6 or the backport."""
+    import tasks_app.tasks_framework as framework
+
+    package = framework.Task.__module__.rsplit(".", 1)[0]
+    return f"{package}.backends.dummy.DummyBackend"
+
+
+def test_a_task_sent_to_a_taskqueue_alias_runs_and_has_a_result_when_its_default_is_another(
+        redis_client: redis.Redis) -> None:
+    """``@task`` on a site whose default backend is another one, enqueued with
+    ``.using(backend="queue")``: the worker must find the function and get_result must work."""
+    aliases = {"default": {"BACKEND": _dummy_backend_path()}, "queue": {"BACKEND": BACKEND}}
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)  # resolved under the project's settings before
+    try:
+        with override_settings(TASKS=aliases):
+            result = demo_tasks.add.using(backend="queue").enqueue(2, 5)
+            assert producer.get(result.id).type == path
+            fetched = task_backends["queue"].get_result(result.id)
+            assert fetched.task.backend == "queue" and fetched.backend == "queue"
+            assert demo_tasks.add.using(backend="queue").get_result(result.id).args == [2, 5]
+            handler = registry.get(path)  # what runworker_tq calls for this task type
+            ctx = QueueContext(task_id=result.id, type=path, attempt=1, max_retries=3,
+                               priority=1)
+            assert handler.func({"args": [2, 5], "kwargs": {}}, ctx) == 7
+    finally:
+        registry._resolved.pop(path, None)
+
+
+def test_no_taskqueue_alias_means_no_django_task_is_resolved() -> None:
+    """A site whose TASKS run nothing on taskqueue must not let workers call @task functions."""
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)
+    try:
+        with override_settings(TASKS={"default": {"BACKEND": _dummy_backend_path()}}):
+            assert path not in registry
+    finally:
+        registry._resolved.pop(path, None)
+
+
+# -- signals around async task functions -------------------------------------------------
+
+
+def test_async_task_sends_task_finished_outside_the_event_loop(redis_client: redis.Redis) -> None:
+    """An async @task's task_finished must reach sync receivers that are not async-safe (the
+    ORM) and async receivers, as Django sends them from sync code; from inside the worker's
+    event loop they raised (SynchronousOnlyOperation, or AsyncToSync in a running loop) and
+    the successful task was failed and run again."""
+    from django.utils.asyncio import async_unsafe
+
+    from tasks_app.tasks_framework import task_finished
+
+    @async_unsafe
+    def orm_like() -> None:
+        """Stands for a database query in a receiver."""
+
+    seen: list[str] = []
+
+    def sync_receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        orm_like()
+        seen.append(f"sync {task_result.status}")
+
+    async def async_receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(f"async {task_result.status}")
+
+    result = demo_tasks.async_add.enqueue(1, 2)
+    handler = registry.get(f"{MODULE}.async_add")
+    ctx = QueueContext(task_id=result.id, type=f"{MODULE}.async_add", attempt=1,
+                       max_retries=3, priority=1)
+    task_finished.connect(sync_receiver)
+    task_finished.connect(async_receiver)
+    try:
+        value = asyncio.run(handler.func({"args": [1, 2], "kwargs": {}}, ctx))
+    finally:
+        task_finished.disconnect(sync_receiver)
+        task_finished.disconnect(async_receiver)
+
+    assert value == 3
+    assert sorted(seen) == ["async SUCCESSFUL", "sync SUCCESSFUL"]
+
+
+@task
+def give_up(reason: str) -> None:
+    """Fails for good on its first attempt (taskqueue's non-retryable error)."""
+    raise NonRetryableError(reason)
+
+
+def _finished_seen(func_path: str, result_id: str, args: list[Any], attempt: int,
+                   max_retries: int) -> tuple[list[TaskResult], BaseException | None]:
+    """Run one attempt of a Django task in-process, as a worker does; task_finished's
+    TaskResults and the exception the attempt raised."""
+    from tasks_app.tasks_framework import task_finished
+
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    ctx = QueueContext(task_id=result_id, type=func_path, attempt=attempt,
+                       max_retries=max_retries, priority=1)
+    task_finished.connect(receiver)
+    try:
+        registry.get(func_path).func({"args": args, "kwargs": {}}, ctx)
+    except Exception as exc:
+        return seen, exc
+    finally:
+        task_finished.disconnect(receiver)
+    return seen, None
+
+
+def test_task_finished_on_the_last_failure_carries_that_error(
+        redis_client: redis.Redis) -> None:
+    """Like Django's own backends: a failed TaskResult in task_finished has the exception
+    that ended it in ``errors`` (it had none, or the previous attempt's)."""
+    result = demo_tasks.fail.enqueue("boom")
+
+    seen, raised = _finished_seen(f"{MODULE}.fail", result.id, ["boom"], attempt=4,
+                                  max_retries=3)
+
+    assert raised is not None
+    [finished_result] = seen
+    assert finished_result.status == TaskResultStatus.FAILED
+    assert finished_result.errors[-1].exception_class_path == "builtins.ValueError"
+    assert "boom" in finished_result.errors[-1].traceback
+
+
+def test_a_non_retryable_failure_sends_task_finished(redis_client: redis.Redis) -> None:
+    """NonRetryableError ends the task on its first attempt: listeners must hear of it."""
+    path = f"{__name__}.give_up"
+    result = give_up.enqueue("no point")
+
+    seen, raised = _finished_seen(path, result.id, ["no point"], attempt=1, max_retries=3)
+
+    assert isinstance(raised, NonRetryableError)
+    assert [r.status for r in seen] == [TaskResultStatus.FAILED]
+    assert seen[0].errors[-1].exception_class_path == (
+        "tasks_app.core.errors.NonRetryableError")
+
+
+def test_a_failing_signal_receiver_does_not_fail_or_rerun_a_task(
+        redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    """A receiver's bug must not change the task's outcome: raising from task_finished
+    after the function succeeded failed the attempt, so the function ran again."""
+    from tasks_app.tasks_framework import task_finished, task_started
+
+    calls: list[str] = []
+
+    def broken(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        calls.append(str(task_result.status))
+        raise RuntimeError("receiver bug")
+
+    result = demo_tasks.add.enqueue(2, 2)
+    ctx = QueueContext(task_id=result.id, type=f"{MODULE}.add", attempt=1, max_retries=3,
+                       priority=1)
+    task_started.connect(broken)
+    task_finished.connect(broken)
+    try:
+        value = registry.get(f"{MODULE}.add").func({"args": [2, 2], "kwargs": {}}, ctx)
+    finally:
+        task_started.disconnect(broken)
+        task_finished.disconnect(broken)
+
+    assert value == 4
+    assert len(calls) == 2 and calls[1] == "SUCCESSFUL"  # started (pending here), finished
+    logged = [r for r in caplog.records if "raised for task" in r.getMessage()]
+    assert [r.getMessage().split(" receiver")[0] for r in logged] == [
+        "task_started", "task_finished"]
+    assert all(r.exc_info and "receiver bug" in str(r.exc_info[1]) for r in logged)
+
+
+def test_a_django_task_created_over_rest_belongs_to_a_taskqueue_alias() -> None:
+    """A Django task created by type and payload (REST API, producer) has no alias in its
+    metadata; its result must name the alias that ran it, not a default backend that is
+    another one (whose class would also be the sender of its signals)."""
+    aliases = {"default": {"BACKEND": _dummy_backend_path()}, "queue": {"BACKEND": BACKEND}}
+    path = f"{MODULE}.add"
+    registry._resolved.pop(path, None)
+    try:
+        with override_settings(TASKS=aliases):
+            created = producer.enqueue(path, {"args": [1, 2], "kwargs": {}})
+            fetched = task_backends["queue"].get_result(created.id)
+            assert (fetched.backend, fetched.task.backend) == ("queue", "queue")
+            assert isinstance(fetched.task.get_backend(), TaskQueueBackend)
+    finally:
+        registry._resolved.pop(path, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_task_enqueued_comes_after_the_commit_with_enqueued_at(
+        on_commit_backend: None) -> None:
+    """As without ENQUEUE_ON_COMMIT: task_enqueued's TaskResult (the one enqueue returned)
+    has ``enqueued_at``, the time Redis created the task, once it is created."""
+    seen: list[TaskResult] = []
+
+    def receiver(sender: type, task_result: TaskResult, **kwargs: Any) -> None:
+        seen.append(task_result)
+
+    task_enqueued.connect(receiver)
+    try:
+        with transaction.atomic():
+            result = demo_tasks.add.enqueue(1, 2)
+            assert seen == [] and result.enqueued_at is None
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert [r.id for r in seen] == [result.id]
+    created = producer.get(result.id).created_at
+    assert result.enqueued_at is not None and seen[0].enqueued_at == result.enqueued_at
+    assert result.enqueued_at == datetime.fromtimestamp(created / 1000, tz=UTC)

@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -21,7 +22,9 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
+from tasks_app.api import body_limits
 from tasks_app.api.errors import json_error
+from tasks_app.conf import tq_settings
 
 log = logging.getLogger("tasks_app.api")
 
@@ -41,11 +44,20 @@ class ThreadedHandler(ASGIHandler):
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="tq-api")
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        """Read the body, respond on a pool thread, send the response."""
+        """Read the body (at most API_MAX_BODY_BYTES), respond on a pool thread, send."""
+        limit = int(tq_settings.API_MAX_BODY_BYTES)
+        if body_limits.declared_too_large(scope, limit):  # refused before reading a byte
+            await self.send_response(self.too_large(limit), send)
+            return
         try:
-            body_file = await self.read_body(receive)
+            body_file = await body_limits.read_limited_body(
+                receive, limit, settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
         except RequestAborted:
             return
+        except body_limits.BodyTooLarge:
+            await self.send_response(self.too_large(limit), send)
+            return
+        scope = body_limits.with_content_length(scope, body_file)
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -58,6 +70,13 @@ class ThreadedHandler(ASGIHandler):
                 await loop.run_in_executor(self.pool, response.close)
         finally:
             body_file.close()
+
+    @staticmethod
+    def too_large(limit: int) -> HttpResponseBase:
+        """The 413 for a body over ``limit`` bytes (the connection is not reused)."""
+        response = json_error(413, f"request body exceeds {limit} bytes")
+        response["Connection"] = "close"
+        return response
 
     def respond(self, scope: Scope, body_file: IO[bytes]) -> HttpResponseBase:
         """The WSGI-style cycle: request_started, middleware and view, request_finished."""
@@ -80,6 +99,7 @@ def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None,
                       prefixes: tuple[str, ...] = API_PREFIXES) -> ASGIApp:
     """An ASGI app sending API requests (paths under ``prefixes``) through
     :class:`ThreadedHandler`, the rest to ``app``."""
+    body_limits.install(prefixes)
     api = handler or ThreadedHandler()
 
     async def router(scope: Scope, receive: Any, send: Any) -> None:

@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
     def add_dlq(self, sub: Any) -> None:
         dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, retry, clear")
-        dlq.set_defaults(limit=20, before=None, type=None, reason=None, json=False)
+        self.list_options(dlq)  # bare "dlq" is "dlq list", options included
         actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION")
         self.list_options(actions.add_parser("list", help="entries, newest first (default)"))
         show = actions.add_parser("show", help="one dead task: payload, error, attempts, times")

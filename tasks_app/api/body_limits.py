@@ -1,0 +1,196 @@
+"""Refuse oversized request bodies before they are read, in daphne and in the API wrapper.
+
+Daphne (twisted) reads a request's whole body before it calls the application:
+up to 100 kB in memory, past that into a temporary file, for as long as the
+client keeps sending.  A client declaring ``Content-Length: 1000000000`` would
+have daphne wait for (and spool to disk) a gigabyte before Django could say no.
+
+:func:`install` makes daphne's request class check the body's size as it
+arrives: a declared ``Content-Length`` over the limit is refused at once, with
+413 and no ``100 Continue``; a chunked body is refused as soon as the bytes
+received pass the limit.  The 413 is the API's JSON error; the connection is
+then closed (the rest of the body is read and dropped for at most
+``LINGER_SECONDS``, so the client sees the reply rather than a reset).
+
+The limit is ``API_MAX_BODY_BYTES`` for the REST API (``/api/``, ``/admin/``)
+and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django's own, 2.5 MB by default) for every
+other page, at least ``API_MAX_BODY_BYTES``.  :func:`declared_too_large` and
+:func:`read_limited_body` apply the same API limit in the threaded API handler,
+for ASGI servers other than daphne.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+
+from tasks_app.conf import tq_settings
+
+API_PREFIXES = [b"/api/", b"/admin/"]  # replaced by install(prefixes) with the site's own
+LINGER_SECONDS = 2.0
+TOO_LARGE = "Content Too Large"
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the limit while it was being read."""
+
+
+def limit_for(path: bytes) -> int | None:
+    """The largest body accepted for a request to ``path`` (None: no limit)."""
+    api_limit = int(tq_settings.API_MAX_BODY_BYTES)
+    if path.startswith(tuple(API_PREFIXES)):
+        return api_limit
+    django_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
+    return None if django_limit is None else max(int(django_limit), api_limit)
+
+
+def too_large_body(limit: int) -> bytes:
+    """The JSON error body of a 413."""
+    return json.dumps({"error": TOO_LARGE,
+                       "message": f"request body exceeds {limit} bytes"}).encode()
+
+
+def declared_too_large(scope: dict[str, Any], limit: int) -> bool:
+    """True when the request's Content-Length header is over ``limit``."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value) > limit
+            except ValueError:
+                return False
+    return False
+
+
+async def read_limited_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
+                            memory_size: int) -> IO[bytes]:
+    """Django's ``read_body``, raising :class:`BodyTooLarge` once past ``limit`` bytes."""
+    body_file = tempfile.SpooledTemporaryFile(max_size=memory_size, mode="w+b")  # noqa: SIM115
+    size = 0
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        body_file.close()
+        raise
+    body_file.seek(0)
+    return body_file
+
+
+def with_content_length(scope: dict[str, Any], body_file: IO[bytes]) -> dict[str, Any]:
+    """``scope`` with a Content-Length header for a body that came chunked.
+
+    DRF takes a request without CONTENT_LENGTH for one without a body, so a
+    chunked JSON body would be silently read as empty ("task type is required").
+    """
+    headers = scope.get("headers", [])
+    if any(name.lower() == b"content-length" for name, _ in headers):
+        return scope
+    size = body_file.seek(0, 2)
+    body_file.seek(0)
+    if not size:
+        return scope
+    kept = [(n, v) for n, v in headers if n.lower() != b"transfer-encoding"]
+    return {**scope, "headers": [*kept, (b"content-length", str(size).encode())]}
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (each client is a descriptor)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, hard
+        return target, hard
+    return soft, hard
+
+
+def install(api_prefixes: tuple[str, ...] | None = None) -> None:
+    """Make daphne refuse oversized bodies early and raise the open files limit.
+
+    ``api_prefixes`` are the REST API's path prefixes where the site mounts it.
+    """
+    if api_prefixes:
+        API_PREFIXES[:] = [prefix.encode() for prefix in api_prefixes]
+    raise_open_files_limit()
+    try:
+        from daphne import http_protocol
+    except ImportError:  # another ASGI server: the API wrapper still applies the limit
+        return
+    if getattr(http_protocol.WebRequest, "body_limited", False):
+        return
+    http_protocol.WebRequest = _limited_request_class(http_protocol.WebRequest)
+
+
+def _limited_request_class(base: Any) -> type:
+    """A subclass of daphne's WebRequest that counts body bytes as they arrive."""
+
+    class LimitedWebRequest(base):
+        body_limited = True
+        refused = False
+        body_received = 0
+        body_limit: int | None = None
+
+        def gotLength(self, length: int | None) -> None:  # noqa: N802 (twisted's name)
+            self.body_limit = limit_for(getattr(self.channel, "_path", b"") or b"")
+            if self.body_limit is not None and length is not None and length > self.body_limit:
+                base.gotLength(self, 0)
+                self.refuse()
+                return
+            base.gotLength(self, length)
+
+        def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (twisted's name)
+            if self.refused:
+                return
+            self.body_received += len(data)
+            if self.body_limit is not None and self.body_received > self.body_limit:
+                self.refuse()
+                return
+            base.handleContentChunk(self, data)
+
+        def process(self) -> Any:
+            if self.refused:
+                return None
+            return base.process(self)
+
+        def refuse(self) -> None:
+            """Send the 413 straight to the socket, then close the connection."""
+            from twisted.internet import reactor as twisted_reactor
+
+            reactor: Any = twisted_reactor
+            self.refused = True
+            self.requestHeaders.removeHeader(b"Expect")  # no 100 Continue after the 413
+            assert self.body_limit is not None
+            body = too_large_body(self.body_limit)
+            transport = self.channel.transport
+            transport.write(b"HTTP/1.1 413 " + TOO_LARGE.encode() + b"\r\n"
+                            b"Content-Type: application/json\r\n"
+                            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                            b"Connection: close\r\n\r\n" + body)
+            self.channel.persistent = False
+            transport.loseWriteConnection()
+            reactor.callLater(LINGER_SECONDS, _abort, transport)
+
+    return LimitedWebRequest
+
+
+def _abort(transport: Any) -> None:
+    """Drop a refused connection the client has not closed yet."""
+    if getattr(transport, "connected", False):
+        transport.abortConnection()
