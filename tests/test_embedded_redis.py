@@ -140,3 +140,26 @@ def test_free_port_prefers_the_given_port_then_the_next_one(server: EmbeddedRedi
     assert free_port(server.port) > server.port
     spare = free_port()
     assert free_port(spare) == spare
+
+
+def test_fsync_policy_can_be_chosen(data_dir: Path) -> None:
+    with EmbeddedRedis(data_dir, appendfsync="always") as server, server.client() as client:
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+
+
+def test_unknown_fsync_policy_is_refused(data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="appendfsync"):
+        EmbeddedRedis(data_dir, appendfsync="sometimes")
+
+
+def test_crash_kills_without_shutdown_and_start_recovers_from_the_aof(data_dir: Path) -> None:
+    with EmbeddedRedis(data_dir, appendfsync="always") as server:
+        port = server.port
+        with server.client() as client:
+            client.set("survivor", "written before the crash")
+        server.crash()
+        assert not server.running
+        server.start()  # the data dir lock was released by crash()
+        assert server.port == port
+        with server.client() as client:
+            assert client.get("survivor") == b"written before the crash"

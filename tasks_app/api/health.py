@@ -9,6 +9,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tasks_app.conf import tq_settings
+from tasks_app.core.redis_policy import EvictionPolicy, eviction_policy
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, float], redis.Redis] = {}
@@ -46,3 +47,12 @@ def redis_status() -> str | None:
     except (redis.RedisError, OSError) as exc:
         return describe(exc)
     return None
+
+
+def eviction_warning() -> EvictionPolicy | None:
+    """The eviction policy when Redis may evict keys, else None (also when it cannot tell)."""
+    try:
+        found = eviction_policy(probe_client())
+    except (redis.RedisError, OSError):
+        return None
+    return found if found.warning else None

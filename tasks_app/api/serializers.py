@@ -128,6 +128,11 @@ class Healthy(serializers.Serializer):
 
     status = serializers.ChoiceField(choices=["healthy"])
     redis = serializers.ChoiceField(choices=["connected"])
+    redis_maxmemory_policy = serializers.CharField(
+        required=False, help_text="Only when Redis may evict keys, e.g. 'allkeys-lru'")
+    warnings = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Only when there is something to fix, e.g. an evicting maxmemory-policy")
 
 
 class Unhealthy(serializers.Serializer):

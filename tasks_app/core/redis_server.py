@@ -24,6 +24,7 @@ STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 LOG_NAME = "redis.log"
 LOCK_NAME = ".embedded-redis.lock"
+FSYNC_POLICIES = ("always", "everysec", "no")
 
 
 class RedisServerError(RuntimeError):
@@ -110,9 +111,13 @@ class EmbeddedRedis:
         *,
         persistence: bool = True,
         binary: str | None = None,
+        appendfsync: str = "everysec",
     ) -> None:
+        if appendfsync not in FSYNC_POLICIES:
+            raise ValueError(f"appendfsync must be one of {', '.join(FSYNC_POLICIES)}")
         self.data_dir = Path(data_dir).resolve()
         self.persistence = persistence
+        self.appendfsync = appendfsync
         self._binary = binary
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
@@ -167,6 +172,12 @@ class EmbeddedRedis:
         self._process = None
         self._release_lock()
 
+    def crash(self) -> None:
+        """SIGKILL the server, as a host crash or the OOM killer would: no AOF flush beyond
+        what ``appendfsync`` already wrote.  ``start()`` brings it back from its files."""
+        self._kill()
+        self._release_lock()
+
     def restart(self) -> None:
         """Stop and start again on the same port and data dir."""
         self.stop()
@@ -198,7 +209,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--save", "",
             "--appendonly", "yes" if self.persistence else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--logfile", str(self.log_path),
         ]  # fmt: skip
 

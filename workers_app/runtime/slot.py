@@ -52,16 +52,29 @@ class SlotProcess:
         self.executor = Executor(spec.registry)
         self._failures = 0
         self._ticket = False
+        self.supervisor = os.getppid()  # forked by the supervisor: our parent at start
+
+    def orphaned(self) -> bool:
+        """True once the supervisor is gone (this process was re-parented)."""
+        return os.getppid() != self.supervisor
 
     def run(self) -> None:
         """Take and run tasks until told to stop."""
         got: Job | str | None = None
         while True:
             if got is None:
+                if self.orphaned():
+                    _exit_orphaned()
                 if self.spec.stop.value or not self._take_ticket():
                     return
                 got = self._dequeue()
             elif isinstance(got, Job):
+                if self.orphaned():
+                    # The supervisor died after this task was taken (the pipe watcher has
+                    # not ended us yet): do not start it.  Its lease runs out, or a worker
+                    # restarted under the same id fails it on its first heartbeat, and it
+                    # is retried: one attempt counted, no execution lost or doubled.
+                    _exit_orphaned()
                 got = self._run(got)
             else:
                 self._return_ticket()
@@ -154,6 +167,11 @@ class SlotProcess:
         time.sleep(delay)
 
 
+def _exit_orphaned() -> None:
+    """End a slot whose supervisor died (the same exit as the pipe watcher's)."""
+    os._exit(70)
+
+
 def _watch_parent(fd: int) -> None:
     """Exit at once when the supervisor dies (its end of the pipe closes)."""
     try:
@@ -161,7 +179,7 @@ def _watch_parent(fd: int) -> None:
             pass
     except OSError:
         pass
-    os._exit(70)
+    _exit_orphaned()
 
 
 def slot_main(spec: SlotSpec) -> None:

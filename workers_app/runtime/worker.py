@@ -26,6 +26,7 @@ from tasks_app.core.broker import Beat, Broker, Outcome
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
 from tasks_app.core.keys import PRIORITIES
+from tasks_app.core.redis_policy import eviction_policy
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.registry import registry as default_registry
 
@@ -106,6 +107,7 @@ class Worker:
         self._install_signals()
         if not self._register():
             return 1
+        self._warn_if_evicting()
         self.hooks.worker_event(self.id, "joined", state="idle", concurrency=self.concurrency,
                                 hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
@@ -144,6 +146,19 @@ class Worker:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
         return False
+
+    def _warn_if_evicting(self) -> None:
+        """Log a WARNING when Redis may evict the queue's keys (checked once, at startup)."""
+        try:
+            found = eviction_policy(self.broker.client)
+        except Exception as exc:  # noqa: BLE001  (a check must never stop the worker)
+            log.debug("could not read redis maxmemory-policy: %s", exc)
+            return
+        if found.warning:
+            log.warning("%s", found.warning)
+        elif found.policy == "unknown":
+            log.info("redis maxmemory-policy unknown (CONFIG and INFO unavailable); "
+                     "make sure it is noeviction")
 
     def _spawn(self, index: int, slot: Slot | None = None) -> _Child:
         slot = slot or Slot()
@@ -193,7 +208,9 @@ class Worker:
                 alive = False
             if alive:
                 continue
-            crashed = child.process.exitcode != 0
+            # A slot that ends mid-task died, whatever its exit status (a handler may call
+            # os._exit(0) or sys.exit()); exit 0 with no task is a slot that chose to stop.
+            crashed = child.process.exitcode != 0 or child.slot.snapshot() is not None
             self._record_death(child)
             if crashed and respawn and not self._stopping.is_set():
                 self.children[i] = self._spawn(child.index, child.slot)

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app.api import docs, inputs
-from tasks_app.api.health import redis_status
+from tasks_app.api.health import eviction_warning, redis_status
 from tasks_app.api.serializers import (
     PRIORITY_NAMES,
     DLQCleared,
@@ -60,7 +60,12 @@ class HealthView(AdminView):
         """healthy/connected, or 503 unhealthy/disconnected with the reason."""
         problem = redis_status()
         if problem is None:
-            return Response({"status": "healthy", "redis": "connected"})
+            body: dict[str, Any] = {"status": "healthy", "redis": "connected"}
+            policy = eviction_warning()
+            if policy is not None:
+                body["redis_maxmemory_policy"] = policy.policy
+                body["warnings"] = [policy.warning]
+            return Response(body)
         body = {"status": "unhealthy", "redis": "disconnected", "error": problem,
                 "message": "redis is unreachable"}
         return Response(body, status=503)

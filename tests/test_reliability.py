@@ -1,0 +1,55 @@
+"""The fault scripts' quick forms (reliability/*.py --quick): each starts its own Redis,
+workers (and web server), injects its faults and exits 0 only when every pass condition of
+docs/reliability.md holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_quick(script: str, timeout: float) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # each starts its own Redis
+    run = subprocess.run([sys.executable, f"reliability/{script}", "--quick"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "RESULT: PASS" in run.stdout, output
+    assert "FAIL:" not in run.stdout, output
+    return run.stdout
+
+
+def test_worker_kills_lose_nothing_and_complete_nothing_twice() -> None:
+    out = run_quick("worker_kills.py", timeout=240)
+    for condition in ("0 tasks lost", "0 tasks completed twice",
+                      "re-executions <= attempts in flight at the kills",
+                      "poison task ran max_retries + 1 times and is in the DLQ"):
+        assert f"PASS: {condition}" in out
+
+
+def test_rolling_restarts_rerun_nothing_finished_in_the_grace() -> None:
+    out = run_quick("rolling_restarts.py", timeout=240)
+    assert "PASS: 0 re-executions of tasks that finished inside the grace" in out
+    assert "PASS: 0 tasks lost" in out
+
+
+def test_redis_restarts_keep_every_accepted_task() -> None:
+    out = run_quick("redis_restarts.py", timeout=240)
+    for condition in ("no false 2xx while Redis was down",
+                      "health unhealthy (503) during every outage poll",
+                      "workers resume within 10 s",
+                      "every task whose submission got a 2xx completes"):
+        assert f"PASS: [always] {condition}" in out
+
+
+@pytest.mark.parametrize("script", ["worker_kills.py", "rolling_restarts.py",
+                                    "redis_restarts.py"])
+def test_scripts_document_their_quick_form(script: str) -> None:
+    text = (ROOT / "reliability" / script).read_text()
+    assert f"reliability/{script} --quick" in text

@@ -1,0 +1,108 @@
+"""A slot whose supervisor died does not start a task it already took (regression).
+
+Found by reliability/worker_kills.py: after ``kill -9`` of a supervisor, a slot
+lives on for a few milliseconds until its pipe watcher ends it; in that window
+it took and *started* a new task, an execution that began after the kill and
+then had to be repeated.  The slot now checks its parent before each dequeue
+and before starting a task it took; the taken task is left to recovery
+(counted as one lost attempt) without running."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tasks_app.core.broker import Broker
+from tasks_app.core.config import Config
+from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.core.registry import HandlerRegistry, TaskContext
+from tests.factories import make_spec, open_broker, register
+from workers_app.runtime import slot as slotmod
+from workers_app.runtime.hooks import Hook
+from workers_app.runtime.slot import SlotProcess, SlotSpec
+from workers_app.runtime.slots import Slot
+
+WORKER = "orphan-worker"
+
+
+class Orphaned(Exception):
+    """Raised instead of os._exit so the test process survives."""
+
+
+@pytest.fixture
+def broker(redis_server: EmbeddedRedis) -> Iterator[Broker]:
+    with open_broker(redis_server.url) as opened:
+        yield opened
+
+
+def make_slot(redis_url: str, ran: list[str]) -> SlotProcess:
+    registry = HandlerRegistry()
+
+    def record(payload: dict[str, Any], ctx: TaskContext) -> None:
+        ran.append(ctx.task_id)
+
+    registry.register("record", record)
+    stop = multiprocessing.get_context("fork").Value("b", 0, lock=False)
+    read_fd, write_fd = os.pipe()
+    spec = SlotSpec(0, Config(redis_url=redis_url), WORKER, [0, 1, 2, 3], registry, Hook(),
+                    Slot(), stop, None, True, read_fd, write_fd)
+    return SlotProcess(spec)
+
+
+def test_a_taken_task_is_not_started_once_the_supervisor_is_gone(
+        redis_server: EmbeddedRedis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(broker, WORKER)
+    spec = make_spec("record")
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran)
+    answers = iter([False, True])  # alive when it dequeues, gone once the task is taken
+    monkeypatch.setattr(slot, "orphaned", lambda: next(answers))
+
+    def exit_orphaned() -> None:
+        raise Orphaned
+
+    monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
+    with pytest.raises(Orphaned):
+        slot.run()
+    assert ran == []
+    task = broker.get(spec.id)
+    assert (task.state.value, task.attempts, task.worker_id) == ("running", 1, WORKER)
+    slot.broker.close()
+
+
+def test_an_orphaned_slot_takes_nothing(redis_server: EmbeddedRedis, broker: Broker,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    register(broker, WORKER)
+    spec = make_spec("record")
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran)
+    slot.supervisor = -1  # our parent is not the process that forked us any more
+
+    def exit_orphaned() -> None:
+        raise Orphaned
+
+    monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
+    with pytest.raises(Orphaned):
+        slot.run()
+    assert ran == []
+    assert broker.get(spec.id).state.value == "pending"
+    slot.broker.close()
+
+
+def test_a_live_supervisor_lets_the_slot_run(redis_server: EmbeddedRedis,
+                                             broker: Broker) -> None:
+    register(broker, WORKER)
+    spec = make_spec("record")
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran)
+    slot.run()  # burst: returns once nothing is pending
+    assert ran == [spec.id]
+    assert broker.get(spec.id).state.value == "completed"
+    slot.broker.close()
