@@ -6,13 +6,15 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def start_redis():  # type: ignore[no-untyped-def]
-    """A private redis-server with AOF (everysec) like the product runs, unless REDIS_URL is set."""
+def start_redis() -> Any:
+    """A private redis-server with AOF (everysec) like the product runs, unless REDIS_URL is set
+    (None then)."""
     from tasks_app.core.redis_server import EmbeddedRedis
 
     if os.environ.get("REDIS_URL"):

@@ -39,32 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def start_redis() -> Any:
-    """A private redis-server with AOF (everysec) like the product runs, unless REDIS_URL
-    is set; None then."""
-    from tasks_app.core.redis_server import EmbeddedRedis
-
-    if os.environ.get("REDIS_URL"):
-        return None
-    server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-reliability-"), persistence=True)
-    server.start()
-    os.environ["REDIS_URL"] = server.url
-    return server
-
-
-def setup_django() -> None:
-    """Configure Django so handlers and settings load as in the product."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskqueue_project.settings")
-    import django
-
-    django.setup()
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+from bench.common import percentile, setup_django, start_redis  # noqa: E402
 
 GROWTH_ABS_MIB = 5.0
 GROWTH_REL = 0.10
