@@ -5,6 +5,7 @@ docs/reliability.md holds."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,21 @@ def test_redis_restarts_keep_every_accepted_task() -> None:
         assert f"PASS: [always] {condition}" in out
 
 
+@pytest.mark.skipif(shutil.which("strace") is None and not os.access("/usr/bin/strace", os.X_OK),
+                    reason="strace is not installed (apt-get install strace): "
+                           "fsync_window.py traces Redis's fsync calls with it")
+def test_fsync_window_is_measured_and_always_acks_only_durable_tasks() -> None:
+    out = run_quick("fsync_window.py", timeout=180)
+    for condition in ("strace saw fsyncs of the AOF",
+                      "every acknowledged task found in an AOF write and a later fsync"):
+        assert f"PASS: [everysec] {condition}" in out
+        assert f"PASS: [always] {condition}" in out
+    assert "PASS: [always] control: window <= 0.005 s for every task" in out
+    assert "[everysec] ack -> durable window max (s)" in out
+
+
 @pytest.mark.parametrize("script", ["worker_kills.py", "rolling_restarts.py",
-                                    "redis_restarts.py"])
+                                    "redis_restarts.py", "fsync_window.py"])
 def test_scripts_document_their_quick_form(script: str) -> None:
     text = (ROOT / "reliability" / script).read_text()
     assert f"reliability/{script} --quick" in text
