@@ -378,6 +378,21 @@ def test_redis_down_is_exit_1_with_one_line(args: tuple[str, ...]) -> None:
     assert line.startswith(f"CommandError: Redis unavailable at {url}")
 
 
+def test_system_check_warnings_do_not_clutter_the_cli() -> None:
+    """No REDIS_URL is check W001; tq still prints only its own one-line error."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.run([sys.executable, str(MANAGE), "tq", "status", "--json"], cwd=ROOT,
+                          env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert "System check" not in proc.stderr and "W001" not in proc.stderr
+    if proc.returncode == 0:  # a Redis of the machine's own answers on the default port
+        json.loads(proc.stdout)
+        return
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("CommandError: Redis unavailable at redis://127.0.0.1:6379/0")
+
+
 def test_redis_stopping_under_a_running_process_is_exit_1(redis_server: EmbeddedRedis) -> None:
     pending(2)
     assert tq("status").code == 0
