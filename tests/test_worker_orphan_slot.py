@@ -4,8 +4,10 @@ Found by reliability/worker_kills.py: after ``kill -9`` of a supervisor, a slot
 lives on for a few milliseconds until its pipe watcher ends it; in that window
 it took and *started* a new task, an execution that began after the kill and
 then had to be repeated.  The slot now checks its parent before each dequeue
-and before starting a task it took; the taken task is left to recovery
-(counted as one lost attempt) without running."""
+and before starting a task it took; the taken task is put back in line
+uncounted (as a graceful shutdown would) without running, so it neither waits
+for its lease to run out nor loses an attempt (with ``max_retries=0`` it would
+otherwise be dead-lettered without ever having run)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 
 from tasks_app.core.broker import Broker
 from tasks_app.core.config import Config
+from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tests.factories import make_spec, open_broker, register
@@ -68,6 +71,33 @@ def test_a_taken_task_is_not_started_once_the_supervisor_is_gone(
 
     monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
     with pytest.raises(Orphaned):
+        slot.run()
+    assert ran == []
+    task = broker.get(spec.id)
+    assert (task.state.value, task.attempts) == ("pending", 0)
+    assert broker.dequeue(WORKER, [0, 1, 2, 3]).id == spec.id  # at once, not after a lease
+    slot.broker.close()
+
+
+def test_a_task_that_cannot_be_put_back_is_left_to_its_lease(
+        redis_server: EmbeddedRedis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    register(broker, WORKER)
+    spec = make_spec("record", max_retries=0)
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran)
+    answers = iter([False, True])
+    monkeypatch.setattr(slot, "orphaned", lambda: next(answers))
+
+    def unreachable(*args: Any) -> None:
+        raise BrokerUnavailable("connection refused")
+
+    def exit_orphaned() -> None:
+        raise Orphaned
+
+    monkeypatch.setattr(slot.broker, "requeue", unreachable)
+    monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
+    with pytest.raises(Orphaned):  # the slot still exits; recovery takes over
         slot.run()
     assert ran == []
     task = broker.get(spec.id)

@@ -71,9 +71,10 @@ class SlotProcess:
             elif isinstance(got, Job):
                 if self.orphaned():
                     # The supervisor died after this task was taken (the pipe watcher has
-                    # not ended us yet): do not start it.  Its lease runs out, or a worker
-                    # restarted under the same id fails it on its first heartbeat, and it
-                    # is retried: one attempt counted, no execution lost or doubled.
+                    # not ended us yet): do not start it, put it back in line uncounted, as
+                    # a graceful shutdown would.  Only if that fails (Redis away, or the
+                    # watcher ends us first) is it left to its lease: one lost attempt.
+                    self._put_back(got)
                     _exit_orphaned()
                 got = self._run(got)
             else:
@@ -92,6 +93,14 @@ class SlotProcess:
             return None
         self._failures = 0
         return got
+
+    def _put_back(self, job: Job) -> None:
+        """Return a taken, unstarted task to its place in line (attempt not counted)."""
+        try:
+            self.broker.requeue(job.id, self.spec.worker_id, job.fence)
+        except Exception as exc:  # noqa: BLE001  (exiting anyway: recovery has it)
+            log.warning("could not put back task %s (%s); its lease will expire", job.id, exc,
+                        extra={"task_id": job.id})
 
     def _idle(self, why: str) -> None:
         if why == brokermod.UNREGISTERED:
