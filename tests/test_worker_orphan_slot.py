@@ -23,6 +23,7 @@ from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.registry import HandlerRegistry, TaskContext
+from tasks_app.core.task import Job
 from tests.factories import make_spec, open_broker, register
 from workers_app.runtime import slot as slotmod
 from workers_app.runtime.hooks import Hook
@@ -75,7 +76,8 @@ def test_a_taken_task_is_not_started_once_the_supervisor_is_gone(
     assert ran == []
     task = broker.get(spec.id)
     assert (task.state.value, task.attempts) == ("pending", 0)
-    assert broker.dequeue(WORKER, [0, 1, 2, 3]).id == spec.id  # at once, not after a lease
+    again = broker.dequeue(WORKER, [0, 1, 2, 3])  # at once, not after a lease
+    assert isinstance(again, Job) and again.id == spec.id
     slot.broker.close()
 
 
