@@ -111,6 +111,18 @@ def test_file_uploads_to_other_pages_are_not_cut_at_django_s_data_limit(
     assert api.status_code == 413
 
 
+@pytest.mark.parametrize("path", ["/%61pi/v1/tasks", "/api/v1/tasks?x=1"])
+def test_an_encoded_api_path_gets_the_api_limit(server: LiveServer, path: str) -> None:
+    """Daphne percent-decodes the path it routes by, so the limit goes by the decoded one
+    (a multipart gigabyte to ``/%61pi/`` must not be read as a page outside the API)."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {GIGABYTE}\r\n\r\n")
+    with raw_request(server, head) as sock:
+        status, _, body = read_reply(sock)
+    assert status == 413, body
+
+
 def test_chunked_stream_is_cut_off_once_past_the_limit(server: LiveServer) -> None:
     before = rss(server)
     head = ("POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -27,6 +27,7 @@ import resource
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
@@ -50,6 +51,7 @@ def limit_for(path: bytes, content_type: bytes = b"") -> int | None:
     so a file upload (the Django admin's, a site's own form) may be any size.
     """
     api_limit = int(tq_settings.API_MAX_BODY_BYTES)
+    path = unquote_to_bytes(path.split(b"?", 1)[0])  # as daphne decodes it for the scope
     if path.startswith(tuple(API_PREFIXES)):
         return api_limit
     if content_type.strip().lower().startswith(b"multipart/form-data"):
