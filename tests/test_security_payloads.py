@@ -154,6 +154,22 @@ def test_pipelined_oversized_request_on_a_kept_alive_connection(
     assert statuses == expected, data[:600]
 
 
+def test_expect_continue_within_the_limit_still_gets_100_continue(server: LiveServer) -> None:
+    body = json.dumps({"type": "echo", "payload": {}}).encode()
+    head = (f"POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n")
+    with raw_request(server, head) as sock:
+        sock.settimeout(QUICK)
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(body)
+        status, _, reply = read_reply(sock)
+    assert status == 201, reply
+
+
 def test_chunked_stream_is_cut_off_once_past_the_limit(server: LiveServer) -> None:
     before = rss(server)
     head = ("POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
