@@ -43,7 +43,7 @@ def broker(redis_server: EmbeddedRedis) -> Iterator[Broker]:
         yield opened
 
 
-def make_slot(redis_url: str, ran: list[str]) -> SlotProcess:
+def make_slot(redis_url: str, ran: list[str], supervisor_pid: int = 0) -> SlotProcess:
     registry = HandlerRegistry()
 
     def record(payload: dict[str, Any], ctx: TaskContext) -> None:
@@ -53,7 +53,7 @@ def make_slot(redis_url: str, ran: list[str]) -> SlotProcess:
     stop = multiprocessing.get_context("fork").Value("b", 0, lock=False)
     read_fd, write_fd = os.pipe()
     spec = SlotSpec(0, Config(redis_url=redis_url), WORKER, [0, 1, 2, 3], registry, Hook(),
-                    Slot(), stop, None, True, read_fd, write_fd)
+                    Slot(), stop, None, True, read_fd, write_fd, supervisor_pid)
     return SlotProcess(spec)
 
 
@@ -138,3 +138,46 @@ def test_a_live_supervisor_lets_the_slot_run(redis_server: EmbeddedRedis,
     assert ran == [spec.id]
     assert broker.get(spec.id).state.value == "completed"
     slot.broker.close()
+
+
+def test_a_supervisor_that_died_before_the_slot_started_is_noticed(
+        redis_server: EmbeddedRedis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor's pid comes from before the fork: if it died before the slot read its
+    parent, the reaper that adopted the slot is not taken for the supervisor."""
+    register(broker, WORKER)
+    spec = make_spec("record")
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran, supervisor_pid=os.getpid())  # not our parent
+
+    def exit_orphaned() -> None:
+        raise Orphaned
+
+    monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
+    with pytest.raises(Orphaned):
+        slot.run()
+    assert ran == []
+    assert broker.get(spec.id).state.value == "pending"
+    slot.broker.close()
+
+
+def test_the_worker_hands_its_pid_to_its_slots(redis_server: EmbeddedRedis) -> None:
+    from workers_app.runtime.worker import Worker, WorkerOptions
+
+    seen: list[SlotSpec] = []
+
+    class Recorder:
+        def __init__(self, target: Any, args: tuple[SlotSpec], **kwargs: Any) -> None:
+            seen.append(args[0])
+
+        def start(self) -> None:
+            pass
+
+    worker = Worker(Config(redis_url=redis_server.url), WorkerOptions(concurrency=1))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("workers_app.runtime.worker._fork.Process", Recorder)
+            worker._spawn(0)
+    finally:
+        worker.broker.close()
+    assert [s.supervisor_pid for s in seen] == [os.getpid()]

@@ -41,6 +41,7 @@ class SlotSpec:
     burst: bool
     parent_fd: int  # read end of the supervisor's life pipe
     parent_write_fd: int  # its write end, closed in the slot
+    supervisor_pid: int = 0  # the supervisor's pid, taken before the fork (0: our parent)
 
 
 class SlotProcess:
@@ -52,7 +53,9 @@ class SlotProcess:
         self.executor = Executor(spec.registry)
         self._failures = 0
         self._ticket = False
-        self.supervisor = os.getppid()  # forked by the supervisor: our parent at start
+        # The pid recorded before the fork: a supervisor that died between the fork and
+        # here would otherwise make the reaper that adopted us look like our supervisor.
+        self.supervisor = spec.supervisor_pid or os.getppid()
 
     def orphaned(self) -> bool:
         """True once the supervisor is gone (this process was re-parented)."""
