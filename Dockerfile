@@ -13,7 +13,10 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY manage.py ./
 COPY taskqueue_project/ taskqueue_project/
-RUN DJANGO_DEBUG=0 python manage.py collectstatic --noinput
+# A throwaway key for this build step only: without one the settings would write a
+# var/secret_key into the image (root's, unreadable by the app user at run time).
+RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-at-build-time-only \
+    python manage.py collectstatic --noinput
 
 USER app
 EXPOSE 8080

@@ -110,8 +110,23 @@ def auth_enabled_in(environ: Mapping[str, str]) -> bool:
 
 
 def dev_secret_key(var_dir: Path) -> str:
-    """A random key kept in var/secret_key (made on first use), for development only."""
+    """A random key kept in var/secret_key (made on first use), for development only.
+
+    A var/ that cannot be written or read (a read-only or foreign-owned directory, as
+    in a container running as another user) is a clear ImproperlyConfigured naming
+    DJANGO_SECRET_KEY, not a traceback from the filesystem.
+    """
     path = var_dir / SECRET_KEY_FILE
+    try:
+        return _dev_secret_key(path)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY is not set and {path} cannot be made or read ({exc}): "
+            "set DJANGO_SECRET_KEY") from None
+
+
+def _dev_secret_key(path: Path) -> str:
+    var_dir = path.parent
     var_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

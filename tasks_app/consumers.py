@@ -8,6 +8,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from tasks_app import ws_backpressure
 from tasks_app.conf import tq_settings
 from tasks_app.ws_auth import authenticate_scope
 from tasks_app.ws_filters import EventFilter
@@ -68,8 +69,17 @@ class EventsConsumer(AsyncWebsocketConsumer):
         while True:
             await self.wake.wait()
             self.wake.clear()
+            queued, flush_every = 0, max(1, ws_backpressure.limit_bytes() // 4)
             while self.buffer:
-                await self.send(text_data=self.buffer.popleft())
+                text = self.buffer.popleft()
+                await self.send(text_data=text)
+                # daphne's send only queues the bytes: every quarter of the unsent-bytes
+                # bound, let the event loop hand them to the socket, or a burst drained in
+                # one go would pass the bound (close 4408) even for a client that reads.
+                queued += len(text)
+                if queued >= flush_every:
+                    queued = 0
+                    await asyncio.sleep(0)
 
     async def events_batch(self, message: dict[str, Any]) -> None:
         """Not used: the hub, not the consumer, is in the group."""

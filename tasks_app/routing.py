@@ -13,6 +13,7 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import URLPattern, URLResolver, get_script_prefix, path, reverse
 
+from tasks_app.api import body_limits
 from tasks_app.api.asgi import with_threaded_api
 from tasks_app.consumers import EventsConsumer
 from tasks_app.ws_origin import origin_checked
@@ -58,6 +59,9 @@ def with_taskqueue(http_app: ASGIApp, websocket_routes: Sequence[Route] = (),
     see ``tasks_app.api.asgi``); pass False if some middleware is async-only.
     """
     routes = [*websocket_urlpatterns(), *websocket_routes]
+    # The body limits go by where the API is mounted, threaded or not (else a site's own
+    # /admin/, Django's admin, would get the API's limit and the API a page's).
+    body_limits.install(api_prefixes())
     http = with_threaded_api(http_app, prefixes=api_prefixes()) if threaded_api else http_app
     return ProtocolTypeRouter({
         "http": http,

@@ -10,6 +10,10 @@ stalled client would hold every event sent since it stopped reading.
 ``WS_CLIENT_BUFFER * BYTES_PER_EVENT``.  Past it the client is sent close code
 4408 (queued behind what it has not read), nothing more is queued for it, and
 the connection is dropped ``ABORT_AFTER_SECONDS`` later if it has not closed.
+
+Bytes only leave that buffer when the event loop runs the reactor, so the
+consumer's send loop yields every quarter of the bound: a burst it drains in
+one go must not count against a client that reads.
 """
 
 from __future__ import annotations

@@ -95,3 +95,26 @@ def test_manage_py_check_fails_with_auth_on_and_a_weak_key() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("blocked", ["var_is_a_file", "key_is_a_directory"])
+def test_an_unusable_var_dir_is_a_clear_configuration_error(tmp_path: Path,
+                                                             blocked: str) -> None:
+    """var/ unwritable or its key unreadable (as in a container run as another user than
+    the one that made var/): a message naming DJANGO_SECRET_KEY, not an OSError."""
+    var = tmp_path / "var"
+    if blocked == "var_is_a_file":
+        var.write_text("")
+    else:
+        (var / "secret_key").mkdir(parents=True)
+    with pytest.raises(ImproperlyConfigured, match="set DJANGO_SECRET_KEY"):
+        secret_key({}, var)
+
+
+def test_the_image_build_bakes_no_secret_key_file() -> None:
+    """collectstatic at build time runs with a throwaway DJANGO_SECRET_KEY, so no
+    var/secret_key (root's, mode 0600) is left in the image for every container to share
+    or fail to read."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    step = dockerfile.split("collectstatic")[0].rsplit("RUN ", 1)[1]
+    assert "DJANGO_SECRET_KEY=" in step

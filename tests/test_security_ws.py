@@ -159,3 +159,30 @@ def test_send_past_the_unsent_bytes_limit_closes_with_4408(
         WebSocketProtocol.serverSend(proto, "event")
     assert fast.sent == [b"event", b"event"] and fast.closed == []
     assert slow.sent == [] and slow.closed == [4408]  # closed once, nothing more queued
+
+
+@pytest.fixture
+def small_buffer_server(tmp_path: Path) -> Iterator[LiveServer]:
+    env = {"TASKQUEUE_WS_CLIENT_BUFFER": "10",
+           "TASKQUEUE_WS_MAX_EVENTS_PER_SECOND": "1000000"}
+    with LiveServer(tmp_path, env) as live:
+        yield live
+
+
+def test_a_reading_client_is_not_cut_off_by_a_burst_sent_in_one_go(
+        small_buffer_server: LiveServer) -> None:
+    """A burst the consumer accepts (within WS_CLIENT_BUFFER events) but larger than the
+    unsent-bytes bound must reach a client that reads: the bytes are unsent only because
+    the server has not yet written them, not because the client does not read."""
+    size = 10
+    got: list[str] = []
+    with connect(f"{small_buffer_server.ws_url}/ws?types=task.submitted") as live:
+        time.sleep(0.5)
+        get_broker().enqueue_many([make_spec("t" * 150) for _ in range(size)])
+        deadline = time.monotonic() + 10
+        while len(got) < size and time.monotonic() < deadline:
+            try:
+                got.append(str(live.recv(timeout=1)))
+            except TimeoutError:
+                continue
+    assert len(got) == size

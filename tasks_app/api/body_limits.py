@@ -14,9 +14,10 @@ then closed (the rest of the body is read and dropped for at most
 
 The limit is ``API_MAX_BODY_BYTES`` for the REST API (``/api/``, ``/admin/``)
 and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django's own, 2.5 MB by default) for every
-other page, at least ``API_MAX_BODY_BYTES``.  :func:`declared_too_large` and
-:func:`read_limited_body` apply the same API limit in the threaded API handler,
-for ASGI servers other than daphne.
+other page, at least ``API_MAX_BODY_BYTES``, except multipart file uploads there
+(Django's limit leaves out file data: an admin upload may be any size).
+:func:`declared_too_large` and :func:`read_limited_body` apply the same API
+limit in the threaded API handler, for ASGI servers other than daphne.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import resource
 import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import RequestAborted
@@ -41,11 +43,19 @@ class BodyTooLarge(Exception):
     """The request body passed the limit while it was being read."""
 
 
-def limit_for(path: bytes) -> int | None:
-    """The largest body accepted for a request to ``path`` (None: no limit)."""
+def limit_for(path: bytes, content_type: bytes = b"") -> int | None:
+    """The largest body accepted for a request to ``path`` (None: no limit).
+
+    A multipart body to a page outside the API has no limit here: Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE excludes uploaded files, which it streams to disk,
+    so a file upload (the Django admin's, a site's own form) may be any size.
+    """
     api_limit = int(tq_settings.API_MAX_BODY_BYTES)
+    path = unquote_to_bytes(path.split(b"?", 1)[0])  # as daphne decodes it for the scope
     if path.startswith(tuple(API_PREFIXES)):
         return api_limit
+    if content_type.strip().lower().startswith(b"multipart/form-data"):
+        return None
     django_limit = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", None)
     return None if django_limit is None else max(int(django_limit), api_limit)
 
@@ -148,7 +158,8 @@ def _limited_request_class(base: Any) -> type:
         body_limit: int | None = None
 
         def gotLength(self, length: int | None) -> None:  # noqa: N802 (twisted's name)
-            self.body_limit = limit_for(getattr(self.channel, "_path", b"") or b"")
+            content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+            self.body_limit = limit_for(getattr(self.channel, "_path", b"") or b"", content_type)
             if self.body_limit is not None and length is not None and length > self.body_limit:
                 base.gotLength(self, 0)
                 self.refuse()

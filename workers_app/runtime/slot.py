@@ -41,6 +41,7 @@ class SlotSpec:
     burst: bool
     parent_fd: int  # read end of the supervisor's life pipe
     parent_write_fd: int  # its write end, closed in the slot
+    supervisor_pid: int = 0  # the supervisor's pid, taken before the fork (0: our parent)
 
 
 class SlotProcess:
@@ -52,7 +53,9 @@ class SlotProcess:
         self.executor = Executor(spec.registry)
         self._failures = 0
         self._ticket = False
-        self.supervisor = os.getppid()  # forked by the supervisor: our parent at start
+        # The pid recorded before the fork: a supervisor that died between the fork and
+        # here would otherwise make the reaper that adopted us look like our supervisor.
+        self.supervisor = spec.supervisor_pid or os.getppid()
 
     def orphaned(self) -> bool:
         """True once the supervisor is gone (this process was re-parented)."""
@@ -71,9 +74,10 @@ class SlotProcess:
             elif isinstance(got, Job):
                 if self.orphaned():
                     # The supervisor died after this task was taken (the pipe watcher has
-                    # not ended us yet): do not start it.  Its lease runs out, or a worker
-                    # restarted under the same id fails it on its first heartbeat, and it
-                    # is retried: one attempt counted, no execution lost or doubled.
+                    # not ended us yet): do not start it, put it back in line uncounted, as
+                    # a graceful shutdown would.  Only if that fails (Redis away, or the
+                    # watcher ends us first) is it left to its lease: one lost attempt.
+                    self._put_back(got)
                     _exit_orphaned()
                 got = self._run(got)
             else:
@@ -92,6 +96,14 @@ class SlotProcess:
             return None
         self._failures = 0
         return got
+
+    def _put_back(self, job: Job) -> None:
+        """Return a taken, unstarted task to its place in line (attempt not counted)."""
+        try:
+            self.broker.requeue(job.id, self.spec.worker_id, job.fence)
+        except Exception as exc:  # noqa: BLE001  (exiting anyway: recovery has it)
+            log.warning("could not put back task %s (%s); its lease will expire", job.id, exc,
+                        extra={"task_id": job.id})
 
     def _idle(self, why: str) -> None:
         if why == brokermod.UNREGISTERED:

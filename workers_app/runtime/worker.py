@@ -164,7 +164,7 @@ class Worker:
         slot = slot or Slot()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
-                        self._life_w)
+                        self._life_w, supervisor_pid=os.getpid())
         process = _fork.Process(target=slot_main, args=(spec,), name=f"{self.id}-slot{index}",
                                 daemon=False)
         process.start()
