@@ -40,6 +40,21 @@ def fast_env(lease: float, heartbeat: float, recovery: float, grace: float = 5.0
     }
 
 
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc), sorted."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 class Run:
     """A scratch directory with the Redis data, the ledger and every process's log."""
 
@@ -98,15 +113,7 @@ class Proc:
 
     def slot_pids(self) -> list[int]:
         """Live child processes (the slots of a worker)."""
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.pid and fields[0] not in ("Z", "X"):
-                    found.append(int(entry.name))
-        return found
+        return children_of(self.pid)
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.common import percentile, setup_django, start_redis  # noqa: E402
+from reliability.common import children_of  # noqa: E402
 
 GROWTH_ABS_MIB = 5.0
 GROWTH_REL = 0.10
@@ -51,21 +52,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ProcessLookupError(pid)
-
-
-def children_of(pid: int) -> list[int]:
-    """Live child processes of ``pid``, by pid."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 # -- HTTP client ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from reliability.common import children_of
 from tasks_app import producer
 from tasks_app.core.errors import WorkerNotFound
 from tasks_app.core.inspect import Inspector, WorkerInfo
@@ -100,21 +101,6 @@ def process_alive(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
-
-
-def children_of(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 class WorkerProcess:
