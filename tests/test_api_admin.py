@@ -178,7 +178,8 @@ def test_dlq_pages_with_limit_and_cursor() -> None:
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "cursor=latest",
-                                   "cursor=1-2-3"])
+                                   "cursor=1-2-3", "limit=5&limit=22",
+                                   "cursor=1-0&cursor=2-0"])
 def test_dlq_bad_paging_parameters_are_400(query: str) -> None:
     status, _, message = error(call("GET", f"/admin/dlq?{query}"))
     assert status == 400 and query.split("=")[0] in message

@@ -69,10 +69,18 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def query_value(request: Request, name: str) -> str | None:
+    """A single-valued query parameter; sending it twice is refused, not silently resolved."""
+    values: list[str] = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ValidationError(f"{name} must be given at most once", name)
+    return values[0] if values else None
+
+
 def page_limit(request: Request) -> int:
     """The DLQ page size from ``?limit`` (1..1000, default 50)."""
     low, high, default = DLQ_PAGE
-    text: str | None = request.query_params.get("limit")
+    text = query_value(request, "limit")
     if text is None:
         return default
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
@@ -82,7 +90,7 @@ def page_limit(request: Request) -> int:
 
 def page_cursor(request: Request) -> tuple[int, int] | None:
     """The DLQ `?cursor` (the last message_id of the previous page) as (ms, seq)."""
-    cursor: str | None = request.query_params.get("cursor")
+    cursor = query_value(request, "cursor")
     if cursor is None:
         return None
     if not CURSOR_PATTERN.fullmatch(cursor):
