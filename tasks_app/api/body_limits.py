@@ -182,26 +182,34 @@ def _limited_request_class(base: Any) -> type:
 
         def refuse(self) -> None:
             """Send the 413 straight to the socket, then close the connection."""
-            from twisted.internet import reactor as twisted_reactor
-
-            reactor: Any = twisted_reactor
             self.refused = True
             self.requestHeaders.removeHeader(b"Expect")  # no 100 Continue after the 413
             assert self.body_limit is not None
-            body = too_large_body(self.body_limit)
-            transport = self.channel.transport
-            transport.write(b"HTTP/1.1 413 " + TOO_LARGE.encode() + b"\r\n"
-                            b"Content-Type: application/json\r\n"
-                            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-                            b"Connection: close\r\n\r\n" + body)
             self.channel.persistent = False
-            transport.loseWriteConnection()
-            reactor.callLater(LINGER_SECONDS, _abort, transport)
+            reply_and_close(self.channel.transport, 413, TOO_LARGE,
+                            too_large_body(self.body_limit))
 
     return LimitedWebRequest
 
 
+def reply_and_close(transport: Any, status: int, reason: str, body: bytes) -> None:
+    """Write a JSON error response straight to a twisted transport, then close it.
+
+    The client's further bytes are read and dropped for ``LINGER_SECONDS`` (so it
+    sees the reply rather than a reset), then the connection is aborted.
+    """
+    from twisted.internet import reactor as twisted_reactor
+
+    reactor: Any = twisted_reactor
+    transport.write(f"HTTP/1.1 {status} {reason}\r\n".encode() +
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+                    b"Connection: close\r\n\r\n" + body)
+    transport.loseWriteConnection()
+    reactor.callLater(LINGER_SECONDS, _abort, transport)
+
+
 def _abort(transport: Any) -> None:
-    """Drop a refused connection the client has not closed yet."""
+    """Drop a closed connection the client has not closed yet."""
     if getattr(transport, "connected", False):
         transport.abortConnection()
