@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import pytest
+import requests
 from websockets.sync.client import connect
 
 from tests.servers import LiveServer
@@ -132,3 +133,29 @@ def test_a_slow_request_is_not_cut_off_once_its_headers_are_in(server: LiveServe
             time.sleep(0.3)
     head = read_response(sock.makefile("rb"))
     assert head.split(b"\r\n")[0] in (b"HTTP/1.1 201 Created", b"HTTP/1.1 400 Bad Request"), head
+
+
+def read_408(sock: socket.socket) -> bytes:
+    """Wait (sending nothing) for the server's 408 to a request whose headers stopped."""
+    sock.settimeout(TIMEOUT + SLACK + 3)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {reply!r}"
+        reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    return reply
+
+
+def test_a_request_finished_after_its_408_is_not_run(server: LiveServer) -> None:
+    """The client was told 408: headers and body it sends afterwards must not create a task."""
+    body = json.dumps({"type": "echo", "payload": {"marker": "after-408"}}).encode()
+    sock = open_socket(server)
+    sock.sendall(b"POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\n")
+    read_408(sock)
+    sock.sendall(b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(1.0)  # within the linger: the server still reads what the client sends
+    listing = requests.get(f"{server.url}/api/v1/tasks", timeout=10)
+    assert listing.status_code == 200
+    assert listing.json()["total_pending"] == 0, listing.text

@@ -125,7 +125,14 @@ class HeaderDeadline:
             return
         transport = self.channel.transport
         self.channel.persistent = False
+        # Whatever the client sends from now on is dropped: the rest of a request it
+        # was told timed out must not reach the application (nor a new one).
+        self.channel.dataReceived = _ignore
         if not self.request_started:
             transport.loseConnection()  # an idle keep-alive connection: close quietly
             return
         reply_and_close(transport, 408, REQUEST_TIMEOUT, timeout_body(self.seconds))
+
+
+def _ignore(data: bytes) -> None:
+    """A timed-out connection's further bytes: read and dropped until it closes."""
