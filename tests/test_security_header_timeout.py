@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -13,7 +14,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from tests.servers import LiveServer
+from tests.servers import LiveServer, self_signed_certificate
 
 TIMEOUT = 1.5
 SLACK = 1.5  # the deadline fires on the reactor; the machine may be loaded
@@ -159,3 +160,48 @@ def test_a_request_finished_after_its_408_is_not_run(server: LiveServer) -> None
     listing = requests.get(f"{server.url}/api/v1/tasks", timeout=10)
     assert listing.status_code == 200
     assert listing.json()["total_pending"] == 0, listing.text
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """daphne serving HTTPS (twisted's TLS wrapper around each connection)."""
+    work = tmp_path_factory.mktemp("header-timeout-tls")
+    env = {"TASKQUEUE_HTTP_HEADER_TIMEOUT": str(TIMEOUT)}
+    with LiveServer(work, env, tls=self_signed_certificate(work)) as live:
+        yield live
+
+
+def open_tls_socket(server: LiveServer) -> ssl.SSLSocket:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(open_socket(server))
+
+
+def test_over_tls_headers_past_the_deadline_get_the_408(tls_server: LiveServer) -> None:
+    sock = open_tls_socket(tls_server)
+    sock.sendall(b"GET /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    reply = read_408(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    while len(body) < int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:"))):
+        body += sock.recv(65536)
+    assert json.loads(body)["error"] == "Request Timeout"
+
+
+def test_over_tls_an_idle_connection_is_closed_at_the_deadline(tls_server: LiveServer) -> None:
+    sock = open_tls_socket(tls_server)
+    started = time.monotonic()
+    data, closed = read_until_closed(sock)
+    assert data == b""
+    assert TIMEOUT - 0.1 <= closed - started <= TIMEOUT + SLACK
+
+
+def test_over_tls_a_websocket_outlives_the_header_deadline(tls_server: LiveServer) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with connect(f"wss://127.0.0.1:{tls_server.port}/ws", open_timeout=10, ssl=context) as ws:
+        time.sleep(TIMEOUT * 2 + SLACK)
+        ws.send(json.dumps({"type": "ping"}))
+        ws.ping().wait(5)
