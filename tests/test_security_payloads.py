@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import requests
 from tasks_app.api.asgi import ThreadedHandler
 from tasks_app.conf import tq_settings
 from tests.procs import WorkerPool, wait_for_state
-from tests.servers import LiveServer
+from tests.servers import LiveServer, self_signed_certificate
 
 GIGABYTE = 1_000_000_000
 LIMIT = 1_048_576  # API_MAX_BODY_BYTES default
@@ -122,6 +123,22 @@ def test_an_encoded_api_path_gets_the_api_limit(server: LiveServer, path: str) -
     with raw_request(server, head) as sock:
         status, _, body = read_reply(sock)
     assert status == 413, body
+
+
+def test_declared_gigabyte_over_tls_gets_its_413(tmp_path: Path) -> None:
+    """Under daphne's TLS wrapper too the JSON 413 reaches the client before the close."""
+    with LiveServer(tmp_path, tls=self_signed_certificate(tmp_path)) as tls_server:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", tls_server.port),
+                                                          timeout=QUICK)) as sock:
+            sock.sendall(f"POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Content-Type: application/json\r\n"
+                         f"Content-Length: {GIGABYTE}\r\n\r\n".encode())
+            status, _, body = read_reply(sock)
+    assert status == 413, body
+    assert json.loads(body)["error"] == "Content Too Large"
 
 
 GOOD = "GET /admin/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

@@ -199,13 +199,22 @@ def reply_and_close(transport: Any, status: int, reason: str, body: bytes) -> No
     sees the reply rather than a reset), then the connection is aborted.
     """
     from twisted.internet import reactor as twisted_reactor
+    from twisted.protocols.policies import ProtocolWrapper
 
     reactor: Any = twisted_reactor
     transport.write(f"HTTP/1.1 {status} {reason}\r\n".encode() +
                     b"Content-Type: application/json\r\n"
                     b"Content-Length: " + str(len(body)).encode() + b"\r\n"
                     b"Connection: close\r\n\r\n" + body)
-    transport.loseWriteConnection()
+    if isinstance(transport, ProtocolWrapper):
+        # TLS: loseWriteConnection would half-close the socket beneath it, before
+        # the (buffered, encrypted) reply is out.  Its own close sends the reply and
+        # close_notify, and reads on until the client's; HTTP's channel is its
+        # producer and holds the close back until unregistered.
+        transport.unregisterProducer()
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()
     reactor.callLater(LINGER_SECONDS, _abort, transport)
 
 

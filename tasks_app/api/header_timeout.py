@@ -125,7 +125,16 @@ class HeaderDeadline:
             return
         transport = self.channel.transport
         self.channel.persistent = False
+        # Whatever the client sends from now on is dropped: the rest of a request it
+        # was told timed out must not reach the application (nor a new one).
+        self.channel.dataReceived = _ignore
         if not self.request_started:
-            transport.loseConnection()  # an idle keep-alive connection: close quietly
+            # Idle: close quietly.  The channel's own close also unregisters it as the
+            # transport's producer, which a TLS close waits for.
+            self.channel.loseConnection()
             return
         reply_and_close(transport, 408, REQUEST_TIMEOUT, timeout_body(self.seconds))
+
+
+def _ignore(data: bytes) -> None:
+    """A timed-out connection's further bytes: read and dropped until it closes."""
