@@ -24,18 +24,26 @@ from tasks_app.core.validation import build_spec
 
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
           "delay")
+KNOWN_FIELDS = frozenset(FIELDS)
 
 
-def spec(fields: Mapping[str, Any], task_id: str | None = None) -> TaskSpec:
-    """Validate one task's fields against the registry and the settings' defaults."""
+def spec(fields: Mapping[str, Any], task_id: str | None = None,
+         defaults: tuple[int, int, int] | None = None) -> TaskSpec:
+    """Validate one task's fields against the registry and the settings' defaults
+    (``defaults``: priority, max_retries, timeout, when the caller has read them)."""
     if task_id is not None and not _is_uuid(task_id):
         raise ValidationError("task id must be a UUID", "id")
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise ValidationError(f"unknown field '{unknown[0]}'", unknown[0])
-    defaults = (tq_settings.DEFAULT_PRIORITY, tq_settings.DEFAULT_MAX_RETRIES,
-                tq_settings.DEFAULT_TIMEOUT)
-    return build_spec(registry, task_id or new_task_id(), defaults=defaults, **fields)
+    if not KNOWN_FIELDS.issuperset(fields):
+        unknown = sorted(set(fields) - KNOWN_FIELDS)[0]
+        raise ValidationError(f"unknown field '{unknown}'", unknown)
+    return build_spec(registry, task_id or new_task_id(), defaults=defaults or task_defaults(),
+                      **fields)
+
+
+def task_defaults() -> tuple[int, int, int]:
+    """The settings' DEFAULT_PRIORITY, DEFAULT_MAX_RETRIES and DEFAULT_TIMEOUT."""
+    return (tq_settings.DEFAULT_PRIORITY, tq_settings.DEFAULT_MAX_RETRIES,
+            tq_settings.DEFAULT_TIMEOUT)
 
 
 def enqueue(type: str, payload: dict[str, Any] | None = None, *, task_id: str | None = None,
@@ -88,7 +96,8 @@ def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
 def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = None,
            idempotency_ttl: float = 86400.0) -> Submitted:
     """Like enqueue_many; a repeated idempotency key returns the first call's tasks."""
-    specs = [spec(fields) for fields in tasks]
+    defaults = task_defaults()
+    specs = [spec(fields, defaults=defaults) for fields in tasks]
     return get_broker().submit(specs, idempotency_key, idempotency_ttl)
 
 

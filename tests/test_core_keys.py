@@ -95,3 +95,15 @@ def test_namespaces_do_not_see_each_other(redis_server: EmbeddedRedis) -> None:
 def test_namespace_that_would_break_the_hash_tag_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         Keys(bad)
+
+
+def test_new_task_ids_are_distinct_canonical_version_4_uuids() -> None:
+    import uuid
+
+    from tasks_app.core.broker import new_task_id
+
+    ids = [new_task_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for task_id in ids[:2000]:
+        parsed = uuid.UUID(task_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, task_id)

@@ -6,6 +6,7 @@ admin operations live in :mod:`.inspect`.
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,8 +43,16 @@ def redis_errors() -> Iterator[None]:
 
 
 def new_task_id() -> str:
-    """A fresh task id (UUID4)."""
-    return str(uuid.uuid4())
+    """A fresh task id: a random UUID (version 4), in its canonical lowercase form.
+
+    Built from ``os.urandom`` directly, as ``uuid.uuid4()`` does, without the cost
+    of a ``uuid.UUID`` object (a third of the producer's time in a bulk enqueue).
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from .states import Priority, TaskState
 JSON = dict[str, Any]
 
 
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(value, separators=(",", ":"))`` with one encoder, not a new one per call."""
+
+
 def ms_to_iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch as ISO-8601 UTC ending in ``Z``."""
     if ms is None:
@@ -177,11 +181,11 @@ class TaskSpec:
         return [
             self.id,
             self.type,
-            json.dumps(self.payload, separators=(",", ":")),
+            compact_json(self.payload),
             self.priority,
             self.max_retries,
             self.timeout,
-            json.dumps(self.metadata, separators=(",", ":")),
+            compact_json(self.metadata) if self.metadata else "{}",
             "" if self.scheduled_at_ms is None else self.scheduled_at_ms,
             "" if self.delay_ms is None else self.delay_ms,
         ]

@@ -54,6 +54,7 @@ local out = {now}
 local submitted = {}
 local events = {}
 local woken = {}
+local wake_scheduler = false
 local seq = redis.call('INCRBY', K_SEQ, adding) - adding
 local us = now_us()
 for i = 0, n - 1 do
@@ -63,26 +64,29 @@ for i = 0, n - 1 do
     out[#out + 1] = 0
   else
     fresh[id] = false  -- a later copy of this id in the batch is a duplicate
-    local tk = k_task(id)
     local due = due_of(b)
     local state = (due and due > now) and 'scheduled' or 'pending'
-    redis.call('HSET', tk, 'id', id, 'type', ARGV[b + 1], 'payload', ARGV[b + 2],
+    local fields = {'id', id, 'type', ARGV[b + 1], 'payload', ARGV[b + 2],
       'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
       'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now,
-      'state', state)
+      'state', state}
     if due then
-      redis.call('HSET', tk, 'scheduled_at', due)
+      fields[#fields + 1] = 'scheduled_at'
+      fields[#fields + 1] = due
     end
     if state == 'scheduled' then
       redis.call('ZADD', k_delayed(p), due, id)
-      redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
-      redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
+      wake_scheduler = true
     else
       seq = seq + 1
-      redis.call('HSET', tk, 'seq', seq, 'enqueued_us', us)
+      fields[#fields + 1] = 'seq'
+      fields[#fields + 1] = seq
+      fields[#fields + 1] = 'enqueued_us'
+      fields[#fields + 1] = us
       redis.call('ZADD', k_pending(p), seq, id)
       woken[p] = (woken[p] or 0) + 1
     end
+    redis.call('HSET', k_task(id), unpack(fields))
     out[#out + 1] = 1
     if listening() then
       events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
@@ -94,6 +98,10 @@ for i = 0, n - 1 do
 end
 for p, k in pairs(woken) do
   notify(p, k)
+end
+if wake_scheduler then
+  redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
+  redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
 end
 for label, n in pairs(submitted) do
   count('submitted', label, nil, n)
