@@ -4,6 +4,7 @@ README and the tests; imported with the demo handlers (TASKQUEUE_DEMO_HANDLERS=0
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from tasks_app.tasks_framework import TaskContext, task
@@ -25,6 +26,13 @@ def shout(text: str, *, times: int = 1) -> dict[str, Any]:
 def fail(message: str) -> None:
     """Raise ValueError(message) on every attempt."""
     raise ValueError(message)
+
+
+@task
+def nap(seconds: float) -> float:
+    """Sleep ``seconds`` (a task to time out or to kill mid-run)."""
+    time.sleep(seconds)
+    return seconds
 
 
 @task(takes_context=True)

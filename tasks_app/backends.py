@@ -309,6 +309,24 @@ def _tell(signal: Signal, result: TaskResult) -> None:
                       result.id, exc_info=outcome)
 
 
+def announce_lost_attempt(task_id: str, type_name: str) -> None:
+    """task_finished for a Django task whose last attempt ended without its function
+    returning or raising: killed at its timeout, its process died, or its worker vanished.
+
+    Called by the worker that recorded the failure (``runworker_tq``'s hook), once the
+    task is dead-lettered; the TaskResult is read back from Redis, FAILED, with that
+    error.  Not a Django task, or already gone: nothing is sent.
+    """
+    base = _django_task(type_name)
+    if base is None:
+        return
+    try:
+        record = producer.get(task_id)
+    except TaskNotFound:
+        return
+    _tell(task_finished, to_result(record, base))
+
+
 def signal_name(signal: Signal) -> str:
     return "task_started" if signal is task_started else "task_finished"
 

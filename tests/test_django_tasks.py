@@ -4,10 +4,14 @@ and enqueueing after a database transaction commits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -589,3 +593,79 @@ def test_on_commit_task_enqueued_comes_after_the_commit_with_enqueued_at(
     created = producer.get(result.id).created_at
     assert result.enqueued_at is not None and seen[0].enqueued_at == result.enqueued_at
     assert result.enqueued_at == datetime.fromtimestamp(created / 1000, tz=UTC)
+
+
+# -- task_finished when the function never returned (timeouts, dead workers) -------------
+
+
+def signals_heard(log: Path, result_id: str) -> list[dict[str, Any]]:
+    """What the worker's task_started / task_finished receivers got for one task."""
+    if not log.exists():
+        return []
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    return [line for line in lines if line["id"] == result_id]
+
+
+@pytest.fixture
+def recorded_worker(pool: WorkerPool, inspector: Inspector, tmp_path: Path
+                    ) -> tuple[Any, Path]:
+    """A real worker whose Django signal receivers write to a file."""
+    log = tmp_path / "signals.jsonl"
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings_signals", "TQ_SIGNAL_LOG": str(log)}
+    return pool.start(inspector=inspector, env=env), log
+
+
+def test_a_task_killed_at_its_timeout_sends_task_finished_failed_once(
+        recorded_worker: tuple[Any, Path]) -> None:
+    _, log = recorded_worker
+    options = {"TIMEOUT": 1, "MAX_RETRIES": 1}
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND, "OPTIONS": options}}):
+        result = demo_tasks.nap.enqueue(30)
+
+    wait_for_state(result.id, "dead_letter", 20)
+    finished_signals = wait_for(
+        lambda: [s for s in signals_heard(log, result.id) if s["signal"] == "task_finished"],
+        5, message="task_finished from the worker")
+    time.sleep(0.5)  # a second (wrong) task_finished would have arrived by now
+
+    heard = signals_heard(log, result.id)
+    assert [s["signal"] for s in heard] == ["task_started", "task_started", "task_finished"]
+    [ended] = finished_signals
+    assert ended["status"] == str(TaskResultStatus.FAILED) and ended["finished"]
+    assert ended["errors"] == ["timed out after 1 s"]
+    assert demo_tasks.nap.get_result(result.id).status == TaskResultStatus.FAILED
+
+
+def test_ordinary_endings_still_send_task_finished_exactly_once(
+        recorded_worker: tuple[Any, Path]) -> None:
+    _, log = recorded_worker
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND,
+                                              "OPTIONS": {"MAX_RETRIES": 0}}}):
+        ok, failed = demo_tasks.add.enqueue(1, 2), demo_tasks.fail.enqueue("boom")
+
+    for result, state in ((ok, "completed"), (failed, "dead_letter")):
+        wait_for_state(result.id, state, 15)
+    time.sleep(0.5)
+    for result, status in ((ok, TaskResultStatus.SUCCESSFUL), (failed, TaskResultStatus.FAILED)):
+        heard = signals_heard(log, result.id)
+        assert [s["signal"] for s in heard] == ["task_started", "task_finished"], heard
+        assert heard[-1]["status"] == str(status)
+
+
+def test_a_task_whose_slot_dies_sends_task_finished_from_the_supervisor(
+        recorded_worker: tuple[Any, Path]) -> None:
+    worker, log = recorded_worker
+    with override_settings(TASKS={"default": {"BACKEND": BACKEND,
+                                              "OPTIONS": {"MAX_RETRIES": 0}}}):
+        result = demo_tasks.nap.enqueue(30)
+    wait_for_state(result.id, "running", 10)
+    [slot] = worker.slot_pids()
+    os.kill(slot, signal.SIGKILL)
+
+    wait_for_state(result.id, "dead_letter", 10)
+    [ended] = wait_for(
+        lambda: [s for s in signals_heard(log, result.id) if s["signal"] == "task_finished"],
+        5, message="task_finished from the supervisor")
+    assert ended["status"] == str(TaskResultStatus.FAILED) and ended["finished"]
+    assert ended["pid"] == worker.pid  # the supervisor, which saw its slot die
+    assert ended["errors"] and "lost" in ended["errors"][0]

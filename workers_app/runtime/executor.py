@@ -32,6 +32,7 @@ class Report:
     result_json: str = "null"
     error: str = ""
     permanent: bool = False
+    interrupted: bool = False  # stopped at its time limit: the handler neither returned nor raised
 
 
 def timeout_message(seconds: float) -> str:
@@ -75,7 +76,7 @@ class Executor:
         try:
             result = self._call(job)
         except TaskTimeout:
-            return self._failed(start, timeout_message(job.timeout))
+            return self._failed(start, timeout_message(job.timeout), interrupted=True)
         except NonRetryableError as exc:
             return self._failed(start, _describe(exc), permanent=True)
         except Exception as exc:
@@ -104,8 +105,10 @@ class Executor:
         return self._loop
 
     @staticmethod
-    def _failed(start: float, error: str, permanent: bool = False) -> Report:
-        return Report(False, time.perf_counter() - start, error=error, permanent=permanent)
+    def _failed(start: float, error: str, permanent: bool = False,
+                interrupted: bool = False) -> Report:
+        return Report(False, time.perf_counter() - start, error=error, permanent=permanent,
+                      interrupted=interrupted)
 
 
 async def _limited(coro: Any, seconds: float) -> Any:

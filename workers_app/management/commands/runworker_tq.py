@@ -9,11 +9,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from tasks_app.conf import tq_settings
+from tasks_app.core.broker import Outcome
 from tasks_app.core.registry import registry
-from tasks_app.core.states import Priority
+from tasks_app.core.states import Priority, TaskState
+from tasks_app.core.task import Job
 from tasks_app.discovery import django_tasks_configured
 from workers_app.events import EventsHook
 from workers_app.logging import configure
+from workers_app.runtime.executor import Report
 from workers_app.runtime.hooks import Hook
 from workers_app.runtime.worker import Worker, WorkerOptions
 
@@ -26,6 +29,27 @@ class CloseDatabaseConnections(Hook):
             conn.inc_thread_sharing()
             conn.close()
             conn.dec_thread_sharing()
+
+
+class DjangoTaskSignals(Hook):
+    """Django's task_finished for an attempt that ended the task without the function
+    returning or raising: stopped at its time limit (in the slot), or a dead slot or
+    vanished worker (in a supervisor).  The function's own return or exception is
+    announced by the Django task runner itself (tasks_app.backends)."""
+
+    def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
+        if report.interrupted:
+            self._announce(job.id, job.type, outcome)
+
+    def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
+        self._announce(task_id, outcome.type, outcome)
+
+    @staticmethod
+    def _announce(task_id: str, type_name: str, outcome: Outcome) -> None:
+        if outcome.state in (TaskState.FAILED, TaskState.DEAD_LETTER):
+            from tasks_app.backends import announce_lost_attempt
+
+            announce_lost_attempt(task_id, type_name)
 
 
 def parse_priorities(text: str) -> list[int]:
@@ -77,6 +101,8 @@ class Command(BaseCommand):
         hooks: list[Hook] = [CloseDatabaseConnections()]
         if tq_settings.EVENTS_ENABLED:
             hooks.append(EventsHook())
+        if django_tasks_configured():
+            hooks.append(DjangoTaskSignals())
         worker = Worker(tq_settings.core_config(), options, registry, hooks=hooks)
         code = worker.run()
         sys.stdout.flush()

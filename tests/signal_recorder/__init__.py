@@ -1,0 +1,1 @@
+"""A test-only app: records Django's task signals, as received in a worker process."""
