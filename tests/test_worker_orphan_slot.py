@@ -107,14 +107,10 @@ def test_a_task_that_cannot_be_put_back_is_left_to_its_lease(
     slot.broker.close()
 
 
-def test_an_orphaned_slot_takes_nothing(redis_server: EmbeddedRedis, broker: Broker,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    register(broker, WORKER)
-    spec = make_spec("record")
-    broker.enqueue(spec)
-    ran: list[str] = []
-    slot = make_slot(redis_server.url, ran)
-    slot.supervisor = -1  # our parent is not the process that forked us any more
+def assert_exits_orphaned_taking_nothing(slot: SlotProcess, spec_id: str, ran: list[str],
+                                         broker: Broker, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """The slot notices it is orphaned and exits before taking the pending task."""
 
     def exit_orphaned() -> None:
         raise Orphaned
@@ -123,8 +119,19 @@ def test_an_orphaned_slot_takes_nothing(redis_server: EmbeddedRedis, broker: Bro
     with pytest.raises(Orphaned):
         slot.run()
     assert ran == []
-    assert broker.get(spec.id).state.value == "pending"
+    assert broker.get(spec_id).state.value == "pending"
     slot.broker.close()
+
+
+def test_an_orphaned_slot_takes_nothing(redis_server: EmbeddedRedis, broker: Broker,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    register(broker, WORKER)
+    spec = make_spec("record")
+    broker.enqueue(spec)
+    ran: list[str] = []
+    slot = make_slot(redis_server.url, ran)
+    slot.supervisor = -1  # our parent is not the process that forked us any more
+    assert_exits_orphaned_taking_nothing(slot, spec.id, ran, broker, monkeypatch)
 
 
 def test_a_live_supervisor_lets_the_slot_run(redis_server: EmbeddedRedis,
@@ -149,16 +156,7 @@ def test_a_supervisor_that_died_before_the_slot_started_is_noticed(
     broker.enqueue(spec)
     ran: list[str] = []
     slot = make_slot(redis_server.url, ran, supervisor_pid=os.getpid())  # not our parent
-
-    def exit_orphaned() -> None:
-        raise Orphaned
-
-    monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
-    with pytest.raises(Orphaned):
-        slot.run()
-    assert ran == []
-    assert broker.get(spec.id).state.value == "pending"
-    slot.broker.close()
+    assert_exits_orphaned_taking_nothing(slot, spec.id, ran, broker, monkeypatch)
 
 
 def test_the_worker_hands_its_pid_to_its_slots(redis_server: EmbeddedRedis) -> None:

@@ -29,10 +29,12 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def spec_of(data: Any, where: str = "") -> TaskSpec:
+def spec_of(data: Any, where: str = "", defaults: tuple[int, int, int] | None = None
+            ) -> TaskSpec:
     """Validate one task's fields; in a batch the message says which item is wrong."""
     try:
-        return producer.spec(inputs.task_fields(data, where or "request body"))
+        return producer.spec(inputs.task_fields(data, where or "request body"),
+                             defaults=defaults)
     except ValidationError as exc:
         if not where:
             raise
@@ -84,7 +86,8 @@ class TaskBatchView(SubmitView):
     def post(self, request: Request) -> Response:
         """Create every task or none."""
         items = inputs.batch_items(request.data)
-        specs = [spec_of(item, f"tasks[{i}]") for i, item in enumerate(items)]
+        defaults = producer.task_defaults()  # read once for the whole batch
+        specs = [spec_of(item, f"tasks[{i}]", defaults) for i, item in enumerate(items)]
         submitted = submit(request, specs)
         tasks = [task.to_dict() for task in submitted.tasks]
         body = {"tasks": tasks, "count": len(tasks)}
