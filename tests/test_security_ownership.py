@@ -12,7 +12,6 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from tasks_app import producer
 from tasks_app.conf import tq_settings
+from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, scoped
+from tasks_app.events import group_channel
 from tests.api_support import Reply, broker, call
+from tests.factories import WORKER, make_spec, open_broker, register, take
 from tests.servers import LiveServer
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +138,127 @@ def test_scoped_names_cannot_collide() -> None:
     keys = Keys("ns")
     assert keys.idempotency("order-42", "user:1").startswith("tq:{ns}:idem:")
     assert keys.idempotency("1:user:1:x", "a") != keys.idempotency("x", "user:1")
+
+
+def test_every_task_event_carries_the_owner_for_the_server_side_filter() -> None:
+    """Each script that reports a task (enqueue, dequeue, ack, fail, recover, cancel, purge)
+    puts the owner into the event, from the fields it already reads."""
+    channel = group_channel()
+    with open_broker(tq_settings.REDIS_URL, events_channel=channel, lease_seconds=0.05) as core:
+        listener = core.client.pubsub()
+        listener.subscribe(channel)
+        register(core)
+        specs = [make_spec(max_retries=m) for m in (0, 0, 1, 0, 0)]
+        core.submit(specs, scope="key:owner1")
+        done, failed, _lost = take(core), take(core), take(core)
+        core.ack(done, WORKER, "1")
+        core.fail(failed.id, WORKER, failed.fence, "boom")
+        time.sleep(0.1)
+        assert core.recover()[0]
+        core.cancel(specs[3].id)
+        assert Inspector(core).purge(0) == 1
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                seen += json.loads(message["data"])["events"]
+        listener.close()
+    kinds = [e["type"] for e in seen]
+    assert set(kinds) == {"task.submitted", "task.started", "task.completed", "task.failed",
+                          "task.dead_lettered", "task.retrying", "task.cancelled"}, kinds
+    assert kinds.count("task.cancelled") == 2
+    assert all(e["data"]["owner"] == "key:owner1" for e in seen), seen
+
+
+# ---- TASK_VISIBILITY over REST -----------------------------------------------------------
+
+def test_owner_visibility_hides_another_principals_task_like_an_unknown_id(
+        user: User, staff: User) -> None:
+    with settings(TASK_VISIBILITY="owner"):
+        task_id = post(as_key(KEY_A), {"secret": SECRET}).body["id"]
+        unknown = call("GET", f"/api/v1/tasks/{uuid.uuid4()}", **as_key(KEY_B))
+        for stranger in (as_key(KEY_B), as_user(user)):
+            got = call("GET", f"/api/v1/tasks/{task_id}", **stranger)
+            cancelled = call("DELETE", f"/api/v1/tasks/{task_id}", **stranger)
+            assert (got.status, got.body) == (404, unknown.body)
+            assert (cancelled.status, cancelled.body) == (404, unknown.body)
+        assert broker().get(task_id).state == "pending"
+        for allowed in (as_key(KEY_A), as_key(ADMIN_KEY), as_user(staff)):
+            got = call("GET", f"/api/v1/tasks/{task_id}", **allowed)
+            assert got.status == 200 and got.body["payload"] == {"secret": SECRET}
+            assert "owner" not in got.body
+        assert call("DELETE", f"/api/v1/tasks/{task_id}", **as_key(KEY_A)).status == 200
+        assert broker().get(task_id).state == "cancelled"
+
+
+def test_owner_visibility_for_a_jwt_user_and_for_tasks_made_by_python_code(user: User) -> None:
+    with settings(TASK_VISIBILITY="owner"):
+        mine = post(as_user(user), {"n": 1}).body["id"]
+        from_code = producer.enqueue("echo", {"n": 2}).id
+        assert call("GET", f"/api/v1/tasks/{mine}", **as_user(user)).status == 200
+        assert call("GET", f"/api/v1/tasks/{mine}", **as_key(KEY_A)).status == 404
+        assert call("GET", f"/api/v1/tasks/{from_code}", **as_user(user)).status == 404
+        assert call("GET", f"/api/v1/tasks/{from_code}", **as_key(ADMIN_KEY)).status == 200
+
+
+def test_all_visibility_is_todays_behaviour() -> None:
+    with settings():
+        task_id = post(as_key(KEY_A), {"n": 1}).body["id"]
+        assert call("GET", f"/api/v1/tasks/{task_id}", **as_key(KEY_B)).status == 200
+        assert call("DELETE", f"/api/v1/tasks/{task_id}", **as_key(KEY_B)).status == 200
+
+
+def test_owner_visibility_with_auth_off_shows_everything() -> None:
+    with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL,
+                                      "TASK_VISIBILITY": "owner"}):
+        from_code = producer.enqueue("echo").id
+        assert call("GET", f"/api/v1/tasks/{from_code}").status == 200
+
+
+# ---- TASK_VISIBILITY over /ws (real daphne) --------------------------------------------
+
+@pytest.fixture(scope="module")
+def owner_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    env = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": f"{KEY_A},{KEY_B}",
+           "TASKQUEUE_ADMIN_API_KEYS": ADMIN_KEY, "TASKQUEUE_TASK_VISIBILITY": "owner"}
+    with LiveServer(tmp_path_factory.mktemp("owner-ws"), env) as live:
+        yield live
+
+
+def http_post(server: LiveServer, key: str, payload: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/tasks", json.dumps({"type": "echo", "payload": payload}).encode(),
+        {"Content-Type": "application/json", "X-API-Key": key}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.load(response)["id"])
+
+
+def received(sock: ClientConnection, quiet: float = 1.0) -> list[dict[str, Any]]:
+    """Every event until the socket has been quiet for ``quiet`` seconds."""
+    got = []
+    while True:
+        try:
+            got.append(json.loads(sock.recv(timeout=quiet)))
+        except TimeoutError:
+            return got
+
+
+def test_ws_delivers_task_events_only_to_their_owner_and_admins(
+        owner_server: LiveServer) -> None:
+    url = f"{owner_server.ws_url}/ws?types=task.*"
+    with connect(f"{url}&api_key={KEY_A}") as sock_a, \
+            connect(f"{url}&api_key={KEY_B}") as sock_b, \
+            connect(f"{url}&api_key={ADMIN_KEY}") as sock_admin:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        task_a = http_post(owner_server, KEY_A, {"secret": SECRET})
+        task_b = http_post(owner_server, KEY_B, {"n": 1})
+        assert broker().cancel(task_a).state == "cancelled"
+        events_a, events_b, events_admin = (received(s) for s in (sock_a, sock_b, sock_admin))
+    seen = {name: [(e["type"], e["data"]["task_id"]) for e in events]
+            for name, events in (("a", events_a), ("b", events_b), ("admin", events_admin))}
+    assert seen["a"] == [("task.submitted", task_a), ("task.cancelled", task_a)]
+    assert seen["b"] == [("task.submitted", task_b)]
+    assert sorted(seen["admin"]) == sorted(seen["a"] + seen["b"])
+    for event in events_a + events_b + events_admin:
+        assert "owner" not in event["data"], event
