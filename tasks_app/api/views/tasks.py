@@ -28,7 +28,8 @@ from tasks_app.visibility import may_see, viewer_scope
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
-    description="Repeat within 24 h returns the first call's task(s) with 200, creating nothing",
+    description="Repeat by the same caller within 24 h returns its first call's task(s) with 200,"
+                " creating nothing",
 )
 
 
