@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import replace
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from tasks_app import ws_backpressure
 from tasks_app.conf import tq_settings
+from tasks_app.visibility import viewer_scope
 from tasks_app.ws_auth import authenticate_scope
 from tasks_app.ws_filters import EventFilter
 from tasks_app.ws_hub import DROPPED, Encoded, hub
@@ -34,10 +36,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.sender: asyncio.Task[None] | None = None
         offered = self.scope.get("subprotocols", [])
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        if not await authenticate_scope(self.scope):
+        principal = await authenticate_scope(self.scope)
+        if principal is None:
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
             return
+        self.filter = replace(self.filter, owner=viewer_scope(principal))
         await hub().join(self)
         await self.accept(chosen)
         self.sender = asyncio.create_task(self._send_loop())

@@ -22,6 +22,11 @@ from tasks_app.core.registry import registry
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
 
+PRODUCER_SCOPE = "producer"
+"""The caller Python code enqueues as unless it passes ``scope`` (e.g.
+``authentication.principal_id(request.user)`` to act for a user): idempotency keys are
+remembered per scope, and the scope is recorded as the tasks' owner (TASK_VISIBILITY)."""
+
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
           "delay")
 KNOWN_FIELDS = frozenset(FIELDS)
@@ -47,16 +52,16 @@ def task_defaults() -> tuple[int, int, int]:
 
 
 def enqueue(type: str, payload: dict[str, Any] | None = None, *, task_id: str | None = None,
-            **options: Any) -> Task:
+            scope: str = PRODUCER_SCOPE, **options: Any) -> Task:
     """Create one task; options are priority, max_retries, timeout, metadata, delay,
     scheduled_at.  ``task_id`` (a UUID) is generated unless given."""
     task_spec = spec({"type": type, "payload": payload, **options}, task_id)
-    return get_broker().submit([task_spec]).tasks[0]
+    return get_broker().submit([task_spec], scope=scope).tasks[0]
 
 
 def enqueue_on_commit(type: str, payload: dict[str, Any] | None = None, *,
                       task_id: str | None = None, using: str | None = None,
-                      **options: Any) -> str:
+                      scope: str = PRODUCER_SCOPE, **options: Any) -> str:
     """Validate a task now and create it when the transaction on database ``using`` commits
     (at once outside a transaction; never if it rolls back); return its id.
 
@@ -64,15 +69,16 @@ def enqueue_on_commit(type: str, payload: dict[str, Any] | None = None, *,
     raised from the commit (the database transaction is already committed).
     """
     task_spec = spec({"type": type, "payload": payload, **options}, task_id)
-    submit_on_commit(task_spec, using)
+    submit_on_commit(task_spec, using, scope=scope)
     return task_spec.id
 
 
 def submit_on_commit(task_spec: TaskSpec, using: str | None = None,
-                     then: Callable[[Task], None] | None = None) -> None:
+                     then: Callable[[Task], None] | None = None,
+                     scope: str = PRODUCER_SCOPE) -> None:
     """Create a validated task when the transaction on ``using`` commits, then call
     ``then`` with it."""
-    transaction.on_commit(partial(_submit_spec, task_spec, then), using=using)
+    transaction.on_commit(partial(_submit_spec, task_spec, then, scope), using=using)
 
 
 def _is_uuid(value: object) -> bool:
@@ -82,23 +88,26 @@ def _is_uuid(value: object) -> bool:
         return False
 
 
-def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None) -> None:
-    created = get_broker().submit([task_spec]).tasks[0]
+def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None,
+                 scope: str = PRODUCER_SCOPE) -> None:
+    created = get_broker().submit([task_spec], scope=scope).tasks[0]
     if then is not None:
         then(created)
 
 
-def enqueue_many(tasks: Iterable[Mapping[str, Any]]) -> list[Task]:
+def enqueue_many(tasks: Iterable[Mapping[str, Any]], scope: str = PRODUCER_SCOPE
+                 ) -> list[Task]:
     """Create many tasks in one round trip, all or nothing (each a dict of FIELDS)."""
-    return submit(tasks).tasks
+    return submit(tasks, scope=scope).tasks
 
 
 def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = None,
-           idempotency_ttl: float = 86400.0) -> Submitted:
-    """Like enqueue_many; a repeated idempotency key returns the first call's tasks."""
+           idempotency_ttl: float = 86400.0, scope: str = PRODUCER_SCOPE) -> Submitted:
+    """Like enqueue_many; a repeated idempotency key from the same ``scope`` returns the
+    first call's tasks."""
     defaults = task_defaults()
     specs = [spec(fields, defaults=defaults) for fields in tasks]
-    return get_broker().submit(specs, idempotency_key, idempotency_ttl)
+    return get_broker().submit(specs, idempotency_key, idempotency_ttl, scope=scope)
 
 
 def get(task_id: str) -> Task:

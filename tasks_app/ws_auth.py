@@ -30,13 +30,13 @@ def credentials(scope: dict[str, Any]) -> tuple[str | None, str | None]:
     return key, token
 
 
-def _key_ok(key: str) -> bool:
+def _key_principal(key: str) -> Any:
     from tasks_app.api.authentication import database_principal, settings_principal
 
-    return (settings_principal(key) or database_principal(key)) is not None
+    return settings_principal(key) or database_principal(key)
 
 
-def _token_ok(token: str) -> bool:
+def _token_user(token: str) -> Any:
     from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 
@@ -44,20 +44,24 @@ def _token_ok(token: str) -> bool:
     try:
         user = auth.get_user(auth.get_validated_token(token.encode()))
     except (TokenError, AuthenticationFailed):
-        return False
-    return bool(user and user.is_active)
+        return None
+    return user if user and user.is_active else None
 
 
 @database_sync_to_async
-def _check(key: str | None, token: str | None) -> bool:
-    if key and tq_settings.AUTH_API_KEYS and _key_ok(key):
-        return True
-    return bool(token and tq_settings.AUTH_JWT and _token_ok(token))
+def _check(key: str | None, token: str | None) -> Any:
+    principal = key and tq_settings.AUTH_API_KEYS and _key_principal(key)
+    if principal:
+        return principal
+    return (token and tq_settings.AUTH_JWT and _token_user(token)) or None
 
 
-async def authenticate_scope(scope: dict[str, Any]) -> bool:
-    """True when auth is off, or the client offered a valid API key or JWT."""
+async def authenticate_scope(scope: dict[str, Any]) -> Any:
+    """The client's principal (an API key's, a JWT's user; an anonymous user while auth is
+    off), or None when it offered no valid API key or JWT."""
     if not tq_settings.AUTH_ENABLED:
-        return True
+        from django.contrib.auth.models import AnonymousUser
+
+        return AnonymousUser()
     key, token = credentials(scope)
-    return bool(await _check(key, token))
+    return await _check(key, token)

@@ -16,11 +16,13 @@ def _values(query: dict[str, list[str]], name: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Event type patterns (globs) and task ids; empty means everything."""
+    """Event type patterns (globs) and task ids; empty means everything.  ``owner`` (set by
+    the server, see visibility.py) keeps only the task events of that owner's tasks."""
 
     types: tuple[str, ...] = ()
     task_ids: frozenset[str] = frozenset()
     priorities: frozenset[str] = frozenset()
+    owner: str | None = None
 
     @classmethod
     def from_query_string(cls, raw: bytes) -> EventFilter:
@@ -35,6 +37,8 @@ class EventFilter:
         if self.types and not any(fnmatch.fnmatchcase(kind, p) for p in self.types):
             return False
         data = event.get("data", {})
+        if self.owner is not None and kind.startswith("task.") and data.get("owner") != self.owner:
+            return False
         if self.task_ids and data.get("task_id") not in self.task_ids:
             return False
         wrong_priority = kind.startswith("task.") and data.get("priority") not in self.priorities

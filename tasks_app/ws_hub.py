@@ -101,7 +101,7 @@ class Hub:
 
     def _deliver(self, out: list[Event]) -> None:
         if out:
-            encoded = [(item, json.dumps(item)) for item in out]
+            encoded = [(item, json.dumps(public(item))) for item in out]
             for listener in list(self.listeners):
                 listener.offer(encoded)
 
@@ -119,6 +119,15 @@ class Hub:
         self._window_start, self._passed = time.monotonic(), 0
         if self.listeners and events.TASK_GROUP not in self._readers:
             await self._subscribe(events.TASK_GROUP)
+
+
+def public(item: Event) -> Event:
+    """The event as clients receive it: without the task's owner, which only the
+    server-side visibility filter uses."""
+    data = item.get("data")
+    if not isinstance(data, dict) or "owner" not in data:
+        return item
+    return {**item, "data": {k: v for k, v in data.items() if k != "owner"}}
 
 
 _hubs: dict[Any, Hub] = {}

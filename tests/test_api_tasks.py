@@ -156,7 +156,7 @@ def test_idempotency_key_returns_the_original_with_200() -> None:
 
 def test_idempotency_key_lasts_24_hours() -> None:
     call("POST", "/api/v1/tasks", {"type": "echo"}, **{"Idempotency-Key": "k-ttl"})
-    ttl = broker().client.pttl(broker().keys.idempotency("k-ttl"))
+    ttl = broker().client.pttl(broker().keys.idempotency("k-ttl", "anonymous"))
     assert 86_390_000 < ttl <= 86_400_000
 
 

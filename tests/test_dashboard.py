@@ -88,13 +88,14 @@ def test_the_page_carries_a_socket_token_for_the_signed_in_user(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_that_token_opens_the_socket_when_auth_is_on(staff_client: Client) -> None:
+def test_that_token_opens_the_socket_when_auth_is_on(staff_client: Client, staff: User
+                                                     ) -> None:
     config = embedded(staff_client.get("/dashboard/").content.decode(), "tq-config")
     scope = {"query_string": f"token={config['token']}".encode()}
     bad = {"query_string": b"token=not-a-token"}
     with override_settings(TASKQUEUE={**settings.TASKQUEUE, "AUTH_ENABLED": True}):
-        assert async_to_sync(authenticate_scope)(scope) is True
-        assert async_to_sync(authenticate_scope)(bad) is False
+        assert async_to_sync(authenticate_scope)(scope) == staff
+        assert async_to_sync(authenticate_scope)(bad) is None
 
 
 @pytest.mark.django_db

@@ -115,6 +115,8 @@ def test_integers_are_accepted_for_float_keys() -> None:
         ("CONCURRENCY", 0),
         ("DEMO_HANDLERS", "yes"),
         ("HANDLER_MODULE", "not a module"),
+        ("TASK_VISIBILITY", "owners"),
+        ("TASK_VISIBILITY", None),
     ],
 )
 def test_invalid_values_are_refused_naming_the_key(key: str, value: Any) -> None:

@@ -21,6 +21,7 @@ from tasks_app.conf import tq_settings
 
 API_KEY_HEADER = "X-API-Key"
 REALM = "taskqueue"
+ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,22 @@ class KeyPrincipal:
 
     def __str__(self) -> str:
         return self.ident
+
+
+def principal_id(user: Any) -> str:
+    """The one name the product gives a caller: ``key:<prefix>`` for an API key,
+    ``user:<pk>`` for a JWT (or session) user, ``anonymous`` without a principal."""
+    if isinstance(user, KeyPrincipal):
+        return user.ident
+    if user is None or not user.is_authenticated:
+        return ANONYMOUS
+    return f"user:{user.pk}"
+
+
+def is_admin_principal(user: Any) -> bool:
+    """True for an admin API key and for a staff or superuser account."""
+    return bool(user is not None and user.is_authenticated
+                and (getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)))
 
 
 def _digest(key: str) -> bytes:

@@ -18,7 +18,7 @@ import redis
 
 from . import errors
 from .config import Config
-from .keys import Keys
+from .keys import Keys, scoped
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
 from .task import Job, Task, TaskSpec
@@ -155,19 +155,24 @@ class Broker:
         return self.submit(specs).tasks
 
     def submit(self, specs: Sequence[TaskSpec], idempotency_key: str | None = None,
-               idempotency_ttl: float = 86400.0) -> Submitted:
-        """Create tasks atomically; with an idempotency key, a repeat within
-        ``idempotency_ttl`` seconds creates nothing and returns the first call's tasks."""
+               idempotency_ttl: float = 86400.0, scope: str = "") -> Submitted:
+        """Create tasks atomically; with an idempotency key, a repeat by the same ``scope``
+        within ``idempotency_ttl`` seconds creates nothing and returns the first call's tasks.
+
+        ``scope`` names the caller: idempotency keys are remembered per scope, and a
+        non-empty scope is recorded as the tasks' ``owner``.
+        """
         if not specs:
             return Submitted([], duplicate=False)
-        args: list[Any] = [len(specs), idempotency_key or "", int(idempotency_ttl * 1000)]
+        idem = scoped(scope, idempotency_key) if idempotency_key else ""
+        args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope]
         for spec in specs:
             args.extend(spec.script_args())
         reply = self._run("enqueue", self.keys.seq, args)
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
-        tasks = [_created(spec, now) if int(created) else self.get(spec.id)
+        tasks = [_created(spec, now, scope) if int(created) else self.get(spec.id)
                  for spec, created in zip(specs, reply[1:], strict=True)]
         return Submitted(tasks, duplicate=False)
 
@@ -373,7 +378,7 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
-def _created(spec: TaskSpec, now: int) -> Task:
+def _created(spec: TaskSpec, now: int, owner: str) -> Task:
     due = spec.scheduled_at_ms
     if due is None and spec.delay_ms is not None:
         due = now + spec.delay_ms
@@ -391,5 +396,6 @@ def _created(spec: TaskSpec, now: int) -> Task:
         created_at=now,
         updated_at=now,
         scheduled_at=due,
+        owner=owner or None,
     )
 

@@ -49,9 +49,9 @@ class Keys:
         """List a paused worker's slots block on until resumed."""
         return f"{self.prefix}worker:{worker_id}:wake"
 
-    def idempotency(self, key: str) -> str:
-        """String holding the task ids an Idempotency-Key created."""
-        return f"{self.prefix}idem:{key}"
+    def idempotency(self, key: str, scope: str) -> str:
+        """String holding the task ids an Idempotency-Key created, per caller ``scope``."""
+        return f"{self.prefix}idem:{scoped(scope, key)}"
 
     def rate_limit(self, client: str, window: int) -> str:
         """Counter of one client's requests in one fixed rate-limit window."""
@@ -148,6 +148,12 @@ class Keys:
                 "",
             ]
         )
+
+
+def scoped(scope: str, name: str) -> str:
+    """``name`` inside ``scope`` as ``<len(scope)>:<scope>:<name>``: the length prefix
+    makes the split unambiguous, so no other (scope, name) pair spells the same string."""
+    return f"{len(scope)}:{scope}:{name}"
 
 
 def lua_str(value: str) -> str:

@@ -59,6 +59,7 @@ class Task:
     dead_at: int | None = None
     dlq_reason: str | None = None
     has_result: bool = False
+    owner: str | None = None  # the creating principal; never in to_dict
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Task:
@@ -85,6 +86,7 @@ class Task:
             next_retry_at=_int(raw, "next_retry_at"),
             dead_at=_int(raw, "dead_at"),
             dlq_reason=raw.get("dlq_reason"),
+            owner=raw.get("owner"),
         )
 
     def to_dict(self) -> JSON:

@@ -12,6 +12,7 @@ from rest_framework.throttling import BaseThrottle
 
 from tasks_app import producer
 from tasks_app.api import docs, inputs
+from tasks_app.api.authentication import principal_id
 from tasks_app.api.errors import Conflict
 from tasks_app.api.serializers import QueueDepths, Task, TaskBatch, TaskBatchCreate, TaskCreate
 from tasks_app.api.throttling import SubmitRateThrottle
@@ -19,13 +20,16 @@ from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core.broker import Submitted
-from tasks_app.core.errors import ValidationError
+from tasks_app.core.errors import TaskNotFound, ValidationError
+from tasks_app.core.task import Task as StoredTask
 from tasks_app.core.task import TaskSpec
+from tasks_app.visibility import may_see, viewer_scope
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
     pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
-    description="Repeat within 24 h returns the first call's task(s) with 200, creating nothing",
+    description="Repeat by the same caller within 24 h returns its first call's task(s) with 200,"
+                " creating nothing",
 )
 
 
@@ -44,7 +48,20 @@ def spec_of(data: Any, where: str = "", defaults: tuple[int, int, int] | None = 
 def submit(request: Request, specs: Sequence[TaskSpec]) -> Submitted:
     """Enqueue in one round trip, honouring Idempotency-Key."""
     key = inputs.idempotency_key(request)
-    return get_broker().submit(specs, key, tq_settings.IDEMPOTENCY_TTL)
+    return get_broker().submit(specs, key, tq_settings.IDEMPOTENCY_TTL,
+                               scope=principal_id(request.user))
+
+
+def visible_task(request: Request, task_id: str) -> StoredTask | None:
+    """The task when TASK_VISIBILITY hides others' tasks from this caller (404 for one it may
+    not see, like an unknown id); None, without reading, when the caller sees every task."""
+    viewer = viewer_scope(request.user)
+    if viewer is None:
+        return None
+    task = get_broker().get(task_id)
+    if not may_see(viewer, task.owner):
+        raise TaskNotFound(task_id)
+    return task
 
 
 class SubmitView(ApiView):
@@ -99,11 +116,13 @@ class TaskDetailView(ApiView):
 
     @extend_schema(operation_id="get_task", responses=docs.reads(Task, 404), tags=["tasks"])
     def get(self, request: Request, task_id: str) -> Response:
-        """Every field that applies; 404 for an unknown or malformed id."""
-        return Response(get_broker().get(task_id).to_dict())
+        """Every field that applies; 404 for an unknown or malformed id, or another's task."""
+        task = visible_task(request, task_id) or get_broker().get(task_id)
+        return Response(task.to_dict())
 
     @extend_schema(operation_id="cancel_task", responses=docs.reads(Task, 404, 409),
                    tags=["tasks"])
     def delete(self, request: Request, task_id: str) -> Response:
         """Cancel a pending, scheduled or retrying task; 409 otherwise."""
+        visible_task(request, task_id)
         return Response(get_broker().cancel(task_id).to_dict())

@@ -7,7 +7,7 @@
 local id, worker, fence = ARGV[1], ARGV[2], ARGV[3]
 local tk = k_task(id)
 local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
-  'attempts')
+  'attempts', 'owner')
 if not f[1] then return tq_error('NOT_FOUND', id) end
 if f[2] ~= fence then return tq_error('STALE', id) end
 if f[1] == 'completed' then return {'already'} end
@@ -22,6 +22,6 @@ count('completed', f[5], 'success')
 observe('duration', BUCKETS_DURATION, f[5], tonumber(ARGV[5]))
 if listening() then
   emit({task_event('task.completed', now, id, f[5], f[6], {worker_id = worker,
-    attempt = tonumber(f[7]), duration = tonumber(ARGV[5])})})
+    attempt = tonumber(f[7]), duration = tonumber(ARGV[5])}, f[8])})
 end
 return {'ok', f[3], now}

@@ -5,7 +5,7 @@
 -- Returns: {'ok'}.  Errors: TQ:NOT_FOUND, TQ:NOT_CANCELLABLE <state>.
 local id = ARGV[1]
 local tk = k_task(id)
-local f = redis.call('HMGET', tk, 'state', 'priority', 'type')
+local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner')
 local state, p = f[1], f[2]
 if not state then return tq_error('NOT_FOUND', id) end
 if state == 'pending' then
@@ -19,5 +19,5 @@ redis.call('HDEL', tk, 'next_retry_at')
 local now = now_ms()
 finish(tk, 'cancelled', now)
 count('cancelled', f[3])
-if listening() then emit({task_event('task.cancelled', now, id, f[3], p)}) end
+if listening() then emit({task_event('task.cancelled', now, id, f[3], p, nil, f[4])}) end
 return {'ok'}

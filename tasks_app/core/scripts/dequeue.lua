@@ -23,7 +23,7 @@ for i = 2, #ARGV do
       local id = popped[1]
       local tk = k_task(id)
       local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
-        'timeout', 'enqueued_us', 'attempts')
+        'timeout', 'enqueued_us', 'attempts', 'owner')
       if f[1] == 'pending' then
         local us = now_us()
         local now = math.floor(tonumber(us) / 1000)
@@ -37,7 +37,7 @@ for i = 2, #ARGV do
         observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         if listening() then
           emit({task_event('task.started', now, id, f[2], p, {worker_id = worker,
-            attempt = attempts, queue_wait = tonumber(wait) / 1000000})})
+            attempt = attempts, queue_wait = tonumber(wait) / 1000000}, f[9])})
         end
         return {'task', id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}
       end

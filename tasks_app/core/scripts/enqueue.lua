@@ -1,6 +1,8 @@
 -- enqueue: create tasks, pending or scheduled, all or nothing.
 -- KEYS[1]: the sequence key (routes the call to the namespace's slot)
--- ARGV: n, idempotency key ('' = none), its lifetime in ms, then per task 9 values:
+-- ARGV: n, idempotency key already scoped to its caller (keys.scoped; '' = none), its
+--   lifetime in ms, owner (the creating principal, stored as the task's 'owner' field
+--   and carried in its events; '' = none), then per task 9 values:
 --   id, type, payload_json, priority, max_retries, timeout, metadata_json,
 --   scheduled_at_ms ('' = none), delay_ms ('' = none)
 -- Returns: {now_ms, created_1, ..., created_n}; created is 1, or 0 when a task
@@ -10,9 +12,10 @@
 -- Errors: TQ:QUEUE_FULL when the pending backlog would pass CFG_MAX_PENDING.
 local n = tonumber(ARGV[1])
 local idem = ARGV[2]
+local owner = ARGV[4] ~= '' and ARGV[4] or nil
 local now = now_ms()
 local W = 9
-local FIRST = 4
+local FIRST = 5
 
 if idem ~= '' then
   local prior = redis.call('GET', k_idem(idem))
@@ -70,6 +73,10 @@ for i = 0, n - 1 do
       'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
       'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now,
       'state', state}
+    if owner then
+      fields[#fields + 1] = 'owner'
+      fields[#fields + 1] = owner
+    end
     if due then
       fields[#fields + 1] = 'scheduled_at'
       fields[#fields + 1] = due
@@ -90,7 +97,7 @@ for i = 0, n - 1 do
     out[#out + 1] = 1
     if listening() then
       events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
-        {state = state, scheduled_at = due and iso(due) or nil})
+        {state = state, scheduled_at = due and iso(due) or nil}, owner)
     end
     local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1

@@ -54,9 +54,12 @@ local function emit(events)
   end
 end
 
-local function task_event(kind, now, id, ttype, p, extra)
+-- owner (the task's creating principal, or nil/false when it has none) is for the
+-- web tier's visibility filter; the hub strips it before a client sees the event.
+local function task_event(kind, now, id, ttype, p, extra, owner)
   local data = {task_id = id, type = ttype, priority = PRIORITY_NAMES[tostring(p)]}
   for k, v in pairs(extra or {}) do data[k] = v end
+  if owner then data.owner = owner end
   return {type = kind, timestamp = iso(now), data = data}
 end
 
@@ -158,7 +161,8 @@ end
 -- attempts, worker_id}.
 local function fail_attempt(id, now, err, kind, events)
   local tk = k_task(id)
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type')
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type',
+    'owner')
   local attempts, max_retries, p, worker, ttype = tonumber(f[1]), tonumber(f[2]), f[3], f[4], f[5]
   release_lease(id, worker)
   local state, extra
@@ -184,13 +188,14 @@ local function fail_attempt(id, now, err, kind, events)
     return {state, extra, ttype, p, attempts, worker}
   end
   events[#events + 1] = task_event('task.failed', now, id, ttype, p, {error = err,
-    attempt = attempts, will_retry = state == 'retrying', state = state, worker_id = worker})
+    attempt = attempts, will_retry = state == 'retrying', state = state, worker_id = worker},
+    f[6])
   if state == 'retrying' then
     events[#events + 1] = task_event('task.retrying', now, id, ttype, p,
-      {attempt = attempts, next_retry_at = iso(tonumber(extra))})
+      {attempt = attempts, next_retry_at = iso(tonumber(extra))}, f[6])
   elseif state == 'dead_letter' then
     events[#events + 1] = task_event('task.dead_lettered', now, id, ttype, p,
-      {error = err, reason = 'max retries exceeded', message_id = extra})
+      {error = err, reason = 'max retries exceeded', message_id = extra}, f[6])
   end
   return {state, extra, ttype, p, attempts, worker}
 end

@@ -14,12 +14,14 @@ local n = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', key, id)
   local tk = k_task(id)
-  local f = redis.call('HMGET', tk, 'state', 'type')
+  local f = redis.call('HMGET', tk, 'state', 'type', 'owner')
   if f[1] == 'pending' then
     finish(tk, 'cancelled', now)
     count('cancelled', f[2])
     n = n + 1
-    if listening() then events[#events + 1] = task_event('task.cancelled', now, id, f[2], p) end
+    if listening() then
+      events[#events + 1] = task_event('task.cancelled', now, id, f[2], p, nil, f[3])
+    end
   end
 end
 emit(events)

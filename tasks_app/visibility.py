@@ -1,0 +1,28 @@
+"""TASK_VISIBILITY: whose tasks a caller may see (task reads and cancels, /ws task events).
+
+With ``"all"`` every client sees every task.  With ``"owner"`` a client sees only the
+tasks it created (the task's ``owner``, named by :func:`principal_id`); admins, and
+everyone while auth is off, still see all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks_app.api.authentication import is_admin_principal, principal_id
+from tasks_app.conf import tq_settings
+
+ALL = "all"
+OWNER = "owner"
+
+
+def viewer_scope(user: Any) -> str | None:
+    """The owner whose tasks ``user`` may see, or None when it may see every task."""
+    if tq_settings.TASK_VISIBILITY == ALL or not tq_settings.AUTH_ENABLED:
+        return None
+    return None if is_admin_principal(user) else principal_id(user)
+
+
+def may_see(viewer: str | None, owner: str | None) -> bool:
+    """True when a viewer (from :func:`viewer_scope`) may see a task with that owner."""
+    return viewer is None or owner == viewer

@@ -1,0 +1,264 @@
+"""Who owns what: Idempotency-Key records are per principal, and with
+TASK_VISIBILITY "owner" a task (REST and /ws) is seen only by its creator and admins.
+
+REST through Django's test client with auth on (two client API keys, an admin key,
+a JWT user, a staff JWT user); /ws against a real daphne.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import override_settings
+from rest_framework_simplejwt.tokens import AccessToken
+from websockets.sync.client import ClientConnection, connect
+
+from tasks_app import producer
+from tasks_app.conf import tq_settings
+from tasks_app.core.inspect import Inspector
+from tasks_app.core.keys import Keys, scoped
+from tasks_app.events import group_channel
+from tests.api_support import Reply, broker, call
+from tests.factories import WORKER, make_spec, open_broker, register, take
+from tests.servers import LiveServer
+
+pytestmark = pytest.mark.django_db
+
+KEY_A = f"client-a-{uuid.uuid4().hex}"
+KEY_B = f"client-b-{uuid.uuid4().hex}"
+ADMIN_KEY = f"admin-{uuid.uuid4().hex}"
+AUTH_ON: dict[str, Any] = {"AUTH_ENABLED": True, "API_KEYS": [KEY_A, KEY_B],
+                           "ADMIN_API_KEYS": [ADMIN_KEY]}
+SECRET = f"sekrit-{uuid.uuid4().hex}"
+
+
+def settings(**extra: Any) -> Any:
+    return override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL, **AUTH_ON, **extra})
+
+
+def as_key(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def as_user(user: User) -> dict[str, str]:
+    return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+
+
+def post(headers: dict[str, str], payload: dict[str, Any], idem: str | None = None) -> Reply:
+    extra = {"Idempotency-Key": idem} if idem else {}
+    return call("POST", "/api/v1/tasks", {"type": "echo", "payload": payload},
+                **headers, **extra)
+
+
+@pytest.fixture
+def user() -> User:
+    return User.objects.create_user("plain-user", password="pw-plain-123456")
+
+
+@pytest.fixture
+def staff() -> User:
+    return User.objects.create_user("staff-user", password="pw-staff-123456", is_staff=True)
+
+
+# ---- idempotency scoping ---------------------------------------------------------------
+
+def test_same_idempotency_key_from_another_api_key_creates_its_own_task() -> None:
+    with settings():
+        first = post(as_key(KEY_A), {"secret": SECRET}, "order-42")
+        other = post(as_key(KEY_B), {"mine": 1}, "order-42")
+    assert first.status == 201 and other.status == 201, (first, other)
+    assert other.body["id"] != first.body["id"]
+    assert other.body["payload"] == {"mine": 1}
+    assert SECRET not in json.dumps(other.body)
+    assert broker().get(other.body["id"]).payload == {"mine": 1}
+
+
+def test_same_principal_repeating_gets_its_first_task_with_200() -> None:
+    with settings():
+        first_a = post(as_key(KEY_A), {"n": "a"}, "order-42")
+        first_b = post(as_key(KEY_B), {"n": "b"}, "order-42")
+        again_a = post(as_key(KEY_A), {"n": "a2"}, "order-42")
+        again_b = post(as_key(KEY_B), {"n": "b2"}, "order-42")
+    assert (again_a.status, again_a.body["id"]) == (200, first_a.body["id"])
+    assert (again_b.status, again_b.body["id"]) == (200, first_b.body["id"])
+    assert again_b.body["payload"] == {"n": "b"}
+
+
+def test_jwt_user_and_api_key_have_separate_idempotency_scopes(user: User) -> None:
+    with settings():
+        by_key = post(as_key(KEY_A), {"secret": SECRET}, "order-42")
+        by_user = post(as_user(user), {"n": "user"}, "order-42")
+        again = post(as_user(user), {"n": "user again"}, "order-42")
+    assert by_user.status == 201 and by_user.body["id"] != by_key.body["id"]
+    assert SECRET not in json.dumps(by_user.body)
+    assert (again.status, again.body["id"]) == (200, by_user.body["id"])
+
+
+def test_batch_idempotency_is_scoped_too() -> None:
+    body = {"tasks": [{"type": "echo", "payload": {"secret": SECRET}}]}
+    with settings():
+        first = call("POST", "/api/v1/tasks/batch", body, **as_key(KEY_A),
+                     **{"Idempotency-Key": "b-1"})
+        other = call("POST", "/api/v1/tasks/batch", {"tasks": [{"type": "echo"}]},
+                     **as_key(KEY_B), **{"Idempotency-Key": "b-1"})
+    assert first.status == 201 and other.status == 201
+    assert other.body["tasks"][0]["id"] != first.body["tasks"][0]["id"]
+    assert SECRET not in json.dumps(other.body)
+
+
+def test_auth_off_callers_share_the_anonymous_scope() -> None:
+    first = post({}, {"n": 1}, "anon-1")
+    again = post({}, {"n": 2}, "anon-1")
+    assert (again.status, again.body["id"]) == (200, first.body["id"])
+    assert broker().client.exists(broker().keys.idempotency("anon-1", "anonymous"))
+
+
+def test_producer_scope_is_separate_from_http_callers() -> None:
+    from_code = producer.submit([{"type": "echo"}], idempotency_key="order-42")
+    over_http = post({}, {"n": 1}, "order-42")
+    for_user = producer.submit([{"type": "echo"}], idempotency_key="order-42",
+                               scope="user:7")
+    repeated = producer.submit([{"type": "echo"}], idempotency_key="order-42")
+    assert over_http.status == 201
+    ids = {from_code.tasks[0].id, over_http.body["id"], for_user.tasks[0].id}
+    assert len(ids) == 3
+    assert repeated.duplicate and repeated.tasks[0].id == from_code.tasks[0].id
+
+
+def test_scoped_names_cannot_collide() -> None:
+    assert scoped("key:a", "b") != scoped("key", "a:b")
+    assert scoped("user:1", "2:x") != scoped("user:12", "x")
+    keys = Keys("ns")
+    assert keys.idempotency("order-42", "user:1").startswith("tq:{ns}:idem:")
+    assert keys.idempotency("1:user:1:x", "a") != keys.idempotency("x", "user:1")
+
+
+def test_every_task_event_carries_the_owner_for_the_server_side_filter() -> None:
+    """Each script that reports a task (enqueue, dequeue, ack, fail, recover, cancel, purge)
+    puts the owner into the event, from the fields it already reads."""
+    channel = group_channel()
+    with open_broker(tq_settings.REDIS_URL, events_channel=channel, lease_seconds=0.05) as core:
+        listener = core.client.pubsub()
+        listener.subscribe(channel)
+        register(core)
+        specs = [make_spec(max_retries=m) for m in (0, 0, 1, 0, 0)]
+        core.submit(specs, scope="key:owner1")
+        done, failed, _lost = take(core), take(core), take(core)
+        core.ack(done, WORKER, "1")
+        core.fail(failed.id, WORKER, failed.fence, "boom")
+        time.sleep(0.1)
+        assert core.recover()[0]
+        core.cancel(specs[3].id)
+        assert Inspector(core).purge(0) == 1
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.1)
+            if message and message["type"] == "message":
+                seen += json.loads(message["data"])["events"]
+        listener.close()
+    kinds = [e["type"] for e in seen]
+    assert set(kinds) == {"task.submitted", "task.started", "task.completed", "task.failed",
+                          "task.dead_lettered", "task.retrying", "task.cancelled"}, kinds
+    assert kinds.count("task.cancelled") == 2
+    assert all(e["data"]["owner"] == "key:owner1" for e in seen), seen
+
+
+# ---- TASK_VISIBILITY over REST -----------------------------------------------------------
+
+def test_owner_visibility_hides_another_principals_task_like_an_unknown_id(
+        user: User, staff: User) -> None:
+    with settings(TASK_VISIBILITY="owner"):
+        task_id = post(as_key(KEY_A), {"secret": SECRET}).body["id"]
+        unknown = call("GET", f"/api/v1/tasks/{uuid.uuid4()}", **as_key(KEY_B))
+        for stranger in (as_key(KEY_B), as_user(user)):
+            got = call("GET", f"/api/v1/tasks/{task_id}", **stranger)
+            cancelled = call("DELETE", f"/api/v1/tasks/{task_id}", **stranger)
+            assert (got.status, got.body) == (404, unknown.body)
+            assert (cancelled.status, cancelled.body) == (404, unknown.body)
+        assert broker().get(task_id).state == "pending"
+        for allowed in (as_key(KEY_A), as_key(ADMIN_KEY), as_user(staff)):
+            got = call("GET", f"/api/v1/tasks/{task_id}", **allowed)
+            assert got.status == 200 and got.body["payload"] == {"secret": SECRET}
+            assert "owner" not in got.body
+        assert call("DELETE", f"/api/v1/tasks/{task_id}", **as_key(KEY_A)).status == 200
+        assert broker().get(task_id).state == "cancelled"
+
+
+def test_owner_visibility_for_a_jwt_user_and_for_tasks_made_by_python_code(user: User) -> None:
+    with settings(TASK_VISIBILITY="owner"):
+        mine = post(as_user(user), {"n": 1}).body["id"]
+        from_code = producer.enqueue("echo", {"n": 2}).id
+        assert call("GET", f"/api/v1/tasks/{mine}", **as_user(user)).status == 200
+        assert call("GET", f"/api/v1/tasks/{mine}", **as_key(KEY_A)).status == 404
+        assert call("GET", f"/api/v1/tasks/{from_code}", **as_user(user)).status == 404
+        assert call("GET", f"/api/v1/tasks/{from_code}", **as_key(ADMIN_KEY)).status == 200
+
+
+def test_all_visibility_is_todays_behaviour() -> None:
+    with settings():
+        task_id = post(as_key(KEY_A), {"n": 1}).body["id"]
+        assert call("GET", f"/api/v1/tasks/{task_id}", **as_key(KEY_B)).status == 200
+        assert call("DELETE", f"/api/v1/tasks/{task_id}", **as_key(KEY_B)).status == 200
+
+
+def test_owner_visibility_with_auth_off_shows_everything() -> None:
+    with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL,
+                                      "TASK_VISIBILITY": "owner"}):
+        from_code = producer.enqueue("echo").id
+        assert call("GET", f"/api/v1/tasks/{from_code}").status == 200
+
+
+# ---- TASK_VISIBILITY over /ws (real daphne) --------------------------------------------
+
+@pytest.fixture(scope="module")
+def owner_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    env = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": f"{KEY_A},{KEY_B}",
+           "TASKQUEUE_ADMIN_API_KEYS": ADMIN_KEY, "TASKQUEUE_TASK_VISIBILITY": "owner"}
+    with LiveServer(tmp_path_factory.mktemp("owner-ws"), env) as live:
+        yield live
+
+
+def http_post(server: LiveServer, key: str, payload: dict[str, Any]) -> str:
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/tasks", json.dumps({"type": "echo", "payload": payload}).encode(),
+        {"Content-Type": "application/json", "X-API-Key": key}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.load(response)["id"])
+
+
+def received(sock: ClientConnection, quiet: float = 1.0) -> list[dict[str, Any]]:
+    """Every event until the socket has been quiet for ``quiet`` seconds."""
+    got = []
+    while True:
+        try:
+            got.append(json.loads(sock.recv(timeout=quiet)))
+        except TimeoutError:
+            return got
+
+
+def test_ws_delivers_task_events_only_to_their_owner_and_admins(
+        owner_server: LiveServer) -> None:
+    url = f"{owner_server.ws_url}/ws?types=task.*"
+    with connect(f"{url}&api_key={KEY_A}") as sock_a, \
+            connect(f"{url}&api_key={KEY_B}") as sock_b, \
+            connect(f"{url}&api_key={ADMIN_KEY}") as sock_admin:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        task_a = http_post(owner_server, KEY_A, {"secret": SECRET})
+        task_b = http_post(owner_server, KEY_B, {"n": 1})
+        assert broker().cancel(task_a).state == "cancelled"
+        events_a, events_b, events_admin = (received(s) for s in (sock_a, sock_b, sock_admin))
+    seen = {name: [(e["type"], e["data"]["task_id"]) for e in events]
+            for name, events in (("a", events_a), ("b", events_b), ("admin", events_admin))}
+    assert seen["a"] == [("task.submitted", task_a), ("task.cancelled", task_a)]
+    assert seen["b"] == [("task.submitted", task_b)]
+    assert sorted(seen["admin"]) == sorted(seen["a"] + seen["b"])
+    for event in events_a + events_b + events_admin:
+        assert "owner" not in event["data"], event
