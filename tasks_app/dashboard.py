@@ -1,5 +1,8 @@
 """``dashboard/``: the live dashboard for staff (server-rendered state, then ``ws``).
 
+It shows queues, workers and the DLQ's size together, so it needs the three view
+permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming it.
+
 The page embeds a snapshot (queue depths, totals, workers, DLQ size) and a
 short-lived JWT for the socket; the browser then follows ``ws`` alone.
 ``dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
@@ -21,7 +24,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.routing import websocket_url_path
 
@@ -83,13 +86,25 @@ def login_url() -> str:
     return _reverse_or_none("admin:login") or str(settings.LOGIN_URL)
 
 
+def permission_refusal(request: HttpRequest) -> JsonResponse | None:
+    """A 403 naming the dashboard's view permissions the user lacks, or None."""
+    missing = [name for name in permissions.DASHBOARD if not request.user.has_perm(name)]
+    if not missing:
+        return None
+    return JsonResponse({"error": "Forbidden", "message": permissions.missing(missing)},
+                        status=403)
+
+
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """The dashboard page with its initial state embedded (staff only; others are sent to
-    sign in)."""
+    """The dashboard page with its initial state embedded (staff with the view permissions;
+    other staff get a 403, everyone else is sent to sign in)."""
     user = request.user
     if not (user.is_active and user.is_staff):
         return redirect_to_login(request.get_full_path(), login_url())
+    refusal = permission_refusal(request)
+    if refusal is not None:
+        return refusal
     state = snapshot()
     config = page_config(request)
     context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
@@ -105,6 +120,9 @@ def snapshot_view(request: HttpRequest) -> JsonResponse:
     if not (user.is_active and user.is_staff):
         return JsonResponse({"error": "Forbidden", "message": "staff login required"},
                             status=403)
+    refusal = permission_refusal(request)
+    if refusal is not None:
+        return refusal
     state = snapshot()
     status = 503 if "error" in state else 200
     return JsonResponse({"token": socket_token(request), "snapshot": state}, status=status)

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.admin_support import count_of, ms_to_datetime, page_context, redis_required
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
 from tasks_app.core.registry import registry
@@ -159,9 +159,17 @@ class DeadLetterEntryAdmin(admin.ModelAdmin):
         """Entries are read-only; retry and delete are actions."""
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """May see the list and the entries."""
+        return request.user.has_perm(permissions.DLQ_VIEW)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """May delete entries (selected or all)."""
+        return request.user.has_perm(permissions.DLQ_DELETE)
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
         """May re-queue dead-lettered tasks."""
-        return request.user.has_perm(f"{self.opts.app_label}.retry_deadletterentry")
+        return request.user.has_perm(permissions.DLQ_RETRY)
 
     def allowed_actions(self, request: HttpRequest) -> dict[str, BulkAction]:
         """The actions this user may run."""

@@ -5,10 +5,10 @@ Import the fixtures a test module uses (each ``<name>_fixture`` is the fixture `
 
     from tests.browser import (browser_fixture, live_site_fixture,  # noqa: F401
                                live_worker_fixture, signed_in_states_fixture,
-                               staff_page_fixture, worker_pool_fixture)
+                               operator_page_fixture, worker_pool_fixture)
 
-    def test_it(staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
-        staff_page.goto(live_site.url("/dashboard/"))
+    def test_it(operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
+        operator_page.goto(live_site.url("/dashboard/"))
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``TQ_CHROMIUM``), launched by path.
 Without it (or without the ``playwright`` package) the tests skip, unless
@@ -17,7 +17,8 @@ Without it (or without the ``playwright`` package) the tests skip, unless
 The browser, the live site and the signed-in cookies last for one test module. While
 Playwright is open, ``asyncio.run`` cannot be called in that module (Playwright's loop
 counts as running). The live site runs with ``DJANGO_DEBUG=0`` and auth on, on a
-database of its own with three users (:data:`STAFF`, :data:`SUPERUSER`, :data:`VIEWER`).
+database of its own with four users (:data:`STAFF`, :data:`SUPERUSER`, :data:`VIEWER`,
+:data:`OPERATOR`).
 Screenshots go to ``test-artifacts/screenshots/``; a failed test leaves
 ``failed-<test>.png`` there.
 """
@@ -37,6 +38,7 @@ import pytest
 
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import Inspector
+from tasks_app.permissions import DASHBOARD
 from tests.procs import WorkerPool, WorkerProcess
 from tests.servers import LiveServer
 
@@ -63,12 +65,14 @@ class User:
     password: str
     is_staff: bool = False
     is_superuser: bool = False
+    permissions: tuple[str, ...] = ()
 
 
 STAFF = User("staff", "staff-pass-9d2f", is_staff=True)
 SUPERUSER = User("admin", "admin-pass-7c1e", is_staff=True, is_superuser=True)
 VIEWER = User("viewer", "viewer-pass-3a8b")
-USERS = (STAFF, SUPERUSER, VIEWER)
+OPERATOR = User("operator", "operator-pass-5e6a", is_staff=True, permissions=DASHBOARD)
+USERS = (STAFF, SUPERUSER, VIEWER, OPERATOR)
 
 SEED_USERS = """
 import django
@@ -76,9 +80,14 @@ django.setup()
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+from django.contrib.auth.models import Permission
 User = get_user_model()
-for name, password, staff, superuser in {users!r}:
-    User.objects.create_user(name, password=password, is_staff=staff, is_superuser=superuser)
+for name, password, staff, superuser, names in {users!r}:
+    user = User.objects.create_user(name, password=password, is_staff=staff,
+                                    is_superuser=superuser)
+    for app_label, codename in (n.split(".") for n in names):
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label,
+                                                         codename=codename))
 """
 
 
@@ -134,7 +143,7 @@ class LiveSite:
 
 def seed_database(path: Path) -> None:
     """Migrate a fresh SQLite database and create :data:`USERS` in it."""
-    users = [(u.username, u.password, u.is_staff, u.is_superuser) for u in USERS]
+    users = [(u.username, u.password, u.is_staff, u.is_superuser, u.permissions) for u in USERS]
     env = {**os.environ, "DATABASE_PATH": str(path),
            "DJANGO_SETTINGS_MODULE": "taskqueue_project.settings"}
     subprocess.run([sys.executable, "-c", SEED_USERS.format(users=users)], cwd=ROOT, env=env,
@@ -234,18 +243,20 @@ def signed_in_page(request: pytest.FixtureRequest, browser: Browser, live_site: 
     assert not problems.script_errors, f"uncaught script errors: {problems.script_errors}"
 
 
-@pytest.fixture(name="staff_page")
-def staff_page_fixture(request: pytest.FixtureRequest, browser: Browser, live_site: LiveSite,
-               signed_in_states: Callable[[User], Any]) -> Iterator[Page]:
-    """A desktop-sized page signed in as :data:`STAFF` (staff, no model permissions)."""
-    yield from signed_in_page(request, browser, live_site, signed_in_states(STAFF))
+@pytest.fixture(name="operator_page")
+def operator_page_fixture(request: pytest.FixtureRequest, browser: Browser, live_site: LiveSite,
+                          signed_in_states: Callable[[User], Any]) -> Iterator[Page]:
+    """A desktop-sized page signed in as :data:`OPERATOR` (the dashboard's permissions)."""
+    yield from signed_in_page(request, browser, live_site, signed_in_states(OPERATOR))
 
 
-@pytest.fixture(name="staff_phone_page")
-def staff_phone_page_fixture(request: pytest.FixtureRequest, browser: Browser, live_site: LiveSite,
-                     signed_in_states: Callable[[User], Any]) -> Iterator[Page]:
-    """A phone-sized touch page signed in as :data:`STAFF`."""
-    yield from signed_in_page(request, browser, live_site, signed_in_states(STAFF), phone=True)
+@pytest.fixture(name="operator_phone_page")
+def operator_phone_page_fixture(request: pytest.FixtureRequest, browser: Browser,
+                                live_site: LiveSite,
+                                signed_in_states: Callable[[User], Any]) -> Iterator[Page]:
+    """A phone-sized touch page signed in as :data:`OPERATOR`."""
+    yield from signed_in_page(request, browser, live_site, signed_in_states(OPERATOR),
+                              phone=True)
 
 
 @pytest.fixture(name="superuser_page")

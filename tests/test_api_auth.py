@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -52,7 +52,7 @@ CREDENTIALS: dict[str, tuple[bool | None, bool | None]] = {
     "db admin key": (True, True),
     "expired jwt": (None, None),
     "user jwt": (True, False),
-    "staff jwt": (True, True),
+    "superuser jwt": (True, True),  # staff without permissions: test_api_admin_permissions
 }
 
 
@@ -79,7 +79,10 @@ def headers_for(credential: str) -> dict[str, str]:
             _, key = APIKey.objects.create_key(name=credential, is_admin="admin" in credential)
             keys[credential] = key
         return {"X-API-Key": keys[credential]}
-    user = User.objects.create_user(credential.replace(" ", "-"), is_staff="staff" in credential)
+    superuser = "superuser" in credential
+    user = User.objects.create_user(credential.replace(" ", "-"),
+                                    is_staff=superuser or "staff" in credential,
+                                    is_superuser=superuser)
     return {"Authorization": f"Bearer {jwt_for(user, expired='expired' in credential)}"}
 
 
@@ -185,7 +188,8 @@ def test_env_turns_auth_on_and_lists_keys() -> None:
 
 @pytest.mark.django_db
 def test_token_pair_for_a_user_then_refresh() -> None:
-    User.objects.create_user("alice", password="correct horse battery", is_staff=True)
+    alice = User.objects.create_user("alice", password="correct horse battery", is_staff=True)
+    alice.user_permissions.add(Permission.objects.get(codename="view_queue"))
     with override_settings(TASKQUEUE=auth_settings()):
         pair = call("POST", "/api/v1/auth/token",
                     {"username": "alice", "password": "correct horse battery"})

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.connection import get_broker
 from tasks_app.core.redis_server import free_port
 from tasks_app.ws_auth import authenticate_scope
@@ -25,9 +25,17 @@ from tests.factories import register
 LOGIN = "/django-admin/login/?next=/dashboard/"
 
 
+def staff_with(*names: str, username: str = "ops") -> User:
+    """A staff user holding exactly the permissions ``names``."""
+    user = User.objects.create_user(username, password="x", is_staff=True)
+    user.user_permissions.add(*(Permission.objects.get(codename=n.split(".")[1]) for n in names))
+    return user
+
+
 @pytest.fixture
 def staff(django_user_model: type[User]) -> User:
-    return django_user_model.objects.create_user("ops", password="x", is_staff=True)
+    """A staff user with the dashboard's three view permissions."""
+    return staff_with(*permissions.DASHBOARD)
 
 
 @pytest.fixture
@@ -157,3 +165,28 @@ def test_with_the_admin_the_page_links_its_login_index_and_dlq(staff_client: Cli
     assert f'href="{LOGIN}"' in html
     assert 'href="/django-admin/"' in html
     assert 'href="/django-admin/tasks_app/deadletterentry/"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lacking", permissions.DASHBOARD)
+def test_staff_lacking_one_view_permission_get_a_403_that_names_it(
+        client: Client, lacking: str) -> None:
+    client.force_login(staff_with(*(n for n in permissions.DASHBOARD if n != lacking)))
+    refusal = {"error": "Forbidden", "message": f"missing permission {lacking}"}
+    for path in ("/dashboard/", "/dashboard/snapshot"):
+        reply = client.get(path)
+        assert (reply.status_code, reply.json()) == (403, refusal), path  # no state, no token
+
+
+@pytest.mark.django_db
+def test_staff_without_any_permission_are_told_all_three(client: Client) -> None:
+    client.force_login(staff_with())
+    assert client.get("/dashboard/snapshot").json()["message"] == (
+        "missing permissions " + ", ".join(permissions.DASHBOARD))
+
+
+@pytest.mark.django_db
+def test_superusers_get_the_dashboard(client: Client) -> None:
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    assert client.get("/dashboard/").status_code == 200
+    assert client.get("/dashboard/snapshot").status_code == 200

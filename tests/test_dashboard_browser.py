@@ -16,6 +16,7 @@ from tasks_app import producer
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import Inspector
 from tests.browser import (  # noqa: F401  (the *_fixture names are fixtures)
+    OPERATOR,
     STAFF,
     VIEWER,
     LiveSite,
@@ -25,10 +26,10 @@ from tests.browser import (  # noqa: F401  (the *_fixture names are fixtures)
     live_worker_fixture,
     login,
     new_page,
+    operator_page_fixture,
+    operator_phone_page_fixture,
     screenshot,
     signed_in_states_fixture,
-    staff_page_fixture,
-    staff_phone_page_fixture,
     watch,
     worker_pool_fixture,
 )
@@ -71,15 +72,24 @@ def wait_until(page: Page, check: Callable[[], bool], timeout_ms: int = PROMISE_
         page.wait_for_timeout(50)
 
 
-def test_anonymous_visitors_sign_in_first_and_non_staff_are_refused(
+def test_anonymous_visitors_sign_in_first_and_staff_need_the_view_permissions(
         browser: Browser, live_site: LiveSite) -> None:
     context, page = new_page(browser, live_site)
-    problems = watch(page)
     page.goto(live_site.url("/dashboard/"))
     assert "/django-admin/login/" in page.url and "next=/dashboard/" in page.url
     login(page, live_site, VIEWER)
     expect(page.locator(".errornote")).to_contain_text("staff account")
     login(page, live_site, STAFF)
+    assert page.url == live_site.url("/dashboard/")
+    expect(page.locator("body")).to_contain_text(
+        "missing permissions workers_app.view_queue, workers_app.view_worker, "
+        "tasks_app.view_deadletterentry")
+    expect(page.locator("#conn")).to_have_count(0)
+    context.close()
+
+    context, page = new_page(browser, live_site)
+    problems = watch(page)
+    login(page, live_site, OPERATOR)
     assert page.url == live_site.url("/dashboard/")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
     expect(page.locator("#dlq-link")).to_have_attribute("href", DLQ_URL)
@@ -90,8 +100,8 @@ def test_anonymous_visitors_sign_in_first_and_non_staff_are_refused(
 
 
 def test_enqueued_tasks_move_the_depth_chart_and_feed_within_2s(
-        staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
-    page = open_dashboard(staff_page, live_site)
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
+    page = open_dashboard(operator_page, live_site)
     row = worker_row(page, live_worker.id)
     expect(row).to_have_attribute("data-state", "idle")
     expect(page.locator("#no-workers-banner")).to_be_hidden()
@@ -121,8 +131,8 @@ def test_enqueued_tasks_move_the_depth_chart_and_feed_within_2s(
 
 
 def test_a_dead_lettered_task_shows_in_the_feed_and_the_dlq_count_within_2s(
-        staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
-    page = open_dashboard(staff_page, live_site)
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
+    page = open_dashboard(operator_page, live_site)
     expect(page.locator("[data-kpi=dlq]")).to_have_text("0")
     task = producer.enqueue("fail", {"message": "boom"}, max_retries=0, priority="critical")
     expect(feed_row(page, "task.dead_lettered", task.id)).to_have_count(1, timeout=PROMISE_MS)
@@ -141,9 +151,9 @@ def test_a_dead_lettered_task_shows_in_the_feed_and_the_dlq_count_within_2s(
 
 
 def test_workers_joining_and_leaving_show_within_2s(
-        staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
         worker_pool: WorkerPool) -> None:
-    page = open_dashboard(staff_page, live_site)
+    page = open_dashboard(operator_page, live_site)
     expect(page.locator("[data-kpi=workers]")).to_have_text("1")
     second = worker_pool.start("--priorities", "critical", concurrency=3,
                                inspector=Inspector(get_broker()), name="extra")
@@ -166,11 +176,11 @@ def test_workers_joining_and_leaving_show_within_2s(
 
 
 def test_the_page_reconnects_with_backoff_when_the_server_comes_back(
-        staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
         tmp_path: Path) -> None:
     server = live_site.another_server(tmp_path).start()
     try:
-        page = staff_page
+        page = operator_page
         page.goto(f"{server.url}/dashboard/")
         expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
         resyncs: list[str] = []
@@ -192,11 +202,11 @@ def test_the_page_reconnects_with_backoff_when_the_server_comes_back(
 
 
 def test_rates_stay_exact_when_task_events_are_thinned(
-        staff_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess,
         tmp_path: Path) -> None:
     server = live_site.another_server(tmp_path, TASKQUEUE_WS_MAX_EVENTS_PER_SECOND="10").start()
     try:
-        page = staff_page
+        page = operator_page
         page.goto(f"{server.url}/dashboard/")
         expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
         producer.enqueue_many([{"type": "echo"}] * 60 + [{"type": "fail", "max_retries": 0}] * 4)
@@ -213,11 +223,11 @@ def test_rates_stay_exact_when_task_events_are_thinned(
 
 
 def test_a_busy_dashboard_reads_well_on_a_laptop_and_a_phone(
-        staff_page: Page, staff_phone_page: Page, live_site: LiveSite,
+        operator_page: Page, operator_phone_page: Page, live_site: LiveSite,
         live_worker: WorkerProcess, worker_pool: WorkerPool) -> None:
     worker_pool.start(concurrency=2, inspector=Inspector(get_broker()), name="live")
-    page = open_dashboard(staff_page, live_site)
-    phone = open_dashboard(staff_phone_page, live_site)
+    page = open_dashboard(operator_page, live_site)
+    phone = open_dashboard(operator_phone_page, live_site)
     run_a_mixed_workload(seconds=4.0)
     page.hover("#depth-chart svg", position={"x": 600, "y": 100})
     shot = screenshot(page, "dashboard-desktop")

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.admin_support import ms_to_datetime, page_context, redis_required
 from tasks_app.core.errors import WorkerNotFound
 from tasks_app.core.states import Priority
@@ -28,6 +28,7 @@ OPERATIONS = ("pause", "resume")
 class RedisListAdmin(admin.ModelAdmin):
     """A read-only list over Redis with pause/resume buttons guarded by one permission."""
 
+    view_permission = ""
     pause_permission = ""
     list_title = ""
 
@@ -53,9 +54,13 @@ class RedisListAdmin(admin.ModelAdmin):
         """Nothing to delete."""
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """May see the list."""
+        return request.user.has_perm(self.view_permission)
+
     def has_pause_permission(self, request: HttpRequest) -> bool:
         """May pause and resume."""
-        return request.user.has_perm(f"{self.opts.app_label}.{self.pause_permission}")
+        return request.user.has_perm(self.pause_permission)
 
     def changelist_url(self) -> str:
         """This section's list."""
@@ -100,7 +105,8 @@ class WorkerAdmin(RedisListAdmin):
     """Live workers: state, heartbeat, active tasks; pause and resume."""
 
     change_list_template = "admin/workers_app/worker/change_list.html"
-    pause_permission = "pause_worker"
+    view_permission = permissions.WORKER_VIEW
+    pause_permission = permissions.WORKER_PAUSE
     list_title = "Workers"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -124,7 +130,8 @@ class QueueAdmin(RedisListAdmin):
     """Priority queues: depths and paused flags; pause and resume."""
 
     change_list_template = "admin/workers_app/queue/change_list.html"
-    pause_permission = "pause_queue"
+    view_permission = permissions.QUEUE_VIEW
+    pause_permission = permissions.QUEUE_PAUSE
     list_title = "Queues"
 
     def rows(self) -> list[Any]:

@@ -9,6 +9,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from tasks_app import permissions as perms
 from tasks_app.api import docs, inputs
 from tasks_app.api.health import eviction_warning, redis_status
 from tasks_app.api.serializers import (
@@ -45,13 +46,17 @@ DLQ_PARAMS = [
 
 
 class AdminView(ApiView):
-    """Admin endpoints need an admin principal while auth is on."""
+    """Admin endpoints need an admin principal while auth is on, and for a user the model
+    permissions each method declares (see ``IsAdmin``); undeclared methods are refused."""
 
     admin_only = True
+    required_permissions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
 
 class HealthView(AdminView):
     """`/admin/health`: answers within about HEALTH_TIMEOUT even when Redis is gone."""
+
+    required_permissions = {"GET": ()}  # any staff user
 
     @extend_schema(operation_id="health", tags=["admin"], responses={
         200: Healthy, 503: OpenApiResponse(Unhealthy, description="Redis unreachable"),
@@ -74,6 +79,8 @@ class HealthView(AdminView):
 class WorkerListView(AdminView):
     """`/admin/workers`: live workers."""
 
+    required_permissions = {"GET": (perms.WORKER_VIEW,)}
+
     @extend_schema(operation_id="list_workers", responses=docs.admin(WorkerList), tags=["admin"])
     def get(self, request: Request) -> Response:
         """Every worker whose heartbeat is current."""
@@ -83,6 +90,8 @@ class WorkerListView(AdminView):
 
 class WorkerDetailView(AdminView):
     """`/admin/workers/{id}`: one live worker."""
+
+    required_permissions = {"GET": (perms.WORKER_VIEW,)}
 
     @extend_schema(operation_id="get_worker", responses=docs.admin(Worker, 404), tags=["admin"])
     def get(self, request: Request, worker_id: str) -> Response:
@@ -98,6 +107,8 @@ class WorkerDetailView(AdminView):
 
 class WorkerControlView(AdminView):
     """`/admin/workers/{id}/pause|resume`."""
+
+    required_permissions = {"POST": (perms.WORKER_VIEW, perms.WORKER_PAUSE)}
 
     action: ClassVar[str] = "pause"
 
@@ -142,6 +153,8 @@ class WorkerResumeView(WorkerControlView):
 class QueueListView(AdminView):
     """`/admin/queues`: depth, scheduled and paused per priority."""
 
+    required_permissions = {"GET": (perms.QUEUE_VIEW,)}
+
     @extend_schema(operation_id="list_queues", responses=docs.admin(Queues), tags=["admin"])
     def get(self, request: Request) -> Response:
         """All four priorities, highest first, with totals."""
@@ -155,6 +168,8 @@ class QueueListView(AdminView):
 
 class QueueControlView(AdminView):
     """`/admin/queues/{priority}/pause|resume`."""
+
+    required_permissions = {"POST": (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)}
 
     action: ClassVar[str] = "pause"
 
@@ -207,6 +222,9 @@ def entry_dict(entry: DLQEntry) -> dict[str, Any]:
 class DLQView(AdminView):
     """`/admin/dlq`: list newest first (GET), clear (DELETE)."""
 
+    required_permissions = {"GET": (perms.DLQ_VIEW,),
+                            "DELETE": (perms.DLQ_VIEW, perms.DLQ_DELETE)}
+
     @extend_schema(operation_id="list_dlq", parameters=DLQ_PARAMS,
                    responses=docs.admin(DLQPage, 400), tags=["admin"])
     def get(self, request: Request) -> Response:
@@ -235,6 +253,8 @@ class DLQView(AdminView):
 
 class DLQRetryView(AdminView):
     """`/admin/dlq/retry`: re-queue one dead task or all of them."""
+
+    required_permissions = {"POST": (perms.DLQ_VIEW, perms.DLQ_RETRY)}
 
     @extend_schema(operation_id="retry_dlq", request=DLQRetry,
                    responses=docs.admin(DLQRetried, 400, 404, 413, 415), tags=["admin"])

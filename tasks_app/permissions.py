@@ -1,0 +1,24 @@
+"""Permission names shared by the Django admin, the REST admin API and the dashboard.
+
+The unmanaged models declare them (``dlq_models.DeadLetterEntry``, ``workers_app.models``);
+everything that checks one reads its name here, so the three surfaces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+DLQ_VIEW = "tasks_app.view_deadletterentry"
+DLQ_RETRY = "tasks_app.retry_deadletterentry"
+DLQ_DELETE = "tasks_app.delete_deadletterentry"
+WORKER_VIEW = "workers_app.view_worker"
+WORKER_PAUSE = "workers_app.pause_worker"
+QUEUE_VIEW = "workers_app.view_queue"
+QUEUE_PAUSE = "workers_app.pause_queue"
+
+# The dashboard shows queues, workers and the DLQ's size together: it needs all three.
+DASHBOARD = (QUEUE_VIEW, WORKER_VIEW, DLQ_VIEW)
+
+
+def missing(names: list[str]) -> str:
+    """The refusal message for a user without ``names``."""
+    noun = "permission" if len(names) == 1 else "permissions"
+    return f"missing {noun} {', '.join(names)}"
