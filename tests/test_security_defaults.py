@@ -151,9 +151,9 @@ def test_the_launchers_redis_wants_its_password_and_listens_on_localhost_only(
     var, server = protected
     password = (var / var_files.REDIS_PASSWORD_FILE).read_text().strip()
     assert len(password) >= 32
-    with redis.Redis(host="127.0.0.1", port=server.port) as anonymous:
-        with pytest.raises(redis.AuthenticationError):
-            anonymous.ping()
+    with redis.Redis(host="127.0.0.1", port=server.port) as anonymous, \
+            pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
     with redis.Redis.from_url(server.url) as client:
         assert client.ping()
         assert client.config_get("bind") == {"bind": "127.0.0.1"}
