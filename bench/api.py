@@ -179,7 +179,7 @@ def describe(label: str, result: Result) -> str:
 
 def start_server(port: int, worker: bool) -> list[subprocess.Popen[bytes]]:
     """daphne (and a worker) the way the launcher starts them."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TASKQUEUE_DEMO_HANDLERS="1")  # as ./run.sh
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
                    env=env, check=True)
     daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),

@@ -26,8 +26,9 @@ def start_redis() -> Any:
 
 
 def setup_django() -> None:
-    """Configure Django so handlers and settings load as in the product."""
+    """Configure Django so handlers and settings load as in the product (under ./run.sh)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taskqueue_project.settings")
+    os.environ.setdefault("TASKQUEUE_DEMO_HANDLERS", "1")  # the benches run the echo task
     import django
 
     django.setup()

@@ -268,7 +268,7 @@ class Stack:
     def start(self, n_workers: int) -> None:
         from tasks_app.core.redis_server import free_port
 
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TASKQUEUE_DEMO_HANDLERS="1")  # as ./run.sh
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
                        cwd=ROOT, env=env, check=True)
         self.port = free_port()

@@ -1,5 +1,9 @@
 """Run everything locally: Redis (embedded unless REDIS_URL is set), migrate, daphne, workers.
 
+var/ is private (0700, files 0600); the embedded Redis listens on 127.0.0.1 only and
+requires the password kept in var/redis-password. The demo handlers are on for the
+children unless auth is on or TASKQUEUE_DEMO_HANDLERS says otherwise.
+
 Usage: ``python -m taskqueue_project.launcher [--port 8080] [--workers 1] [--no-redis]``.
 """
 
@@ -17,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from taskqueue_project import var_files
+from tasks_app.cli import redact
 from tasks_app.conf import DEFAULTS
 from tasks_app.core.redis_server import EmbeddedRedis, RedisServerError, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-REDIS_DIR = BASE_DIR / "var" / "redis"
+VAR_DIR = BASE_DIR / "var"
+REDIS_DIR = VAR_DIR / "redis"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # as settings.env_bool reads them
 REDIS_PORT = 6390
 POLL_INTERVAL = 0.2
 STOP_MARGIN = 15.0
@@ -62,20 +70,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def child_env(redis_url: str | None) -> dict[str, str]:
-    """Return the environment every child inherits."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def child_env(redis_url: str | None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the environment every child inherits: the demo handlers on unless auth is."""
+    env = dict(os.environ if environ is None else environ, PYTHONUNBUFFERED="1")
     if redis_url:
         env["REDIS_URL"] = redis_url
+    auth_on = env.get("TASKQUEUE_AUTH_ENABLED", "").strip().lower() in TRUE_WORDS
+    if not env.get("TASKQUEUE_DEMO_HANDLERS", "").strip() and not auth_on:
+        env["TASKQUEUE_DEMO_HANDLERS"] = "1"
     return env
 
 
-def start_redis() -> EmbeddedRedis:
-    """Start the embedded Redis with AOF persistence under var/redis."""
-    server = EmbeddedRedis(REDIS_DIR, port=free_port(REDIS_PORT), persistence=True)
+def prepare_var_dir(var_dir: Path = VAR_DIR) -> None:
+    """Make var/ private (0700, files 0600), including what earlier runs left there."""
+    var_files.make_private(var_dir)
+
+
+def start_redis(var_dir: Path = VAR_DIR) -> EmbeddedRedis:
+    """Start the embedded Redis (AOF under var/redis, password from var/redis-password)."""
+    data_dir = var_dir / REDIS_DIR.name
+    password = var_files.redis_password(var_dir)
+    server = EmbeddedRedis(data_dir, port=free_port(REDIS_PORT), persistence=True,
+                           password=password)
     server.start()
-    log.info("Embedded Redis on %s (data in %s)", server.url, REDIS_DIR)
+    var_files.publish_redis_port(var_dir, server.port)
+    log.info("Embedded Redis on %s (data in %s)", redact(server.url), data_dir)
     return server
+
+
+def stop_redis(server: EmbeddedRedis, var_dir: Path = VAR_DIR) -> None:
+    """Stop the embedded Redis and withdraw its port file."""
+    var_files.withdraw_redis_port(var_dir, server.port)
+    server.stop()
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -101,16 +127,19 @@ def start_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]
     return children
 
 
-def print_banner(port: int, redis_url: str | None, workers: int) -> None:
-    """Tell the user where things are."""
+def print_banner(port: int, env: dict[str, str], workers: int) -> None:
+    """Tell the user where things are (the Redis password shown as ***)."""
     base = f"http://localhost:{port}"
+    redis_url = env.get("REDIS_URL")
+    demo = env.get("TASKQUEUE_DEMO_HANDLERS", "").strip().lower() in TRUE_WORDS
     lines = [
         "",
         "  taskqueue is running",
         f"    Web:          {base}/",
         f"    Django admin: {base}/django-admin/",
-        f"    Redis:        {redis_url or '(default from settings)'}",
+        f"    Redis:        {redact(redis_url) if redis_url else '(default from settings)'}",
         f"    Workers:      {workers}",
+        f"    Demo tasks:   {'on' if demo else 'off'}",
         "  Press Ctrl-C to stop (a second Ctrl-C forces workers to exit).",
         "",
     ]
@@ -195,7 +224,7 @@ def serve(args: argparse.Namespace, redis_url: str | None) -> int:
     supervisor = Supervisor([], shutdown_grace())
     supervisor.install()
     supervisor.children = start_children(args, env)
-    print_banner(args.port, redis_url, args.workers)
+    print_banner(args.port, env, args.workers)
     return supervisor.run()
 
 
@@ -203,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s")
     args = parse_args(argv)
+    os.umask(0o077)  # whatever this run and its children create is owner-only
+    prepare_var_dir()
     redis_url = os.environ.get("REDIS_URL") or None
     try:
         server = None if redis_url or args.no_redis else start_redis()
@@ -218,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if server is not None:
-            server.stop()
+            stop_redis(server)
             log.info("Embedded Redis stopped")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -13,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from taskqueue_project.var_files import private_dir, running_redis_url
 from tasks_app.secret_keys import weak_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,10 +97,18 @@ def taskqueue_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def database_path(environ: Mapping[str, str]) -> Path:
-    """Return the SQLite file (DATABASE_PATH or var/db.sqlite3), creating its folder."""
+    """Return the SQLite file (DATABASE_PATH or var/db.sqlite3), creating its folder.
+
+    In var/ (0700) a new database file is made 0600 here; SQLite gives its journals that mode.
+    """
     path = Path(environ.get("DATABASE_PATH") or VAR_DIR / "db.sqlite3")
     path = path if path.is_absolute() else BASE_DIR / path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent != VAR_DIR:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+    private_dir(VAR_DIR)
+    with contextlib.suppress(FileExistsError, PermissionError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return path
 
 
@@ -128,8 +138,7 @@ def dev_secret_key(var_dir: Path) -> str:
 
 
 def _dev_secret_key(path: Path) -> str:
-    var_dir = path.parent
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -170,7 +179,7 @@ def secret_key(environ: Mapping[str, str], var_dir: Path) -> str:
 
 
 SECRET_KEY = secret_key(os.environ, VAR_DIR)
-DEBUG = parse_env("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG", "1"), env_bool)
+DEBUG = parse_env("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG") or "0", env_bool)
 ALLOWED_HOSTS = env_list(os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
 
 INSTALLED_APPS = [
@@ -218,7 +227,10 @@ def channel_layers(redis_url: str) -> dict[str, Any]:
     }
 
 
-CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+# Without REDIS_URL: the embedded Redis of a ./run.sh running from this folder, if any.
+LOCAL_REDIS_URL = None if os.environ.get("REDIS_URL") else running_redis_url(VAR_DIR)
+CHANNEL_LAYERS = channel_layers(
+    os.environ.get("REDIS_URL") or LOCAL_REDIS_URL or "redis://127.0.0.1:6379/0")
 
 TEMPLATES = [
     {
@@ -279,8 +291,11 @@ LOGGING: dict[str, Any] = {
     },
 }
 
-# This project's own defaults beneath the environment: the demo handlers are on.
-TASKQUEUE = {"DEMO_HANDLERS": True, **taskqueue_from_env(os.environ)}
+# The demo handlers stay off unless asked for (./run.sh asks unless auth is on).
+TASKQUEUE = {
+    **({"REDIS_URL": LOCAL_REDIS_URL} if LOCAL_REDIS_URL else {}),
+    **taskqueue_from_env(os.environ),
+}
 
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): @task
 # functions run on taskqueue's workers.

@@ -16,14 +16,19 @@ def autodiscover() -> None:
     """Import HANDLER_MODULE from every installed app, plus the demo handlers if enabled;
     let the registry find Django tasks (``@task`` functions) by their paths."""
     autodiscover_modules(tq_settings.HANDLER_MODULE)
-    if tq_settings.DEMO_HANDLERS:
-        import_module(DEMO_HANDLERS_MODULE)
     if tasks_framework_available():
         from tasks_app.backends import resolve
 
         registry.add_resolver(resolve)
-        if tq_settings.DEMO_HANDLERS:
-            import_module(DEMO_DJANGO_TASKS_MODULE)
+    if tq_settings.DEMO_HANDLERS:
+        import_demo_modules()
+
+
+def import_demo_modules() -> None:
+    """Register the demo handlers of taskqueue_project (and its demo Django tasks)."""
+    import_module(DEMO_HANDLERS_MODULE)
+    if tasks_framework_available():
+        import_module(DEMO_DJANGO_TASKS_MODULE)
 
 
 def tasks_framework_available() -> bool:

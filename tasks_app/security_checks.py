@@ -3,7 +3,7 @@
 ``settings.py`` already refuses to load with ``TASKQUEUE_AUTH_ENABLED=1`` and no
 strong ``DJANGO_SECRET_KEY``; these checks cover settings set any other way
 (another settings module, ``TASKQUEUE`` edited in code) for ``manage.py check``,
-``runserver`` and ``migrate``.
+``runserver`` and ``migrate``. Also: DEBUG on, and the demo handlers with auth on.
 """
 
 from __future__ import annotations
@@ -48,3 +48,30 @@ def check_auth_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                  "print(secrets.token_urlsafe(32))').",
             id="taskqueue.security.W002"))
     return found
+
+
+@register(Tags.security)
+def check_debug(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: DEBUG on shows tracebacks and settings to any client that meets an error."""
+    if not settings.DEBUG:
+        return []
+    return [Warning(
+        "DEBUG is on: error pages show tracebacks, settings and URL patterns to every client.",
+        hint="Turn it on only to debug locally (DJANGO_DEBUG=1); leave DJANGO_DEBUG unset "
+             "or 0 otherwise.",
+        id="taskqueue.security.W003")]
+
+
+@register(Tags.security)
+def check_demo_handlers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W004: the demo handlers (crash, sleep) registered on a site with auth on."""
+    try:
+        if not (tq_settings.AUTH_ENABLED and tq_settings.DEMO_HANDLERS):
+            return []
+    except ImproperlyConfigured:
+        return []  # a malformed TASKQUEUE is taskqueue.E001/E002 (tasks_app.checks)
+    return [Warning(
+        "The demo handlers are registered while auth is on: any client with a key can "
+        "enqueue 'crash' (kills a worker slot) or 'sleep' (holds one).",
+        hint="Set TASKQUEUE_DEMO_HANDLERS=0 (TASKQUEUE['DEMO_HANDLERS'] = False).",
+        id="taskqueue.security.W004")]

@@ -26,6 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     server.start()
     config.stash[REDIS_KEY] = server
     os.environ["REDIS_URL"] = server.url
+    # The suite runs the demo handlers, here and in the servers and workers it starts.
+    os.environ["TASKQUEUE_DEMO_HANDLERS"] = "1"
     point_django_at(server.url)
 
 
@@ -35,10 +37,12 @@ def point_django_at(url: str) -> None:
 
     from taskqueue_project.settings import channel_layers
     from tasks_app.conf import tq_settings
+    from tasks_app.discovery import import_demo_modules
 
-    settings.TASKQUEUE = {**settings.TASKQUEUE, "REDIS_URL": url}
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "REDIS_URL": url, "DEMO_HANDLERS": True}
     settings.CHANNEL_LAYERS = channel_layers(url)
     tq_settings.reload()
+    import_demo_modules()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

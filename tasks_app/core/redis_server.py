@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -24,7 +25,9 @@ STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 LOG_NAME = "redis.log"
 LOCK_NAME = ".embedded-redis.lock"
+CONF_NAME = "redis.conf"  # written only with a password, mode 0600
 FSYNC_POLICIES = ("always", "everysec", "no")
+PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_.~-]+")  # fits a config line and a URL as is
 
 
 class RedisServerError(RuntimeError):
@@ -101,8 +104,18 @@ def free_port(preferred: int | None = None, host: str = HOST, attempts: int = 10
     raise RedisServerError(f"No free port in {preferred}..{preferred + attempts - 1}.")
 
 
+def local_url(port: int, password: str | None = None) -> str:
+    """The redis:// URL of database 0 on 127.0.0.1:``port``, with the password if any."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{HOST}:{port}/0"
+
+
 class EmbeddedRedis:
-    """Run a private redis-server on 127.0.0.1 with its files in ``data_dir``."""
+    """Run a private redis-server on 127.0.0.1 with its files in ``data_dir``.
+
+    With ``password`` the server requires AUTH; the password goes into a 0600 config
+    file in ``data_dir``, never onto the command line (which other local users can read).
+    """
 
     def __init__(
         self,
@@ -112,12 +125,16 @@ class EmbeddedRedis:
         persistence: bool = True,
         binary: str | None = None,
         appendfsync: str = "everysec",
+        password: str | None = None,
     ) -> None:
         if appendfsync not in FSYNC_POLICIES:
             raise ValueError(f"appendfsync must be one of {', '.join(FSYNC_POLICIES)}")
+        if password is not None and not PASSWORD_PATTERN.fullmatch(password):
+            raise ValueError("password must be 1+ characters from A-Z a-z 0-9 _ . ~ -")
         self.data_dir = Path(data_dir).resolve()
         self.persistence = persistence
         self.appendfsync = appendfsync
+        self.password = password
         self._binary = binary
         self._port = port
         self._process: subprocess.Popen[bytes] | None = None
@@ -132,8 +149,8 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """A redis:// URL for database 0 of this server."""
-        return f"redis://{HOST}:{self.port}/0"
+        """A redis:// URL for database 0 of this server (with the password, if any)."""
+        return local_url(self.port, self.password)
 
     @property
     def log_path(self) -> Path:
@@ -151,7 +168,7 @@ class EmbeddedRedis:
             return
         binary = self._binary or find_redis_server()
         check_version(binary)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._acquire_lock()
         try:
             self._port = self._port or free_port()
@@ -185,7 +202,8 @@ class EmbeddedRedis:
 
     def client(self) -> redis.Redis:
         """Return a new redis-py client for this server."""
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=STARTUP_TIMEOUT)
+        return redis.Redis(host=HOST, port=self.port, password=self.password,
+                           socket_timeout=STARTUP_TIMEOUT)
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -200,9 +218,11 @@ class EmbeddedRedis:
         self.stop()
 
     def _command(self, binary: str) -> list[str]:
-        """Return the redis-server command line."""
+        """Return the redis-server command line (a config file first when there is one)."""
+        config = [str(self._write_config())] if self.password else []
         return [
             binary,
+            *config,
             "--bind", HOST,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -216,8 +236,18 @@ class EmbeddedRedis:
     def _control_client(self, timeout: float) -> redis.Redis:
         """Return a client that never retries, for PING polling and SHUTDOWN."""
         return redis.Redis(
-            host=HOST, port=self.port, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            host=HOST, port=self.port, password=self.password, socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
+
+    def _write_config(self) -> Path:
+        """Write the 0600 config file that holds ``requirepass``."""
+        path = self.data_dir / CONF_NAME
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.password}\n")
+        return path
 
     def _spawn(self, binary: str) -> subprocess.Popen[bytes]:
         """Start the process in its own session so a terminal Ctrl-C does not reach it."""
