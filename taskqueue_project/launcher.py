@@ -4,7 +4,8 @@ var/ is private (0700, files 0600); the embedded Redis listens on 127.0.0.1 only
 requires the password kept in var/redis-password. The demo handlers are on for the
 children unless auth is on or TASKQUEUE_DEMO_HANDLERS says otherwise.
 
-Usage: ``python -m taskqueue_project.launcher [--port 8080] [--workers 1] [--no-redis]``.
+Usage: ``python -m taskqueue_project.launcher [--port 8080] [--host 127.0.0.1] [--workers 1]
+[--no-redis]``. daphne listens on 127.0.0.1 unless ``--host`` says otherwise.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog="python -m taskqueue_project.launcher")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port for daphne")
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="address daphne listens on (default 127.0.0.1: this machine only; "
+             "0.0.0.0 serves the network, with auth on)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="number of worker processes")
     parser.add_argument(
         "--no-redis", action="store_true", help="never start the embedded Redis; use REDIS_URL"
@@ -119,7 +125,7 @@ def spawn(name: str, command: list[str], env: dict[str, str], is_worker: bool) -
 
 def start_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]:
     """Start daphne and the workers."""
-    daphne = [sys.executable, "-m", "daphne", "-b", "0.0.0.0", "-p", str(args.port)]
+    daphne = [sys.executable, "-m", "daphne", "-b", args.host, "-p", str(args.port)]
     children = [spawn("daphne", [*daphne, "taskqueue_project.asgi:application"], env, False)]
     worker = [sys.executable, "manage.py", "runworker_tq"]
     for index in range(1, args.workers + 1):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 from django.test import override_settings
@@ -214,6 +215,9 @@ def test_run_sh_keeps_var_private_and_manage_py_finds_its_redis(tmp_path: Path) 
             start_new_session=True)
     try:
         wait_for_http(port, proc)
+        listening = {c.laddr.ip for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}  # not the network unless --host says so
         var = site / "var"
         enqueue = subprocess.run(
             [sys.executable, "manage.py", "tq", "enqueue", "echo", '{"hi": 1}', "--wait"],
