@@ -19,6 +19,7 @@ OPERATIONS = {
     ("/admin/queues", "get"), ("/admin/queues/{priority}/pause", "post"),
     ("/admin/queues/{priority}/resume", "post"), ("/admin/dlq", "get"),
     ("/admin/dlq", "delete"), ("/admin/dlq/retry", "post"),
+    ("/admin/queues/{priority}", "delete"), ("/admin/tasks/{task_id}/retry", "post"),
 }
 
 
