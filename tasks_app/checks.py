@@ -198,7 +198,7 @@ def check_cors(app_configs: Sequence[AppConfig] | None = None,
     if CORS_MIDDLEWARE not in settings.MIDDLEWARE:
         return [Error("TASKQUEUE['CORS_ALLOWED_ORIGINS'] is set but django-cors-headers' "
                       "middleware is not installed: browsers on those origins are refused.",
-                      id="taskqueue.E007",
+                      id="taskqueue.E008",
                       hint=f'Add "{CORS_MIDDLEWARE}" to MIDDLEWARE, above CommonMiddleware.')]
     missing = [o for o in origins if o not in getattr(settings, "CORS_ALLOWED_ORIGINS", ())]
     if missing:

@@ -479,7 +479,7 @@ def test_system_check_wants_the_middleware_when_origins_are_set(settings: Any) -
     assert check_cors() == []
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "corsheaders" not in m]
     found = check_cors()
-    assert [(type(m), m.id) for m in found] == [(Error, "taskqueue.E007")]
+    assert [(type(m), m.id) for m in found] == [(Error, "taskqueue.E008")]
 
 
 def test_system_check_warns_when_the_site_does_not_pass_the_origins_on(settings: Any) -> None:
