@@ -82,6 +82,9 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_WS_CLIENT_BUFFER", "WS_CLIENT_BUFFER", int),
     ("TASKQUEUE_METRICS_TOKEN", "METRICS_TOKEN", str),
     ("TASKQUEUE_TASK_VISIBILITY", "TASK_VISIBILITY", str),
+    ("TASKQUEUE_PUBLIC_HEALTH", "PUBLIC_HEALTH", env_bool),
+    ("TASKQUEUE_ACCEPT_UNKNOWN_TYPES", "ACCEPT_UNKNOWN_TYPES", env_bool),
+    ("TASKQUEUE_CORS_ALLOWED_ORIGINS", "CORS_ALLOWED_ORIGINS", env_list),
 )
 
 
@@ -194,6 +197,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served by the project, no CDN
+    "corsheaders",
     "tasks_app.apps.TasksAppConfig",
     "workers_app.apps.WorkersAppConfig",
 ]
@@ -203,6 +207,7 @@ MIDDLEWARE = [
     "tasks_app.api.middleware.json_errors_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -296,6 +301,14 @@ TASKQUEUE = {
     **({"REDIS_URL": LOCAL_REDIS_URL} if LOCAL_REDIS_URL else {}),
     **taskqueue_from_env(os.environ),
 }
+
+# Browsers on other origins (TASKQUEUE["CORS_ALLOWED_ORIGINS"], off while empty) may call the
+# REST API only: django-cors-headers answers preflights on /api/ and /admin/ (the REST admin;
+# the Django admin is /django-admin/) and nowhere else.
+CORS_ALLOWED_ORIGINS: list[str] = list(TASKQUEUE.get("CORS_ALLOWED_ORIGINS", []))
+CORS_URLS_REGEX = r"^/(api|admin)/" if CORS_ALLOWED_ORIGINS else r"(?!)"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "idempotency-key")
+CORS_EXPOSE_HEADERS = ("retry-after",)
 
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): @task
 # functions run on taskqueue's workers.

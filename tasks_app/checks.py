@@ -178,3 +178,32 @@ def check_schema_class(app_configs: Sequence[AppConfig] | None = None,
                     "taskqueue's api/schema/ and api/docs/ pages will fail (the API works).",
                     id="taskqueue.W005",
                     hint=f'REST_FRAMEWORK = {{"DEFAULT_SCHEMA_CLASS": "{SPECTACULAR_SCHEMA}"}}')]
+
+
+CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
+
+
+@register(Tags.security)
+def check_cors(app_configs: Sequence[AppConfig] | None = None,
+               **kwargs: Any) -> list[CheckMessage]:
+    """TASKQUEUE['CORS_ALLOWED_ORIGINS'] works only through django-cors-headers' middleware
+    and settings, which the host site provides."""
+    try:
+        origins = VALIDATORS["CORS_ALLOWED_ORIGINS"](
+            "CORS_ALLOWED_ORIGINS", user_settings().get("CORS_ALLOWED_ORIGINS", []))
+    except (ImproperlyConfigured, AttributeError):
+        return []  # reported as taskqueue.E001/E002
+    if not origins:
+        return []
+    if CORS_MIDDLEWARE not in settings.MIDDLEWARE:
+        return [Error("TASKQUEUE['CORS_ALLOWED_ORIGINS'] is set but django-cors-headers' "
+                      "middleware is not installed: browsers on those origins are refused.",
+                      id="taskqueue.E008",
+                      hint=f'Add "{CORS_MIDDLEWARE}" to MIDDLEWARE, above CommonMiddleware.')]
+    missing = [o for o in origins if o not in getattr(settings, "CORS_ALLOWED_ORIGINS", ())]
+    if missing:
+        return [Warning(f"TASKQUEUE['CORS_ALLOWED_ORIGINS'] lists {', '.join(missing)}, which "
+                        "settings.CORS_ALLOWED_ORIGINS lacks: django-cors-headers refuses them.",
+                        id="taskqueue.W006",
+                        hint='CORS_ALLOWED_ORIGINS = TASKQUEUE["CORS_ALLOWED_ORIGINS"]')]
+    return []

@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "WS_CLIENT_BUFFER": 5000,
     "METRICS_TOKEN": None,
     "TASK_VISIBILITY": "all",
+    "PUBLIC_HEALTH": False,
+    "ACCEPT_UNKNOWN_TYPES": False,
+    "CORS_ALLOWED_ORIGINS": [],
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -133,6 +136,18 @@ def string_list(key: str, value: Any) -> list[str]:
     return list(value)
 
 
+ORIGIN_PATTERN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+
+
+def origin_list(key: str, value: Any) -> list[str]:
+    """Accept a list of browser origins: scheme://host[:port], no path or trailing slash."""
+    origins = string_list(key, value)
+    for origin in origins:
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise invalid(key, value, "a list of origins such as 'https://dash.example.com'")
+    return origins
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -167,6 +182,9 @@ VALIDATORS: dict[str, Validator] = {
     "WS_CLIENT_BUFFER": integer(minimum=10),
     "METRICS_TOKEN": optional(matching(re.compile(r"\S{8,}"), "None or 8+ non-space characters")),
     "TASK_VISIBILITY": matching(re.compile(r"all|owner"), '"all" or "owner"'),
+    "PUBLIC_HEALTH": boolean,
+    "ACCEPT_UNKNOWN_TYPES": boolean,
+    "CORS_ALLOWED_ORIGINS": origin_list,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

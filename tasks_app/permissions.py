@@ -13,6 +13,7 @@ WORKER_VIEW = "workers_app.view_worker"
 WORKER_PAUSE = "workers_app.pause_worker"
 QUEUE_VIEW = "workers_app.view_queue"
 QUEUE_PAUSE = "workers_app.pause_queue"
+QUEUE_PURGE = "workers_app.purge_queue"
 
 # The dashboard shows queues, workers and the DLQ's size together: it needs all three.
 DASHBOARD = (QUEUE_VIEW, WORKER_VIEW, DLQ_VIEW)

@@ -8,6 +8,8 @@ from urllib.parse import ParseResult
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
+from tasks_app.conf import tq_settings
+
 
 class BrowserOriginValidator(OriginValidator):
     """Like Channels' AllowedHostsOriginValidator, but a client that sends no Origin
@@ -15,10 +17,17 @@ class BrowserOriginValidator(OriginValidator):
     authentication still applies to it."""
 
     def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
-        """No Origin is fine; a present one must match ALLOWED_HOSTS."""
+        """No Origin is fine; a present one must match ALLOWED_HOSTS or be one of
+        TASKQUEUE['CORS_ALLOWED_ORIGINS'] (scheme, host and port)."""
         if parsed_origin is None:
             return True
-        return bool(self.validate_origin(parsed_origin))
+        return bool(self.validate_origin(parsed_origin)) or cors_allowed(parsed_origin)
+
+
+def cors_allowed(origin: ParseResult) -> bool:
+    """True when the origin is in the CORS allow-list."""
+    text = f"{origin.scheme}://{origin.netloc}".lower()
+    return any(text == allowed.lower() for allowed in tq_settings.CORS_ALLOWED_ORIGINS)
 
 
 def origin_checked(application: Any) -> BrowserOriginValidator:

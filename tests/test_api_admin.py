@@ -117,9 +117,10 @@ def test_queues_show_the_reference_shape_and_additions() -> None:
     reply = call("GET", "/admin/queues")
     assert reply.status == 200
     assert reply.body["queues"]["critical"] == {"depth": 5, "priority": 3, "scheduled": 0,
-                                                "paused": False}
+                                                "paused": False, "queued": 5,
+                                                "pending_unacked": 0}
     assert reply.body["queues"]["low"] == {"depth": 0, "priority": 0, "scheduled": 1,
-                                           "paused": False}
+                                           "paused": False, "queued": 0, "pending_unacked": 0}
     assert list(reply.body["queues"]) == ["critical", "high", "normal", "low"]
     assert (reply.body["total_depth"], reply.body["running"], reply.body["dlq_size"]) == (7, 0, 0)
 
@@ -131,12 +132,14 @@ def test_paused_priority_gives_workers_nothing(name: str) -> None:
     create(priority="high")
     low = create(priority="low")
     reply = call("POST", f"/admin/queues/{name}/pause")
-    assert (reply.status, reply.body) == (200, {"queue": "high", "priority": 2, "paused": True})
+    assert (reply.status, reply.body) == (200, {"queue": "high", "priority": 2, "paused": True,
+                                                "message": "queue paused"})
     assert call("GET", "/admin/queues").body["queues"]["high"]["paused"] is True
     assert take(b).id == low["id"]
     assert b.dequeue("worker-1", (0, 1, 2, 3)) == "empty"
     resumed = call("POST", f"/admin/queues/{name}/resume")
-    assert resumed.body == {"queue": "high", "priority": 2, "paused": False}
+    assert resumed.body == {"queue": "high", "priority": 2, "paused": False,
+                            "message": "queue resumed"}
     assert take(b).priority == 2
 
 

@@ -40,6 +40,7 @@ ENDPOINTS: list[tuple[str, str, Any, bool, int]] = [
     ("GET", "/admin/dlq", None, True, 200),
     ("POST", "/admin/dlq/retry", {"retry_all": True}, True, 200),
     ("DELETE", "/admin/dlq", None, True, 200),
+    ("DELETE", "/admin/queues/high", None, True, 200),
 ]
 
 # credential -> (allowed on task endpoints, allowed on admin endpoints); None = 401.

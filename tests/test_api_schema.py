@@ -19,6 +19,7 @@ OPERATIONS = {
     ("/admin/queues", "get"), ("/admin/queues/{priority}/pause", "post"),
     ("/admin/queues/{priority}/resume", "post"), ("/admin/dlq", "get"),
     ("/admin/dlq", "delete"), ("/admin/dlq/retry", "post"),
+    ("/admin/queues/{priority}", "delete"), ("/admin/tasks/{task_id}/retry", "post"),
 }
 
 
@@ -67,3 +68,22 @@ def test_docs_page_is_served() -> None:
     assert reply.status_code == 200
     assert reply["Content-Type"].startswith("text/html")
     assert b"swagger" in reply.content.lower()
+
+
+def test_fields_added_for_existing_clients_are_documented() -> None:
+    parts = schema()["components"]["schemas"]
+    assert {"queued", "pending_unacked"} <= set(parts["QueueStat"]["properties"])
+    for name in ("Queues", "QueueDepths"):
+        assert {"queues", "scheduled_count", "dlq_size", "totals"} <= set(
+            parts[name]["required"])
+    assert {"task_id", "task_type"} <= set(parts["DLQEntry"]["required"])
+    assert {"message", "worker_id"} <= set(parts["WorkerControl"]["required"])
+    bodies = [set(one["required"]) for one in parts["DLQRetryRequest"]["oneOf"]]
+    assert bodies == [{"task_id"}, {"message_id"}, {"retry_all"}]
+
+
+def test_unknown_types_setting_documents_a_pattern_instead_of_the_registered_names() -> None:
+    field = schema(ACCEPT_UNKNOWN_TYPES=True)["components"]["schemas"][
+        "TaskCreateRequest"]["properties"]["type"]
+    assert "enum" not in field and field["maxLength"] == 255
+    assert field["pattern"].startswith("^")

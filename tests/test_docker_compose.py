@@ -101,6 +101,9 @@ def test_the_apps_wait_for_a_healthy_redis_at_the_url_they_use() -> None:
         assert service["environment"]["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
         assert service["environment"]["TASKQUEUE_ADMIN_API_KEYS"] == \
             "${TASKQUEUE_ADMIN_API_KEYS:-}"  # the web health check sends the first one
+        for key in ("PUBLIC_HEALTH", "CORS_ALLOWED_ORIGINS", "ACCEPT_UNKNOWN_TYPES"):
+            variable = f"TASKQUEUE_{key}"
+            assert service["environment"][variable] == f"${{{variable}:-}}"
         assert service["build"] == "."
         assert service["image"] == SERVICES["web"]["image"]
         assert service["init"] is True

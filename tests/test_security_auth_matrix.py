@@ -207,6 +207,8 @@ CASES: list[Case] = [
     Case("DELETE", "/admin/dlq", "admin"),
     Case("POST", "/admin/dlq/retry", "admin", {"retry_all": True}),
     Case("POST", "/admin/dlq/retry", "admin", {"task_id": "{dlq}"}),
+    Case("POST", "/admin/tasks/{dlq}/retry", "admin"),
+    Case("DELETE", "/admin/queues/high", "admin"),
     # Public by design: logging in, the schema and its docs page
     Case("POST", "/api/v1/auth/token", "public", {"username": "staffer", "password": "wrong"}),
     Case("POST", "/api/v1/auth/token/refresh", "public", {"refresh": "not-a-token"}),

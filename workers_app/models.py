@@ -31,7 +31,8 @@ class Queue(models.Model):
     class Meta:
         managed = False
         default_permissions = ("view",)
-        permissions = [("pause_queue", "Can pause and resume queues")]
+        permissions = [("pause_queue", "Can pause and resume queues"),
+                       ("purge_queue", "Can purge queues (cancel their pending tasks)")]
 
     def __str__(self) -> str:
         return str(self.priority)

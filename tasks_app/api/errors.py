@@ -30,6 +30,7 @@ CORE_ERRORS: dict[type[core.TaskQueueError], tuple[int, str | None]] = {
     core.WorkerNotFound: (404, "worker not found"),
     core.NotInDeadLetterQueue: (404, "task not found in dead letter queue"),
     core.NotCancellable: (409, "task cannot be cancelled in current state"),
+    core.NotRetryable: (409, "task cannot be retried in current state"),
     core.InvalidTransition: (409, None),
     core.StaleLease: (409, None),
     core.QueueFull: (503, "queue is full, retry later"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,19 +110,36 @@ def priority_of(text: str) -> Priority | None:
     return None
 
 
-def retry_request(data: Any) -> str | None:
-    """The DLQ retry body: a task id to retry, or None for ``retry_all``."""
+@dataclass(frozen=True)
+class RetryTarget:
+    """The one dead-lettered task a DLQ retry names, by task id or by entry id."""
+
+    task_id: str = ""
+    message_id: str = ""
+
+
+def retry_request(data: Any) -> RetryTarget | None:
+    """The DLQ retry body: ``task_id`` or ``message_id`` of one entry, or None for
+    ``retry_all``."""
     body = body_object(data)
-    extra = sorted(set(body) - {"task_id", "retry_all"})
+    extra = sorted(set(body) - {"task_id", "message_id", "retry_all"})
     if extra:
         raise ValidationError(f"unknown field '{extra[0]}'", extra[0])
-    if ("task_id" in body) == ("retry_all" in body):
-        raise ValidationError("give either task_id or retry_all", "task_id")
+    given = [name for name in ("task_id", "message_id", "retry_all") if name in body]
+    if len(given) != 1:
+        raise ValidationError("give exactly one of task_id, message_id or retry_all", "task_id")
     if "retry_all" in body:
         if body["retry_all"] is not True:
             raise ValidationError("retry_all must be true", "retry_all")
         return None
+    if "message_id" in body:
+        message_id = body["message_id"]
+        ok = isinstance(message_id, str) and CURSOR_PATTERN.fullmatch(message_id)
+        if not ok or any(int(part) > MAX_STREAM_PART for part in message_id.split("-")):
+            raise ValidationError("message_id must be an entry id such as 1705315200000-0",
+                                  "message_id")
+        return RetryTarget(message_id=message_id)
     task_id = body["task_id"]
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError("task_id must be a non-empty string", "task_id")
-    return task_id
+    return RetryTarget(task_id=task_id)

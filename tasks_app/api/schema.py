@@ -9,7 +9,9 @@ from drf_spectacular.openapi import AutoSchema
 
 from tasks_app.api.authentication import API_KEY_HEADER
 from tasks_app.api.inputs import MAX_BATCH
+from tasks_app.conf import tq_settings
 from tasks_app.core.registry import registry
+from tasks_app.core.validation import MAX_TYPE_LENGTH, TYPE_PATTERN
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -44,6 +46,8 @@ DLQ_RETRY: dict[str, Any] = {
     "oneOf": [
         {"type": "object", "required": ["task_id"], "additionalProperties": False,
          "properties": {"task_id": {"type": "string", "minLength": 1}}},
+        {"type": "object", "required": ["message_id"], "additionalProperties": False,
+         "properties": {"message_id": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"}}},
         {"type": "object", "required": ["retry_all"], "additionalProperties": False,
          "properties": {"retry_all": {"type": "boolean", "enum": [True]}}},
     ],
@@ -53,7 +57,10 @@ DLQ_RETRY: dict[str, Any] = {
 def _task_create(schema: dict[str, Any]) -> None:
     """Registered types only, no unknown fields, not both scheduled_at and delay."""
     names = registry.names()
-    if names:
+    if tq_settings.ACCEPT_UNKNOWN_TYPES:
+        schema["properties"]["type"].update(pattern=f"^{TYPE_PATTERN.pattern}$",
+                                           maxLength=MAX_TYPE_LENGTH)
+    elif names:
         schema["properties"]["type"]["enum"] = names
     schema["additionalProperties"] = False
     schema["not"] = NOT_BOTH_TIMES
@@ -70,7 +77,8 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
         batch["additionalProperties"] = False
         batch["properties"]["tasks"].update(minItems=1, maxItems=MAX_BATCH)
     if "DLQRetryRequest" in schemas:
-        schemas["DLQRetryRequest"] = {**DLQ_RETRY, "description": "task_id, or retry_all: true"}
+        schemas["DLQRetryRequest"] = {**DLQ_RETRY,
+                                      "description": "task_id, message_id, or retry_all: true"}
     for operation in _operations(result):
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True

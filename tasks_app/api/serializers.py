@@ -116,8 +116,53 @@ class PriorityCounts(serializers.Serializer):
     low = serializers.IntegerField(min_value=0)
 
 
-class QueueDepths(serializers.Serializer):
-    """Pending tasks per priority."""
+class QueueStat(serializers.Serializer):
+    """One priority's queue."""
+
+    depth = serializers.IntegerField(min_value=0, help_text="Pending tasks")
+    priority = serializers.IntegerField(min_value=0, max_value=3)
+    scheduled = serializers.IntegerField(min_value=0, help_text="Scheduled and retrying tasks")
+    paused = serializers.BooleanField()
+    queued = serializers.IntegerField(min_value=0, help_text="Pending tasks (same as depth)")
+    pending_unacked = serializers.IntegerField(
+        min_value=0, help_text="Tasks of this priority running now (leased to a worker)")
+
+
+class QueueStats(serializers.Serializer):
+    """Every priority's queue."""
+
+    critical = QueueStat()
+    high = QueueStat()
+    normal = QueueStat()
+    low = QueueStat()
+
+
+class QueueTotals(serializers.Serializer):
+    """Sums over the priorities and the cluster-wide counters, read with the queues."""
+
+    queued = serializers.IntegerField(min_value=0, help_text="Pending tasks")
+    pending_unacked = serializers.IntegerField(min_value=0, help_text="Running tasks")
+    scheduled = serializers.IntegerField(min_value=0, help_text="Scheduled and retrying tasks")
+    dlq_size = serializers.IntegerField(min_value=0, help_text="Dead-letter entries")
+    submitted = serializers.IntegerField(min_value=0, help_text="Tasks created, ever")
+    completed = serializers.IntegerField(min_value=0, help_text="Tasks that succeeded, ever")
+    failed = serializers.IntegerField(
+        min_value=0, help_text="Tasks that ended failed or dead-lettered, ever")
+    retries = serializers.IntegerField(min_value=0, help_text="Attempts retried, ever")
+    cancelled = serializers.IntegerField(min_value=0, help_text="Tasks cancelled, ever")
+
+
+class QueueSnapshot(serializers.Serializer):
+    """The statistics clients of the original server read, from one consistent read."""
+
+    queues = QueueStats()
+    scheduled_count = serializers.IntegerField(min_value=0)
+    dlq_size = serializers.IntegerField(min_value=0)
+    totals = QueueTotals()
+
+
+class QueueDepths(QueueSnapshot):
+    """Pending tasks per priority, and the queue statistics."""
 
     queue_depths = PriorityCounts()
     total_pending = serializers.IntegerField(min_value=0)
@@ -140,7 +185,9 @@ class Unhealthy(serializers.Serializer):
 
     status = serializers.ChoiceField(choices=["unhealthy"])
     redis = serializers.ChoiceField(choices=["disconnected"])
-    error = serializers.CharField(help_text="Why, e.g. 'connection refused'")
+    error = serializers.CharField(
+        required=False, help_text="Why, e.g. 'connection refused' (admins only under "
+        "PUBLIC_HEALTH)")
     message = serializers.CharField()
 
 
@@ -160,6 +207,13 @@ class Worker(serializers.Serializer):
     priorities = serializers.ListField(child=serializers.ChoiceField(choices=PRIORITY_NAMES))
 
 
+class WorkerControl(Worker):
+    """A worker after pause or resume."""
+
+    message = serializers.ChoiceField(choices=["worker paused", "worker resumed"])
+    worker_id = serializers.CharField(help_text="Same as id")
+
+
 class WorkerList(serializers.Serializer):
     """Every live worker."""
 
@@ -167,31 +221,11 @@ class WorkerList(serializers.Serializer):
     count = serializers.IntegerField(min_value=0)
 
 
-class QueueStat(serializers.Serializer):
-    """One priority's queue."""
-
-    depth = serializers.IntegerField(min_value=0, help_text="Pending tasks")
-    priority = serializers.IntegerField(min_value=0, max_value=3)
-    scheduled = serializers.IntegerField(min_value=0, help_text="Scheduled and retrying tasks")
-    paused = serializers.BooleanField()
-
-
-class QueueStats(serializers.Serializer):
-    """Every priority's queue."""
-
-    critical = QueueStat()
-    high = QueueStat()
-    normal = QueueStat()
-    low = QueueStat()
-
-
-class Queues(serializers.Serializer):
+class Queues(QueueSnapshot):
     """Queue statistics."""
 
-    queues = QueueStats()
     total_depth = serializers.IntegerField(min_value=0)
     running = serializers.IntegerField(min_value=0, help_text="Tasks leased to workers")
-    dlq_size = serializers.IntegerField(min_value=0)
 
 
 class QueueControl(serializers.Serializer):
@@ -200,6 +234,16 @@ class QueueControl(serializers.Serializer):
     queue = serializers.ChoiceField(choices=PRIORITY_NAMES)
     priority = serializers.IntegerField(min_value=0, max_value=3)
     paused = serializers.BooleanField()
+    message = serializers.ChoiceField(choices=["queue paused", "queue resumed"])
+
+
+class QueuePurged(serializers.Serializer):
+    """How many pending tasks a purge cancelled."""
+
+    message = serializers.ChoiceField(choices=["queue purged"])
+    queue = serializers.ChoiceField(choices=PRIORITY_NAMES)
+    priority = serializers.IntegerField(min_value=0, max_value=3)
+    purged_count = serializers.IntegerField(min_value=0)
 
 
 class DLQTask(Task):
@@ -218,6 +262,8 @@ class DLQEntry(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     added_at = serializers.DateTimeField()
     message_id = serializers.CharField()
+    task_id = serializers.CharField(help_text="Same as task.id")
+    task_type = serializers.CharField(allow_blank=True, help_text="The task's type")
 
 
 class DLQPage(serializers.Serializer):
@@ -230,9 +276,10 @@ class DLQPage(serializers.Serializer):
 
 
 class DLQRetry(serializers.Serializer):
-    """Retry one task (task_id) or every task (retry_all: true)."""
+    """Retry one task (task_id, or the entry's message_id) or every task (retry_all: true)."""
 
     task_id = serializers.CharField(required=False)
+    message_id = serializers.CharField(required=False)
     retry_all = serializers.BooleanField(required=False)
 
 
@@ -242,6 +289,14 @@ class DLQRetried(serializers.Serializer):
     message = serializers.ChoiceField(choices=["task re-queued", "tasks re-queued"])
     task_id = serializers.CharField(required=False)
     retried_count = serializers.IntegerField(required=False, min_value=0)
+
+
+class TaskRetried(serializers.Serializer):
+    """The task, back in its queue under its own id."""
+
+    message = serializers.ChoiceField(choices=["task re-queued"])
+    task_id = serializers.CharField()
+    task = Task()
 
 
 class DLQCleared(serializers.Serializer):

@@ -32,4 +32,6 @@ class Config:
     """Redis pub/sub channel the scripts publish events to ('' = none)."""
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
+    accept_unknown_types: bool = False
+    """Tasks of types with no handler may be submitted: a worker fails them for good."""
 

@@ -23,6 +23,10 @@ class NotCancellable(InvalidTransition):
     """Only pending, scheduled and retrying tasks can be cancelled."""
 
 
+class NotRetryable(InvalidTransition):
+    """Only failed and dead-lettered tasks can be retried."""
+
+
 class StaleLease(TaskQueueError):
     """A worker reported on an attempt whose lease was taken over (fencing)."""
 

@@ -24,17 +24,49 @@ DLQ_REASONS = ("max retries exceeded",)
 
 @dataclass(frozen=True)
 class QueueStats:
-    """Depths of one priority."""
+    """Depths of one priority (``running``: its tasks leased to workers, when counted)."""
 
     priority: int
     depth: int
     scheduled: int
     paused: bool
+    running: int = 0
 
     @property
     def name(self) -> str:
         """The priority's label."""
         return Priority(self.priority).label
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API representation (``queued`` and ``pending_unacked`` name depth and running
+        as clients of the original server read them)."""
+        return {"depth": self.depth, "priority": self.priority, "scheduled": self.scheduled,
+                "paused": self.paused, "queued": self.depth, "pending_unacked": self.running}
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """Every priority's counts, the DLQ size and the counters, read in one atomic step."""
+
+    queues: list[QueueStats]
+    dlq_size: int
+    counters: dict[str, int]
+
+    def totals(self) -> dict[str, int]:
+        """Sums over the priorities beside the cluster-wide counters."""
+        return {
+            "queued": sum(q.depth for q in self.queues),
+            "pending_unacked": sum(q.running for q in self.queues),
+            "scheduled": sum(q.scheduled for q in self.queues),
+            "dlq_size": self.dlq_size,
+            **self.counters,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """``queues`` by name (highest first), ``scheduled_count``, ``dlq_size``, ``totals``."""
+        return {"queues": {q.name: q.to_dict() for q in self.queues},
+                "scheduled_count": sum(q.scheduled for q in self.queues),
+                "dlq_size": self.dlq_size, "totals": self.totals()}
 
 
 @dataclass(frozen=True)
@@ -132,6 +164,18 @@ class Inspector:
         ]
         return sorted(stats, key=lambda s: -s.priority)
 
+    def queue_snapshot(self) -> QueueSnapshot:
+        """Pending, scheduled, running and paused per priority, the DLQ size and the
+        counters, all from one script: a consistent snapshot (costs one read per running
+        task)."""
+        reply = self.broker._run("queue_stats", self.keys.leases, [])
+        *rows, dlq, raw = reply
+        stats = [QueueStats(p, int(rows[4 * p]), int(rows[4 * p + 1]), rows[4 * p + 3] == 1,
+                            int(rows[4 * p + 2])) for p in PRIORITIES]
+        counters = dict(zip(raw[::2], raw[1::2], strict=True))
+        return QueueSnapshot(sorted(stats, key=lambda s: -s.priority), int(dlq),
+                             counter_totals(metrics.parse(counters).counters))
+
     def queue_depths(self) -> dict[str, int]:
         """Pending tasks per priority name, all four included."""
         return {s.name: s.depth for s in self.queue_stats()}
@@ -144,17 +188,8 @@ class Inspector:
             pipe.zcard(self.keys.leases)
             pipe.xlen(self.keys.dlq)
             raw, running, dlq = pipe.execute()
-        counters = metrics.parse(raw).counters
-        done = counters["completed"]
-        return {
-            "submitted": sum(counters["submitted"].values()),
-            "completed": sum(v for (_, status), v in done.items() if status == "success"),
-            "failed": sum(v for (_, status), v in done.items() if status != "success"),
-            "retries": sum(counters["retries"].values()),
-            "cancelled": sum(counters["cancelled"].values()),
-            "running": int(running),
-            "dlq_size": int(dlq),
-        }
+        counters = counter_totals(metrics.parse(raw).counters)
+        return {**counters, "running": int(running), "dlq_size": int(dlq)}
 
     def running_count(self) -> int:
         """Tasks currently leased to workers."""
@@ -256,6 +291,20 @@ class Inspector:
             total += int(n)
             if int(scanned) < PURGE_BATCH:
                 return total
+
+    def retry(self, task_id: str) -> Task:
+        """Re-queue a failed or dead-lettered task now under its own id and return it;
+        raises :class:`TaskNotFound` or :class:`NotRetryable`."""
+        self.broker._run("retry", self.keys.seq, [task_id])
+        return self.broker.get(task_id)
+
+    def dlq_task_id(self, message_id: str) -> str:
+        """The task id of a dead-letter entry; raises :class:`NotInDeadLetterQueue`."""
+        with redis_errors():
+            rows = self.client.xrange(self.keys.dlq, min=message_id, max=message_id, count=1)
+        if not rows or not rows[0][1].get("task_id"):
+            raise errors.NotInDeadLetterQueue(message_id)
+        return str(rows[0][1]["task_id"])
 
     # -- dead-letter queue ---------------------------------------------------
 
@@ -366,6 +415,18 @@ class Inspector:
             total += int(n)
             if int(scanned) < DLQ_BATCH:
                 return total
+
+
+def counter_totals(counters: dict[str, dict[tuple[str, ...], int]]) -> dict[str, int]:
+    """The cluster-wide counters summed over their labels."""
+    done = counters["completed"]
+    return {
+        "submitted": sum(counters["submitted"].values()),
+        "completed": sum(v for (_, status), v in done.items() if status == "success"),
+        "failed": sum(v for (_, status), v in done.items() if status != "success"),
+        "retries": sum(counters["retries"].values()),
+        "cancelled": sum(counters["cancelled"].values()),
+    }
 
 
 def _worker(raw: dict[str, str], active: int) -> WorkerInfo:

@@ -32,6 +32,8 @@ NAMES = (
     "dlq_retry",
     "dlq_delete",
     "purge",
+    "retry",
+    "queue_stats",
 )
 NOTIFY_CAP = 64
 
@@ -124,5 +126,7 @@ def translate(exc: Exception) -> Exception:
     code, _, detail = message[3:].partition(" ")
     if code == "NOT_CANCELLABLE":
         return errors.NotCancellable("task cannot be cancelled in current state", detail)
+    if code == "NOT_RETRYABLE":
+        return errors.NotRetryable("task cannot be retried in current state", detail)
     cls = _ERRORS.get(code, errors.TaskQueueError)
     return cls(detail or code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,9 @@ from .task import TaskSpec
 MAX_RETRIES_RANGE = (0, 100)
 TIMEOUT_RANGE = (1, 86400)
 MAX_DELAY_SECONDS = 366 * 86400
+MAX_TYPE_LENGTH = 255
+TYPE_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
+"""The form of a task type no handler is registered for (with accept_unknown)."""
 
 
 def _int_in(name: str, value: Any, low: int, high: int) -> int:
@@ -30,13 +34,18 @@ def _object(name: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def _type(value: Any, registry: HandlerRegistry) -> str:
+def _type(value: Any, registry: HandlerRegistry, accept_unknown: bool) -> str:
     if value is None:
         raise ValidationError("task type is required", "type")
     if not isinstance(value, str) or not value.strip():
         raise ValidationError("task type must be a non-empty string", "type")
-    if value not in registry:
+    if value in registry:
+        return value
+    if not accept_unknown:
         raise ValidationError(f"unknown task type '{value}'", "type")
+    if not TYPE_PATTERN.fullmatch(value):
+        raise ValidationError(
+            f"task type must be 1 to {MAX_TYPE_LENGTH} visible ASCII characters", "type")
     return value
 
 
@@ -76,8 +85,13 @@ def build_spec(
     scheduled_at: Any = None,
     delay: Any = None,
     defaults: tuple[int, int, int] = (0, 3, 300),
+    accept_unknown: bool = False,
 ) -> TaskSpec:
-    """Validate one task's fields; raise :class:`ValidationError` naming the bad field."""
+    """Validate one task's fields; raise :class:`ValidationError` naming the bad field.
+
+    ``accept_unknown`` lets through a type no handler is registered for (here), if it is
+    1 to MAX_TYPE_LENGTH visible ASCII characters.
+    """
     default_priority, default_retries, default_timeout = defaults
     if scheduled_at is not None and delay is not None:
         raise ValidationError("give either scheduled_at or delay, not both", "delay")
@@ -87,7 +101,7 @@ def build_spec(
         raise ValidationError(str(exc), "priority") from None
     return TaskSpec(
         id=task_id,
-        type=_type(type, registry),
+        type=_type(type, registry, accept_unknown),
         payload=_object("payload", payload),
         priority=int(prio),
         max_retries=_int_in("max_retries", default_retries if max_retries is None else max_retries,

@@ -66,8 +66,11 @@ def time_limit(seconds: float) -> Iterator[None]:
 class Executor:
     """Calls handlers from a registry; one per slot process."""
 
-    def __init__(self, registry: HandlerRegistry) -> None:
+    def __init__(self, registry: HandlerRegistry, unknown_is_permanent: bool = False) -> None:
         self.registry = registry
+        # With ACCEPT_UNKNOWN_TYPES the web takes types it has no handler for: a worker
+        # without one fails them for good rather than retrying what cannot succeed.
+        self.unknown_is_permanent = unknown_is_permanent
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def run(self, job: Job) -> Report:
@@ -79,9 +82,14 @@ class Executor:
             return self._failed(start, timeout_message(job.timeout), interrupted=True)
         except NonRetryableError as exc:
             return self._failed(start, _describe(exc), permanent=True)
+        except UnknownTaskType:
+            error = f"no handler for type '{job.type}'"
+            log.warning("task %s attempt %d failed: %s", job.id, job.attempt, error,
+                        extra={"task_id": job.id})
+            return self._failed(start, error, permanent=self.unknown_is_permanent)
         except Exception as exc:
             log.info("task %s attempt %d failed: %s", job.id, job.attempt, _describe(exc),
-                     exc_info=not isinstance(exc, UnknownTaskType), extra={"task_id": job.id})
+                     exc_info=True, extra={"task_id": job.id})
             return self._failed(start, _describe(exc))
         try:
             result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)

@@ -50,7 +50,7 @@ class SlotProcess:
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
         self.broker = Broker.from_config(spec.config)
-        self.executor = Executor(spec.registry)
+        self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
         self._failures = 0
         self._ticket = False
         # The pid recorded before the fork: a supervisor that died between the fork and

@@ -6,12 +6,14 @@ from typing import Any, ClassVar
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app import permissions as perms
 from tasks_app.api import docs, inputs
 from tasks_app.api.health import eviction_warning, redis_status
+from tasks_app.api.permissions import IsAdmin
 from tasks_app.api.serializers import (
     PRIORITY_NAMES,
     DLQCleared,
@@ -20,15 +22,19 @@ from tasks_app.api.serializers import (
     DLQRetry,
     Healthy,
     QueueControl,
+    QueuePurged,
     Queues,
+    TaskRetried,
     Unhealthy,
     Worker,
+    WorkerControl,
     WorkerList,
 )
 from tasks_app.api.views.base import ApiView, inspector
+from tasks_app.conf import tq_settings
 from tasks_app.core.errors import WorkerNotFound
 from tasks_app.core.inspect import DLQEntry
-from tasks_app.core.states import TaskState
+from tasks_app.core.states import Priority, TaskState
 from tasks_app.core.task import ms_to_iso
 
 QUEUE_PARAM = OpenApiParameter(
@@ -54,7 +60,15 @@ class AdminView(ApiView):
 
 
 class HealthView(AdminView):
-    """`/admin/health`: answers within about HEALTH_TIMEOUT even when Redis is gone."""
+    """`/admin/health`: answers within about HEALTH_TIMEOUT even when Redis is gone.
+
+    With PUBLIC_HEALTH anyone may ask; only an admin principal (anyone while auth is off)
+    is told more than healthy/unhealthy and connected/disconnected.
+    """
+
+    def get_permissions(self) -> list[BasePermission]:
+        """Anyone with PUBLIC_HEALTH, else an admin principal."""
+        return [AllowAny()] if tq_settings.PUBLIC_HEALTH else super().get_permissions()
 
     required_permissions = {"GET": ()}  # any staff user
 
@@ -63,16 +77,19 @@ class HealthView(AdminView):
         **docs.errors(401, 403)})
     def get(self, request: Request) -> Response:
         """healthy/connected, or 503 unhealthy/disconnected with the reason."""
+        admin = IsAdmin().has_permission(request, self)
         problem = redis_status()
         if problem is None:
             body: dict[str, Any] = {"status": "healthy", "redis": "connected"}
-            policy = eviction_warning()
+            policy = eviction_warning() if admin else None
             if policy is not None:
                 body["redis_maxmemory_policy"] = policy.policy
                 body["warnings"] = [policy.warning]
             return Response(body)
         body = {"status": "unhealthy", "redis": "disconnected", "error": problem,
                 "message": "redis is unreachable"}
+        if not admin:
+            del body["error"]
         return Response(body, status=503)
 
 
@@ -120,10 +137,12 @@ class WorkerControlView(AdminView):
             admin.pause_worker(worker_id)
         else:
             admin.resume_worker(worker_id)
-        return Response(admin.worker(worker_id).to_dict())
+        body = admin.worker(worker_id).to_dict()
+        return Response({**body, "message": f"worker {self.action}d", "worker_id": worker_id})
 
 
 def _control_schema(action: str, resource: str, ok: Any, *extra: Any) -> Any:
+    """The schema of a pause or resume operation."""
     return extend_schema(operation_id=f"{action}_{resource}", request=None, parameters=list(extra),
                          responses=docs.admin(ok, 404), tags=["admin"])
 
@@ -133,7 +152,7 @@ class WorkerPauseView(WorkerControlView):
 
     action = "pause"
 
-    @_control_schema("pause", "worker", Worker)
+    @_control_schema("pause", "worker", WorkerControl)
     def post(self, request: Request, worker_id: str) -> Response:
         """Pause the worker."""
         return super().post(request, worker_id)
@@ -144,26 +163,39 @@ class WorkerResumeView(WorkerControlView):
 
     action = "resume"
 
-    @_control_schema("resume", "worker", Worker)
+    @_control_schema("resume", "worker", WorkerControl)
     def post(self, request: Request, worker_id: str) -> Response:
         """Resume the worker."""
         return super().post(request, worker_id)
 
 
 class QueueListView(AdminView):
-    """`/admin/queues`: depth, scheduled and paused per priority."""
+    """`/admin/queues`: depth, scheduled, running and paused per priority."""
 
     required_permissions = {"GET": (perms.QUEUE_VIEW,)}
 
     @extend_schema(operation_id="list_queues", responses=docs.admin(Queues), tags=["admin"])
     def get(self, request: Request) -> Response:
-        """All four priorities, highest first, with totals."""
-        admin = inspector()
-        stats = admin.queue_stats()
-        queues = {s.name: {"depth": s.depth, "priority": s.priority, "scheduled": s.scheduled,
-                           "paused": s.paused} for s in stats}
-        return Response({"queues": queues, "total_depth": sum(s.depth for s in stats),
-                         "running": admin.running_count(), "dlq_size": admin.dlq_size()})
+        """All four priorities, highest first, with totals, from one consistent read."""
+        snap = inspector().queue_snapshot()
+        totals = snap.totals()
+        return Response({**snap.to_dict(), "total_depth": totals["queued"],
+                         "running": totals["pending_unacked"]})
+
+
+class QueueDetailView(AdminView):
+    """`/admin/queues/{priority}`: purge its pending tasks (DELETE)."""
+
+    required_permissions = {"DELETE": (perms.QUEUE_VIEW, perms.QUEUE_PURGE)}
+
+    @extend_schema(operation_id="purge_queue", parameters=[QUEUE_PARAM],
+                   responses=docs.admin(QueuePurged, 404), tags=["admin"])
+    def delete(self, request: Request, priority: str) -> Response:
+        """Cancel every task of the priority pending now (as `tq purge`); the count."""
+        level = queue_of(priority)
+        purged = inspector().purge(level)
+        return Response({"message": "queue purged", "queue": level.label,
+                         "priority": int(level), "purged_count": purged})
 
 
 class QueueControlView(AdminView):
@@ -175,16 +207,22 @@ class QueueControlView(AdminView):
 
     def post(self, request: Request, priority: str) -> Response:
         """Workers take nothing from a paused priority; resume lets them again."""
-        level = inputs.priority_of(priority)
-        if level is None:
-            raise NotFound("queue not found")
+        level = queue_of(priority)
         admin = inspector()
         if self.action == "pause":
             admin.pause_queue(level)
         else:
             admin.resume_queue(level)
         return Response({"queue": level.label, "priority": int(level),
-                         "paused": self.action == "pause"})
+                         "paused": self.action == "pause", "message": f"queue {self.action}d"})
+
+
+def queue_of(priority: str) -> Priority:
+    """The queue a path segment names, or 404."""
+    level = inputs.priority_of(priority)
+    if level is None:
+        raise NotFound("queue not found")
+    return level
 
 
 class QueuePauseView(QueueControlView):
@@ -210,13 +248,14 @@ class QueueResumeView(QueueControlView):
 
 
 def entry_dict(entry: DLQEntry) -> dict[str, Any]:
-    """A DLQ entry as the reference shows it."""
+    """A DLQ entry as the reference shows it, with the task's id and type on top."""
     if entry.task is not None:
         task = entry.task.to_dict()
     else:
         task = {"id": entry.task_id, "state": TaskState.DEAD_LETTER.value, "error": entry.error}
+    task_type = entry.task.type if entry.task is not None else entry.type
     return {"task": task, "reason": entry.reason, "added_at": ms_to_iso(entry.added_at),
-            "message_id": entry.message_id}
+            "message_id": entry.message_id, "task_id": entry.task_id, "task_type": task_type}
 
 
 class DLQView(AdminView):
@@ -259,11 +298,26 @@ class DLQRetryView(AdminView):
     @extend_schema(operation_id="retry_dlq", request=DLQRetry,
                    responses=docs.admin(DLQRetried, 400, 404, 413, 415), tags=["admin"])
     def post(self, request: Request) -> Response:
-        """`task_id` (404 unless in the DLQ) or `retry_all: true`."""
-        task_id = inputs.retry_request(request.data)
+        """`task_id` or `message_id` (404 unless in the DLQ), or `retry_all: true`."""
+        target = inputs.retry_request(request.data)
         admin = inspector()
-        if task_id is None:
+        if target is None:
             return Response({"message": "tasks re-queued", "retried_count": admin.dlq_retry_all()})
+        task_id = target.task_id or admin.dlq_task_id(target.message_id)
         admin.dlq_retry(task_id)
         return Response({"message": "task re-queued", "task_id": task_id})
+
+
+class TaskRetryView(AdminView):
+    """`/admin/tasks/{id}/retry`: run a failed or dead-lettered task again now."""
+
+    required_permissions = {"POST": (perms.DLQ_VIEW, perms.DLQ_RETRY)}
+
+    @extend_schema(operation_id="retry_task", request=None,
+                   responses=docs.admin(TaskRetried, 404, 409), tags=["admin"])
+    def post(self, request: Request, task_id: str) -> Response:
+        """Back to pending under its own id, attempts reset; 409 unless failed or dead."""
+        task = inspector().retry(task_id)
+        return Response({"message": "task re-queued", "task_id": task_id,
+                         "task": task.to_dict()})
 

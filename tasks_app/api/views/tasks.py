@@ -80,9 +80,11 @@ class TaskListView(SubmitView):
 
     @extend_schema(operation_id="queue_depths", responses=docs.reads(QueueDepths), tags=["tasks"])
     def get(self, request: Request) -> Response:
-        """Pending tasks for all four priorities, exact."""
-        depths = inspector().queue_depths()
-        return Response({"queue_depths": depths, "total_pending": sum(depths.values())})
+        """Pending tasks for all four priorities, exact, with the queue statistics beside."""
+        snap = inspector().queue_snapshot()
+        depths = {q.name: q.depth for q in snap.queues}
+        return Response({"queue_depths": depths, "total_pending": sum(depths.values()),
+                         **snap.to_dict()})
 
     @extend_schema(operation_id="create_task", request=TaskCreate, parameters=[IDEMPOTENCY_HEADER],
                    responses=docs.creates(Task, 409), tags=["tasks"])

@@ -26,11 +26,7 @@ for _, id in ipairs(ids) do
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'dlq_id', 'priority')
   if f[1] == 'dead_letter' then
-    redis.call('XDEL', K_DLQ, f[2])
-    redis.call('HSET', tk, 'attempts', 0)
-    redis.call('HDEL', tk, 'error', 'dlq_id', 'dlq_reason', 'dead_at', 'worker_id',
-      'started_at', 'completed_at', 'result', 'next_retry_at')
-    make_pending(id, f[3], now, nil)
+    rerun(id, f[3], now)
     n = n + 1
   end
 end

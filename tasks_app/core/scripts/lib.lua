@@ -94,6 +94,19 @@ local function make_pending(id, p, now, seq)
   notify(p, 1)
 end
 
+-- failed | dead_letter -> pending at the back of its queue: attempts reset, the last
+-- attempt's traces cleared, the dead-letter entry (if any) deleted, the record kept.
+local function rerun(id, p, now)
+  local tk = k_task(id)
+  local mid = redis.call('HGET', tk, 'dlq_id')
+  if mid then redis.call('XDEL', K_DLQ, mid) end
+  redis.call('PERSIST', tk)
+  redis.call('HSET', tk, 'attempts', 0)
+  redis.call('HDEL', tk, 'error', 'dlq_id', 'dlq_reason', 'dead_at', 'worker_id',
+    'started_at', 'completed_at', 'result', 'next_retry_at')
+  make_pending(id, p, now, nil)
+end
+
 -- Metrics: counters and histograms in one hash (see core/metrics.py).
 local function count(name, a, b, n)
   redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
