@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_EVENTS_PER_SECOND": 500,
     "WS_CLIENT_BUFFER": 5000,
     "METRICS_TOKEN": None,
+    "WS_REAUTH_INTERVAL": 30.0,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -165,6 +166,7 @@ VALIDATORS: dict[str, Validator] = {
     "WS_MAX_EVENTS_PER_SECOND": integer(minimum=1),
     "WS_CLIENT_BUFFER": integer(minimum=10),
     "METRICS_TOKEN": optional(matching(re.compile(r"\S{8,}"), "None or 8+ non-space characters")),
+    "WS_REAUTH_INTERVAL": number(),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
