@@ -85,6 +85,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_PUBLIC_HEALTH", "PUBLIC_HEALTH", env_bool),
     ("TASKQUEUE_ACCEPT_UNKNOWN_TYPES", "ACCEPT_UNKNOWN_TYPES", env_bool),
     ("TASKQUEUE_CORS_ALLOWED_ORIGINS", "CORS_ALLOWED_ORIGINS", env_list),
+    ("TASKQUEUE_WS_REAUTH_INTERVAL", "WS_REAUTH_INTERVAL", float),
 )
 
 

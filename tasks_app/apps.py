@@ -11,10 +11,15 @@ class TasksAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the system checks; discover task handlers; expose the queue's metrics."""
+        """Register the system checks; discover task handlers; expose the queue's metrics;
+        close a session's sockets when it signs out."""
+        from django.contrib.auth.signals import user_logged_out
+
         from tasks_app import checks, security_checks  # noqa: F401  (registers them)
         from tasks_app.discovery import autodiscover
         from tasks_app.metrics import register_collector
+        from tasks_app.ws_auth import signed_out
 
         autodiscover()
         register_collector()
+        user_logged_out.connect(signed_out, dispatch_uid="tasks_app.ws_auth.signed_out")

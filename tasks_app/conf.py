@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_HEALTH": False,
     "ACCEPT_UNKNOWN_TYPES": False,
     "CORS_ALLOWED_ORIGINS": [],
+    "WS_REAUTH_INTERVAL": 30.0,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -185,6 +186,7 @@ VALIDATORS: dict[str, Validator] = {
     "PUBLIC_HEALTH": boolean,
     "ACCEPT_UNKNOWN_TYPES": boolean,
     "CORS_ALLOWED_ORIGINS": origin_list,
+    "WS_REAUTH_INTERVAL": number(),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

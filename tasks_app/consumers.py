@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from dataclasses import replace
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from tasks_app import ws_backpressure
+from tasks_app import events, ws_backpressure
 from tasks_app.conf import tq_settings
 from tasks_app.visibility import viewer_scope
-from tasks_app.ws_auth import authenticate_scope
+from tasks_app.ws_auth import Grant, authenticate_scope, recheck
 from tasks_app.ws_filters import EventFilter
 from tasks_app.ws_hub import DROPPED, Encoded, hub
+
+log = logging.getLogger("tasks_app.ws")
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
@@ -25,7 +28,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
     """Sends each matching event as one JSON text message.
 
     Events wait in a buffer of ``WS_CLIENT_BUFFER`` events; a client that falls
-    that far behind is disconnected with close code 4408.
+    that far behind is disconnected with close code 4408.  A client whose credential
+    stops holding (revoked, expired, signed out) is disconnected with 4401.
     """
 
     async def connect(self) -> None:
@@ -34,23 +38,32 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.buffer: collections.deque[str] = collections.deque()
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
+        self.guard: asyncio.Task[None] | None = None
+        self.session_group: str | None = None
         offered = self.scope.get("subprotocols", [])
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
-        principal = await authenticate_scope(self.scope)
-        if principal is None:
+        grant = await authenticate_scope(self.scope)
+        if grant is None:
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
             return
-        self.filter = replace(self.filter, owner=viewer_scope(principal))
+        self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
+        if grant.session:  # the dashboard's socket: closed when its session signs out
+            self.session_group = events.session_group(grant.session)
+            await self.channel_layer.group_add(self.session_group, self.channel_name)
         await hub().join(self)
         await self.accept(chosen)
         self.sender = asyncio.create_task(self._send_loop())
+        self.guard = asyncio.create_task(self._guard(grant))
 
     async def disconnect(self, code: int) -> None:
         """Stop receiving."""
         hub().leave(self)
-        if self.sender is not None:
-            self.sender.cancel()
+        for task in (self.sender, self.guard):
+            if task is not None:
+                task.cancel()
+        if self.session_group:
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send is ignored."""
@@ -84,6 +97,27 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 if queued >= flush_every:
                     queued = 0
                     await asyncio.sleep(0)
+
+    async def _guard(self, grant: Grant | None) -> None:
+        """Check the credential again at its expiry and every WS_REAUTH_INTERVAL."""
+        while grant is not None and (delay := grant.recheck_in()) is not None:
+            await asyncio.sleep(delay)
+            try:
+                grant = await recheck(self.scope, grant)
+            except Exception:  # cannot tell (database away): fail closed
+                log.exception("could not check a /ws client's credential again")
+                grant = None
+        if grant is None:
+            await self._unauthorized()
+
+    async def _unauthorized(self) -> None:
+        hub().leave(self)
+        self.buffer.clear()
+        await self.close(code=UNAUTHORIZED)
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        """The session this socket was opened with signed out."""
+        await self._unauthorized()
 
     async def events_batch(self, message: dict[str, Any]) -> None:
         """Not used: the hub, not the consumer, is in the group."""

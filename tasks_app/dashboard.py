@@ -4,7 +4,8 @@ It shows queues, workers and the DLQ's size together, so it needs the three view
 permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming it.
 
 The page embeds a snapshot (queue depths, totals, workers, DLQ size) and a
-short-lived JWT for the socket; the browser then follows ``ws`` alone.
+short-lived socket token (``ws_auth.SocketToken``: ``ws`` only, bound to the session);
+the browser then follows ``ws`` alone.
 ``dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
 Paths are relative to where the site included ``tasks_app.urls``.
 """
@@ -22,9 +23,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
-from rest_framework_simplejwt.tokens import AccessToken
 
-from tasks_app import permissions, producer
+from tasks_app import permissions, producer, ws_auth
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.routing import websocket_url_path
 
@@ -53,11 +53,13 @@ def snapshot() -> dict[str, Any]:
 
 
 def socket_token(request: HttpRequest) -> str:
-    """A short-lived access token for ``/ws?token=`` (accepted with auth on or off)."""
+    """A short-lived token for ``/ws?token=`` and this session only (accepted with auth on
+    or off; refused by the REST API)."""
     user = request.user
-    if not isinstance(user, AbstractBaseUser):
+    key = request.session.session_key
+    if not isinstance(user, AbstractBaseUser) or not key:
         raise PermissionDenied("sign in first")
-    return str(AccessToken.for_user(user))
+    return ws_auth.socket_token(user, key)
 
 
 def page_config(request: HttpRequest) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from tasks_app.conf import tq_settings
@@ -28,6 +29,7 @@ log = logging.getLogger("taskqueue.events")
 GROUP = "taskqueue.events"  # worker.* and queue.depth, from Python publishers
 TASK_GROUP = "taskqueue.tasks"  # task.*, published by the Lua scripts
 BATCH = "events.batch"
+SESSION_ENDED = "session.ended"  # to the sockets of a signed-out session (see ws_auth)
 FLUSH_INTERVAL = 0.005
 MAX_BATCH = 500
 MAX_PENDING = 100_000
@@ -48,6 +50,21 @@ def group_channel(group: str = TASK_GROUP) -> str:
 def batch_message(events: list[Event]) -> dict[str, Any]:
     """The channel-layer message carrying a batch of events."""
     return {"type": BATCH, "events": events}
+
+
+def session_group(digest: str) -> str:
+    """The group of the ``/ws`` sockets opened with one Django session (by its digest)."""
+    return f"taskqueue.session.{digest}"
+
+
+def end_session(digest: str) -> None:
+    """Close the sockets of a session in every web process; best effort (if Redis is away,
+    the sockets' periodic re-check closes them)."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(session_group(digest),
+                                                      {"type": SESSION_ENDED})
+    except Exception as exc:
+        log.warning("could not close the signed-out session's sockets: %s", exc)
 
 
 class EventPublisher:

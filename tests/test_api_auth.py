@@ -51,6 +51,11 @@ CREDENTIALS: dict[str, tuple[bool | None, bool | None]] = {
     "admin key": (True, True),
     "db key": (True, False),
     "db admin key": (True, True),
+    "bad key as bearer": (None, None),
+    "good key as bearer": (True, False),
+    "admin key as bearer": (True, True),
+    "db key as bearer": (True, False),
+    "db admin key as bearer": (True, True),
     "expired jwt": (None, None),
     "user jwt": (True, False),
     "superuser jwt": (True, True),  # staff without permissions: test_api_admin_permissions
@@ -75,11 +80,14 @@ def headers_for(credential: str) -> dict[str, str]:
     if credential == "none":
         return {}
     if "key" in credential:
+        name = credential.removesuffix(" as bearer")
         keys = {"bad key": "not-a-key", "good key": CLIENT_KEY, "admin key": ADMIN_KEY}
-        if credential.startswith("db"):
-            _, key = APIKey.objects.create_key(name=credential, is_admin="admin" in credential)
-            keys[credential] = key
-        return {"X-API-Key": keys[credential]}
+        if name.startswith("db"):
+            _, key = APIKey.objects.create_key(name=name, is_admin="admin" in name)
+            keys[name] = key
+        if credential.endswith("as bearer"):  # what SDKs send: still an API key, not a JWT
+            return {"Authorization": f"Bearer {keys[name]}"}
+        return {"X-API-Key": keys[name]}
     superuser = "superuser" in credential
     user = User.objects.create_user(credential.replace(" ", "-"),
                                     is_staff=superuser or "staff" in credential,
@@ -135,6 +143,27 @@ def test_bad_key_message() -> None:
     with override_settings(TASKQUEUE=auth_settings()):
         reply = call("GET", "/api/v1/tasks", **{"X-API-Key": "wrong"})
     assert error(reply) == (401, "Unauthorized", "invalid API key")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("bearer", "message"), [
+    ("wrong-key", "invalid API key"),
+    ("prefix.secret", "invalid API key"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiMSJ9.c2ln", "token is invalid or expired"),
+])
+def test_a_bearer_credential_is_a_jwt_only_when_it_looks_like_one(bearer: str,
+                                                                  message: str) -> None:
+    with override_settings(TASKQUEUE=auth_settings()):
+        reply = call("GET", "/api/v1/tasks", Authorization=f"Bearer {bearer}")
+    assert error(reply) == (401, "Unauthorized", message)
+    assert reply.headers["WWW-Authenticate"] == (
+        'ApiKey realm="taskqueue", header="X-API-Key", Bearer realm="taskqueue"')
+
+
+def test_keys_as_bearer_tokens_follow_the_api_key_switch() -> None:
+    with override_settings(TASKQUEUE=auth_settings(AUTH_API_KEYS=False)):
+        reply = call("GET", "/api/v1/tasks", Authorization=f"Bearer {CLIENT_KEY}")
+    assert error(reply) == (401, "Unauthorized", "token is invalid or expired")
 
 
 @pytest.mark.django_db

@@ -14,12 +14,13 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import permissions, producer
 from tasks_app.connection import get_broker
 from tasks_app.core.redis_server import free_port
-from tasks_app.ws_auth import authenticate_scope
+from tasks_app.ws_auth import SocketToken, authenticate_scope
 from tests.factories import register
 
 LOGIN = "/django-admin/login/?next=/dashboard/"
@@ -90,20 +91,34 @@ def test_staff_get_the_current_queues_workers_and_totals(staff_client: Client) -
 def test_the_page_carries_a_socket_token_for_the_signed_in_user(
         staff_client: Client, staff: User) -> None:
     config = embedded(staff_client.get("/dashboard/").content.decode(), "tq-config")
-    token = AccessToken(config["token"])
+    token = SocketToken(config["token"])
     assert str(token["user_id"]) == str(staff.pk)
+    assert token["exp"] - token["iat"] <= 120  # short-lived
+    with pytest.raises(TokenError):
+        AccessToken(config["token"])  # not an access token: the REST API refuses it
     assert config["ws_path"] == "/ws"
 
 
+def ws_scope(token: str, session: str | None) -> dict[str, Any]:
+    cookie = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode())]
+    return {"query_string": f"token={token}".encode(), "headers": cookie if session else []}
+
+
 @pytest.mark.django_db(transaction=True)
-def test_that_token_opens_the_socket_when_auth_is_on(staff_client: Client, staff: User
-                                                     ) -> None:
+def test_that_token_opens_the_socket_when_auth_is_on_with_its_session_only(
+        staff_client: Client, staff: User) -> None:
     config = embedded(staff_client.get("/dashboard/").content.decode(), "tq-config")
-    scope = {"query_string": f"token={config['token']}".encode()}
-    bad = {"query_string": b"token=not-a-token"}
+    session = staff_client.cookies[settings.SESSION_COOKIE_NAME].value
+    other = Client()
+    other.force_login(staff)
+    other_session = other.cookies[settings.SESSION_COOKIE_NAME].value
+    authenticate = async_to_sync(authenticate_scope)
     with override_settings(TASKQUEUE={**settings.TASKQUEUE, "AUTH_ENABLED": True}):
-        assert async_to_sync(authenticate_scope)(scope) == staff
-        assert async_to_sync(authenticate_scope)(bad) is None
+        grant = authenticate(ws_scope(config["token"], session))
+        assert grant is not None and grant.principal == staff
+        assert authenticate(ws_scope("not-a-token", session)) is None
+        assert authenticate(ws_scope(config["token"], None)) is None
+        assert authenticate(ws_scope(config["token"], other_session)) is None
 
 
 @pytest.mark.django_db
@@ -113,7 +128,7 @@ def test_the_snapshot_endpoint_gives_staff_a_fresh_state_and_token(
     reply = staff_client.get("/dashboard/snapshot")
     assert reply.status_code == 200
     body = reply.json()
-    assert AccessToken(body["token"])
+    assert SocketToken(body["token"])
     assert body["snapshot"]["queues"][0] == {"name": "critical", "depth": 1, "scheduled": 0,
                                              "paused": False}
 

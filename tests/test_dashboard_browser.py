@@ -266,3 +266,20 @@ def run_a_mixed_workload(seconds: float) -> None:
         producer.enqueue_many(batch)
         wave += 1
         time.sleep(0.4)
+
+
+def test_signing_out_in_another_tab_ends_the_live_view_at_once(
+        browser: Browser, live_site: LiveSite) -> None:
+    """The socket is closed when its session signs out (not at the next periodic check,
+    30 s by default), and the page says so instead of retrying."""
+    context, page = new_page(browser, live_site)
+    login(page, live_site, OPERATOR)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=5000)
+    admin = context.new_page()
+    admin.goto(live_site.url("/django-admin/"))
+    admin.locator("#logout-form button").click()
+    expect(admin.locator("body")).to_contain_text("Logged out")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "signed-out",
+                                                    timeout=PROMISE_MS + 1000)
+    expect(page.locator("#signin-link")).to_be_visible()
+    context.close()

@@ -30,6 +30,7 @@ from websockets.sync.client import connect
 from tasks_app.conf import tq_settings
 from tasks_app.models import APIKey
 from tests.api_support import broker, create, redis_snapshot
+from tests.browser import seed_database
 from tests.factories import dead_letter, register
 from tests.servers import LiveServer
 
@@ -362,9 +363,11 @@ def test_control_staff_session_does_see_the_data(world: World) -> None:
 
 @pytest.fixture(scope="module")
 def ws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    folder = tmp_path_factory.mktemp("matrix-ws")
+    seed_database(folder / "db.sqlite3")  # a bearer credential that is no JWT is a key to look up
     env = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": CLIENT_KEY,
-           "TASKQUEUE_ADMIN_API_KEYS": ADMIN_KEY}
-    with LiveServer(tmp_path_factory.mktemp("matrix-ws"), env) as live:
+           "TASKQUEUE_ADMIN_API_KEYS": ADMIN_KEY, "DATABASE_PATH": str(folder / "db.sqlite3")}
+    with LiveServer(folder, env) as live:
         yield live
 
 

@@ -1,17 +1,22 @@
 """Who is calling: API keys (X-API-Key) and JWTs (Authorization: Bearer).
 
 Both are off unless TASKQUEUE["AUTH_ENABLED"]; each method has its own switch.
+A bearer credential that is not a JWT is taken as an API key (what SDKs send).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from rest_framework.authentication import BaseAuthentication
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -30,6 +35,7 @@ class KeyPrincipal:
 
     ident: str
     is_staff: bool
+    expires: datetime | None = None  # when a database key's expiry date passes
     is_authenticated: bool = True
     is_active: bool = True
     is_anonymous: bool = False
@@ -93,15 +99,40 @@ def database_principal(key: str) -> KeyPrincipal | None:
         return None
     if record.has_expired:
         return None
-    return KeyPrincipal(f"key:{record.prefix}", bool(record.is_admin))
+    return KeyPrincipal(f"key:{record.prefix}", bool(record.is_admin), record.expiry_date)
+
+
+def looks_like_jwt(token: str) -> bool:
+    """True for three dot-separated base64url segments whose first is a JSON object."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    head = parts[0] + "=" * (-len(parts[0]) % 4)
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head))
+    except (ValueError, binascii.Error):
+        return False
+    return isinstance(header, dict)
+
+
+def bearer_api_key(request: Request) -> str | None:
+    """The ``Authorization: Bearer`` credential when it is not a JWT (so an API key)."""
+    parts = get_authorization_header(request).split()
+    if len(parts) != 2 or parts[0].lower() != b"bearer":
+        return None
+    credential = parts[1].decode("latin-1")
+    return None if looks_like_jwt(credential) else credential
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """``X-API-Key: <key>``: a key from settings or from the database."""
+    """``X-API-Key: <key>``, or ``Authorization: Bearer <key>``: a key from settings or
+    from the database."""
 
     def authenticate(self, request: Request) -> tuple[KeyPrincipal, None] | None:
-        """None without the header; the key's principal; 401 for a key nobody issued."""
+        """None without a key; the key's principal; 401 for a key nobody issued."""
         key = request.META.get("HTTP_X_API_KEY")
+        if key is None:
+            key = bearer_api_key(request)
         if key is None:
             return None
         principal = settings_principal(key) or database_principal(key)
