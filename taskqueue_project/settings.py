@@ -79,6 +79,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_WS_MAX_EVENTS_PER_SECOND", "WS_MAX_EVENTS_PER_SECOND", int),
     ("TASKQUEUE_WS_CLIENT_BUFFER", "WS_CLIENT_BUFFER", int),
     ("TASKQUEUE_METRICS_TOKEN", "METRICS_TOKEN", str),
+    ("TASKQUEUE_MAX_JSON_DEPTH", "MAX_JSON_DEPTH", int),
 )
 
 

@@ -115,6 +115,9 @@ def test_integers_are_accepted_for_float_keys() -> None:
         ("CONCURRENCY", 0),
         ("DEMO_HANDLERS", "yes"),
         ("HANDLER_MODULE", "not a module"),
+        ("MAX_JSON_DEPTH", 0),
+        ("MAX_JSON_DEPTH", 501),
+        ("MAX_JSON_DEPTH", True),
     ],
 )
 def test_invalid_values_are_refused_naming_the_key(key: str, value: Any) -> None:
