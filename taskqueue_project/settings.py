@@ -265,7 +265,10 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        # One record, one line: control characters in messages escaped, tracebacks indented
+        # (django, daphne and this project's loggers all reach the root's handler).
+        "console": {"class": "workers_app.logging.TextFormatter",
+                    "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "console"},
