@@ -9,8 +9,7 @@ filters walk the stream newest first until a page of matches or ``SCAN_LIMIT`` e
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,18 +23,15 @@ from django.urls import URLPattern, path, reverse
 
 from tasks_app import producer
 from tasks_app.admin_support import count_of, ms_to_datetime, page_context, redis_required
-from tasks_app.conf import tq_settings
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
-from tasks_app.core.nesting import too_deep
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
+from tasks_app.display import pretty, shown
 from tasks_app.dlq_models import DeadLetterEntry
 
 PAGE_SIZE = 100
 SCAN_LIMIT = 10_000
 SHOWN_IN_CONFIRMATION = 100
-SHOWN_CHARS = 100_000
-"""The most an entry page shows of a payload, the metadata or the error."""
 NOT_SELECTED = ("Items must be selected in order to perform actions on them. "
                 "No items have been changed.")
 
@@ -131,32 +127,6 @@ def choices(query: ListQuery, name: str, values: list[str]) -> list[dict[str, An
         links.append({"label": value, "url": query.url(**{name: value, "before": ""}),
                       "selected": value == current})
     return links
-
-
-def pretty(value: Any) -> str:
-    """JSON for a <pre> block, at most SHOWN_CHARS; indented unless nested past
-    MAX_JSON_DEPTH (data stored before the limit), which is shown compact."""
-    limit = tq_settings.MAX_JSON_DEPTH
-    try:
-        if too_deep(value, limit):
-            text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-            return shown(f"(nested more than {limit} levels: shown without indentation)\n{text}")
-        encoder = json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False)
-        return shown(encoder.iterencode(value))
-    except RecursionError:
-        return "(nested too deeply to be shown)"
-
-
-def shown(text: str | Iterable[str]) -> str:
-    """At most SHOWN_CHARS of ``text`` (or of the pieces it is made of, read lazily)."""
-    pieces: list[str] = []
-    size = 0
-    for piece in [text] if isinstance(text, str) else text:
-        pieces.append(piece)
-        size += len(piece)
-        if size > SHOWN_CHARS:
-            return "".join(pieces)[:SHOWN_CHARS] + f"\n… (cut at {SHOWN_CHARS:,} characters)"
-    return "".join(pieces)
 
 
 @admin.register(DeadLetterEntry)
