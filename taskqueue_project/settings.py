@@ -86,6 +86,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_ACCEPT_UNKNOWN_TYPES", "ACCEPT_UNKNOWN_TYPES", env_bool),
     ("TASKQUEUE_CORS_ALLOWED_ORIGINS", "CORS_ALLOWED_ORIGINS", env_list),
     ("TASKQUEUE_WS_REAUTH_INTERVAL", "WS_REAUTH_INTERVAL", float),
+    ("TASKQUEUE_MAX_JSON_DEPTH", "MAX_JSON_DEPTH", int),
 )
 
 
@@ -283,7 +284,10 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "console": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        # One record, one line: control characters in messages escaped, tracebacks indented
+        # (django, daphne and this project's loggers all reach the root's handler).
+        "console": {"class": "workers_app.logging.TextFormatter",
+                    "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "console"},

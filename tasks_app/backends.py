@@ -28,8 +28,10 @@ from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from tasks_app import producer
+from tasks_app.conf import tq_settings
 from tasks_app.core.broker import new_task_id
 from tasks_app.core.errors import NonRetryableError, TaskNotFound
+from tasks_app.core.nesting import too_deep
 from tasks_app.core.registry import Handler
 from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.states import TaskState
@@ -146,6 +148,7 @@ class TaskQueueBackend(BaseTaskBackend):
                 if not isinstance(name, str) or not name.strip()]
 
     def _new_result(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        _check_depth(args, kwargs)
         result: TaskResult[Any, Any] = TaskResult(
             task=task, id=new_task_id(), status=TaskResultStatus.READY, enqueued_at=None,
             started_at=None, finished_at=None, last_attempted_at=None, args=list(args),
@@ -166,6 +169,16 @@ class TaskQueueBackend(BaseTaskBackend):
             if option in self.options:
                 fields[field] = self.options[option]
         return fields
+
+
+def _check_depth(args: Any, kwargs: Any) -> None:
+    """Refuse arguments whose payload ``{"args": [...], "kwargs": {...}}`` nests more than
+    MAX_JSON_DEPTH levels (so arguments nest at most MAX_JSON_DEPTH - 2), before Django's
+    own recursive checks see them."""
+    limit = tq_settings.MAX_JSON_DEPTH
+    if too_deep({"args": args, "kwargs": kwargs}, limit):
+        raise ValueError("Task arguments are nested too deeply: the payload "
+                         f'{{"args": [...], "kwargs": {{...}}}} may nest at most {limit} levels')
 
 
 def _check_round_trip(value: Any) -> None:

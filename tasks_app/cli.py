@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tasks_app.core.inspect import DLQEntry, QueueStats, WorkerInfo
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_iso
+from tasks_app.display import pretty, shown
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -182,8 +183,8 @@ def show_text(data: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k, _ in rows) + 1
     lines = [f"{(k + ':').ljust(width)} {cell(v)}" for k, v in rows]
-    lines += ["", "error:", data["error"], "", "payload:",
-              json.dumps(task.get("payload", {}), indent=2)]
+    lines += ["", "error:", shown(data["error"]), "", "payload:",
+              pretty(task.get("payload", {}))]
     if task.get("metadata"):
-        lines += ["", "metadata:", json.dumps(task["metadata"], indent=2)]
+        lines += ["", "metadata:", pretty(task["metadata"])]
     return "\n".join(lines)

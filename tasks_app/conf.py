@@ -51,11 +51,13 @@ DEFAULTS: dict[str, Any] = {
     "ACCEPT_UNKNOWN_TYPES": False,
     "CORS_ALLOWED_ORIGINS": [],
     "WS_REAUTH_INTERVAL": 30.0,
+    "MAX_JSON_DEPTH": 64,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+MAX_JSON_DEPTH_CEILING = 500  # well under the recursion limits of Python's own JSON code
 RATE_PATTERN = re.compile(r"[1-9]\d*/(s|m|h|d|sec|second|min|minute|hour|day)")
 
 Validator = Callable[[str, Any], Any]
@@ -66,14 +68,18 @@ def invalid(key: str, value: Any, expected: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"TASKQUEUE[{key!r}] must be {expected}; got {value!r}.")
 
 
-def integer(minimum: int | None = None) -> Validator:
-    """Accept an int (not a bool) of at least ``minimum``."""
+def integer(minimum: int | None = None, maximum: int | None = None) -> Validator:
+    """Accept an int (not a bool) of at least ``minimum`` (and at most ``maximum``)."""
     expected = "an integer" if minimum is None else f"an integer >= {minimum}"
+    if maximum is not None:
+        expected = f"an integer from {minimum} to {maximum}"
 
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid(key, value, expected)
         if minimum is not None and value < minimum:
+            raise invalid(key, value, expected)
+        if maximum is not None and value > maximum:
             raise invalid(key, value, expected)
         return value
 
@@ -187,6 +193,7 @@ VALIDATORS: dict[str, Validator] = {
     "ACCEPT_UNKNOWN_TYPES": boolean,
     "CORS_ALLOWED_ORIGINS": origin_list,
     "WS_REAUTH_INTERVAL": number(),
+    "MAX_JSON_DEPTH": integer(minimum=1, maximum=MAX_JSON_DEPTH_CEILING),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

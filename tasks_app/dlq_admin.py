@@ -9,7 +9,6 @@ filters walk the stream newest first until a page of matches or ``SCAN_LIMIT`` e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from tasks_app.admin_support import count_of, ms_to_datetime, page_context, redi
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
+from tasks_app.display import pretty, shown
 from tasks_app.dlq_models import DeadLetterEntry
 
 PAGE_SIZE = 100
@@ -127,11 +127,6 @@ def choices(query: ListQuery, name: str, values: list[str]) -> list[dict[str, An
         links.append({"label": value, "url": query.url(**{name: value, "before": ""}),
                       "selected": value == current})
     return links
-
-
-def pretty(value: Any) -> str:
-    """JSON for a <pre> block."""
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 @admin.register(DeadLetterEntry)
@@ -261,6 +256,7 @@ class DeadLetterEntryAdmin(admin.ModelAdmin):
         context = page_context(
             self, request, f"Dead-lettered task {entry.task_id}", entry=entry, row=row_of(entry),
             task=entry.task, details=self.details(entry),
+            error=shown(entry.error),
             payload=pretty(entry.task.payload) if entry.task else "",
             metadata=pretty(entry.task.metadata) if entry.task else "",
             actions=self.allowed_actions(request), changelist_url=self.changelist_url(),

@@ -42,7 +42,8 @@ def spec(fields: Mapping[str, Any], task_id: str | None = None,
         unknown = sorted(set(fields) - KNOWN_FIELDS)[0]
         raise ValidationError(f"unknown field '{unknown}'", unknown)
     return build_spec(registry, task_id or new_task_id(), defaults=defaults or task_defaults(),
-                      accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES, **fields)
+                      accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
+                      max_depth=tq_settings.MAX_JSON_DEPTH, **fields)
 
 
 def task_defaults() -> tuple[int, int, int]:

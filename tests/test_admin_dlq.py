@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -156,6 +157,26 @@ def test_entry_page_shows_payload_metadata_error_attempts_and_times(
                  "Dead since:", "Created:", "dead_letter", "Metadata"):
         assert text in html, text
     assert "retry-entry" not in html and "delete-entry" not in html  # view-only user
+
+
+def test_deep_or_huge_stored_data_keeps_the_pages_small(make_client: MakeClient) -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(3000):  # stored before MAX_JSON_DEPTH existed: indented, 18 MB of spaces
+        deep = {"a": deep}
+    broker = get_broker()
+    register(broker)
+    broker.enqueue_many([make_spec(max_retries=0, payload=deep)])
+    job = take(broker)
+    broker.fail(job.id, WORKER, job.fence, "E" * 2_000_000)
+    client = make_client(VIEW_DLQ)
+
+    page = client.get(f"{DLQ}{job.id}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert len(html) < 400_000, len(html)
+    assert "(nested more than 64 levels: shown without indentation)" in html
+    assert "… (cut at 100,000 characters)" in html
+    assert len(client.get(DLQ).content) < 100_000
 
 
 def test_entry_page_of_a_task_not_in_the_dlq_goes_back_to_the_list(

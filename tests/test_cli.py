@@ -225,6 +225,17 @@ def test_dlq_show_prints_payload_error_attempts_and_times() -> None:
     assert data["added_at"].endswith("Z") and data["task"]["created_at"].endswith("Z")
 
 
+def test_dlq_show_of_deep_stored_data_prints_a_bounded_text() -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(3000):  # stored before MAX_JSON_DEPTH: indented, it printed 18 MB
+        deep = {"a": deep}
+    [task_id] = dead(1, payload=deep)
+    run = tq("dlq", "show", task_id)
+    assert run.code == 0
+    assert "(nested more than 64 levels: shown without indentation)" in run.out
+    assert len(run.out) < 120_000, len(run.out)
+
+
 def test_dlq_show_of_unknown_or_live_task_is_an_operation_error() -> None:
     unknown = tq("dlq", "show", "00000000-0000-0000-0000-000000000000")
     assert unknown.code == 1 and "TaskNotFound" in unknown.err

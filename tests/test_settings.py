@@ -117,6 +117,9 @@ def test_integers_are_accepted_for_float_keys() -> None:
         ("HANDLER_MODULE", "not a module"),
         ("TASK_VISIBILITY", "owners"),
         ("TASK_VISIBILITY", None),
+        ("MAX_JSON_DEPTH", 0),
+        ("MAX_JSON_DEPTH", 501),
+        ("MAX_JSON_DEPTH", True),
     ],
 )
 def test_invalid_values_are_refused_naming_the_key(key: str, value: Any) -> None:

@@ -14,6 +14,11 @@ from rest_framework.request import Request
 
 from tasks_app.api.errors import PayloadTooLarge
 from tasks_app.conf import tq_settings
+from tasks_app.core.nesting import text_depth, too_deep_message
+
+BODY_ENVELOPE_DEPTH = 8
+"""Levels a body may nest beyond MAX_JSON_DEPTH: room for the batch envelope
+(``{"tasks": [{"payload": ...}]}``), so that a field just past the limit is refused by name."""
 
 
 def _reject_constant(name: str) -> None:
@@ -28,8 +33,19 @@ def declared_length(meta: Mapping[str, Any]) -> int:
         return 0
 
 
+def check_body_depth(raw: bytes) -> None:
+    """Refuse, before decoding, a body that is not JSON or nests too deeply anywhere."""
+    limit = tq_settings.MAX_JSON_DEPTH + BODY_ENVELOPE_DEPTH
+    depth = text_depth(raw)
+    if depth is None:
+        raise ParseError("request body is not valid JSON")
+    if depth > limit:
+        raise ParseError(too_deep_message("request body", limit))
+
+
 class BoundedJSONParser(JSONParser):
-    """JSON parser that refuses bodies over API_MAX_BODY_BYTES with 413."""
+    """JSON parser that refuses bodies over API_MAX_BODY_BYTES with 413, and bodies
+    nesting deeper than MAX_JSON_DEPTH + BODY_ENVELOPE_DEPTH with 400."""
 
     def parse(self, stream: IO[bytes], media_type: str | None = None,
               parser_context: Mapping[str, Any] | None = None) -> Any:
@@ -41,6 +57,7 @@ class BoundedJSONParser(JSONParser):
         raw = stream.read(limit + 1)
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        check_body_depth(raw)
         try:
             return json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ValidationError
+from .nesting import DEFAULT_MAX_DEPTH, check_depth
 from .registry import HandlerRegistry
 from .states import Priority
 from .task import TaskSpec
@@ -86,11 +87,13 @@ def build_spec(
     delay: Any = None,
     defaults: tuple[int, int, int] = (0, 3, 300),
     accept_unknown: bool = False,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> TaskSpec:
     """Validate one task's fields; raise :class:`ValidationError` naming the bad field.
 
     ``accept_unknown`` lets through a type no handler is registered for (here), if it is
-    1 to MAX_TYPE_LENGTH visible ASCII characters.
+    1 to MAX_TYPE_LENGTH visible ASCII characters. ``payload`` and ``metadata`` may nest at
+    most ``max_depth`` levels.
     """
     default_priority, default_retries, default_timeout = defaults
     if scheduled_at is not None and delay is not None:
@@ -102,13 +105,13 @@ def build_spec(
     return TaskSpec(
         id=task_id,
         type=_type(type, registry, accept_unknown),
-        payload=_object("payload", payload),
+        payload=check_depth("payload", _object("payload", payload), max_depth),
         priority=int(prio),
         max_retries=_int_in("max_retries", default_retries if max_retries is None else max_retries,
                             *MAX_RETRIES_RANGE),
         timeout=_int_in("timeout", default_timeout if timeout is None else timeout,
                         *TIMEOUT_RANGE),
-        metadata=_object("metadata", metadata),
+        metadata=check_depth("metadata", _object("metadata", metadata), max_depth),
         scheduled_at_ms=None if scheduled_at is None else parse_time(scheduled_at),
         delay_ms=None if delay is None else _delay(delay),
     )

@@ -20,6 +20,7 @@ from tasks_app import cli, producer
 from tasks_app.conf import tq_settings
 from tasks_app.core import errors
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.nesting import text_depth, too_deep_message
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
 WAITABLE = TERMINAL | {TaskState.DEAD_LETTER}
@@ -285,9 +286,12 @@ class Command(BaseCommand):
     # -- tasks -----------------------------------------------------------------
 
     def do_enqueue(self, opts: dict[str, Any]) -> None:
+        limit = tq_settings.MAX_JSON_DEPTH
+        if (text_depth(opts["payload"]) or 0) > limit:  # refused before json.loads recurses
+            raise errors.ValidationError(too_deep_message("payload", limit), "payload")
         try:
             payload = json.loads(opts["payload"])
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise self.usage(f"payload is not JSON: {exc}") from None
         options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay")
                    if opts[k] is not None}
