@@ -79,6 +79,9 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_WS_MAX_EVENTS_PER_SECOND", "WS_MAX_EVENTS_PER_SECOND", int),
     ("TASKQUEUE_WS_CLIENT_BUFFER", "WS_CLIENT_BUFFER", int),
     ("TASKQUEUE_METRICS_TOKEN", "METRICS_TOKEN", str),
+    ("TASKQUEUE_LOGIN_MAX_FAILURES_PER_USERNAME", "LOGIN_MAX_FAILURES_PER_USERNAME", int),
+    ("TASKQUEUE_LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_MAX_FAILURES_PER_ADDRESS", int),
+    ("TASKQUEUE_LOGIN_FAILURE_WINDOW", "LOGIN_FAILURE_WINDOW", int),
 )
 
 
@@ -180,6 +183,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",  # revocable refresh tokens
     "django_prometheus",
     "rest_framework_api_key",
     "drf_spectacular",

@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_EVENTS_PER_SECOND": 500,
     "WS_CLIENT_BUFFER": 5000,
     "METRICS_TOKEN": None,
+    "LOGIN_MAX_FAILURES_PER_USERNAME": 10,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 50,
+    "LOGIN_FAILURE_WINDOW": 900,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -165,6 +168,9 @@ VALIDATORS: dict[str, Validator] = {
     "WS_MAX_EVENTS_PER_SECOND": integer(minimum=1),
     "WS_CLIENT_BUFFER": integer(minimum=10),
     "METRICS_TOKEN": optional(matching(re.compile(r"\S{8,}"), "None or 8+ non-space characters")),
+    "LOGIN_MAX_FAILURES_PER_USERNAME": optional(integer(minimum=1)),
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": optional(integer(minimum=1)),
+    "LOGIN_FAILURE_WINDOW": integer(minimum=1),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -19,9 +19,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
-from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import producer
+from tasks_app.api.tokens import access_for
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.routing import websocket_url_path
 
@@ -54,7 +54,7 @@ def socket_token(request: HttpRequest) -> str:
     user = request.user
     if not isinstance(user, AbstractBaseUser):
         raise PermissionDenied("sign in first")
-    return str(AccessToken.for_user(user))
+    return str(access_for(user))
 
 
 def page_config(request: HttpRequest) -> dict[str, Any]:

@@ -37,10 +37,11 @@ def _key_ok(key: str) -> bool:
 
 
 def _token_ok(token: str) -> bool:
-    from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 
-    auth = JWTAuthentication()
+    from tasks_app.api.authentication import BearerAuthentication
+
+    auth = BearerAuthentication()  # its get_user makes the REST API's token check
     try:
         user = auth.get_user(auth.get_validated_token(token.encode()))
     except (TokenError, AuthenticationFailed):
