@@ -318,3 +318,33 @@ def test_password_change_closes_the_door_on_old_tokens_over_http_and_ws(
         manage(database, "from django.contrib.auth.models import User; "
                          "u = User.objects.get(username='carol'); "
                          f"u.set_password({PASSWORD!r}); u.save()")
+
+
+SITE_WITHOUT_BLACKLIST = """
+import json
+from django.contrib.auth.models import User
+from django.test import Client
+User.objects.create_user("dave", password="pw-long-enough-1")
+client = Client(HTTP_HOST="localhost")
+def post(path, body):
+    reply = client.post(path, json.dumps(body), "application/json")
+    return reply.status_code, reply.json()
+status, tokens = post("/api/v1/auth/token", {"username": "dave", "password": "pw-long-enough-1"})
+print(json.dumps([status, post("/api/v1/auth/token/refresh", {"refresh": tokens["refresh"]})[0],
+                  post("/api/v1/auth/token/revoke", {"refresh": tokens["refresh"]})]))
+"""
+
+
+def test_a_site_without_the_blacklist_app_logs_in_and_refreshes_but_cannot_revoke(
+        tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+           "DJANGO_SETTINGS_MODULE": "tests.settings_without_blacklist"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env=env, check=True, timeout=300)
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", SITE_WITHOUT_BLACKLIST],
+                          cwd=ROOT, env=env, check=True, timeout=120, capture_output=True,
+                          text=True)
+    login_status, refresh_status, revoke = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (login_status, refresh_status) == (200, 200)
+    assert revoke == [404, {"error": "Not Found", "message":
+                            "token revocation needs rest_framework_simplejwt.token_blacklist"}]
