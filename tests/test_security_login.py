@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tasks_app.conf import tq_settings
+from tasks_app.core.redis_server import free_port
 from tests.api_support import Reply, error
 from tests.servers import ROOT, LiveServer
 
@@ -141,6 +142,17 @@ def test_the_block_ends_with_the_window(redis_client: redis.Redis) -> None:
         redis_client.pexpire(key, 20)  # fast-forward to the end of the window
         time.sleep(0.1)
         assert login("alice", PASSWORD, "10.0.4.1").status == 200
+
+
+@pytest.mark.django_db
+def test_logins_are_refused_with_503_while_redis_is_unreachable(hashings: list[str]) -> None:
+    User.objects.create_user("alice", password=PASSWORD)
+    hashings.clear()
+    with override_settings(TASKQUEUE={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+                                      "AUTH_ENABLED": True}):
+        reply = login("alice", PASSWORD)
+    assert error(reply) == (503, "Service Unavailable", "service unavailable")
+    assert hashings == []  # the throttle fails closed, before any hashing
 
 
 # ---- refresh, password change, deactivation, staff removal (in process) ----------------------
@@ -280,6 +292,16 @@ def test_two_daphne_processes_share_the_failure_counter_in_redis(
     keys = [str(k) for k in redis_client.keys(f"{FAILURES}*")]
     assert {k.split(":")[3] for k in keys} == {"username", "address"}
     assert all(0 < redis_client.ttl(k) <= 60 for k in keys)
+
+
+def test_parallel_failures_cannot_slip_past_the_limit(
+        servers: tuple[LiveServer, LiveServer]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = [servers[i % 2] for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lambda s: live_login(s, "eve", "guess").status_code, targets))
+    assert sorted(statuses) == [401] * 3 + [429] * 9  # units are reserved before hashing
 
 
 def ws_status(server: LiveServer, token: str) -> int | str:
