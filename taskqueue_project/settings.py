@@ -87,6 +87,9 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_CORS_ALLOWED_ORIGINS", "CORS_ALLOWED_ORIGINS", env_list),
     ("TASKQUEUE_WS_REAUTH_INTERVAL", "WS_REAUTH_INTERVAL", float),
     ("TASKQUEUE_MAX_JSON_DEPTH", "MAX_JSON_DEPTH", int),
+    ("TASKQUEUE_LOGIN_MAX_FAILURES_PER_USERNAME", "LOGIN_MAX_FAILURES_PER_USERNAME", int),
+    ("TASKQUEUE_LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_MAX_FAILURES_PER_ADDRESS", int),
+    ("TASKQUEUE_LOGIN_FAILURE_WINDOW", "LOGIN_FAILURE_WINDOW", int),
 )
 
 
@@ -195,6 +198,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",  # revocable refresh tokens
     "django_prometheus",
     "rest_framework_api_key",
     "drf_spectacular",

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "CORS_ALLOWED_ORIGINS": [],
     "WS_REAUTH_INTERVAL": 30.0,
     "MAX_JSON_DEPTH": 64,
+    "LOGIN_MAX_FAILURES_PER_USERNAME": 10,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 50,
+    "LOGIN_FAILURE_WINDOW": 900,
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -194,6 +197,9 @@ VALIDATORS: dict[str, Validator] = {
     "CORS_ALLOWED_ORIGINS": origin_list,
     "WS_REAUTH_INTERVAL": number(),
     "MAX_JSON_DEPTH": integer(minimum=1, maximum=MAX_JSON_DEPTH_CEILING),
+    "LOGIN_MAX_FAILURES_PER_USERNAME": optional(integer(minimum=1)),
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": optional(integer(minimum=1)),
+    "LOGIN_FAILURE_WINDOW": integer(minimum=1),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -113,10 +113,11 @@ def _key_grant(key: str) -> Grant | None:
 
 
 def _jwt_grant(token: str) -> Grant | None:
-    from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed
 
-    auth = JWTAuthentication()
+    from tasks_app.api.authentication import BearerAuthentication
+
+    auth = BearerAuthentication()  # its get_user makes the REST API's token check
     try:
         validated = auth.get_validated_token(token.encode())
         user = auth.get_user(validated)

@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import override_settings
 from django.utils import timezone
-from rest_framework_simplejwt.tokens import AccessToken
 
 from taskqueue_project.settings import taskqueue_from_env
+from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
 from tasks_app.models import APIKey
 from tests.api_support import broker, call, create, error
@@ -69,7 +69,7 @@ def auth_settings(**extra: Any) -> dict[str, Any]:
 
 def jwt_for(user: User, expired: bool = False) -> str:
     """An access token for ``user`` (already expired if asked)."""
-    token = AccessToken.for_user(user)
+    token = access_for(user)
     if expired:
         token.set_exp(from_time=timezone.now() - timedelta(hours=1), lifetime=timedelta(minutes=5))
     return str(token)

@@ -14,6 +14,7 @@ OPERATIONS = {
     ("/api/v1/tasks", "get"), ("/api/v1/tasks", "post"), ("/api/v1/tasks/batch", "post"),
     ("/api/v1/tasks/{task_id}", "get"), ("/api/v1/tasks/{task_id}", "delete"),
     ("/api/v1/auth/token", "post"), ("/api/v1/auth/token/refresh", "post"),
+    ("/api/v1/auth/token/revoke", "post"),
     ("/admin/health", "get"), ("/admin/workers", "get"), ("/admin/workers/{worker_id}", "get"),
     ("/admin/workers/{worker_id}/pause", "post"), ("/admin/workers/{worker_id}/resume", "post"),
     ("/admin/queues", "get"), ("/admin/queues/{priority}/pause", "post"),
@@ -47,6 +48,16 @@ def test_errors_are_documented_with_the_error_body() -> None:
     assert doc["components"]["schemas"]["Error"]["required"] == ["error", "message"]
 
 
+def test_login_documents_its_throttle_and_revoke_its_body() -> None:
+    doc = schema()
+    login = doc["paths"]["/api/v1/auth/token"]["post"]["responses"]
+    assert {"200", "400", "401", "429"} <= set(login)
+    revoke = doc["paths"]["/api/v1/auth/token/revoke"]["post"]
+    body = revoke["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert doc["components"]["schemas"][body.rsplit("/", 1)[1]]["required"] == ["refresh"]
+    assert {"200", "401"} <= set(revoke["responses"])
+
+
 def test_task_types_are_the_registered_handlers() -> None:
     request = schema()["components"]["schemas"]["TaskCreateRequest"]
     assert request["properties"]["type"]["enum"] == registry.names()
@@ -60,7 +71,8 @@ def test_security_is_declared_only_while_auth_is_on(auth: bool, schemes: set[str
     assert set(doc.get("components", {}).get("securitySchemes", {})) == schemes
     admin = doc["paths"]["/admin/queues"]["get"]
     assert bool(admin.get("security")) is auth
-    assert "security" not in doc["paths"]["/api/v1/auth/token"]["post"]
+    for path in ("/api/v1/auth/token", "/api/v1/auth/token/refresh", "/api/v1/auth/token/revoke"):
+        assert "security" not in doc["paths"][path]["post"]
 
 
 def test_docs_page_is_served() -> None:

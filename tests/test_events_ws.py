@@ -220,10 +220,11 @@ def test_with_auth_on_only_clients_with_credentials_get_events(
 
 def test_with_auth_on_a_jwt_in_the_query_is_accepted() -> None:
     from django.contrib.auth.models import User
-    from rest_framework_simplejwt.tokens import AccessToken
+
+    from tasks_app.api.tokens import access_for
 
     user = User.objects.create_user("ws-user", password="pw-12345678")
-    token = str(AccessToken.for_user(user))
+    token = str(access_for(user))
 
     async def scenario() -> None:
         client = await connect(f"/ws?token={token}")

@@ -21,7 +21,9 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTFailed
+from rest_framework_simplejwt.tokens import Token
 
+from tasks_app.api.tokens import token_matches_user
 from tasks_app.conf import tq_settings
 
 API_KEY_HEADER = "X-API-Key"
@@ -156,6 +158,13 @@ class BearerAuthentication(JWTAuthentication):
             return super().authenticate(request)
         except JWTFailed:
             raise AuthenticationFailed("token is invalid or expired") from None
+
+    def get_user(self, validated_token: Token) -> Any:
+        """The token's user, if it is active and its auth state is the token's (REST and /ws)."""
+        user = super().get_user(validated_token)
+        if not token_matches_user(validated_token, user):
+            raise JWTFailed("token no longer matches its user", code="user_changed")
+        return user
 
 
 def enabled_authenticators() -> list[BaseAuthentication]:

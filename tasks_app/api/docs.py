@@ -16,7 +16,7 @@ WHY = {
     409: "Conflict with the current state",
     413: "Request body over API_MAX_BODY_BYTES",
     415: "Content-Type is not application/json",
-    429: "Submission rate limit exceeded (see Retry-After)",
+    429: "Rate limit exceeded: submissions, or failed logins (see Retry-After)",
     503: "Redis unreachable, or the queue is full (see Retry-After)",
 }
 

@@ -330,3 +330,16 @@ class AccessToken(serializers.Serializer):
     """A fresh access token."""
 
     access = serializers.CharField()
+
+
+class Revoke(serializers.Serializer):
+    """A refresh token to revoke; ``everywhere`` also revokes its user's other refresh tokens."""
+
+    refresh = serializers.CharField()
+    everywhere = serializers.BooleanField(required=False, default=False)
+
+
+class Revoked(serializers.Serializer):
+    """How many refresh tokens are now revoked."""
+
+    revoked = serializers.IntegerField()

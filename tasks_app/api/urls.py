@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern] = [
     path("api/v1/tasks/<str:task_id>", tasks.TaskDetailView.as_view(), name="task"),
     path("api/v1/auth/token", auth.TokenView.as_view(), name="token"),
     path("api/v1/auth/token/refresh", auth.TokenRefreshingView.as_view(), name="token-refresh"),
+    path("api/v1/auth/token/revoke", auth.TokenRevokeView.as_view(), name="token-revoke"),
     path("admin/health", admin.HealthView.as_view(), name="health"),
     path("admin/workers", admin.WorkerListView.as_view(), name="workers"),
     path("admin/workers/<str:worker_id>", admin.WorkerDetailView.as_view(), name="worker"),

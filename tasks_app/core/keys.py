@@ -57,6 +57,10 @@ class Keys:
         """Counter of one client's requests in one fixed rate-limit window."""
         return f"{self.prefix}ratelimit:{client}:{window}"
 
+    def login_failures(self, kind: str, ident: str) -> str:
+        """Counter of failed logins for one username digest or client address (fixed window)."""
+        return f"{self.prefix}login-failures:{kind}:{ident}"
+
     @property
     def leases(self) -> str:
         """Sorted set of running task ids scored by lease expiry (ms)."""
