@@ -129,8 +129,8 @@ def _jwt_grant(token: str) -> Grant | None:
 
 
 def _session_grant(key: str | None, digest: str, user_id: str) -> Grant | None:
-    """The grant of a staff user with the dashboard's permissions still signed in with session ``key`` (hashing to
-    ``digest``), or None once that session ended."""
+    """The grant of a staff user holding the dashboard's permissions and still signed in
+    with session ``key`` (hashing to ``digest``), or None once that session ended."""
     from django.contrib.auth import get_user
 
     if not key or not constant_time_compare(session_digest(key), digest):
