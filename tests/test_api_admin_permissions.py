@@ -15,9 +15,9 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import permissions as perms
+from tasks_app.api.tokens import access_for
 from tasks_app.api.views.admin import AdminView
 from tasks_app.conf import tq_settings
 from tasks_app.models import APIKey
@@ -87,7 +87,7 @@ def permission(name: str) -> Permission:
 
 
 def bearer(user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+    return {"Authorization": f"Bearer {access_for(user)}"}
 
 
 def signed_in(user: User) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 import redis
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -209,6 +209,7 @@ def test_password_change_kills_tokens_issued_before_it() -> None:
 @pytest.mark.django_db
 def test_staff_removal_takes_admin_power_from_existing_tokens() -> None:
     user = User.objects.create_user("alice", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_queue"))
     with auth_on():
         old = pair()
         assert get("/admin/queues", old["access"]) == 200

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
-from rest_framework_simplejwt.tokens import AccessToken
 from websockets.sync.client import ClientConnection, connect
 
 from tasks_app import producer
+from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, scoped
@@ -48,7 +48,7 @@ def as_key(key: str) -> dict[str, str]:
 
 
 def as_user(user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+    return {"Authorization": f"Bearer {access_for(user)}"}
 
 
 def post(headers: dict[str, str], payload: dict[str, Any], idem: str | None = None) -> Reply:
