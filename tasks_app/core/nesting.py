@@ -28,18 +28,17 @@ def too_deep(value: Any, limit: int) -> bool:
     Walks the tree one level at a time and stops at the first level past the limit
     (so a value that contains itself ends too).
     """
-    level = [value] if isinstance(value, CONTAINERS) else []
+    if not isinstance(value, CONTAINERS):
+        return False
+    level = [value]
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             return True
-        below: list[Any] = []
-        for item in level:
-            for child in item.values() if isinstance(item, dict) else item:
-                if isinstance(child, CONTAINERS):
-                    below.append(child)
-        level = below
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, CONTAINERS)]
     return False
 
 
