@@ -22,14 +22,15 @@ import pytest
 from tests.factories import register
 from tests.servers import LiveServer
 
-pytestmark = pytest.mark.schemathesis
-
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_KEY = "schemathesis-client-key"
 ADMIN_KEY = "schemathesis-admin-key"
 AUTH_ENV = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": CLIENT_KEY,
             "TASKQUEUE_ADMIN_API_KEYS": ADMIN_KEY}
 RUN_TIMEOUT = 600
+# Each test runs a whole fuzz in a subprocess bounded by RUN_TIMEOUT; the suite's default
+# 120 s would cut it off first on a loaded 2-core machine.
+pytestmark = [pytest.mark.schemathesis, pytest.mark.timeout(RUN_TIMEOUT + 30)]
 DEFAULT_SEED = "20261125"
 
 
