@@ -2,7 +2,9 @@
 
 var/ is private (0700, files 0600); the embedded Redis listens on 127.0.0.1 only and
 requires the password kept in var/redis-password. The demo handlers are on for the
-children unless auth is on or TASKQUEUE_DEMO_HANDLERS says otherwise.
+children unless auth is on or TASKQUEUE_DEMO_HANDLERS says otherwise. On a fresh database
+the first start creates a superuser (DJANGO_SUPERUSER_USERNAME / _PASSWORD, else ``admin``
+with a generated password shown once and kept in var/admin-password).
 
 Usage: ``python -m taskqueue_project.launcher [--port 8080] [--host 127.0.0.1] [--workers 1]
 [--no-redis]``. daphne listens on 127.0.0.1 unless ``--host`` says otherwise.
@@ -11,8 +13,10 @@ Usage: ``python -m taskqueue_project.launcher [--port 8080] [--host 127.0.0.1] [
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,6 +36,7 @@ VAR_DIR = BASE_DIR / "var"
 REDIS_DIR = VAR_DIR / "redis"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})  # as settings.env_bool reads them
 REDIS_PORT = 6390
+DEFAULT_ADMIN = "admin"
 POLL_INTERVAL = 0.2
 STOP_MARGIN = 15.0
 
@@ -116,6 +121,34 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run(command, cwd=BASE_DIR, env=env, check=True)
 
 
+def first_admin_credentials(env: dict[str, str]) -> tuple[str, str, bool]:
+    """Username and password for the first superuser, and whether the password is generated."""
+    username = env.get("DJANGO_SUPERUSER_USERNAME", "").strip() or DEFAULT_ADMIN
+    password = env.get("DJANGO_SUPERUSER_PASSWORD", "")
+    return username, password or secrets.token_urlsafe(16), not password
+
+
+def ensure_first_admin(env: dict[str, str], var_dir: Path = VAR_DIR) -> str:
+    """Create a superuser if the database has no user yet; return the banner's sign-in text."""
+    username, password, generated = first_admin_credentials(env)
+    command = [sys.executable, "-m", "taskqueue_project.first_admin"]
+    done = subprocess.run(command, cwd=BASE_DIR, env=env, check=True, text=True,
+                          input=json.dumps({"username": username, "password": password}),
+                          stdout=subprocess.PIPE)
+    created = json.loads(done.stdout.strip().splitlines()[-1])["created"]
+    if created and generated:
+        path = var_files.save_admin_password(var_dir, username, password)
+        log.info("Created the superuser %r; its password is in %s", username, path)
+        return f"{username} / {password}  (shown once; kept in var/{path.name})"
+    if created:
+        log.info("Created the superuser %r", username)
+        return f"{username} (password from DJANGO_SUPERUSER_PASSWORD)"
+    saved = var_files.saved_admin_username(var_dir)
+    if saved:
+        return f"{saved} (password in var/{var_files.ADMIN_PASSWORD_FILE})"
+    return "your own users (manage.py createsuperuser makes one)"
+
+
 def spawn(name: str, command: list[str], env: dict[str, str], is_worker: bool) -> Child:
     """Start a child in its own process group so only the launcher signals it."""
     process = subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True)
@@ -133,7 +166,7 @@ def start_children(args: argparse.Namespace, env: dict[str, str]) -> list[Child]
     return children
 
 
-def print_banner(port: int, env: dict[str, str], workers: int) -> None:
+def print_banner(port: int, env: dict[str, str], workers: int, sign_in: str) -> None:
     """Tell the user where things are (the Redis password shown as ***)."""
     base = f"http://localhost:{port}"
     redis_url = env.get("REDIS_URL")
@@ -142,7 +175,11 @@ def print_banner(port: int, env: dict[str, str], workers: int) -> None:
         "",
         "  taskqueue is running",
         f"    Web:          {base}/",
+        f"    Dashboard:    {base}/dashboard/",
+        f"    API docs:     {base}/api/docs/",
         f"    Django admin: {base}/django-admin/",
+        f"    Metrics:      {base}/metrics",
+        f"    Sign in:      {sign_in}",
         f"    Redis:        {redact(redis_url) if redis_url else '(default from settings)'}",
         f"    Workers:      {workers}",
         f"    Demo tasks:   {'on' if demo else 'off'}",
@@ -227,10 +264,11 @@ def serve(args: argparse.Namespace, redis_url: str | None) -> int:
     """Migrate, start the children and supervise them."""
     env = child_env(redis_url)
     migrate(env)
+    sign_in = ensure_first_admin(env)
     supervisor = Supervisor([], shutdown_grace())
     supervisor.install()
     supervisor.children = start_children(args, env)
-    print_banner(args.port, env, args.workers)
+    print_banner(args.port, env, args.workers, sign_in)
     return supervisor.run()
 
 

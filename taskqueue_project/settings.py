@@ -246,7 +246,7 @@ CHANNEL_LAYERS = channel_layers(
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "taskqueue_project" / "templates"],  # the landing page
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -360,11 +360,6 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "TaskStateEnum": "tasks_app.api.serializers.STATES",
-        "WorkerStateEnum": "tasks_app.api.serializers.WORKER_STATES",
-        "PriorityNameEnum": "tasks_app.api.serializers.PRIORITY_NAMES",
-    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tasks_app.api.schema.postprocess",

@@ -16,6 +16,7 @@ from tasks_app.core.redis_server import local_url
 
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_PORT_FILE = "redis-port"
+ADMIN_PASSWORD_FILE = "admin-password"
 
 
 def private_dir(path: Path) -> Path:
@@ -75,3 +76,20 @@ def running_redis_url(var_dir: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return local_url(port, password) if password else None
+
+
+def save_admin_password(var_dir: Path, username: str, password: str) -> Path:
+    """Keep the generated first superuser's credentials in var/admin-password (0600)."""
+    path = private_dir(var_dir) / ADMIN_PASSWORD_FILE
+    write_private(path, f"username: {username}\npassword: {password}\n")
+    return path
+
+
+def saved_admin_username(var_dir: Path) -> str | None:
+    """The username recorded in var/admin-password, or None without that file."""
+    try:
+        lines = (var_dir / ADMIN_PASSWORD_FILE).read_text().splitlines()
+    except OSError:
+        return None
+    names = [line.partition(":")[2].strip() for line in lines if line.startswith("username:")]
+    return names[0] if names else None

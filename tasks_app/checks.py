@@ -12,7 +12,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
-from tasks_app.conf import DEFAULTS, REDIS_SCHEMES, VALIDATORS, check_heartbeat
+from tasks_app.conf import DEFAULTS, REDIS_SCHEMES, VALIDATORS, check_heartbeat, environ_default
 
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
 SPECTACULAR_SCHEMA = "drf_spectacular.openapi.AutoSchema"
@@ -24,8 +24,13 @@ REQUIRED_APPS = (
     ("rest_framework_api_key", "API keys created in the admin"),
     ("drf_spectacular", "the OpenAPI schema and docs pages"),
 )
-# settings.TASKQUEUE absent (or without REDIS_URL) means Redis on localhost.
+# settings.TASKQUEUE absent (or without REDIS_URL) means $REDIS_URL, else Redis on localhost.
 DEFAULT_REDIS = DEFAULTS["REDIS_URL"]
+
+
+def effective_redis_url(user: Mapping[str, Any]) -> Any:
+    """The Redis URL the queue uses: TASKQUEUE's, else $REDIS_URL, else the default."""
+    return user.get("REDIS_URL") or environ_default("REDIS_URL") or DEFAULT_REDIS
 
 
 def user_settings() -> Any:
@@ -66,11 +71,12 @@ def check_redis_url(app_configs: Sequence[AppConfig] | None = None,
                     **kwargs: Any) -> list[CheckMessage]:
     """Say so when no Redis URL is configured and the local default is used."""
     user = user_settings()
-    if isinstance(user, Mapping) and user.get("REDIS_URL"):
+    if isinstance(user, Mapping) and user.get("REDIS_URL") or environ_default("REDIS_URL"):
         return []
     return [Warning(f"TASKQUEUE['REDIS_URL'] is not set; using {DEFAULT_REDIS}.",
                     id="taskqueue.W001",
-                    hint='Set TASKQUEUE = {"REDIS_URL": "redis://host:6379/0", ...}.')]
+                    hint='Set TASKQUEUE = {"REDIS_URL": "redis://host:6379/0", ...} '
+                         'or the REDIS_URL environment variable.')]
 
 
 @register(Tags.compatibility)
@@ -92,7 +98,7 @@ def check_channel_layer(app_configs: Sequence[AppConfig] | None = None,
         return [Error("The default channel layer must be channels-redis's pub/sub layer "
                       "with the JSON serializer: the queue's Lua scripts publish into it.",
                       id="taskqueue.E004", hint=hint)]
-    return same_redis(config.get("hosts", []), user.get("REDIS_URL", DEFAULT_REDIS))
+    return same_redis(config.get("hosts", []), effective_redis_url(user))
 
 
 def same_redis(hosts: Sequence[Any], redis_url: str) -> list[CheckMessage]:

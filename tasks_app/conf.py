@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
@@ -56,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 50,
     "LOGIN_FAILURE_WINDOW": 900,
 }
+
+# Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
+# TASKQUEUE["REDIS_URL"] wins, then $REDIS_URL, then DEFAULTS.
+ENV_FALLBACKS: dict[str, str] = {"REDIS_URL": "REDIS_URL"}
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -233,10 +238,14 @@ class TaskQueueSettings:
     def __getattr__(self, key: str) -> Any:
         if key not in self.defaults:
             raise AttributeError(f"Invalid TASKQUEUE setting: {key!r}")
-        value = VALIDATORS[key](key, self.user_settings.get(key, self.defaults[key]))
+        value = VALIDATORS[key](key, self.user_settings.get(key, self.default(key)))
         self._cached.add(key)
         setattr(self, key, value)
         return value
+
+    def default(self, key: str) -> Any:
+        """``key``'s value when TASKQUEUE leaves it out: its environment variable, else DEFAULTS."""
+        return environ_default(key) or self.defaults[key]
 
     def reload(self) -> None:
         """Forget cached values so the next read sees the current settings."""
@@ -258,6 +267,13 @@ class TaskQueueSettings:
             values["events_channel"] = group_channel()
         check_heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"])
         return Config(**values)
+
+
+def environ_default(key: str) -> str | None:
+    """The environment's value for ``key`` (see ENV_FALLBACKS), or None when unset or blank."""
+    name = ENV_FALLBACKS.get(key)
+    value = os.environ.get(name, "").strip() if name else ""
+    return value or None
 
 
 def check_heartbeat(interval: float, timeout: float) -> None:

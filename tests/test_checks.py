@@ -37,10 +37,16 @@ def test_a_complete_configuration_passes() -> None:
     assert taskqueue_ids() == []
 
 
-def test_no_redis_url_is_a_warning_naming_the_default() -> None:
+def test_no_redis_url_is_a_warning_naming_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     assert taskqueue_ids(TASKQUEUE={}) == ["taskqueue.W001"]
     assert messages(TASKQUEUE={"NAMESPACE": "x"}) == [
         "TASKQUEUE['REDIS_URL'] is not set; using redis://127.0.0.1:6379/0."]
+
+
+def test_a_redis_url_in_the_environment_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", REDIS)
+    assert taskqueue_ids(TASKQUEUE={"NAMESPACE": "x"}) == []
 
 
 @pytest.mark.parametrize("value", [["a"], "redis"])

@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-SECRET_KEY = "install-test"
+SECRET_KEY = "install-test-" + "k" * 40
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost"]
 
@@ -97,6 +97,7 @@ urlpatterns = [
 ASGI = '''
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
@@ -104,7 +105,47 @@ django_asgi_app = get_asgi_application()
 
 from tasks_app.routing import with_taskqueue  # noqa: E402
 
-application = with_taskqueue(django_asgi_app)
+application = with_taskqueue(ASGIStaticFilesHandler(django_asgi_app))
+'''
+
+# The same site naming no Redis in TASKQUEUE: $REDIS_URL is what tq and the worker use.
+SETTINGS_FROM_ENV = '''
+from mysite.settings import *  # noqa: F403
+
+TASKQUEUE = {"NAMESPACE": "shop"}
+'''
+
+# The dashboard's page, its static files through the ASGI app, and the OpenAPI schema.
+PAGES = '''
+import asyncio
+
+from asgiref.testing import ApplicationCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from mysite.asgi import application
+
+
+async def asgi_get(path):
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "headers": [(b"host", b"localhost")], "scheme": "http",
+             "server": ("localhost", 80), "client": ("127.0.0.1", 5000), "asgi": {"version": "3.0"},
+             "http_version": "1.1", "root_path": ""}
+    app = ApplicationCommunicator(application, scope)
+    await app.send_input({"type": "http.request", "body": b""})
+    start = await app.receive_output(10)
+    return start["status"]
+
+
+client = Client(HTTP_HOST="localhost")
+client.force_login(get_user_model().objects.get_or_create(
+    username="pages", defaults={"is_staff": True, "is_superuser": True})[0])
+page = client.get("/queue/dashboard/").content.decode()
+assets = sorted(set(re.findall(r'(?:src|href)="(/static/[^"]+)"', page)))
+print(json.dumps({
+    "assets": {path: asyncio.run(asgi_get(path)) for path in assets},
+    "schema": client.get("/queue/api/schema/").status_code,
+}))
 '''
 
 MANAGE = '''
@@ -228,16 +269,17 @@ class Site:
     install_seconds: float
     redis_url: str
 
-    def env(self) -> dict[str, str]:
+    def env(self, settings: str = "mysite.settings") -> dict[str, str]:
         """The environment of the site's processes: nothing points at this checkout."""
         env = {k: v for k, v in os.environ.items()
                if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE", "VIRTUAL_ENV")}
-        return {**env, "REDIS_URL": self.redis_url, "DJANGO_SETTINGS_MODULE": "mysite.settings",
+        return {**env, "REDIS_URL": self.redis_url, "DJANGO_SETTINGS_MODULE": settings,
                 "PYTHONDONTWRITEBYTECODE": "1"}
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 60,
+            settings: str = "mysite.settings") -> subprocess.CompletedProcess[str]:
         """Run the venv's Python in the site's folder; fail with its output if it fails."""
-        done = subprocess.run([str(self.python), *args], cwd=self.root, env=self.env(),
+        done = subprocess.run([str(self.python), *args], cwd=self.root, env=self.env(settings),
                               capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
@@ -245,7 +287,7 @@ class Site:
     def script(self, body: str, *args: str) -> Any:
         """Run a script with Django set up; return the JSON it prints."""
         path = self.root / "probe.py"
-        path.write_text("import json, sys\nfrom pathlib import Path\nimport django\n"
+        path.write_text("import json, re, sys\nfrom pathlib import Path\nimport django\n"
                         "django.setup()\n" + body)
         return json.loads(self.run(str(path), *args).stdout)
 
@@ -254,6 +296,7 @@ def write_site(root: Path) -> None:
     """The site following the README's steps, and its handler module."""
     files = {"manage.py": MANAGE, "mysite/__init__.py": "", "mysite/settings.py": SETTINGS,
              "mysite/urls.py": URLS, "mysite/asgi.py": ASGI, "shop/__init__.py": "",
+             "mysite/settings_from_env.py": SETTINGS_FROM_ENV,
              "shop/handlers.py": HANDLERS}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -335,3 +378,26 @@ def test_one_include_under_a_prefix_serves_the_api_metrics_and_dashboard(site: S
         "brand": True,
         "admin": 200,
     }
+
+
+def test_the_dashboards_static_files_load_and_the_schema_logs_no_warnings(site: Site) -> None:
+    """Served by Django's ASGIStaticFilesHandler as the README says; no ENUM_NAME_OVERRIDES."""
+    path = site.root / "probe.py"
+    found = site.script(PAGES)
+    assert {"/static/tasks_app/dashboard.js", "/static/tasks_app/charts.js",
+            "/static/tasks_app/dashboard.css"} <= set(found["assets"])
+    assert set(found["assets"].values()) == {200}
+    assert found["schema"] == 200
+    again = site.run(str(path))  # the same probe; its stderr is what a request logs
+    warnings = [line for line in again.stderr.splitlines() if "Warning" in line]
+    assert warnings == [], again.stderr
+
+
+def test_tq_and_the_worker_use_redis_url_from_the_environment(site: Site) -> None:
+    """TASKQUEUE without REDIS_URL: the environment's REDIS_URL, not localhost:6379."""
+    task_id = site.script(ENQUEUE)["id"]
+    status = site.run("manage.py", "tq", "status", "--json", settings="mysite.settings_from_env")
+    assert json.loads(status.stdout)["queues"][-1]["pending"] >= 1
+    site.run("manage.py", "runworker_tq", "--burst", "--concurrency", "1", timeout=60,
+             settings="mysite.settings_from_env")
+    assert site.script(GET_TASK, task_id)["state"] == "completed"

@@ -211,7 +211,8 @@ CASES: list[Case] = [
     Case("POST", "/admin/dlq/retry", "admin", {"task_id": "{dlq}"}),
     Case("POST", "/admin/tasks/{dlq}/retry", "admin"),
     Case("DELETE", "/admin/queues/high", "admin"),
-    # Public by design: logging in, the schema and its docs page
+    # Public by design: the landing page (links only), logging in, the schema and its docs page
+    Case("GET", "/", "public"),
     Case("POST", "/api/v1/auth/token", "public", {"username": "staffer", "password": "wrong"}),
     Case("POST", "/api/v1/auth/token/refresh", "public", {"refresh": "not-a-token"}),
     Case("POST", "/api/v1/auth/token/revoke", "public", {"refresh": "not-a-token"}),

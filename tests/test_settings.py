@@ -47,8 +47,22 @@ def test_session_redis_is_what_the_project_uses(redis_server: EmbeddedRedis) -> 
 
 
 @pytest.mark.parametrize("key", sorted(DEFAULTS))
-def test_unset_keys_fall_back_to_defaults(key: str) -> None:
+def test_unset_keys_fall_back_to_defaults(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     assert read({}, key) == DEFAULTS[key]
+
+
+def test_redis_url_comes_from_taskqueue_then_the_environment_then_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any site's tq and worker honour $REDIS_URL when TASKQUEUE does not name a Redis."""
+    monkeypatch.setenv("REDIS_URL", "redis://from-env.internal:6379/3")
+    assert read({"NAMESPACE": "site"}, "REDIS_URL") == "redis://from-env.internal:6379/3"
+    assert read({"REDIS_URL": "redis://setting:6379/1"}, "REDIS_URL") == "redis://setting:6379/1"
+    monkeypatch.setenv("REDIS_URL", "  ")
+    assert read({}, "REDIS_URL") == DEFAULTS["REDIS_URL"]
+    monkeypatch.setenv("REDIS_URL", "http://not-redis")
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        read({}, "REDIS_URL")
 
 
 def test_defaults_match_the_core_config() -> None:

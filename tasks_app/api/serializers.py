@@ -31,6 +31,14 @@ PRIORITY_INPUT: dict[str, Any] = {
 ANY_JSON: dict[str, Any] = {"nullable": True, "description": "Any JSON value"}
 
 
+class EnumField(serializers.ChoiceField):
+    """A choice of strings that the OpenAPI schema names ``enum_name`` in any site."""
+
+    def __init__(self, choices: list[str], enum_name: str, **kwargs: Any) -> None:
+        self.enum_name = enum_name
+        super().__init__(choices=choices, **kwargs)
+
+
 @extend_schema_field(PRIORITY_INPUT)
 class PriorityInputField(serializers.Field):
     """A priority as a client may send it."""
@@ -77,8 +85,8 @@ class Task(serializers.Serializer):
     id = serializers.UUIDField()
     type = serializers.CharField()
     payload = serializers.DictField()
-    priority = serializers.ChoiceField(choices=PRIORITY_NAMES)
-    state = serializers.ChoiceField(choices=STATES)
+    priority = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
+    state = EnumField(STATES, "TaskStateEnum")
     attempts = serializers.IntegerField(min_value=0)
     max_retries = serializers.IntegerField()
     timeout = serializers.IntegerField()
@@ -195,7 +203,7 @@ class Worker(serializers.Serializer):
     """A live worker (heartbeat within the heartbeat timeout)."""
 
     id = serializers.CharField()
-    state = serializers.ChoiceField(choices=WORKER_STATES)
+    state = EnumField(WORKER_STATES, "WorkerStateEnum")
     started_at = serializers.DateTimeField(allow_null=True)
     last_heartbeat = serializers.DateTimeField(allow_null=True)
     active_tasks = serializers.IntegerField(min_value=0)
@@ -204,7 +212,7 @@ class Worker(serializers.Serializer):
     pid = serializers.IntegerField(allow_null=True)
     processed = serializers.IntegerField(min_value=0)
     failed = serializers.IntegerField(min_value=0)
-    priorities = serializers.ListField(child=serializers.ChoiceField(choices=PRIORITY_NAMES))
+    priorities = serializers.ListField(child=EnumField(PRIORITY_NAMES, "PriorityNameEnum"))
 
 
 class WorkerControl(Worker):
@@ -231,7 +239,7 @@ class Queues(QueueSnapshot):
 class QueueControl(serializers.Serializer):
     """A queue after pause or resume."""
 
-    queue = serializers.ChoiceField(choices=PRIORITY_NAMES)
+    queue = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
     priority = serializers.IntegerField(min_value=0, max_value=3)
     paused = serializers.BooleanField()
     message = serializers.ChoiceField(choices=["queue paused", "queue resumed"])
@@ -241,7 +249,7 @@ class QueuePurged(serializers.Serializer):
     """How many pending tasks a purge cancelled."""
 
     message = serializers.ChoiceField(choices=["queue purged"])
-    queue = serializers.ChoiceField(choices=PRIORITY_NAMES)
+    queue = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
     priority = serializers.IntegerField(min_value=0, max_value=3)
     purged_count = serializers.IntegerField(min_value=0)
 
