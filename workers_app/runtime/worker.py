@@ -34,6 +34,7 @@ from .depth import DepthReporter
 from .executor import timeout_message
 from .heartbeat import Heartbeat
 from .hooks import Hook, Hooks, LogHook
+from .janitor import Janitor
 from .promoter import Promoter
 from .recoverer import Recoverer
 from .slot import SlotSpec, slot_main
@@ -98,7 +99,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.broker, self.id, self._fields, self._running,
                                    self._lease_lost, self._beat)
         self.loops = [self.heartbeat, Recoverer(self.broker, self.hooks), Promoter(self.broker),
-                      DepthReporter(self.broker, self.hooks)]
+                      DepthReporter(self.broker, self.hooks), Janitor(self.broker)]
 
     # -- lifecycle -----------------------------------------------------------
 
