@@ -40,7 +40,7 @@ from .recoverer import Recoverer
 from .slot import SlotSpec, slot_main
 from .slots import Slot
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
 HARD_KILL_GRACE = 2.0
 TICK = 0.05
 PAUSE_CHECK = 0.5
@@ -226,7 +226,7 @@ class Worker:
             error = timeout_message(running.timeout)
         else:
             error = "worker lost"
-            log.error("slot %d died (exit %s) running task %s", child.index,
+            log.warning("slot %d died (exit %s) running task %s", child.index,
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
         spent = time.time() - running.started
