@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks_app.core import tracing
 from tasks_app.core.errors import NonRetryableError, UnknownTaskType
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tasks_app.core.task import Job
@@ -32,6 +33,13 @@ class Report:
     interrupted: bool = False  # stopped at its time limit: the handler neither returned nor raised
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     """What the attempt raised, with its traceback, for the log record of its outcome."""
+
+    @property
+    def outcome(self) -> str:
+        """success, error, non_retryable or timeout."""
+        if self.ok:
+            return "success"
+        return "timeout" if self.interrupted else "non_retryable" if self.permanent else "error"
 
 
 def timeout_message(seconds: float) -> str:
@@ -73,7 +81,15 @@ class Executor:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def run(self, job: Job) -> Report:
-        """Run the job's handler and report success or failure."""
+        """Run the job's handler and report success or failure (in a span, with tracing)."""
+        if not tracing.ENABLED:
+            return self._attempt(job)
+        with tracing.attempt_span(job) as span:
+            report = self._attempt(job)
+            tracing.record_outcome(span, report.outcome, report.exception)
+        return report
+
+    def _attempt(self, job: Job) -> Report:
         start = time.perf_counter()
         try:
             result = self._call(job)
