@@ -44,8 +44,12 @@ def test_json_worker_logs_every_logger_and_fails_tasks_at_error(tmp_path: Path) 
         wait_for_state(permanent.id, "failed", timeout=30)
         wait_for_state(lost.id, "dead_letter", timeout=30)
         wait_for_state(django_task.id, "completed", timeout=30)
-        found = wait_for(lambda: (r := records(worker.log())) and len(about(r, lost.id)) and r,
-                         timeout=10)
+
+        def logged() -> list[dict[str, Any]] | None:
+            found = records(worker.log())
+            return found if about(found, lost.id) else None
+
+        found = wait_for(logged, timeout=10)
     loggers = {r["logger"] for r in found}
     assert {"django.tasks", "tasks_app.backends", "workers_app.runtime"} <= loggers, loggers
     assert all({"ts", "level", "logger", "pid", "message"} <= set(r) for r in found)

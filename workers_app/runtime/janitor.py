@@ -31,7 +31,11 @@ class Janitor(Loop):
         config = self.broker.config
         return bool(config.dlq_max_entries or config.dlq_max_age)
 
-    def run_once(self) -> int:
+    def run_once(self) -> None:
+        """One round of :meth:`trim`."""
+        self.trim()
+
+    def trim(self) -> int:
         """Trim in batches of BATCH until within bounds or MAX_BATCHES ran; return how
         many entries were deleted."""
         total = 0
