@@ -44,8 +44,9 @@ def attempt_span(job: Job) -> Iterator[Any]:
     carrier = job.metadata if isinstance(job.metadata.get(TRACEPARENT), str) else {}
     parent = _PROPAGATOR.extract({k: v for k, v in carrier.items() if isinstance(v, str)})
     tracer = trace.get_tracer("taskqueue")
-    attributes: dict[str, str | int] = {"taskqueue.task_id": job.id, "taskqueue.task_type": job.type,
-                                        "taskqueue.attempt": job.attempt}
+    attributes: dict[str, str | int] = {
+        "taskqueue.task_id": job.id, "taskqueue.task_type": job.type,
+        "taskqueue.attempt": job.attempt}
     with tracer.start_as_current_span(f"taskqueue.run {job.type}", context=parent,
                                       kind=SpanKind.CONSUMER, attributes=attributes,
                                       record_exception=False,
