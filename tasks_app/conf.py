@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES_PER_USERNAME": 10,
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 50,
     "LOGIN_FAILURE_WINDOW": 900,
+    "DLQ_MAX_ENTRIES": 100_000,
+    "DLQ_MAX_AGE": 2_592_000.0,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -205,6 +207,8 @@ VALIDATORS: dict[str, Validator] = {
     "LOGIN_MAX_FAILURES_PER_USERNAME": optional(integer(minimum=1)),
     "LOGIN_MAX_FAILURES_PER_ADDRESS": optional(integer(minimum=1)),
     "LOGIN_FAILURE_WINDOW": integer(minimum=1),
+    "DLQ_MAX_ENTRIES": optional(integer(minimum=1)),
+    "DLQ_MAX_AGE": optional(number()),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

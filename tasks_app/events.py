@@ -24,7 +24,7 @@ from channels.layers import get_channel_layer
 from tasks_app.conf import tq_settings
 from tasks_app.core.events import Event
 
-log = logging.getLogger("taskqueue.events")
+log = logging.getLogger("tasks_app.events")
 
 GROUP = "taskqueue.events"  # worker.* and queue.depth, from Python publishers
 TASK_GROUP = "taskqueue.tasks"  # task.*, published by the Lua scripts

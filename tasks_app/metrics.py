@@ -68,7 +68,7 @@ def _counter(name: str, doc: str, labels: list[str],
 
 
 def counters(snap: core_metrics.Snapshot) -> Iterator[Metric]:
-    """Submitted, completed (by status), retried and cancelled task counts."""
+    """Submitted, completed (by status), retried, cancelled and trimmed task counts."""
     c = snap.counters
     yield _counter("tasks_submitted", "Tasks submitted", ["type", "priority"], c["submitted"])
     yield _counter("tasks_completed", "Tasks finished: status is success, failed (non-retryable "
@@ -76,6 +76,9 @@ def counters(snap: core_metrics.Snapshot) -> Iterator[Metric]:
     yield _counter("task_retries", "Failed attempts that were scheduled for a retry", ["type"],
                    c["retries"])
     yield _counter("tasks_cancelled", "Tasks cancelled before they ran", ["type"], c["cancelled"])
+    yield _counter("dlq_trimmed", "Dead-letter entries deleted with their tasks by "
+                   "DLQ_MAX_ENTRIES (reason max_entries) or DLQ_MAX_AGE (reason max_age)",
+                   ["reason"], c["dlq_trimmed"])
 
 
 def _histogram(name: str, doc: str, label: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.db import transaction
 
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
+from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, new_task_id
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector
@@ -41,9 +43,12 @@ def spec(fields: Mapping[str, Any], task_id: str | None = None,
     if not KNOWN_FIELDS.issuperset(fields):
         unknown = sorted(set(fields) - KNOWN_FIELDS)[0]
         raise ValidationError(f"unknown field '{unknown}'", unknown)
-    return build_spec(registry, task_id or new_task_id(), defaults=defaults or task_defaults(),
-                      accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
-                      max_depth=tq_settings.MAX_JSON_DEPTH, **fields)
+    built = build_spec(registry, task_id or new_task_id(), defaults=defaults or task_defaults(),
+                       accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
+                       max_depth=tq_settings.MAX_JSON_DEPTH, **fields)
+    if tracing.ENABLED:  # the caller's trace continues in the worker's span
+        built = replace(built, metadata=tracing.with_trace_context(built.metadata))
+    return built
 
 
 def task_defaults() -> tuple[int, int, int]:

@@ -21,7 +21,7 @@ from django.core.management.base import CommandError
 
 from tasks_app import producer
 from tasks_app.connection import get_broker
-from tasks_app.core.inspect import Inspector
+from tasks_app.core.inspect import DLQ_BATCH, Inspector
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
 from tests.factories import make_spec, register, take
@@ -349,6 +349,64 @@ def test_purge_confirmed_on_a_real_terminal(inspector: Inspector) -> None:
             proc.kill()
     assert proc.returncode == 0 and out.strip() == "cancelled 2 pending critical task(s)"
     assert inspector.queue_depths()["critical"] == 0
+
+
+def tq_on_terminal(*args: str, timeout: float = 60) -> Run:
+    """Run ``python manage.py tq`` with its stderr on a pseudo-terminal (stdout a pipe)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(MANAGE), "tq", *args], cwd=ROOT,
+                            env=dict(os.environ), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    err = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], timeout)
+            assert ready, f"no end of stderr: {err!r}"
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal's last handle
+                break
+            if not chunk:
+                break
+            err += chunk
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    return Run(proc.returncode, out, err.decode())
+
+
+PROGRESS_CASES = [
+    (("purge", "--priority", "low", "--yes"), lambda n: pending(n, "low"), "cancelled",
+     "cancelled {n} pending low task(s)"),
+    (("dlq", "retry", "--all"), dead, "re-queued", "re-queued {n} dead-lettered task(s)"),
+    (("dlq", "clear", "--yes"), dead, "deleted", "deleted {n} dead-letter entries"),
+]
+
+
+@pytest.mark.parametrize(("args", "seed", "verb", "result"), PROGRESS_CASES)
+def test_batched_operations_show_progress_on_a_terminal(
+    args: tuple[str, ...], seed: Any, verb: str, result: str
+) -> None:
+    n = DLQ_BATCH + 1
+    seed(n)
+    run = tq_on_terminal(*args)
+    assert run.code == 0 and run.out.strip() == result.format(n=n)
+    shown = [line for line in run.err.split("\r") if line.strip()]
+    assert shown[:3] == [f"{verb} 0/{n}", f"{verb} {DLQ_BATCH}/{n}", f"{verb} {n}/{n}"]
+    assert run.err.endswith("\r\x1b[K")
+
+
+@pytest.mark.parametrize(("args", "seed", "verb", "result"), PROGRESS_CASES)
+def test_batched_operations_print_no_progress_off_a_terminal(
+    args: tuple[str, ...], seed: Any, verb: str, result: str
+) -> None:
+    seed(3)
+    run = tq_process(*args)
+    assert run.code == 0 and run.out.strip() == result.format(n=3)
+    assert run.err == ""
 
 
 def wait_for_prompt(proc: subprocess.Popen[str], timeout: float = 30) -> str:

@@ -103,7 +103,7 @@ def test_worker_logs_a_warning_at_startup(redis_server: EmbeddedRedis, evicting:
                                           caplog: pytest.LogCaptureFixture) -> None:
     worker = Worker(Config(redis_url=redis_server.url), WorkerOptions(concurrency=1))
     try:
-        with caplog.at_level(logging.WARNING, logger="taskqueue.worker"):
+        with caplog.at_level(logging.WARNING, logger="workers_app.runtime"):
             worker._warn_if_evicting()
     finally:
         worker.broker.close()

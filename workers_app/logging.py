@@ -2,17 +2,14 @@
 
 Log lines carry text clients control (task errors, paths, ids); a line break in it could
 forge a record. ``TextFormatter`` escapes control characters in the formatted message and
-indents traceback lines; ``JsonFormatter`` writes one JSON object (all escaped) per line.
+indents traceback lines; in JSON (python-json-logger) every string is escaped anyway.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import time
-
-_EXTRA = ("task_id", "worker_id")
+import logging.config
+from typing import Any
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _ESCAPES = {
@@ -58,35 +55,57 @@ class TextFormatter(logging.Formatter):
         return "\n".join(parts)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line."""
+JSON_FORMATTER: dict[str, Any] = {
+    "()": "pythonjsonlogger.json.JsonFormatter",
+    "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
+    "rename_fields": {"levelname": "level", "name": "logger", "process": "pid",
+                      "exc_info": "exc"},
+    "timestamp": "ts",
+}
+"""python-json-logger: one JSON object a line with ``ts level logger pid message``, any
+``extra`` (``task_id``, ``worker_id``) and the traceback as ``exc``; all of it escaped."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-        }
-        for name in _EXTRA:
-            if hasattr(record, name):
-                out[name] = getattr(record, name)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+TEXT_FORMATTER: dict[str, Any] = {
+    "class": "workers_app.logging.TextFormatter",
+    "format": "%(asctime)s %(levelname)s [%(processName)s] %(message)s",
+}
+APP_LOGGERS = ("tasks_app", "workers_app")
+
+
+def logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """The ``logging.dictConfig`` of ``runworker_tq --log-level LEVEL --log-format FMT``.
+
+    ``json``: every record of the process, whatever its logger, goes as JSON to one stderr
+    handler on the root logger (loggers with handlers of their own, the site's LOGGING and
+    Django's defaults included, hand their records to it instead). ``text``: the app's
+    loggers write to stderr with :class:`TextFormatter`; the site's LOGGING keeps the rest.
+    """
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+               "formatter": "taskqueue"}
+    app = {"level": level.upper(), "handlers": [], "propagate": True}
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"taskqueue": JSON_FORMATTER if fmt == "json" else TEXT_FORMATTER},
+        "handlers": {"taskqueue": handler},
+        "loggers": {name: dict(app) for name in APP_LOGGERS},
+    }
+    if fmt == "json":
+        config["root"] = {"handlers": ["taskqueue"]}
+        for name in _loggers_with_handlers():
+            config["loggers"].setdefault(name, {"handlers": [], "propagate": True})
+    else:
+        for name in APP_LOGGERS:
+            config["loggers"][name].update(handlers=["taskqueue"], propagate=False)
+    return config
+
+
+def _loggers_with_handlers() -> list[str]:
+    manager = logging.Logger.manager
+    return [name for name, logger in list(manager.loggerDict.items())
+            if isinstance(logger, logging.Logger) and logger.handlers]
 
 
 def configure(level: str, fmt: str) -> None:
-    """Send the ``taskqueue`` loggers to stderr in the given format."""
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter(
-            "%(asctime)s %(levelname)s [%(processName)s] %(message)s"))
-    logger = logging.getLogger("taskqueue")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    """Apply :func:`logging_config` to this process."""
+    logging.config.dictConfig(logging_config(level, fmt))

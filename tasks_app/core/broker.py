@@ -338,6 +338,15 @@ class Broker:
                  for i in range(0, 7 * n_tasks, 7)]
         return tasks, [str(w) for w in rest[7 * n_tasks:]]
 
+    def trim_dlq(self, batch: int = 500) -> tuple[int, int]:
+        """Delete the oldest dead-letter entries and their task records beyond
+        ``dlq_max_entries`` and ``dlq_max_age``, at most ``batch`` of them; return how many
+        went over each bound (count, age)."""
+        max_age = self.config.dlq_max_age
+        args = [self.config.dlq_max_entries or 0, int(max_age * 1000) if max_age else 0, batch]
+        by_count, by_age, _ = self._run("dlq_trim", self.keys.dlq, args)
+        return int(by_count), int(by_age)
+
     def wake_worker(self, worker_id: str, slots: int) -> None:
         """Wake a worker's idle slots (used on shutdown so they notice at once)."""
         key = self.keys.worker_wake(worker_id)

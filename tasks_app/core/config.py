@@ -34,4 +34,8 @@ class Config:
     connect_timeout: float = 2.0
     accept_unknown_types: bool = False
     """Tasks of types with no handler may be submitted: a worker fails them for good."""
+    dlq_max_entries: int | None = 100_000
+    """Dead-letter entries kept; the janitor deletes the oldest beyond (None: no bound)."""
+    dlq_max_age: float | None = 30 * 86400.0
+    """Seconds a dead-letter entry is kept (None: no bound)."""
 

@@ -18,6 +18,8 @@ from .task import Task, ms_to_iso
 
 DLQ_BATCH = 500
 PURGE_BATCH = 500
+Progress = Callable[[int], None]
+"""Told how many items a batched operation has done so far, after each batch."""
 # The reasons the scripts write into dead-letter entries (lib.lua's ``dead_letter`` callers).
 DLQ_REASONS = ("max retries exceeded",)
 
@@ -273,9 +275,11 @@ class Inspector:
             count, newest = pipe.execute()
         return PurgeTarget(int(priority), int(count), int(newest[0][1]) if newest else None)
 
-    def purge(self, priority: int, up_to: int | None = None) -> int:
+    def purge(self, priority: int, up_to: int | None = None,
+              progress: Progress | None = None) -> int:
         """Cancel the pending tasks of a priority enqueued up to sequence ``up_to`` (default:
-        those pending now), in batches of PURGE_BATCH; return how many were cancelled.
+        those pending now), in batches of PURGE_BATCH; return how many were cancelled
+        (``progress`` is called with the running total after each batch).
 
         Each batch is atomic; tasks enqueued meanwhile are left alone.
         """
@@ -289,6 +293,8 @@ class Inspector:
             n, _, scanned = self.broker._run("purge", self.keys.pending(p),
                                              [p, PURGE_BATCH, up_to])
             total += int(n)
+            if progress is not None:
+                progress(total)
             if int(scanned) < PURGE_BATCH:
                 return total
 
@@ -386,9 +392,9 @@ class Inspector:
         n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
-    def dlq_retry_all(self) -> int:
+    def dlq_retry_all(self, progress: Progress | None = None) -> int:
         """Re-queue every dead-lettered task, in batches; return how many were."""
-        return self._drain("dlq_retry")
+        return self._drain("dlq_retry", progress)
 
     def dlq_delete(self, task_ids: list[str]) -> int:
         """Delete the given entries and their task records; return how many were."""
@@ -397,13 +403,14 @@ class Inspector:
         n = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
-    def dlq_clear(self) -> int:
+    def dlq_clear(self, progress: Progress | None = None) -> int:
         """Delete every entry and its task record, in batches."""
-        return self._drain("dlq_delete")
+        return self._drain("dlq_delete", progress)
 
-    def _drain(self, script: str) -> int:
+    def _drain(self, script: str, progress: Progress | None = None) -> int:
         """Apply a DLQ script to every entry present now, in batches (entries added
-        meanwhile, such as tasks that die again at once, are left for the next call)."""
+        meanwhile, such as tasks that die again at once, are left for the next call);
+        ``progress`` is called with the running total after each batch."""
         with redis_errors():
             newest = self.client.xrevrange(self.keys.dlq, count=1)
         if not newest:
@@ -413,6 +420,8 @@ class Inspector:
             n, _, scanned = self.broker._run(script, self.keys.dlq,
                                              ["all", DLQ_BATCH, newest[0][0]])
             total += int(n)
+            if progress is not None:
+                progress(total)
             if int(scanned) < DLQ_BATCH:
                 return total
 

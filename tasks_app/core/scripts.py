@@ -34,6 +34,7 @@ NAMES = (
     "purge",
     "retry",
     "queue_stats",
+    "dlq_trim",
 )
 NOTIFY_CAP = 64
 

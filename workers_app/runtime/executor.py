@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from tasks_app.core import tracing
 from tasks_app.core.errors import NonRetryableError, UnknownTaskType
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tasks_app.core.task import Job
-
-log = logging.getLogger("taskqueue.worker")
 
 
 class TaskTimeout(BaseException):
@@ -33,6 +31,15 @@ class Report:
     error: str = ""
     permanent: bool = False
     interrupted: bool = False  # stopped at its time limit: the handler neither returned nor raised
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    """What the attempt raised, with its traceback, for the log record of its outcome."""
+
+    @property
+    def outcome(self) -> str:
+        """success, error, non_retryable or timeout."""
+        if self.ok:
+            return "success"
+        return "timeout" if self.interrupted else "non_retryable" if self.permanent else "error"
 
 
 def timeout_message(seconds: float) -> str:
@@ -74,27 +81,31 @@ class Executor:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def run(self, job: Job) -> Report:
-        """Run the job's handler and report success or failure."""
+        """Run the job's handler and report success or failure (in a span, with tracing)."""
+        if not tracing.ENABLED:
+            return self._attempt(job)
+        with tracing.attempt_span(job) as span:
+            report = self._attempt(job)
+            tracing.record_outcome(span, report.outcome, report.exception)
+        return report
+
+    def _attempt(self, job: Job) -> Report:
         start = time.perf_counter()
         try:
             result = self._call(job)
-        except TaskTimeout:
-            return self._failed(start, timeout_message(job.timeout), interrupted=True)
+        except TaskTimeout as exc:
+            return self._failed(start, exc, timeout_message(job.timeout), interrupted=True)
         except NonRetryableError as exc:
-            return self._failed(start, _describe(exc), permanent=True)
-        except UnknownTaskType:
-            error = f"no handler for type '{job.type}'"
-            log.warning("task %s attempt %d failed: %s", job.id, job.attempt, error,
-                        extra={"task_id": job.id})
-            return self._failed(start, error, permanent=self.unknown_is_permanent)
+            return self._failed(start, exc, _describe(exc), permanent=True)
+        except UnknownTaskType as exc:
+            return self._failed(start, exc, f"no handler for type '{job.type}'",
+                                permanent=self.unknown_is_permanent)
         except Exception as exc:
-            log.info("task %s attempt %d failed: %s", job.id, job.attempt, _describe(exc),
-                     exc_info=True, extra={"task_id": job.id})
-            return self._failed(start, _describe(exc))
+            return self._failed(start, exc, _describe(exc))
         try:
             result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            return self._failed(start, f"result is not JSON-serialisable: {exc}")
+            return self._failed(start, exc, f"result is not JSON-serialisable: {exc}")
         return Report(True, time.perf_counter() - start, result_json=result_json)
 
     def _call(self, job: Job) -> Any:
@@ -113,10 +124,10 @@ class Executor:
         return self._loop
 
     @staticmethod
-    def _failed(start: float, error: str, permanent: bool = False,
+    def _failed(start: float, exc: BaseException, error: str, permanent: bool = False,
                 interrupted: bool = False) -> Report:
         return Report(False, time.perf_counter() - start, error=error, permanent=permanent,
-                      interrupted=interrupted)
+                      interrupted=interrupted, exception=exc)
 
 
 async def _limited(coro: Any, seconds: float) -> Any:

@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 from tasks_app.core.broker import Outcome
+from tasks_app.core.states import TaskState
 from tasks_app.core.task import Job
 
 from .executor import Report
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
+FINAL_FAILURES = frozenset({TaskState.FAILED, TaskState.DEAD_LETTER})
 
 
 class Hook:
@@ -51,16 +53,23 @@ class LogHook(Hook):
         if report.ok:
             log.debug("completed %s %s in %.3fs", job.type, job.id, report.duration, extra=extra)
         else:
-            log.info("attempt %d of %s %s failed (%s) -> %s", job.attempt, job.type, job.id,
-                     report.error, outcome.state.value, extra=extra)
+            log.log(failure_level(outcome), "attempt %d of %s %s failed (%s) -> %s", job.attempt,
+                    job.type, job.id, report.error, outcome.state.value,
+                    exc_info=report.exception, extra=extra)
 
     def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
-        log.warning("attempt %d of %s %s ended: %s -> %s", outcome.attempt, outcome.type,
-                    task_id, error, outcome.state.value, extra={"task_id": task_id})
+        log.log(failure_level(outcome), "attempt %d of %s %s ended: %s -> %s", outcome.attempt,
+                outcome.type, task_id, error, outcome.state.value, extra={"task_id": task_id})
 
     def worker_event(self, worker_id: str, event: str, **info: Any) -> None:
         level = logging.DEBUG if event == "heartbeat" else logging.INFO
         log.log(level, "worker %s %s", worker_id, event, extra={"worker_id": worker_id})
+
+
+def failure_level(outcome: Outcome) -> int:
+    """ERROR for a failed attempt that ended its task (dead-lettered, or failed for good), so
+    error trackers' logging integrations report it; WARNING for one that will be retried."""
+    return logging.ERROR if outcome.state in FINAL_FAILURES else logging.WARNING
 
 
 class Hooks(Hook):

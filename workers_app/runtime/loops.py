@@ -7,7 +7,7 @@ import threading
 
 from tasks_app.core.errors import BrokerUnavailable
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
 
 
 class Loop:

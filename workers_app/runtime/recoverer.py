@@ -10,7 +10,7 @@ from tasks_app.core.broker import Broker
 from .hooks import Hook
 from .loops import Loop
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
 
 
 class Recoverer(Loop):

@@ -21,7 +21,7 @@ from .executor import Executor, Report
 from .hooks import Hook
 from .slots import Slot
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
 IDLE_WAIT = 1.0
 
 

@@ -34,12 +34,13 @@ from .depth import DepthReporter
 from .executor import timeout_message
 from .heartbeat import Heartbeat
 from .hooks import Hook, Hooks, LogHook
+from .janitor import Janitor
 from .promoter import Promoter
 from .recoverer import Recoverer
 from .slot import SlotSpec, slot_main
 from .slots import Slot
 
-log = logging.getLogger("taskqueue.worker")
+log = logging.getLogger("workers_app.runtime")
 HARD_KILL_GRACE = 2.0
 TICK = 0.05
 PAUSE_CHECK = 0.5
@@ -98,7 +99,7 @@ class Worker:
         self.heartbeat = Heartbeat(self.broker, self.id, self._fields, self._running,
                                    self._lease_lost, self._beat)
         self.loops = [self.heartbeat, Recoverer(self.broker, self.hooks), Promoter(self.broker),
-                      DepthReporter(self.broker, self.hooks)]
+                      DepthReporter(self.broker, self.hooks), Janitor(self.broker)]
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -225,7 +226,7 @@ class Worker:
             error = timeout_message(running.timeout)
         else:
             error = "worker lost"
-            log.error("slot %d died (exit %s) running task %s", child.index,
+            log.warning("slot %d died (exit %s) running task %s", child.index,
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
         spent = time.time() - running.started

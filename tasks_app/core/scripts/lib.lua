@@ -225,3 +225,17 @@ local function check_fence(id, fence)
   end
   return f[1], nil
 end
+
+-- Delete one dead-letter stream entry e = {message id, fields} and the task record it
+-- names, unless that record has moved on (retried, and dead again under a newer entry).
+-- Returns 1 when the entry was deleted, else 0.
+local function drop_dead_entry(e)
+  local fields = e[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'task_id' then
+      local tk = k_task(fields[i + 1])
+      if redis.call('HGET', tk, 'dlq_id') == e[1] then redis.call('DEL', tk) end
+    end
+  end
+  return redis.call('XDEL', K_DLQ, e[1])
+end

@@ -11,6 +11,8 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -19,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tasks_app import cli, producer
 from tasks_app.conf import tq_settings
 from tasks_app.core import errors
-from tasks_app.core.inspect import Inspector
+from tasks_app.core.inspect import Inspector, Progress
 from tasks_app.core.nesting import text_depth, too_deep_message
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
@@ -172,6 +174,25 @@ class Command(BaseCommand):
         self.stderr.write(text, ending="")
         self.stderr.flush()
 
+    @contextmanager
+    def progress(self, verb: str, total: int) -> Iterator[Progress | None]:
+        """A ``verb done/total`` line on stderr, rewritten after each batch, when stderr is a
+        terminal (and cleared at the end); nothing otherwise."""
+        if not total or not self.stderr.isatty():
+            yield None
+            return
+
+        def show(done: int) -> None:
+            self.stderr.write(f"\r{verb} {done}/{total}", ending="")
+            self.stderr.flush()
+
+        show(0)
+        try:
+            yield show
+        finally:
+            self.stderr.write("\r\x1b[K", ending="")
+            self.stderr.flush()
+
     @staticmethod
     def usage(message: str) -> CommandError:
         """A usage error the parser cannot express (exit 2)."""
@@ -227,7 +248,8 @@ class Command(BaseCommand):
         if opts["all"] == bool(opts["ids"]):
             raise self.usage("dlq retry: give task ids or --all, not both")
         if opts["all"]:
-            n = inspector.dlq_retry_all()
+            with self.progress("re-queued", inspector.dlq_size()) as progress:
+                n = inspector.dlq_retry_all(progress)
             self.out({"retried_count": n}, f"re-queued {n} dead-lettered task(s)")
             return
         retried, missing = [], []
@@ -247,7 +269,8 @@ class Command(BaseCommand):
         size = inspector.dlq_size()
         if size:
             self.confirm(f"Delete all {size} dead-letter entries and their tasks?")
-        n = inspector.dlq_clear() if size else 0
+        with self.progress("deleted", size) as progress:
+            n = inspector.dlq_clear(progress) if size else 0
         self.out({"cleared_count": n}, f"deleted {n} dead-letter entr{'y' if n == 1 else 'ies'}")
 
     def do_dlq_retry_old(self, opts: dict[str, Any]) -> None:
@@ -279,7 +302,8 @@ class Command(BaseCommand):
         target = inspector.purge_target(p)
         if target.count:
             self.confirm(f"Cancel all {target.count} pending {p.label} task(s)?")
-        n = inspector.purge(p, target.up_to) if target.up_to is not None else 0
+        with self.progress("cancelled", target.count) as progress:
+            n = inspector.purge(p, target.up_to, progress) if target.up_to is not None else 0
         self.out({"priority": p.label, "level": int(p), "purged_count": n},
                  f"cancelled {n} pending {p.label} task(s)")
 
