@@ -392,11 +392,13 @@ def test_the_django_admin_sign_in_shares_the_failure_counters(
                      f"'dave', password={PASSWORD!r}, is_staff=True)")
     browser = requests.Session()
     assert admin_login(browser, first, "dave", PASSWORD).status_code == 302  # not counted
-    browser = requests.Session()
+    signed_in = browser.cookies["sessionid"]
+    browser.cookies.clear()
+    browser.cookies.set("sessionid", signed_in)  # a staff session guessing is counted too
     statuses = [admin_login(browser, s, "dave", "guess").status_code
                 for s in (first, second, first)]
     blocked = admin_login(browser, second, "dave", PASSWORD)
     assert statuses == [200, 200, 200]  # the form again, with its error
     assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
-    assert "sessionid" not in browser.cookies
+    assert browser.cookies["sessionid"] == signed_in  # no new session
     assert live_login(first, "dave", PASSWORD).status_code == 429  # one counter for both

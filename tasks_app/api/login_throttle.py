@@ -113,7 +113,7 @@ class LoginCounters:
 def throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """A sign-in form view (the Django admin's ``admin.site.login``) on the same counters as
     ``POST /api/v1/auth/token``: a POST past a limit is a 429 before any password is
-    checked, and a POST that does not sign the user in keeps its unit."""
+    checked, and a POST that does not sign a user in (the form shown again) keeps its unit."""
 
     @wraps(view)
     def login(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -130,8 +130,8 @@ def throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
                 refusal[name] = value
             return refusal
         response = view(request, *args, **kwargs)
-        if request.user.is_authenticated:
-            attempt.release()
+        if response.status_code in (301, 302, 303):  # signed in (a wrong password shows the
+            attempt.release()  # form again, even to a session already signed in)
         return response
 
     return login
