@@ -12,6 +12,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
+from tasks_app.cli import redact
 from tasks_app.conf import DEFAULTS, REDIS_SCHEMES, VALIDATORS, check_heartbeat, environ_default
 
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
@@ -110,7 +111,7 @@ def same_redis(hosts: Sequence[Any], redis_url: str) -> list[CheckMessage]:
     if any(address(url) == wanted for url in urls):
         return []
     return [Warning("The default channel layer's hosts are not the queue's Redis "
-                    f"({redis_url}); task events published there will not reach /ws.",
+                    f"({redact(redis_url)}); task events published there will not reach /ws.",
                     id="taskqueue.W003")]
 
 

@@ -107,6 +107,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
             except Exception:  # cannot tell (database away): fail closed
                 log.exception("could not check a /ws client's credential again")
                 grant = None
+            if grant is not None:  # e.g. an API key no longer admin: only its own tasks now
+                self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
         if grant is None:
             await self._unauthorized()
 

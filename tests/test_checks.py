@@ -150,3 +150,14 @@ def messages_with_ids(**overrides: Any) -> list[tuple[str, str]]:
     values = {"TASKQUEUE": {"REDIS_URL": REDIS}, "CHANNEL_LAYERS": LAYER, **overrides}
     with override_settings(**values):
         return [(m.id, m.msg) for m in run_checks() if m.id and m.id.startswith("taskqueue.")]
+
+
+def test_the_layer_warning_does_not_print_the_redis_password() -> None:
+    """manage.py check, migrate and runserver print this to the console and to CI logs."""
+    password = "s3cret-Redis-pw"
+    layer = {"default": {**LAYER["default"], "CONFIG": {
+        "hosts": ["redis://elsewhere:6379/0"], "serializer_format": "json"}}}
+    [message] = messages(TASKQUEUE={"REDIS_URL": f"redis://:{password}@127.0.0.1:6379/0"},
+                         CHANNEL_LAYERS=layer)
+    assert password not in message
+    assert "redis://:***@127.0.0.1:6379/0" in message

@@ -371,3 +371,34 @@ def test_a_site_without_the_blacklist_app_logs_in_and_refreshes_but_cannot_revok
     assert (login_status, refresh_status) == (200, 200)
     assert revoke == [404, {"error": "Not Found", "message":
                             "token revocation needs rest_framework_simplejwt.token_blacklist"}]
+
+
+def admin_login(http: requests.Session, server: LiveServer, username: str,
+                password: str) -> requests.Response:
+    """The Django admin's sign-in form, posted as a browser posts it."""
+    url = f"{server.url}/django-admin/login/"
+    http.get(url, timeout=30)
+    return http.post(url, timeout=30, allow_redirects=False, data={
+        "username": username, "password": password, "next": "/django-admin/",
+        "csrfmiddlewaretoken": http.cookies["csrftoken"]})
+
+
+def test_the_django_admin_sign_in_shares_the_failure_counters(
+        servers: tuple[LiveServer, LiveServer], database: Path) -> None:
+    """The admin's form checks the same passwords (staff ones above all): guesses there
+    count as guesses on the API, and past the limit it answers 429 without checking."""
+    first, second = servers
+    manage(database, "from django.contrib.auth.models import User; User.objects.create_user("
+                     f"'dave', password={PASSWORD!r}, is_staff=True)")
+    browser = requests.Session()
+    assert admin_login(browser, first, "dave", PASSWORD).status_code == 302  # not counted
+    signed_in = browser.cookies["sessionid"]
+    browser.cookies.clear()
+    browser.cookies.set("sessionid", signed_in)  # a staff session guessing is counted too
+    statuses = [admin_login(browser, s, "dave", "guess").status_code
+                for s in (first, second, first)]
+    blocked = admin_login(browser, second, "dave", PASSWORD)
+    assert statuses == [200, 200, 200]  # the form again, with its error
+    assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 60
+    assert browser.cookies["sessionid"] == signed_in  # no new session
+    assert live_login(first, "dave", PASSWORD).status_code == 429  # one counter for both

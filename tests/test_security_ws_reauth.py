@@ -8,6 +8,7 @@ Real daphne processes on a seeded database of their own; real WebSocket and HTTP
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -284,3 +285,51 @@ def test_an_api_key_as_a_token_opens_ws(rarely_checking: LiveServer, database: P
             assert receives_events(sock)
     with connect(f"{rarely_checking.ws_url}/ws?token=wrong-key") as sock:
         assert close_code(sock, 5) == 4401
+
+
+# ---- what an open socket may see follows its credential ------------------------------------
+
+@pytest.fixture(scope="module")
+def owner_checking(tmp_path_factory: pytest.TempPathFactory,
+                   database: Path) -> Iterator[LiveServer]:
+    """TASK_VISIBILITY owner, re-checking every open socket twice a second."""
+    with site(tmp_path_factory, database, TASKQUEUE_WS_REAUTH_INTERVAL="0.5",
+              TASKQUEUE_TASK_VISIBILITY="owner") as live:
+        yield live
+
+
+def task_ids_seen(sock: ClientConnection, quiet: float = 1.0) -> set[str]:
+    """The task ids of the events received until ``quiet`` seconds pass without one."""
+    seen: set[str] = set()
+    try:
+        while True:
+            seen.add(str(json.loads(sock.recv(timeout=quiet))["data"].get("task_id")))
+    except (TimeoutError, ConnectionClosed):
+        return seen
+
+
+def test_an_admin_key_demoted_while_its_socket_is_open_stops_seeing_others_tasks(
+        owner_checking: LiveServer, database: Path) -> None:
+    """Unchecking "is admin" on a key in the Django admin takes away every task's events
+    from its open sockets at the next check, as it does from its REST calls at once."""
+    url = owner_checking.url
+    key = new_db_key(database, admin=True)
+
+    def others_task() -> str:
+        reply = requests.post(f"{url}/api/v1/tasks", json={"type": "echo"}, timeout=10,
+                              headers={"X-API-Key": CLIENT_KEY})
+        assert reply.status_code == 201, reply.text
+        return str(reply.json()["id"])
+
+    with connect(f"{owner_checking.ws_url}/ws?types=task.*&api_key={key}") as sock:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        before = others_task()
+        assert before in task_ids_seen(sock)
+        in_database(database, f"""
+from tasks_app.models import APIKey
+APIKey.objects.filter(prefix={key.partition(".")[0]!r}).update(is_admin=False)""")
+        time.sleep(0.5 + PROMPT)  # past the next check
+        after = others_task()
+        assert requests.get(f"{url}/api/v1/tasks/{after}", headers={"X-API-Key": key},
+                            timeout=10).status_code == 404
+        assert after not in task_ids_seen(sock)

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 
+from tasks_app.api.errors import classify, json_error
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core.broker import redis_errors
+from tasks_app.core.errors import BrokerUnavailable
 
 
 def username_ident(username: str) -> str:
@@ -29,7 +35,7 @@ def username_ident(username: str) -> str:
     return hashlib.sha256(folded.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def address_ident(request: Request) -> str:
+def address_ident(request: Request | HttpRequest) -> str:
     """The peer address as the server reports it (REMOTE_ADDR; X-Forwarded-For is not read)."""
     return str(request.META.get("REMOTE_ADDR") or "unknown")[:64]
 
@@ -49,7 +55,8 @@ class LoginCounters:
     counters: tuple[tuple[str, int], ...]
 
     @classmethod
-    def for_attempt(cls, request: Request, username: str | None) -> LoginCounters:
+    def for_attempt(cls, request: Request | HttpRequest, username: str | None
+                    ) -> LoginCounters:
         """The per-address counter and, when the username is readable, the per-username one."""
         keys = get_broker().keys
         found: list[tuple[str, int]] = []
@@ -101,3 +108,30 @@ class LoginCounters:
             for index, (key, _) in enumerate(self.counters):
                 if int(replies[2 * index + 1]) < 0:  # the window ended: DECR made a new key
                     client.delete(key)
+
+
+def throttled_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A sign-in form view (the Django admin's ``admin.site.login``) on the same counters as
+    ``POST /api/v1/auth/token``: a POST past a limit is a 429 before any password is
+    checked, and a POST that does not sign a user in (the form shown again) keeps its unit."""
+
+    @wraps(view)
+    def login(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        field = get_user_model().USERNAME_FIELD
+        attempt = LoginCounters.for_attempt(request, username_of(request.POST, field))
+        try:
+            attempt.reserve()
+        except (Throttled, BrokerUnavailable) as exc:
+            status, message, headers = classify(exc)
+            refusal = json_error(status, message)
+            for name, value in headers.items():
+                refusal[name] = value
+            return refusal
+        response = view(request, *args, **kwargs)
+        if response.status_code in (301, 302, 303):  # signed in (a wrong password shows the
+            attempt.release()  # form again, even to a session already signed in)
+        return response
+
+    return login
