@@ -139,7 +139,8 @@ def test_a_server_on_path_is_preferred_to_the_bundled_one(
 def test_redis_server_on_path_comes_before_valkey_server(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    redis_dir, valkey_dir = path_with(tmp_path, "redis-server"), path_with(tmp_path, "valkey-server")
+    redis_dir = path_with(tmp_path, "redis-server")
+    valkey_dir = path_with(tmp_path, "valkey-server")
     monkeypatch.setenv("PATH", f"{valkey_dir}:{redis_dir}")
     assert find_redis_server() == f"{redis_dir}/redis-server"
 

