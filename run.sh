@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/bootstrap.sh
-bootstrap_venv "$VENV_DIR/.requirements-stamp" "$REPO_ROOT/requirements.txt" \
-  "$REPO_ROOT/pyproject.toml"
+bootstrap_venv "$VENV_DIR/.requirements-stamp" "$REPO_ROOT/requirements-local.txt" \
+  "$REPO_ROOT/requirements.txt" "$REPO_ROOT/pyproject.toml"
 exec "$VENV_DIR/bin/python" -m taskqueue_project.launcher "$@"

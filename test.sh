@@ -2,8 +2,8 @@
 # Run the test suite; arguments go to pytest.
 #   ./test.sh            the suite in .venv (the newest Python 3.11+ on PATH)
 #   ./test.sh --matrix   the suite twice: Python 3.11 with Django 5.2 (and the django-tasks
-#                        backport) in .venv-py311, then Python 3.12+ with Django 6 in
-#                        .venv-py3XX. CI runs this form.
+#                        backport) in .venv-py311, then the newest Python 3.12+ with the
+#                        newest Django the package allows (6.x) in .venv-py3XX. CI runs this.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -28,8 +28,16 @@ if [ "${1:-}" = "--matrix" ]; then
 fi
 
 source scripts/bootstrap.sh
-bootstrap_venv "$VENV_DIR/.requirements-dev-stamp" \
-  "$REPO_ROOT/requirements-dev.txt" "$REPO_ROOT/requirements.txt"
+bootstrap_venv "$VENV_DIR/.requirements-dev-stamp" "$REPO_ROOT/requirements-dev.txt" \
+  "$REPO_ROOT/requirements-local.txt" "$REPO_ROOT/requirements.txt" "$REPO_ROOT/pyproject.toml"
+# Test what `pip install django-taskqueue` gives a new site on this Python: the newest
+# releases the package allows (Django 6.1 on 3.12+), even where a tool of this repository's
+# own project caps one lower (django-prometheus: Django < 6.1; pip says so and goes on).
+if stamp_is_stale "$VENV_DIR/.package-deps-stamp" "$VENV_DIR/.requirements-dev-stamp"; then
+  "$VENV_DIR/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager \
+    -e "$REPO_ROOT[embedded-redis]"
+  touch "$VENV_DIR/.package-deps-stamp"
+fi
 "$VENV_DIR/bin/python" -c 'import sys, django
 print(f"Python {sys.version.split()[0]}, Django {django.__version__}", file=sys.stderr)'
 exec "$VENV_DIR/bin/python" -m pytest "$@"

@@ -130,6 +130,8 @@ def check_auth(app_configs: Sequence[AppConfig] | None = None,
     user = user_settings()
     if not isinstance(user, Mapping) or user.get("AUTH_ENABLED") is not True:
         return []
+    if user.get("AUTHENTICATION_CLASSES"):
+        return []  # the site's own classes identify the callers
     key_source = bool(user.get("API_KEYS") or user.get("ADMIN_API_KEYS")
                       or apps.is_installed("rest_framework_api_key"))
     keys = user.get("AUTH_API_KEYS", True) is True and key_source

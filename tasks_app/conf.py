@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
 from tasks_app.core.config import Config
 
@@ -58,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_FAILURE_WINDOW": 900,
     "DLQ_MAX_ENTRIES": 100_000,
     "DLQ_MAX_AGE": 2_592_000.0,
+    # The site's own DRF classes for the API, as import strings (None: ours alone).
+    "AUTHENTICATION_CLASSES": None,
+    "PERMISSION_CLASSES": None,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -165,6 +169,30 @@ def origin_list(key: str, value: Any) -> list[str]:
     return origins
 
 
+def class_list(base: str, composition: str | None = None) -> Validator:
+    """Accept a list of import strings naming subclasses of ``base`` (or instances of
+    ``composition``: DRF's ``IsAuthenticated & IsX``); the value is the tuple of them."""
+
+    def check(key: str, value: Any) -> tuple[Any, ...]:
+        base_class = import_string(base)
+        composed = import_string(composition) if composition else ()
+        found = []
+        for path in string_list(key, value):
+            try:
+                imported = import_string(path)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"TASKQUEUE[{key!r}]: cannot import {path!r} ({exc}).") from exc
+            if not (isinstance(imported, type) and issubclass(imported, base_class)
+                    or composed and isinstance(imported, composed)):
+                raise ImproperlyConfigured(
+                    f"TASKQUEUE[{key!r}]: {path!r} is not a subclass of {base}.")
+            found.append(imported)
+        return tuple(found)
+
+    return check
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -209,6 +237,10 @@ VALIDATORS: dict[str, Validator] = {
     "LOGIN_FAILURE_WINDOW": integer(minimum=1),
     "DLQ_MAX_ENTRIES": optional(integer(minimum=1)),
     "DLQ_MAX_AGE": optional(number()),
+    "AUTHENTICATION_CLASSES": optional(
+        class_list("rest_framework.authentication.BaseAuthentication")),
+    "PERMISSION_CLASSES": optional(class_list("rest_framework.permissions.BasePermission",
+                                              "rest_framework.permissions.OperationHolderMixin")),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -3,7 +3,8 @@
 ``settings.py`` already refuses to load with ``TASKQUEUE_AUTH_ENABLED=1`` and no
 strong ``DJANGO_SECRET_KEY``; these checks cover settings set any other way
 (another settings module, ``TASKQUEUE`` edited in code) for ``manage.py check``,
-``runserver`` and ``migrate``. Also: DEBUG on, and the demo handlers with auth on.
+``runserver`` and ``migrate``. Also: DEBUG on, the demo handlers with auth on, and
+(``check --deploy``) an API open to anyone.
 """
 
 from __future__ import annotations
@@ -75,3 +76,19 @@ def check_demo_handlers(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         "enqueue 'crash' (kills a worker slot) or 'sleep' (holds one).",
         hint="Set TASKQUEUE_DEMO_HANDLERS=0 (TASKQUEUE['DEMO_HANDLERS'] = False).",
         id="taskqueue.security.W004")]
+
+
+@register(Tags.security, deploy=True)
+def check_open_api(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W005 (check --deploy): auth off and no permission classes of the site's own."""
+    try:
+        if tq_settings.AUTH_ENABLED or tq_settings.PERMISSION_CLASSES:
+            return []
+    except ImproperlyConfigured:
+        return []  # a malformed TASKQUEUE is taskqueue.E001/E002 (tasks_app.checks)
+    return [Warning(
+        "The task queue's API is open: with auth off, anyone who reaches it can submit and "
+        "cancel tasks, pause queues and workers, and retry or delete the dead-letter queue.",
+        hint="Set TASKQUEUE['AUTH_ENABLED'] = True (TASKQUEUE_AUTH_ENABLED=1), or give the "
+             "API permission classes of your own in TASKQUEUE['PERMISSION_CLASSES'].",
+        id="taskqueue.security.W005")]

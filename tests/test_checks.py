@@ -161,3 +161,57 @@ def test_the_layer_warning_does_not_print_the_redis_password() -> None:
                          CHANNEL_LAYERS=layer)
     assert password not in message
     assert "redis://:***@127.0.0.1:6379/0" in message
+def deploy_ids(**taskqueue: Any) -> list[str]:
+    """Ids of the taskqueue security messages of ``check --deploy`` with DEBUG off."""
+    values = {"TASKQUEUE": {"REDIS_URL": REDIS, **taskqueue}, "CHANNEL_LAYERS": LAYER,
+              "DEBUG": False}
+    with override_settings(**values):
+        return [m.id for m in run_checks(include_deployment_checks=True)
+                if m.id and m.id.startswith("taskqueue.security.")]
+
+
+def test_check_deploy_warns_that_an_api_without_auth_is_open_to_anyone() -> None:
+    """A site that adds the app and deploys with auth off lets anyone empty its DLQ."""
+    assert deploy_ids() == ["taskqueue.security.W005"]
+    assert deploy_ids(AUTH_ENABLED=True, API_KEYS=["k" * 20]) == []
+    assert deploy_ids(PERMISSION_CLASSES=["rest_framework.permissions.IsAuthenticated"]) == []
+
+
+def test_the_open_api_warning_is_for_deployments_only() -> None:
+    """``manage.py check`` (and runserver) stay quiet for local work with auth off."""
+    assert "taskqueue.security.W005" not in taskqueue_ids(DEBUG=False)
+
+
+def test_manage_py_check_deploy_names_the_open_api(tmp_path: Any) -> None:
+    """What an operator runs: the warning and its hint reach the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {**os.environ, "DJANGO_DEBUG": "0", "TASKQUEUE_AUTH_ENABLED": "0",
+               "DJANGO_SECRET_KEY": "a-long-random-deploy-check-key-" + "x" * 40,
+               "DATABASE_PATH": str(tmp_path / "db.sqlite3")}
+    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], env=environ,
+                          capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert "taskqueue.security.W005" in done.stderr + done.stdout
+    assert "TASKQUEUE['AUTH_ENABLED'] = True" in done.stderr + done.stdout
+
+
+def test_site_authentication_classes_count_as_a_way_to_authenticate() -> None:
+    tq = {"REDIS_URL": REDIS, "AUTH_ENABLED": True, "AUTH_API_KEYS": False, "AUTH_JWT": False}
+    assert taskqueue_ids(TASKQUEUE=tq) == ["taskqueue.E005"]
+    session = ["rest_framework.authentication.SessionAuthentication"]
+    assert taskqueue_ids(TASKQUEUE={**tq, "AUTHENTICATION_CLASSES": session}) == []
+
+
+@pytest.mark.parametrize(("key", "path", "error"), [
+    ("AUTHENTICATION_CLASSES", "no_such_module.Auth", "cannot import 'no_such_module.Auth'"),
+    ("AUTHENTICATION_CLASSES", "rest_framework.permissions.IsAuthenticated",
+     "is not a subclass of rest_framework.authentication.BaseAuthentication"),
+    ("PERMISSION_CLASSES", "rest_framework.authentication.BasicAuthentication",
+     "is not a subclass of rest_framework.permissions.BasePermission"),
+])
+def test_site_class_import_strings_are_checked(key: str, path: str, error: str) -> None:
+    found = messages(TASKQUEUE={"REDIS_URL": REDIS, key: [path]})
+    assert len(found) == 1 and error in found[0] and f"TASKQUEUE['{key}']" in found[0]

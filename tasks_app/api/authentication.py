@@ -168,7 +168,11 @@ class BearerAuthentication(JWTAuthentication):
 
 
 def enabled_authenticators() -> list[BaseAuthentication]:
-    """The authenticators the settings turn on (none while auth is off)."""
+    """The site's AUTHENTICATION_CLASSES when set (in place of ours, auth on or off), else
+    ours that the settings turn on (none while auth is off)."""
+    site: tuple[type[BaseAuthentication], ...] | None = tq_settings.AUTHENTICATION_CLASSES
+    if site is not None:
+        return [authenticator() for authenticator in site]
     if not tq_settings.AUTH_ENABLED:
         return []
     found: list[BaseAuthentication] = []

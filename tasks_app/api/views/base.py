@@ -16,6 +16,7 @@ from tasks_app.api.authentication import enabled_authenticators
 from tasks_app.api.errors import exception_handler
 from tasks_app.api.parsers import BoundedJSONParser, JSONOnlyNegotiation
 from tasks_app.api.permissions import IsAdmin, IsClient
+from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import Inspector
 
@@ -42,8 +43,10 @@ class ApiView(OwnDRFSettings, APIView):
         return enabled_authenticators()
 
     def get_permissions(self) -> list[BasePermission]:
-        """Any client, or an admin principal for admin views."""
-        return [IsAdmin() if self.admin_only else IsClient()]
+        """Any client, or an admin principal for admin views; then the site's
+        PERMISSION_CLASSES, every one of which must also allow the request."""
+        ours: BasePermission = IsAdmin() if self.admin_only else IsClient()
+        return [ours, *(permission() for permission in tq_settings.PERMISSION_CLASSES or ())]
 
     def get_authenticate_header(self, request: Request) -> str | None:
         """One challenge per enabled method, so a 401 says how to authenticate."""
