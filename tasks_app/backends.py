@@ -29,7 +29,7 @@ from django.utils.module_loading import import_string
 
 from tasks_app import producer
 from tasks_app.conf import tq_settings
-from tasks_app.core.broker import new_task_id
+from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.errors import NonRetryableError, TaskNotFound
 from tasks_app.core.nesting import too_deep
 from tasks_app.core.registry import Handler
@@ -322,19 +322,19 @@ def _tell(signal: Signal, result: TaskResult) -> None:
                       result.id, exc_info=outcome)
 
 
-def announce_lost_attempt(task_id: str, type_name: str) -> None:
+def announce_lost_attempt(broker: Broker, task_id: str, type_name: str) -> None:
     """task_finished for a Django task whose last attempt ended without its function
     returning or raising: killed at its timeout, its process died, or its worker vanished.
 
-    Called by the worker that recorded the failure (``runworker_tq``'s hook), once the
-    task is dead-lettered; the TaskResult is read back from Redis, FAILED, with that
-    error.  Not a Django task, or already gone: nothing is sent.
+    Called by the worker that recorded the failure (``runworker_tq``'s hook, with the
+    worker's broker), once the task is dead-lettered; the TaskResult is read back from
+    Redis, FAILED, with that error.  Not a Django task, or already gone: nothing is sent.
     """
     base = _django_task(type_name)
     if base is None:
         return
     try:
-        record = producer.get(task_id)
+        record = broker.get(task_id)
     except TaskNotFound:
         return
     _tell(task_finished, to_result(record, base))

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -15,7 +14,7 @@ from django.db import transaction
 
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
-from tasks_app.core.broker import Submitted, new_task_id
+from tasks_app.core.broker import Submitted, is_uuid, new_task_id
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
@@ -36,7 +35,7 @@ def spec(fields: Mapping[str, Any], task_id: str | None = None,
          defaults: tuple[int, int, int] | None = None) -> TaskSpec:
     """Validate one task's fields against the registry and the settings' defaults
     (``defaults``: priority, max_retries, timeout, when the caller has read them)."""
-    if task_id is not None and not _is_uuid(task_id):
+    if task_id is not None and not is_uuid(task_id):
         raise ValidationError("task id must be a UUID", "id")
     if not KNOWN_FIELDS.issuperset(fields):
         unknown = sorted(set(fields) - KNOWN_FIELDS)[0]
@@ -80,13 +79,6 @@ def submit_on_commit(task_spec: TaskSpec, using: str | None = None,
     """Create a validated task when the transaction on ``using`` commits, then call
     ``then`` with it."""
     transaction.on_commit(partial(_submit_spec, task_spec, then, scope), using=using)
-
-
-def _is_uuid(value: object) -> bool:
-    try:
-        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
 
 
 def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None,

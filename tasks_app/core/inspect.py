@@ -168,7 +168,7 @@ class Inspector:
         """Pending, scheduled, running and paused per priority, the DLQ size and the
         counters, all from one script: a consistent snapshot (costs one read per running
         task)."""
-        reply = self.broker._run("queue_stats", self.keys.leases, [])
+        reply = self.broker.run_script("queue_stats", self.keys.leases, [])
         *rows, dlq, raw = reply
         stats = [QueueStats(p, int(rows[4 * p]), int(rows[4 * p + 1]), rows[4 * p + 3] == 1,
                             int(rows[4 * p + 2])) for p in PRIORITIES]
@@ -286,7 +286,7 @@ class Inspector:
                 return 0
         total = 0
         while True:
-            n, _, scanned = self.broker._run("purge", self.keys.pending(p),
+            n, _, scanned = self.broker.run_script("purge", self.keys.pending(p),
                                              [p, PURGE_BATCH, up_to])
             total += int(n)
             if int(scanned) < PURGE_BATCH:
@@ -295,7 +295,7 @@ class Inspector:
     def retry(self, task_id: str) -> Task:
         """Re-queue a failed or dead-lettered task now under its own id and return it;
         raises :class:`TaskNotFound` or :class:`NotRetryable`."""
-        self.broker._run("retry", self.keys.seq, [task_id])
+        self.broker.run_script("retry", self.keys.seq, [task_id])
         return self.broker.get(task_id)
 
     def dlq_task_id(self, message_id: str) -> str:
@@ -375,7 +375,7 @@ class Inspector:
 
     def dlq_retry(self, task_id: str) -> None:
         """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
-        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
+        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
         if int(n) != 1:
             raise errors.NotInDeadLetterQueue(task_id)
 
@@ -383,7 +383,7 @@ class Inspector:
         """Re-queue the given dead-lettered tasks; return how many were."""
         if not task_ids:
             return 0
-        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
+        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_retry_all(self) -> int:
@@ -394,7 +394,7 @@ class Inspector:
         """Delete the given entries and their task records; return how many were."""
         if not task_ids:
             return 0
-        n = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
+        n = self.broker.run_script("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_clear(self) -> int:
@@ -410,7 +410,7 @@ class Inspector:
             return 0
         total = 0
         while True:
-            n, _, scanned = self.broker._run(script, self.keys.dlq,
+            n, _, scanned = self.broker.run_script(script, self.keys.dlq,
                                              ["all", DLQ_BATCH, newest[0][0]])
             total += int(n)
             if int(scanned) < DLQ_BATCH:

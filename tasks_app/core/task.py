@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .states import Priority, TaskState
 
@@ -156,6 +156,29 @@ class Job:
             queue_wait=int(wait) / 1_000_000,
             started_at=int(started),
         )
+
+
+class Attempt(Protocol):
+    """What a fenced call (ack, fail) needs to name one attempt: a :class:`Job` or a
+    :class:`Lease`."""
+
+    @property
+    def id(self) -> str:
+        """The task id."""
+        ...
+
+    @property
+    def fence(self) -> str:
+        """The fence the attempt's dequeue handed out."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One attempt named by its task id and fence, when the whole job is not at hand."""
+
+    id: str
+    fence: str
 
 
 def _s(value: bytes | str | int) -> str:
