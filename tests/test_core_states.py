@@ -24,7 +24,6 @@ from tests.factories import (
     SEED_DELAY_MS,
     WORKER,
     Seeded,
-    job_for,
     make_spec,
     open_broker,
     register,

@@ -15,7 +15,6 @@ from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
-from workers_app.runtime.backoff import Backoff
 from tests.procs import (
     HEARTBEAT_TIMEOUT,
     LEASE_SECONDS,
@@ -24,6 +23,7 @@ from tests.procs import (
     wait_for,
     wait_for_state,
 )
+from workers_app.runtime.backoff import Backoff
 
 
 @pytest.fixture
