@@ -36,6 +36,7 @@ from tasks_app.core.registry import Handler
 from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import Task as QueueTask
+from tasks_app.core.task import ms_to_datetime
 from tasks_app.tasks_framework import (
     BaseTaskBackend,
     InvalidTask,
@@ -119,7 +120,7 @@ class TaskQueueBackend(BaseTaskBackend):
         fields = self._fields(task, result)
 
         def enqueued(created: QueueTask) -> None:
-            object.__setattr__(result, "enqueued_at", _when(created.created_at))
+            object.__setattr__(result, "enqueued_at", ms_to_datetime(created.created_at))
             task_enqueued.send(type(self), task_result=result)
 
         if self.options.get("ENQUEUE_ON_COMMIT", False):
@@ -359,10 +360,10 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
         task=_task_as_enqueued(base, meta, record, alias),
         id=record.id,
         status=STATUS[record.state],
-        enqueued_at=_when(record.created_at),
-        started_at=_when(record.started_at),
-        finished_at=_when(record.dead_at or record.completed_at),
-        last_attempted_at=_when(record.started_at),
+        enqueued_at=ms_to_datetime(record.created_at),
+        started_at=ms_to_datetime(record.started_at),
+        finished_at=ms_to_datetime(record.dead_at or record.completed_at),
+        last_attempted_at=ms_to_datetime(record.started_at),
         args=_arguments(record.payload)[0],
         kwargs=_arguments(record.payload)[1],
         backend=alias,
@@ -397,7 +398,7 @@ def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask,
                       alias: str) -> Task:
     """The module-level Task with the priority, queue, run_after and backend alias it was
     enqueued with."""
-    run_after = _when(record.scheduled_at)
+    run_after = ms_to_datetime(record.scheduled_at)
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
                           run_after=run_after, backend=alias)
@@ -411,7 +412,3 @@ def _errors(record: QueueTask) -> list[TaskError]:
     head = record.error.split(": ", 1)[0]
     path = head if _PATH.match(head) else f"{TaskFailed.__module__}.{TaskFailed.__qualname__}"
     return [TaskError(exception_class_path=path, traceback=record.error)]
-
-
-def _when(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -13,7 +13,7 @@ from typing import Any
 from . import errors, metrics
 from .broker import Broker, redis_errors
 from .keys import PRIORITIES
-from .states import Priority
+from .states import Priority, TaskState
 from .task import Task, ms_to_iso
 
 DLQ_BATCH = 500
@@ -125,6 +125,36 @@ class DLQEntry:
     type: str = ""
     priority: int | None = None
     attempts: int | None = None
+
+    @property
+    def task_type(self) -> str:
+        """The type from the stream entry, else from the task record."""
+        return self.type or (self.task.type if self.task else "")
+
+    @property
+    def task_priority(self) -> int | None:
+        """The priority from the stream entry, else from the task record."""
+        if self.priority is not None or self.task is None:
+            return self.priority
+        return int(self.task.priority)
+
+    @property
+    def task_attempts(self) -> int | None:
+        """The attempts from the stream entry, else from the task record."""
+        if self.attempts is not None or self.task is None:
+            return self.attempts
+        return self.task.attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API representation: the task (its record, or what the entry says when the
+        record is gone) with the entry's reason, time and ids."""
+        if self.task is not None:
+            task = self.task.to_dict()
+        else:
+            task = {"id": self.task_id, "state": TaskState.DEAD_LETTER.value, "error": self.error}
+        return {"task": task, "reason": self.reason, "added_at": ms_to_iso(self.added_at),
+                "message_id": self.message_id, "task_id": self.task_id,
+                "task_type": self.task_type}
 
 
 @dataclass(frozen=True)

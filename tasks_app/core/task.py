@@ -16,11 +16,16 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps(value, separators=(",", ":"))`` with one encoder, not a new one per call."""
 
 
+def ms_to_datetime(ms: int | None) -> datetime | None:
+    """Milliseconds since the epoch as an aware UTC datetime."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
 def ms_to_iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch as ISO-8601 UTC ending in ``Z``."""
-    if ms is None:
+    stamp = ms_to_datetime(ms)
+    if stamp is None:
         return None
-    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
