@@ -107,6 +107,23 @@ local function rerun(id, p, now)
   make_pending(id, p, now, nil)
 end
 
+-- The 'all' mode of the DLQ scripts: remove the oldest dead-letter entries, up to `batch`
+-- of them and none newer than entry id `last`; visit(task_id, entry_id) runs for each
+-- entry that names a task, before the entry is removed.
+-- Returns the entries read and the entries removed.
+local function walk_dlq(batch, last, visit)
+  local entries = redis.call('XRANGE', K_DLQ, '-', last, 'COUNT', batch)
+  local removed = 0
+  for _, e in ipairs(entries) do
+    local fields = e[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'task_id' then visit(fields[i + 1], e[1]) end
+    end
+    removed = removed + redis.call('XDEL', K_DLQ, e[1])
+  end
+  return #entries, removed
+end
+
 -- Metrics: counters and histograms in one hash (see core/metrics.py).
 local function count(name, a, b, n)
   redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
