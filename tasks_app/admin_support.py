@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -15,11 +14,6 @@ from django.template.response import TemplateResponse
 from tasks_app.core.errors import BrokerUnavailable
 
 View = Callable[..., HttpResponse]
-
-
-def ms_to_datetime(ms: int | None) -> datetime | None:
-    """Milliseconds since the epoch as an aware UTC datetime."""
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def count_of(n: int, noun: str = "task") -> str:

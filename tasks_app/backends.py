@@ -29,13 +29,14 @@ from django.utils.module_loading import import_string
 
 from tasks_app import producer
 from tasks_app.conf import tq_settings
-from tasks_app.core.broker import new_task_id
+from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.errors import NonRetryableError, TaskNotFound
 from tasks_app.core.nesting import too_deep
 from tasks_app.core.registry import Handler
 from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import Task as QueueTask
+from tasks_app.core.task import ms_to_datetime
 from tasks_app.tasks_framework import (
     BaseTaskBackend,
     InvalidTask,
@@ -119,7 +120,7 @@ class TaskQueueBackend(BaseTaskBackend):
         fields = self._fields(task, result)
 
         def enqueued(created: QueueTask) -> None:
-            object.__setattr__(result, "enqueued_at", _when(created.created_at))
+            object.__setattr__(result, "enqueued_at", ms_to_datetime(created.created_at))
             task_enqueued.send(type(self), task_result=result)
 
         if self.options.get("ENQUEUE_ON_COMMIT", False):
@@ -322,19 +323,19 @@ def _tell(signal: Signal, result: TaskResult) -> None:
                       result.id, exc_info=outcome)
 
 
-def announce_lost_attempt(task_id: str, type_name: str) -> None:
+def announce_lost_attempt(broker: Broker, task_id: str, type_name: str) -> None:
     """task_finished for a Django task whose last attempt ended without its function
     returning or raising: killed at its timeout, its process died, or its worker vanished.
 
-    Called by the worker that recorded the failure (``runworker_tq``'s hook), once the
-    task is dead-lettered; the TaskResult is read back from Redis, FAILED, with that
-    error.  Not a Django task, or already gone: nothing is sent.
+    Called by the worker that recorded the failure (``runworker_tq``'s hook, with the
+    worker's broker), once the task is dead-lettered; the TaskResult is read back from
+    Redis, FAILED, with that error.  Not a Django task, or already gone: nothing is sent.
     """
     base = _django_task(type_name)
     if base is None:
         return
     try:
-        record = producer.get(task_id)
+        record = broker.get(task_id)
     except TaskNotFound:
         return
     _tell(task_finished, to_result(record, base))
@@ -359,10 +360,10 @@ def to_result(record: QueueTask, base: Task) -> TaskResult:
         task=_task_as_enqueued(base, meta, record, alias),
         id=record.id,
         status=STATUS[record.state],
-        enqueued_at=_when(record.created_at),
-        started_at=_when(record.started_at),
-        finished_at=_when(record.dead_at or record.completed_at),
-        last_attempted_at=_when(record.started_at),
+        enqueued_at=ms_to_datetime(record.created_at),
+        started_at=ms_to_datetime(record.started_at),
+        finished_at=ms_to_datetime(record.dead_at or record.completed_at),
+        last_attempted_at=ms_to_datetime(record.started_at),
         args=_arguments(record.payload)[0],
         kwargs=_arguments(record.payload)[1],
         backend=alias,
@@ -397,7 +398,7 @@ def _task_as_enqueued(base: Task, meta: Mapping[str, Any], record: QueueTask,
                       alias: str) -> Task:
     """The module-level Task with the priority, queue, run_after and backend alias it was
     enqueued with."""
-    run_after = _when(record.scheduled_at)
+    run_after = ms_to_datetime(record.scheduled_at)
     try:
         return base.using(priority=meta.get("priority"), queue_name=meta.get("queue_name"),
                           run_after=run_after, backend=alias)
@@ -411,7 +412,3 @@ def _errors(record: QueueTask) -> list[TaskError]:
     head = record.error.split(": ", 1)[0]
     path = head if _PATH.match(head) else f"{TaskFailed.__module__}.{TaskFailed.__qualname__}"
     return [TaskError(exception_class_path=path, traceback=record.error)]
-
-
-def _when(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)

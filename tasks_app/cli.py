@@ -9,7 +9,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tasks_app.core.inspect import DLQEntry, QueueStats, WorkerInfo
 from tasks_app.core.states import Priority
-from tasks_app.core.task import ms_to_iso
 from tasks_app.display import pretty, shown
 
 EXIT_OK = 0
@@ -75,8 +74,9 @@ def seconds_since(now_ms: int, then_ms: int | None) -> float | None:
 def queue_dict(stats: QueueStats, oldest_us: int | None, now_ms: int) -> dict[str, Any]:
     """One priority's row for ``status --json``."""
     oldest_ms = oldest_us // 1000 if oldest_us is not None else None
-    return {"priority": stats.name, "level": stats.priority, "pending": stats.depth,
-            "delayed": stats.scheduled, "paused": stats.paused,
+    data = stats.to_dict()
+    return {"priority": stats.name, "level": data["priority"], "pending": data["depth"],
+            "delayed": data["scheduled"], "paused": data["paused"],
             "oldest_pending_seconds": seconds_since(now_ms, oldest_ms)}
 
 
@@ -87,19 +87,19 @@ def worker_dict(worker: WorkerInfo, now_ms: int) -> dict[str, Any]:
 
 
 def entry_dict(entry: DLQEntry) -> dict[str, Any]:
-    """One dead-letter entry for ``dlq list/show --json``."""
-    priority = entry.priority if entry.priority is not None else (
-        entry.task.priority if entry.task else None)
+    """One dead-letter entry for ``dlq list/show --json`` (the API's entry, flattened)."""
+    data = entry.to_dict()
+    priority = entry.task_priority
     return {
-        "message_id": entry.message_id,
-        "task_id": entry.task_id,
-        "type": entry.type or (entry.task.type if entry.task else ""),
+        "message_id": data["message_id"],
+        "task_id": data["task_id"],
+        "type": data["task_type"],
         "priority": Priority(priority).label if priority is not None else None,
-        "reason": entry.reason,
+        "reason": data["reason"],
         "error": entry.error,
         "attempts": entry.attempts,
-        "added_at": ms_to_iso(entry.added_at),
-        "task": entry.task.to_dict() if entry.task else None,
+        "added_at": data["added_at"],
+        "task": data["task"] if entry.task else None,
     }
 
 

@@ -21,7 +21,6 @@ log = logging.getLogger("tasks_app.ws")
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
-TOO_SLOW = 4408
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -77,7 +76,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if len(self.buffer) + len(wanted) > tq_settings.WS_CLIENT_BUFFER:
             hub().leave(self)
             self.buffer.clear()
-            asyncio.ensure_future(self.close(code=TOO_SLOW))
+            asyncio.ensure_future(self.close(code=ws_backpressure.TOO_SLOW))
             return
         self.buffer.extend(wanted)
         self.wake.set()

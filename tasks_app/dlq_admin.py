@@ -22,10 +22,11 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from tasks_app import permissions, producer
-from tasks_app.admin_support import count_of, ms_to_datetime, page_context, redis_required
+from tasks_app.admin_support import count_of, page_context, redis_required
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
+from tasks_app.core.task import ms_to_datetime
 from tasks_app.display import pretty, shown
 from tasks_app.dlq_models import DeadLetterEntry
 
@@ -110,12 +111,10 @@ class Row:
 
 def row_of(entry: DLQEntry) -> Row:
     """The list line of a DLQ entry (stream fields, the task record where they are missing)."""
-    task = entry.task
-    priority = entry.priority if entry.priority is not None or not task else int(task.priority)
-    attempts = entry.attempts if entry.attempts is not None or not task else task.attempts
-    return Row(entry.task_id, entry.type or (task.type if task else ""),
+    priority = entry.task_priority
+    return Row(entry.task_id, entry.task_type,
                Priority(priority).label if priority is not None else "",
-               entry.reason, entry.error, attempts, ms_to_datetime(entry.added_at))
+               entry.reason, entry.error, entry.task_attempts, ms_to_datetime(entry.added_at))
 
 
 def choices(query: ListQuery, name: str, values: list[str]) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -17,7 +16,7 @@ from django.db import transaction
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core import tracing
-from tasks_app.core.broker import Submitted, new_task_id
+from tasks_app.core.broker import Submitted, is_uuid, new_task_id
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import registry
@@ -35,17 +34,18 @@ KNOWN_FIELDS = frozenset(FIELDS)
 
 
 def spec(fields: Mapping[str, Any], task_id: str | None = None,
-         defaults: tuple[int, int, int] | None = None) -> TaskSpec:
+         defaults: tuple[int, int, int] | None = None, clamp_time: bool = False) -> TaskSpec:
     """Validate one task's fields against the registry and the settings' defaults
-    (``defaults``: priority, max_retries, timeout, when the caller has read them)."""
-    if task_id is not None and not _is_uuid(task_id):
+    (``defaults``: priority, max_retries, timeout, when the caller has read them;
+    ``clamp_time``: the REST API's rule for a ``scheduled_at`` out of range)."""
+    if task_id is not None and not is_uuid(task_id):
         raise ValidationError("task id must be a UUID", "id")
     if not KNOWN_FIELDS.issuperset(fields):
         unknown = sorted(set(fields) - KNOWN_FIELDS)[0]
         raise ValidationError(f"unknown field '{unknown}'", unknown)
     built = build_spec(registry, task_id or new_task_id(), defaults=defaults or task_defaults(),
                        accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
-                       max_depth=tq_settings.MAX_JSON_DEPTH, **fields)
+                       max_depth=tq_settings.MAX_JSON_DEPTH, clamp_time=clamp_time, **fields)
     if tracing.ENABLED:  # the caller's trace continues in the worker's span
         built = replace(built, metadata=tracing.with_trace_context(built.metadata))
     return built
@@ -87,13 +87,6 @@ def submit_on_commit(task_spec: TaskSpec, using: str | None = None,
     transaction.on_commit(partial(_submit_spec, task_spec, then, scope), using=using)
 
 
-def _is_uuid(value: object) -> bool:
-    try:
-        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
 def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None,
                  scope: str = PRODUCER_SCOPE) -> None:
     created = get_broker().submit([task_spec], scope=scope).tasks[0]
@@ -108,12 +101,27 @@ def enqueue_many(tasks: Iterable[Mapping[str, Any]], scope: str = PRODUCER_SCOPE
 
 
 def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = None,
-           idempotency_ttl: float = 86400.0, scope: str = PRODUCER_SCOPE) -> Submitted:
+           idempotency_ttl: float = 86400.0, scope: str = PRODUCER_SCOPE, *,
+           label: str = "", clamp_time: bool = False) -> Submitted:
     """Like enqueue_many; a repeated idempotency key from the same ``scope`` returns the
-    first call's tasks."""
+    first call's tasks.
+
+    Items are validated in order.  With a ``label``, an item's error names it
+    (``tasks[3]: ...``); ``clamp_time`` is passed to :func:`spec`.
+    """
     defaults = task_defaults()
-    specs = [spec(fields, defaults=defaults) for fields in tasks]
+    specs = [_labelled(fields, label, i, defaults, clamp_time) for i, fields in enumerate(tasks)]
     return get_broker().submit(specs, idempotency_key, idempotency_ttl, scope=scope)
+
+
+def _labelled(fields: Mapping[str, Any], label: str, index: int,
+              defaults: tuple[int, int, int], clamp_time: bool) -> TaskSpec:
+    try:
+        return spec(fields, defaults=defaults, clamp_time=clamp_time)
+    except ValidationError as exc:
+        if not label:
+            raise
+        raise ValidationError(f"{label}[{index}]: {exc}", exc.field) from None
 
 
 def get(task_id: str) -> Task:

@@ -38,10 +38,10 @@ def websocket_url_path() -> str:
     return reverse("taskqueue:metrics").removesuffix("metrics") + "ws"
 
 
-def api_prefixes() -> tuple[str, str]:
+def api_prefixes() -> tuple[str, ...]:
     """The REST API's and admin API's path prefixes."""
     base = base_path()
-    return (base + "api/", base + "admin/")
+    return tuple(base + prefix.lstrip("/") for prefix in body_limits.DEFAULT_API_PREFIXES)
 
 
 def websocket_urlpatterns() -> list[Route]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks_app.api.body_limits import abort
 from tasks_app.conf import tq_settings
 
 TOO_SLOW = 4408
@@ -67,9 +68,4 @@ def _cut_off(protocol: Any) -> None:
     reactor: Any = twisted_reactor
     protocol.too_slow = True
     protocol.sendClose(code=TOO_SLOW, reason="client too slow: event buffer full")
-    reactor.callLater(ABORT_AFTER_SECONDS, _abort, protocol.transport)
-
-
-def _abort(transport: Any) -> None:
-    if getattr(transport, "connected", False):
-        transport.abortConnection()
+    reactor.callLater(ABORT_AFTER_SECONDS, abort, protocol.transport)

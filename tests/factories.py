@@ -110,7 +110,7 @@ def dead_letter(broker: Broker, count: int, error: str = "boom",
     for _ in specs:
         job = take(broker, worker_id)
         assert job.id in {s.id for s in specs}, "another task was pending"
-        outcome = broker.fail(job.id, worker_id, job.fence, error)
+        outcome = broker.fail(job, worker_id, error)
         assert outcome.state is TaskState.DEAD_LETTER
         ids.append(job.id)
     return ids
@@ -169,9 +169,9 @@ def seed(broker: Broker, name: str) -> Seeded:
     if name == "completed":
         broker.ack(seeded.job, WORKER, '"done"')
     elif name in ("retrying", "dead_letter"):
-        broker.fail(seeded.id, WORKER, seeded.fence, "boom")
+        broker.fail(seeded, WORKER, "boom")
     elif name == "failed":
-        broker.fail(seeded.id, WORKER, seeded.fence, "boom", permanent=True)
+        broker.fail(seeded, WORKER, "boom", permanent=True)
     else:
         raise ValueError(f"no seed for {name!r}")
     return seeded

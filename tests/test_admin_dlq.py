@@ -43,7 +43,7 @@ def dead_letter(count: int, task_type: str = "echo", error: str = "boom") -> lis
     ids = []
     for _ in specs:
         job = take(broker)
-        broker.fail(job.id, WORKER, job.fence, error)
+        broker.fail(job, WORKER, error)
         ids.append(job.id)
     return ids
 
@@ -167,7 +167,7 @@ def test_deep_or_huge_stored_data_keeps_the_pages_small(make_client: MakeClient)
     register(broker)
     broker.enqueue_many([make_spec(max_retries=0, payload=deep)])
     job = take(broker)
-    broker.fail(job.id, WORKER, job.fence, "E" * 2_000_000)
+    broker.fail(job, WORKER, "E" * 2_000_000)
     client = make_client(VIEW_DLQ)
 
     page = client.get(f"{DLQ}{job.id}/change/")

@@ -188,7 +188,7 @@ def test_retry_of_a_failed_task_requeues_it_and_keeps_its_record(
     register(b)
     task_id = create()["id"]
     job = take(b)
-    assert b.fail(job.id, "worker-1", job.fence, "bad input", permanent=True).state \
+    assert b.fail(job, "worker-1", "bad input", permanent=True).state \
         is TaskState.FAILED
     assert redis_client.ttl(f"tq:{{default}}:task:{task_id}") > 0  # a finished task expires
     reply = call("POST", f"/admin/tasks/{task_id}/retry")

@@ -223,7 +223,7 @@ def test_get_shows_error_and_next_retry_of_a_retrying_task() -> None:
     b = broker()
     register(b)
     job = take(b)
-    b.fail(job.id, "worker-1", job.fence, "SMTP connection failed")
+    b.fail(job, "worker-1", "SMTP connection failed")
     got = call("GET", f"/api/v1/tasks/{task['id']}").body
     assert got["state"] == "retrying" and got["error"] == "SMTP connection failed"
     assert "next_retry_at" in got
@@ -250,7 +250,7 @@ def test_delete_cancels_a_retrying_task() -> None:
     b = broker()
     register(b)
     job = take(b)
-    b.fail(job.id, "worker-1", job.fence, "boom")
+    b.fail(job, "worker-1", "boom")
     assert call("DELETE", f"/api/v1/tasks/{task['id']}").body["state"] == "cancelled"
 
 

@@ -85,7 +85,7 @@ def dead(count: int, task_type: str = "echo", priority: int = 0,
                                         payload=payload))
         job = take(broker, "seed-worker")
         assert job.id == task.id, "something else was pending"
-        broker.fail(job.id, "seed-worker", job.fence, f"{task_type} broke\nat line 2")
+        broker.fail(job, "seed-worker", f"{task_type} broke\nat line 2")
         ids.append(task.id)
     broker.deregister("seed-worker")
     return ids

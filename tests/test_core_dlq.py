@@ -136,7 +136,7 @@ def test_retried_task_that_dies_again_has_one_entry(broker: Broker, inspector: I
     [task_id] = dead_letter(broker, 1)
     inspector.dlq_retry(task_id)
     job = take(broker)
-    broker.fail(job.id, "worker-1", job.fence, "again")
+    broker.fail(job, "worker-1", "again")
     assert [e.task_id for e in inspector.dlq_page()] == [task_id]
     assert inspector.dlq_page()[0].error == "again"
     assert inspector.dlq_size() == 1

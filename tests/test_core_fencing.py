@@ -12,6 +12,7 @@ from tasks_app.core.errors import StaleLease
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.core.task import Lease
 from tests.factories import WORKER, make_spec, open_broker, register, state_of, take
 
 S = TaskState
@@ -94,7 +95,7 @@ def test_old_worker_fail_or_requeue_after_takeover_is_stale(broker: Broker, op: 
     new = take(broker, OTHER)
     with pytest.raises(StaleLease):
         if op == "fail":
-            broker.fail(task.id, WORKER, old.fence, "late failure")
+            broker.fail(old, WORKER, "late failure")
         else:
             broker.requeue(task.id, WORKER, old.fence)
     still = broker.get(task.id)
@@ -111,7 +112,7 @@ def test_old_worker_fail_right_after_recovery_is_stale_and_changes_nothing(
     _lose_lease(broker)
     before = broker.get(task.id)
     with pytest.raises(StaleLease):
-        broker.fail(task.id, WORKER, old.fence, "late failure")
+        broker.fail(old, WORKER, "late failure")
     with pytest.raises(StaleLease):
         broker.requeue(task.id, WORKER, old.fence)
     assert broker.get(task.id) == before
@@ -124,7 +125,7 @@ def test_every_attempt_gets_a_new_fence(broker: Broker) -> None:
     for _ in range(3):
         job = take(broker)
         fences.append(job.fence)
-        broker.fail(job.id, WORKER, job.fence, "again")
+        broker.fail(job, WORKER, "again")
         time.sleep(0.005)
         broker.promote()
     job = take(broker)
@@ -151,9 +152,9 @@ def test_fail_retried_with_the_same_fence_counts_once(broker: Broker) -> None:
     register(broker)
     task = broker.enqueue(make_spec(max_retries=3))
     job = take(broker)
-    first = broker.fail(job.id, WORKER, job.fence, "boom")
+    first = broker.fail(job, WORKER, "boom")
     retrying = broker.get(task.id)
-    second = broker.fail(job.id, WORKER, job.fence, "boom")
+    second = broker.fail(job, WORKER, "boom")
     assert (first.duplicate, second.duplicate) == (False, True)
     assert second.state is S.RETRYING
     assert broker.get(task.id) == retrying
@@ -168,9 +169,9 @@ def test_wrong_fence_on_a_running_task_is_stale(broker: Broker, op: str) -> None
     wrong = job.fence + "0"
     with pytest.raises(StaleLease):
         if op == "ack":
-            broker.ack(type(job)(**{**job.__dict__, "fence": wrong}), WORKER, "1")
+            broker.ack(Lease(task.id, wrong), WORKER, "1")
         elif op == "fail":
-            broker.fail(task.id, WORKER, wrong, "boom")
+            broker.fail(Lease(task.id, wrong), WORKER, "boom")
         else:
             broker.requeue(task.id, WORKER, wrong)
     running = broker.get(task.id)

@@ -9,7 +9,6 @@ import pytest
 import redis
 
 from tasks_app.core.broker import Broker
-from tasks_app.core.errors import StaleLease
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
@@ -47,17 +46,18 @@ def test_finish_and_dequeue_ends_one_attempt_and_starts_the_next(
     first, second = broker.enqueue_many([make_spec(priority=3), make_spec(priority=0)])
     job = take(broker)
     value = '"done"' if ok else "boom"
-    outcome, nxt = broker.finish_and_dequeue(job, WORKER, ok, value, permanent, ALL_PRIORITIES)
-    assert outcome.state is state and not outcome.duplicate
+    done = broker.finish_and_dequeue(job, WORKER, ok, value, permanent, ALL_PRIORITIES)
+    outcome, nxt = done.outcome, done.next
+    assert outcome is not None and outcome.state is state and not outcome.duplicate
     assert isinstance(nxt, Job) and nxt.id == second.id
     assert broker.get(first.id).state is state
     assert broker.get(second.id).state is S.RUNNING
-    _, after = broker.finish_and_dequeue(nxt, WORKER, True, "1", False, ALL_PRIORITIES)
+    after = broker.finish_and_dequeue(nxt, WORKER, True, "1", False, ALL_PRIORITIES).next
     assert after == "empty"
     assert depths(broker) == zero_depths()
 
 
-def test_stale_finish_still_hands_over_the_next_task(broker: Broker) -> None:
+def test_stale_finish_discards_the_outcome_and_hands_over_the_next_task(broker: Broker) -> None:
     register(broker)
     register(broker, "other")
     lost = broker.enqueue(make_spec(max_retries=1))
@@ -65,9 +65,9 @@ def test_stale_finish_still_hands_over_the_next_task(broker: Broker) -> None:
     time.sleep(LEASE + 0.03)
     broker.recover()
     waiting = broker.enqueue(make_spec(priority=2))
-    with pytest.raises(StaleLease) as caught:
-        broker.finish_and_dequeue(old, WORKER, True, '"late"', False, ALL_PRIORITIES)
-    nxt = caught.value.next  # type: ignore[attr-defined]
+    done = broker.finish_and_dequeue(old, WORKER, True, '"late"', False, ALL_PRIORITIES)
+    nxt = done.next
+    assert done.outcome is None
     assert isinstance(nxt, Job) and nxt.id == waiting.id
     assert broker.get(waiting.id).state is S.RUNNING
     assert broker.get(lost.id).state is S.RETRYING
@@ -79,8 +79,8 @@ def test_finish_and_dequeue_repeated_is_a_duplicate(broker: Broker) -> None:
     task = broker.enqueue(make_spec())
     job = take(broker)
     broker.finish_and_dequeue(job, WORKER, True, '"first"', False, ALL_PRIORITIES)
-    outcome, nxt = broker.finish_and_dequeue(job, WORKER, True, '"again"', False, ALL_PRIORITIES)
-    assert outcome.duplicate and nxt == "empty"
+    done = broker.finish_and_dequeue(job, WORKER, True, '"again"', False, ALL_PRIORITIES)
+    assert done.outcome is not None and done.outcome.duplicate and done.next == "empty"
     assert broker.get(task.id).result == "first"
 
 
@@ -91,8 +91,10 @@ def test_operations_survive_a_script_cache_flush(
     a, b, c = broker.enqueue_many([make_spec() for _ in range(3)])
     job = take(broker)
     redis_client.script_flush()
-    outcome, nxt = broker.finish_and_dequeue(job, WORKER, True, "1", False, ALL_PRIORITIES)
-    assert outcome.state is S.COMPLETED and isinstance(nxt, Job) and nxt.id == b.id
+    done = broker.finish_and_dequeue(job, WORKER, True, "1", False, ALL_PRIORITIES)
+    nxt = done.next
+    assert done.outcome is not None and done.outcome.state is S.COMPLETED
+    assert isinstance(nxt, Job) and nxt.id == b.id
     redis_client.script_flush()
     broker.ack(nxt, WORKER, "2")
     redis_client.script_flush()

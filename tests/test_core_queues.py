@@ -127,7 +127,7 @@ def test_depths_are_exact_through_every_operation(broker: Broker) -> None:
     jobs = [take(broker) for _ in range(4)]
     assert depths(broker) == zero_depths(normal=2)
     retried = next(j for j in jobs if j.id == tasks[7].id)
-    broker.fail(retried.id, WORKER, retried.fence, "boom")
+    broker.fail(retried, WORKER, "boom")
     scheduled = broker.enqueue(make_spec(priority=3, delay_ms=5))
     assert depths(broker) == zero_depths(normal=2)
     stats = {s.name: s.scheduled for s in Inspector(broker).queue_stats()}

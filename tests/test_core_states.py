@@ -24,7 +24,6 @@ from tests.factories import (
     SEED_DELAY_MS,
     WORKER,
     Seeded,
-    job_for,
     make_spec,
     open_broker,
     register,
@@ -59,15 +58,15 @@ def _cancel(b: Broker, t: Seeded) -> None:
 
 
 def _ack(b: Broker, t: Seeded) -> None:
-    b.ack(t.job or job_for(t.id, t.fence), WORKER, '"again"')
+    b.ack(t, WORKER, '"again"')
 
 
 def _fail(b: Broker, t: Seeded) -> None:
-    b.fail(t.id, WORKER, t.fence, "boom")
+    b.fail(t, WORKER, "boom")
 
 
 def _fail_permanent(b: Broker, t: Seeded) -> None:
-    b.fail(t.id, WORKER, t.fence, "boom", permanent=True)
+    b.fail(t, WORKER, "boom", permanent=True)
 
 
 def _requeue(b: Broker, t: Seeded) -> None:
@@ -219,7 +218,7 @@ def test_max_retries_counts_retries_after_the_first_attempt(
         for n in range(1, attempts + 1):
             job = take(b)
             assert job.attempt == n
-            outcome = b.fail(job.id, WORKER, job.fence, f"failure {n}")
+            outcome = b.fail(job, WORKER, f"failure {n}")
             seen.append(outcome.state)
             time.sleep(0.003)
             b.promote()
@@ -267,7 +266,7 @@ def test_backoff_is_exponential_with_jitter_and_capped(redis_server: EmbeddedRed
             for _ in range(count):
                 job = take(b)
                 assert job.attempt == attempt
-                outcome = b.fail(job.id, WORKER, job.fence, "again")
+                outcome = b.fail(job, WORKER, "again")
                 task = b.get(job.id)
                 assert task.next_retry_at == outcome.next_retry_at
                 assert outcome.next_retry_at is not None
@@ -283,7 +282,7 @@ def test_backoff_is_exponential_with_jitter_and_capped(redis_server: EmbeddedRed
 def test_permanent_failure_is_never_retried(broker: Broker) -> None:
     task = seed(broker, "running")
     assert task.job is not None
-    outcome = broker.fail(task.id, WORKER, task.fence, "bad input", permanent=True)
+    outcome = broker.fail(task, WORKER, "bad input", permanent=True)
     assert outcome.state is S.FAILED
     _past_due()
     assert broker.promote()[0] == 0

@@ -152,7 +152,7 @@ def test_every_task_event_carries_the_owner_for_the_server_side_filter() -> None
         core.submit(specs, scope="key:owner1")
         done, failed, _lost = take(core), take(core), take(core)
         core.ack(done, WORKER, "1")
-        core.fail(failed.id, WORKER, failed.fence, "boom")
+        core.fail(failed, WORKER, "boom")
         time.sleep(0.1)
         assert core.recover()[0]
         core.cancel(specs[3].id)

@@ -23,6 +23,7 @@ from tests.procs import (
     wait_for,
     wait_for_state,
 )
+from workers_app.runtime.backoff import Backoff
 
 
 @pytest.fixture
@@ -150,3 +151,19 @@ def test_slot_killed_while_redis_is_slow_still_counts_the_attempt(
     done = wait_for_state(task.id, ["completed", "dead_letter", "failed"], timeout=8)
     assert (done.state, done.error, done.attempts) == (TaskState.DEAD_LETTER, "worker lost", 1)
     assert len(worker.log_lines(f"started sleep {task.id}")) == 1
+
+
+def test_slots_that_lost_redis_together_do_not_reconnect_in_step() -> None:
+    """Eight slots after the same failures wait different times, within the step's upper half,
+    and the waits still double up to the cap."""
+    slots = [Backoff(0.1) for _ in range(8)]
+    for _ in range(3):
+        waits = [slot.next_delay() for slot in slots]
+    step = 0.1 * 2**3
+    assert all(step / 2 <= wait <= step for wait in waits)
+    assert len(set(waits)) == len(waits) and max(waits) - min(waits) > step / 20
+    for _ in range(20):
+        late = slots[0].next_delay()
+    assert 2.5 <= late <= 5.0
+    slots[0].reset()
+    assert 0.1 <= slots[0].next_delay() <= 0.2

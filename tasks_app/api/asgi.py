@@ -28,7 +28,6 @@ from tasks_app.conf import tq_settings
 
 log = logging.getLogger("tasks_app.api")
 
-API_PREFIXES = ("/api/", "/admin/")
 THREADS = 32
 
 Scope = dict[str, Any]
@@ -90,13 +89,13 @@ class ThreadedHandler(ASGIHandler):
         return response
 
 
-def is_api(scope: Scope, prefixes: tuple[str, ...] = API_PREFIXES) -> bool:
+def is_api(scope: Scope, prefixes: tuple[str, ...] = body_limits.DEFAULT_API_PREFIXES) -> bool:
     """True for an HTTP request to the REST API or the admin API."""
     return scope["type"] == "http" and str(scope.get("path", "")).startswith(prefixes)
 
 
 def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None,
-                      prefixes: tuple[str, ...] = API_PREFIXES) -> ASGIApp:
+                      prefixes: tuple[str, ...] = body_limits.DEFAULT_API_PREFIXES) -> ASGIApp:
     """An ASGI app sending API requests (paths under ``prefixes``) through
     :class:`ThreadedHandler`, the rest to ``app``."""
     body_limits.install(prefixes)

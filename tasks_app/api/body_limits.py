@@ -34,7 +34,9 @@ from django.core.exceptions import RequestAborted
 
 from tasks_app.conf import tq_settings
 
-API_PREFIXES = [b"/api/", b"/admin/"]  # replaced by install(prefixes) with the site's own
+DEFAULT_API_PREFIXES = ("/api/", "/admin/")
+"""The REST API's and admin API's path prefixes when taskqueue is mounted at the root."""
+API_PREFIXES = [prefix.encode() for prefix in DEFAULT_API_PREFIXES]  # install() sets the site's
 LINGER_SECONDS = 2.0
 TOO_LARGE = "Content Too Large"
 
@@ -215,10 +217,10 @@ def reply_and_close(transport: Any, status: int, reason: str, body: bytes) -> No
         transport.loseConnection()
     else:
         transport.loseWriteConnection()
-    reactor.callLater(LINGER_SECONDS, _abort, transport)
+    reactor.callLater(LINGER_SECONDS, abort, transport)
 
 
-def _abort(transport: Any) -> None:
+def abort(transport: Any) -> None:
     """Drop a closed connection the client has not closed yet."""
     if getattr(transport, "connected", False):
         transport.abortConnection()

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from rest_framework.request import Request
 
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.states import Priority
-from tasks_app.core.validation import parse_time
 
 MAX_BATCH = 1000
 MAX_IDEMPOTENCY_KEY = 255
-LATEST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
 IDEMPOTENCY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 CURSOR_PATTERN = re.compile(r"\d{1,20}-\d{1,20}")
 DLQ_PAGE = (1, 1000, 50)
@@ -27,22 +24,6 @@ def body_object(data: Any, name: str = "request body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationError(f"{name} must be a JSON object", None)
     return data
-
-
-def task_fields(data: Any, name: str = "request body") -> dict[str, Any]:
-    """One task's fields, with ``scheduled_at`` brought into the range a task can hold.
-
-    Times before 1970 mean "now" (the field is dropped); times past 9999-12-31 are capped.
-    """
-    fields = dict(body_object(data, name))
-    when = fields.get("scheduled_at")
-    if when is not None and not isinstance(when, datetime):
-        due = parse_time(when)
-        if due < 0:
-            del fields["scheduled_at"]
-        else:
-            fields["scheduled_at"] = datetime.fromtimestamp(min(due, LATEST_MS) / 1000, tz=UTC)
-    return fields
 
 
 def batch_items(data: Any) -> list[Any]:

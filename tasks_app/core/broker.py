@@ -21,7 +21,7 @@ from .config import Config
 from .keys import Keys, scoped
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
-from .task import Job, Task, TaskSpec
+from .task import Attempt, Job, Task, TaskSpec
 
 EMPTY = "empty"
 PAUSED = "paused"
@@ -55,6 +55,14 @@ def new_task_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def is_uuid(value: object) -> bool:
+    """True for a UUID string in its canonical form (either case)."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a finished attempt led to (type and priority are set for failed attempts)."""
@@ -67,6 +75,15 @@ class Outcome:
     priority: int = 0
     attempt: int = 0
     worker_id: str = ""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What :meth:`Broker.finish_and_dequeue` did: the attempt's outcome (None when its lease
+    was lost and the outcome discarded) and the next task, or why there is none."""
+
+    outcome: Outcome | None
+    next: Job | str
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,9 @@ class Broker:
         )
         return cls(client, config)
 
-    def _run(self, name: str, key: str, args: list[Any]) -> Any:
+    def run_script(self, name: str, key: str, args: list[Any]) -> Any:
+        """Run one transition script (``scripts/<name>.lua``) with its errors translated:
+        the way in for the admin operations of :mod:`.inspect`."""
         with redis_errors():
             return self.scripts(name, key, args)
 
@@ -168,7 +187,7 @@ class Broker:
         args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope]
         for spec in specs:
             args.extend(spec.script_args())
-        reply = self._run("enqueue", self.keys.seq, args)
+        reply = self.run_script("enqueue", self.keys.seq, args)
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
@@ -187,7 +206,7 @@ class Broker:
 
     def get(self, task_id: str) -> Task:
         """The task with that id; raises :class:`TaskNotFound`."""
-        if not _is_uuid(task_id):
+        if not is_uuid(task_id):
             raise errors.TaskNotFound(task_id)
         with redis_errors():
             raw = self.client.hgetall(self.keys.task(task_id))
@@ -197,9 +216,9 @@ class Broker:
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a pending, scheduled or retrying task and return it."""
-        if not _is_uuid(task_id):
+        if not is_uuid(task_id):
             raise errors.TaskNotFound(task_id)
-        self._run("cancel", self.keys.seq, [task_id])
+        self.run_script("cancel", self.keys.seq, [task_id])
         return self.get(task_id)
 
     # -- worker hot path ---------------------------------------------------
@@ -207,7 +226,7 @@ class Broker:
     def dequeue(self, worker_id: str, priorities: Iterable[int]) -> Job | str:
         """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED)."""
         order = sorted(priorities, reverse=True)
-        reply = self._run("dequeue", self.keys.leases, [worker_id, *order])
+        reply = self.run_script("dequeue", self.keys.leases, [worker_id, *order])
         if reply[0] == "task":
             return Job.from_reply(reply)
         return str(reply[0])
@@ -221,35 +240,34 @@ class Broker:
         with redis_errors():
             return self.blocking_client.blpop(keys, timeout=max(timeout, 0.01)) is not None
 
-    def ack(self, job: Job, worker_id: str, result_json: str, duration: float = 0.0) -> Outcome:
+    def ack(self, attempt: Attempt, worker_id: str, result_json: str,
+            duration: float = 0.0) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
-        args = self._ack_args(job, worker_id, result_json, duration)
-        return _acked(self._run("ack", self.keys.leases, args))
+        args = self._ack_args(attempt, worker_id, result_json, duration)
+        return _acked(self.run_script("ack", self.keys.leases, args))
 
-    def fail(self, task_id: str, worker_id: str, fence: str, error: str,
-             permanent: bool = False, duration: float | None = None) -> Outcome:
+    def fail(self, attempt: Attempt, worker_id: str, error: str, permanent: bool = False,
+             duration: float | None = None) -> Outcome:
         """End a failed attempt; the retry policy decides what comes next.
 
         ``duration`` is the handler's run time, None when unknown (the slot died).
         """
-        args = self._fail_args(task_id, worker_id, fence, error, permanent, duration)
-        return _failed(self._run("fail", self.keys.leases, args))
+        args = self._fail_args(attempt, worker_id, error, permanent, duration)
+        return _failed(self.run_script("fail", self.keys.leases, args))
 
     def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
                            permanent: bool, priorities: Iterable[int], duration: float = 0.0,
-                           ) -> tuple[Outcome, Job | str]:
+                           ) -> Finished:
         """Ack (ok) or fail an attempt and take the next task, in one round trip.
 
-        Not atomic: two scripts in one pipeline, each atomic.  If the first
-        raises (e.g. :class:`StaleLease`), the dequeue still ran; its result
-        rides on the exception as ``exc.next``.
+        Not atomic: two scripts in one pipeline, each atomic.  A lost lease discards the
+        outcome (``outcome`` None) and the next task is still taken.
         """
         order = sorted(priorities, reverse=True)
         if ok:
             name, args = "ack", self._ack_args(job, worker_id, value, duration)
         else:
-            name, args = "fail", self._fail_args(job.id, worker_id, job.fence, value, permanent,
-                                                 duration)
+            name, args = "fail", self._fail_args(job, worker_id, value, permanent, duration)
         calls = [(name, args), ("dequeue", [worker_id, *order])]
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
@@ -266,24 +284,27 @@ class Broker:
         nxt = Job.from_reply(second) if second[0] == "task" else str(second[0])
         if isinstance(first, Exception):
             exc = translate(first)
-            exc.next = nxt  # type: ignore[attr-defined]
+            if isinstance(exc, errors.StaleLease):
+                return Finished(None, nxt)
             raise exc
-        return (_acked(first) if ok else _failed(first)), nxt
+        return Finished(_acked(first) if ok else _failed(first), nxt)
 
     @staticmethod
-    def _ack_args(job: Job, worker_id: str, result_json: str, duration: float) -> list[Any]:
-        return [job.id, worker_id, job.fence, result_json, f"{duration:.6f}"]
+    def _ack_args(attempt: Attempt, worker_id: str, result_json: str, duration: float
+                  ) -> list[Any]:
+        return [attempt.id, worker_id, attempt.fence, result_json, f"{duration:.6f}"]
 
     @staticmethod
-    def _fail_args(task_id: str, worker_id: str, fence: str, error: str,
-                   permanent: bool, duration: float | None) -> list[Any]:
+    def _fail_args(attempt: Attempt, worker_id: str, error: str, permanent: bool,
+                   duration: float | None) -> list[Any]:
         kind = "permanent" if permanent else "retry"
         spent = "" if duration is None else f"{duration:.6f}"
-        return [task_id, worker_id, fence, error, kind, random.randrange(1 << 30), spent]
+        return [attempt.id, worker_id, attempt.fence, error, kind, random.randrange(1 << 30),
+                spent]
 
     def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
         """Put a running task back at its place in line without counting the attempt."""
-        self._run("requeue", self.keys.leases, [task_id, worker_id, fence])
+        self.run_script("requeue", self.keys.leases, [task_id, worker_id, fence])
 
     def heartbeat(self, worker_id: str, fields: dict[str, Any],
                   running: Sequence[tuple[str, str]], first: bool = False) -> Beat:
@@ -297,7 +318,7 @@ class Broker:
             args.extend((name, value))
         for task_id, fence in running:
             args.extend((task_id, fence))
-        reply = self._run("heartbeat", self.keys.workers, args)
+        reply = self.run_script("heartbeat", self.keys.workers, args)
         n_lost = int(reply[1])
         items = [str(x) for x in reply[2:]]
         lost = [tuple(item.split(" ", 1)) for item in items[:n_lost]]
@@ -316,13 +337,13 @@ class Broker:
 
     def deregister(self, worker_id: str) -> bool:
         """Remove a worker from the registry; True if it was registered."""
-        return bool(self._run("deregister", self.keys.workers, [worker_id]))
+        return bool(self.run_script("deregister", self.keys.workers, [worker_id]))
 
     # -- background loops --------------------------------------------------
 
     def promote(self, limit: int = 1000) -> tuple[int, float | None]:
         """Move due scheduled/retrying tasks to pending; return (moved, seconds to next due)."""
-        moved, wait_ms = self._run("promote", self.keys.schedule_wake, [limit])
+        moved, wait_ms = self.run_script("promote", self.keys.schedule_wake, [limit])
         return int(moved), (int(wait_ms) / 1000 if int(wait_ms) >= 0 else None)
 
     def wait_for_schedule(self, timeout: float) -> None:
@@ -332,7 +353,7 @@ class Broker:
 
     def recover(self, limit: int = 1000) -> tuple[list[Recovered], list[str]]:
         """Fail attempts whose lease expired and drop dead workers; return both."""
-        reply = self._run("recover", self.keys.leases, [limit, random.randrange(1 << 30)])
+        reply = self.run_script("recover", self.keys.leases, [limit, random.randrange(1 << 30)])
         n_tasks, rest = int(reply[0]), reply[2:]
         tasks = [Recovered(str(rest[i]), _failed(rest[i + 1:i + 7]))
                  for i in range(0, 7 * n_tasks, 7)]
@@ -344,7 +365,7 @@ class Broker:
         went over each bound (count, age)."""
         max_age = self.config.dlq_max_age
         args = [self.config.dlq_max_entries or 0, int(max_age * 1000) if max_age else 0, batch]
-        by_count, by_age, _ = self._run("dlq_trim", self.keys.dlq, args)
+        by_count, by_age, _ = self.run_script("dlq_trim", self.keys.dlq, args)
         return int(by_count), int(by_age)
 
     def wake_worker(self, worker_id: str, slots: int) -> None:
@@ -358,7 +379,7 @@ class Broker:
 
     def control(self, target: str, ident: str | int, action: str) -> None:
         """Pause or resume a worker or a priority queue."""
-        self._run("control", self.keys.workers, [target, ident, action])
+        self.run_script("control", self.keys.workers, [target, ident, action])
 
 
 def _acked(reply: list[Any]) -> Outcome:
@@ -378,13 +399,6 @@ def _failed(reply: list[Any]) -> Outcome:
         attempt=int(attempt),
         worker_id=worker or "",
     )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except (ValueError, AttributeError, TypeError):
-        return False
 
 
 def _created(spec: TaskSpec, now: int, owner: str) -> Task:

@@ -13,7 +13,7 @@ from typing import Any
 from . import errors, metrics
 from .broker import Broker, redis_errors
 from .keys import PRIORITIES
-from .states import Priority
+from .states import Priority, TaskState
 from .task import Task, ms_to_iso
 
 DLQ_BATCH = 500
@@ -128,6 +128,36 @@ class DLQEntry:
     priority: int | None = None
     attempts: int | None = None
 
+    @property
+    def task_type(self) -> str:
+        """The type from the stream entry, else from the task record."""
+        return self.type or (self.task.type if self.task else "")
+
+    @property
+    def task_priority(self) -> int | None:
+        """The priority from the stream entry, else from the task record."""
+        if self.priority is not None or self.task is None:
+            return self.priority
+        return int(self.task.priority)
+
+    @property
+    def task_attempts(self) -> int | None:
+        """The attempts from the stream entry, else from the task record."""
+        if self.attempts is not None or self.task is None:
+            return self.attempts
+        return self.task.attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API representation: the task (its record, or what the entry says when the
+        record is gone) with the entry's reason, time and ids."""
+        if self.task is not None:
+            task = self.task.to_dict()
+        else:
+            task = {"id": self.task_id, "state": TaskState.DEAD_LETTER.value, "error": self.error}
+        return {"task": task, "reason": self.reason, "added_at": ms_to_iso(self.added_at),
+                "message_id": self.message_id, "task_id": self.task_id,
+                "task_type": self.task_type}
+
 
 @dataclass(frozen=True)
 class DLQMatches:
@@ -170,7 +200,7 @@ class Inspector:
         """Pending, scheduled, running and paused per priority, the DLQ size and the
         counters, all from one script: a consistent snapshot (costs one read per running
         task)."""
-        reply = self.broker._run("queue_stats", self.keys.leases, [])
+        reply = self.broker.run_script("queue_stats", self.keys.leases, [])
         *rows, dlq, raw = reply
         stats = [QueueStats(p, int(rows[4 * p]), int(rows[4 * p + 1]), rows[4 * p + 3] == 1,
                             int(rows[4 * p + 2])) for p in PRIORITIES]
@@ -290,7 +320,7 @@ class Inspector:
                 return 0
         total = 0
         while True:
-            n, _, scanned = self.broker._run("purge", self.keys.pending(p),
+            n, _, scanned = self.broker.run_script("purge", self.keys.pending(p),
                                              [p, PURGE_BATCH, up_to])
             total += int(n)
             if progress is not None:
@@ -301,7 +331,7 @@ class Inspector:
     def retry(self, task_id: str) -> Task:
         """Re-queue a failed or dead-lettered task now under its own id and return it;
         raises :class:`TaskNotFound` or :class:`NotRetryable`."""
-        self.broker._run("retry", self.keys.seq, [task_id])
+        self.broker.run_script("retry", self.keys.seq, [task_id])
         return self.broker.get(task_id)
 
     def dlq_task_id(self, message_id: str) -> str:
@@ -381,7 +411,7 @@ class Inspector:
 
     def dlq_retry(self, task_id: str) -> None:
         """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
-        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
+        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
         if int(n) != 1:
             raise errors.NotInDeadLetterQueue(task_id)
 
@@ -389,7 +419,7 @@ class Inspector:
         """Re-queue the given dead-lettered tasks; return how many were."""
         if not task_ids:
             return 0
-        n = self.broker._run("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
+        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_retry_all(self, progress: Progress | None = None) -> int:
@@ -400,7 +430,7 @@ class Inspector:
         """Delete the given entries and their task records; return how many were."""
         if not task_ids:
             return 0
-        n = self.broker._run("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
+        n = self.broker.run_script("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
         return int(n)
 
     def dlq_clear(self, progress: Progress | None = None) -> int:
@@ -417,7 +447,7 @@ class Inspector:
             return 0
         total = 0
         while True:
-            n, _, scanned = self.broker._run(script, self.keys.dlq,
+            n, _, scanned = self.broker.run_script(script, self.keys.dlq,
                                              ["all", DLQ_BATCH, newest[0][0]])
             total += int(n)
             if progress is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .states import Priority, TaskState
 
@@ -16,11 +16,16 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps(value, separators=(",", ":"))`` with one encoder, not a new one per call."""
 
 
+def ms_to_datetime(ms: int | None) -> datetime | None:
+    """Milliseconds since the epoch as an aware UTC datetime."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
 def ms_to_iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch as ISO-8601 UTC ending in ``Z``."""
-    if ms is None:
+    stamp = ms_to_datetime(ms)
+    if stamp is None:
         return None
-    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -156,6 +161,29 @@ class Job:
             queue_wait=int(wait) / 1_000_000,
             started_at=int(started),
         )
+
+
+class Attempt(Protocol):
+    """What a fenced call (ack, fail) needs to name one attempt: a :class:`Job` or a
+    :class:`Lease`."""
+
+    @property
+    def id(self) -> str:
+        """The task id."""
+        ...
+
+    @property
+    def fence(self) -> str:
+        """The fence the attempt's dequeue handed out."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One attempt named by its task id and fence, when the whole job is not at hand."""
+
+    id: str
+    fence: str
 
 
 def _s(value: bytes | str | int) -> str:

@@ -19,6 +19,8 @@ MAX_DELAY_SECONDS = 366 * 86400
 MAX_TYPE_LENGTH = 255
 TYPE_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MAX_TYPE_LENGTH}}}")
 """The form of a task type no handler is registered for (with accept_unknown)."""
+LATEST_MS = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)
+"""The latest due time ``clamp_time`` lets through (ms)."""
 
 
 def _int_in(name: str, value: Any, low: int, high: int) -> int:
@@ -66,6 +68,11 @@ def parse_time(value: Any, name: str = "scheduled_at") -> int:
     return int(stamp.timestamp() * 1000)
 
 
+def _clamped(ms: int) -> int | None:
+    """A due time a task can hold: before 1970 means now (None), past 9999-12-31 is capped."""
+    return None if ms < 0 else min(ms, LATEST_MS)
+
+
 def _delay(value: Any) -> int:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or not 0 <= value <= MAX_DELAY_SECONDS:
@@ -88,14 +95,18 @@ def build_spec(
     defaults: tuple[int, int, int] = (0, 3, 300),
     accept_unknown: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    clamp_time: bool = False,
 ) -> TaskSpec:
     """Validate one task's fields; raise :class:`ValidationError` naming the bad field.
 
     ``accept_unknown`` lets through a type no handler is registered for (here), if it is
     1 to MAX_TYPE_LENGTH visible ASCII characters. ``payload`` and ``metadata`` may nest at
-    most ``max_depth`` levels.
+    most ``max_depth`` levels. ``clamp_time`` (the REST API's rule) reads a ``scheduled_at``
+    before 1970 as none given and caps one past 9999-12-31.
     """
     default_priority, default_retries, default_timeout = defaults
+    if clamp_time and scheduled_at is not None:  # parsed first: milliseconds from here on
+        scheduled_at = _clamped(parse_time(scheduled_at))
     if scheduled_at is not None and delay is not None:
         raise ValidationError("give either scheduled_at or delay, not both", "delay")
     try:
@@ -112,6 +123,7 @@ def build_spec(
         timeout=_int_in("timeout", default_timeout if timeout is None else timeout,
                         *TIMEOUT_RANGE),
         metadata=check_depth("metadata", _object("metadata", metadata), max_depth),
-        scheduled_at_ms=None if scheduled_at is None else parse_time(scheduled_at),
+        scheduled_at_ms=scheduled_at if clamp_time or scheduled_at is None
+        else parse_time(scheduled_at),
         delay_ms=None if delay is None else _delay(delay),
     )

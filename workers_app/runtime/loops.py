@@ -7,6 +7,8 @@ import threading
 
 from tasks_app.core.errors import BrokerUnavailable
 
+from .backoff import Backoff
+
 log = logging.getLogger("workers_app.runtime")
 
 
@@ -19,7 +21,7 @@ class Loop:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._failures = 0
+        self._delays = Backoff(0.2)
 
     def run_once(self) -> None:
         """Do one round of work (what the tests call)."""
@@ -52,7 +54,7 @@ class Loop:
         while not self._stop.is_set():
             try:
                 self.run_once()
-                self._failures = 0
+                self._delays.reset()
                 self.wait()
             except BrokerUnavailable as exc:
                 self._backoff(exc)
@@ -61,7 +63,6 @@ class Loop:
                 self._stop.wait(1.0)
 
     def _backoff(self, exc: Exception) -> None:
-        self._failures += 1
-        delay = min(0.2 * 2 ** min(self._failures, 5), 5.0)
+        delay = self._delays.next_delay()
         log.warning("%s: redis unavailable (%s); retrying in %.1fs", self.name, exc, delay)
         self._stop.wait(delay)

@@ -17,6 +17,7 @@ from tasks_app.core.errors import BrokerUnavailable, StaleLease
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.task import Job
 
+from .backoff import Backoff
 from .executor import Executor, Report
 from .hooks import Hook
 from .slots import Slot
@@ -51,7 +52,7 @@ class SlotProcess:
         self.spec = spec
         self.broker = Broker.from_config(spec.config)
         self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
-        self._failures = 0
+        self._delays = Backoff(0.1)
         self._ticket = False
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
@@ -94,7 +95,7 @@ class SlotProcess:
             self._return_ticket()
             self._backoff(exc)
             return None
-        self._failures = 0
+        self._delays.reset()
         return got
 
     def _put_back(self, job: Job) -> None:
@@ -139,18 +140,20 @@ class SlotProcess:
         while True:
             try:
                 if fetch:
-                    return self.broker.finish_and_dequeue(
+                    done = self.broker.finish_and_dequeue(
                         job, self.spec.worker_id, report.ok, value, report.permanent,
                         self.spec.priorities, report.duration)
+                    if done.outcome is None:
+                        _outcome_discarded(job)
+                    return done.outcome, done.next
                 if report.ok:
                     return self.broker.ack(job, self.spec.worker_id, value, report.duration), None
-                return self.broker.fail(job.id, self.spec.worker_id, job.fence, value,
+                return self.broker.fail(job, self.spec.worker_id, value,
                                         permanent=report.permanent,
                                         duration=report.duration), None
-            except StaleLease as exc:
-                log.warning("lease of task %s was taken over; outcome discarded", job.id,
-                            extra={"task_id": job.id})
-                return None, getattr(exc, "next", None)
+            except StaleLease:
+                _outcome_discarded(job)
+                return None, None
             except BrokerUnavailable as exc:
                 fetch = False
                 self._backoff(exc)
@@ -173,10 +176,14 @@ class SlotProcess:
         self._ticket = False
 
     def _backoff(self, exc: Exception) -> None:
-        self._failures += 1
-        delay = min(0.1 * 2 ** min(self._failures, 6), 5.0)
+        delay = self._delays.next_delay()
         log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
         time.sleep(delay)
+
+
+def _outcome_discarded(job: Job) -> None:
+    log.warning("lease of task %s was taken over; outcome discarded", job.id,
+                extra={"task_id": job.id})
 
 
 def _exit_orphaned() -> None:

@@ -29,6 +29,7 @@ from tasks_app.core.keys import PRIORITIES
 from tasks_app.core.redis_policy import eviction_policy
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.registry import registry as default_registry
+from tasks_app.core.task import Lease
 
 from .depth import DepthReporter
 from .executor import timeout_message
@@ -76,7 +77,8 @@ class Worker:
     """One ``runworker_tq`` process."""
 
     def __init__(self, config: Config, options: WorkerOptions | None = None,
-                 registry: HandlerRegistry | None = None, hooks: list[Hook] | None = None) -> None:
+                 registry: HandlerRegistry | None = None, hooks: list[Hook] | None = None,
+                 broker: Broker | None = None) -> None:
         self.config = config
         self.options = options or WorkerOptions()
         self.registry = registry or default_registry
@@ -86,7 +88,7 @@ class Worker:
         self.priorities = sorted(set(self.options.priorities), reverse=True)
         self.grace = (self.options.shutdown_grace if self.options.shutdown_grace is not None
                       else config.shutdown_grace)
-        self.broker = Broker.from_config(config)
+        self.broker = broker or Broker.from_config(config)
         self.started_at = int(time.time() * 1000)
         self.children: list[_Child] = []
         self._stop = _fork.Value("b", 0, lock=False)
@@ -230,8 +232,8 @@ class Worker:
                       child.process.exitcode, running.task_id,
                       extra={"task_id": running.task_id})
         spent = time.time() - running.started
-        outcome = self._settle(lambda: self.broker.fail(running.task_id, self.id, running.fence,
-                                                        error, duration=spent))
+        lease = Lease(running.task_id, running.fence)
+        outcome = self._settle(lambda: self.broker.fail(lease, self.id, error, duration=spent))
         child.slot.clear()  # only now: until it is recorded, heartbeats must still report it
         if isinstance(outcome, Outcome) and not outcome.duplicate:
             self.hooks.attempt_lost(running.task_id, error, outcome)

@@ -33,9 +33,7 @@ from tasks_app.api.serializers import (
 from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
 from tasks_app.core.errors import WorkerNotFound
-from tasks_app.core.inspect import DLQEntry
-from tasks_app.core.states import Priority, TaskState
-from tasks_app.core.task import ms_to_iso
+from tasks_app.core.states import Priority
 
 QUEUE_PARAM = OpenApiParameter(
     "priority", str, OpenApiParameter.PATH, enum=[*PRIORITY_NAMES, "0", "1", "2", "3"],
@@ -247,17 +245,6 @@ class QueueResumeView(QueueControlView):
         return super().post(request, priority)
 
 
-def entry_dict(entry: DLQEntry) -> dict[str, Any]:
-    """A DLQ entry as the reference shows it, with the task's id and type on top."""
-    if entry.task is not None:
-        task = entry.task.to_dict()
-    else:
-        task = {"id": entry.task_id, "state": TaskState.DEAD_LETTER.value, "error": entry.error}
-    task_type = entry.task.type if entry.task is not None else entry.type
-    return {"task": task, "reason": entry.reason, "added_at": ms_to_iso(entry.added_at),
-            "message_id": entry.message_id, "task_id": entry.task_id, "task_type": task_type}
-
-
 class DLQView(AdminView):
     """`/admin/dlq`: list newest first (GET), clear (DELETE)."""
 
@@ -278,7 +265,7 @@ class DLQView(AdminView):
         more = len(page) > limit
         page = page[:limit]
         return Response({
-            "entries": [entry_dict(e) for e in page],
+            "entries": [e.to_dict() for e in page],
             "size": admin.dlq_size(),
             "next_cursor": page[-1].message_id if more else None,
         })

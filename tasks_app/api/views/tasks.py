@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,9 +20,8 @@ from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core.broker import Submitted
-from tasks_app.core.errors import TaskNotFound, ValidationError
+from tasks_app.core.errors import TaskNotFound
 from tasks_app.core.task import Task as StoredTask
-from tasks_app.core.task import TaskSpec
 from tasks_app.visibility import may_see, viewer_scope
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -33,23 +32,12 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def spec_of(data: Any, where: str = "", defaults: tuple[int, int, int] | None = None
-            ) -> TaskSpec:
-    """Validate one task's fields; in a batch the message says which item is wrong."""
-    try:
-        return producer.spec(inputs.task_fields(data, where or "request body"),
-                             defaults=defaults)
-    except ValidationError as exc:
-        if not where:
-            raise
-        raise ValidationError(f"{where}: {exc}", exc.field) from None
-
-
-def submit(request: Request, specs: Sequence[TaskSpec]) -> Submitted:
-    """Enqueue in one round trip, honouring Idempotency-Key."""
+def submit(request: Request, items: Iterable[Any], label: str = "") -> Submitted:
+    """Validate and enqueue through the producer in one round trip, honouring
+    Idempotency-Key; with a ``label``, errors name the item (``tasks[3]: ...``)."""
     key = inputs.idempotency_key(request)
-    return get_broker().submit(specs, key, tq_settings.IDEMPOTENCY_TTL,
-                               scope=principal_id(request.user))
+    return producer.submit(items, key, tq_settings.IDEMPOTENCY_TTL,
+                           scope=principal_id(request.user), label=label, clamp_time=True)
 
 
 def visible_task(request: Request, task_id: str) -> StoredTask | None:
@@ -90,7 +78,7 @@ class TaskListView(SubmitView):
                    responses=docs.creates(Task, 409), tags=["tasks"])
     def post(self, request: Request) -> Response:
         """Create one task: 201, or 200 with the original for a repeated Idempotency-Key."""
-        submitted = submit(request, [spec_of(request.data)])
+        submitted = submit(request, [inputs.body_object(request.data)])
         if not submitted.tasks:
             raise Conflict("the task created with this Idempotency-Key no longer exists")
         return Response(submitted.tasks[0].to_dict(), status=200 if submitted.duplicate else 201)
@@ -105,9 +93,8 @@ class TaskBatchView(SubmitView):
     def post(self, request: Request) -> Response:
         """Create every task or none."""
         items = inputs.batch_items(request.data)
-        defaults = producer.task_defaults()  # read once for the whole batch
-        specs = [spec_of(item, f"tasks[{i}]", defaults) for i, item in enumerate(items)]
-        submitted = submit(request, specs)
+        objects = (inputs.body_object(item, f"tasks[{i}]") for i, item in enumerate(items))
+        submitted = submit(request, objects, label="tasks")
         tasks = [task.to_dict() for task in submitted.tasks]
         body = {"tasks": tasks, "count": len(tasks)}
         return Response(body, status=200 if submitted.duplicate else 201)

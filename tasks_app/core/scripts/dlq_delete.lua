@@ -6,18 +6,7 @@
 local n = 0
 local scanned = 0
 if ARGV[1] == 'all' then
-  local entries = redis.call('XRANGE', K_DLQ, '-', ARGV[3], 'COUNT', tonumber(ARGV[2]))
-  scanned = #entries
-  for _, e in ipairs(entries) do
-    local fields = e[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'task_id' then
-        local tk = k_task(fields[i + 1])
-        if redis.call('HGET', tk, 'dlq_id') == e[1] then redis.call('DEL', tk) end
-      end
-    end
-    n = n + redis.call('XDEL', K_DLQ, e[1])
-  end
+  scanned, n = walk_dlq(tonumber(ARGV[2]), ARGV[3], drop_dead_record)
 else
   for i = 2, #ARGV do
     local tk = k_task(ARGV[i])

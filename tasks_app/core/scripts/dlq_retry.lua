@@ -9,15 +9,7 @@ local now = now_ms()
 local ids = {}
 local scanned = 0
 if ARGV[1] == 'all' then
-  local entries = redis.call('XRANGE', K_DLQ, '-', ARGV[3], 'COUNT', tonumber(ARGV[2]))
-  scanned = #entries
-  for _, e in ipairs(entries) do
-    local fields = e[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'task_id' then ids[#ids + 1] = fields[i + 1] end
-    end
-    redis.call('XDEL', K_DLQ, e[1])
-  end
+  scanned = walk_dlq(tonumber(ARGV[2]), ARGV[3], function(id) ids[#ids + 1] = id end)
 else
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 end

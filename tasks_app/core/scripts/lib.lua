@@ -107,6 +107,37 @@ local function rerun(id, p, now)
   make_pending(id, p, now, nil)
 end
 
+-- The task id a dead-letter stream entry names (nil if it names none).
+local function entry_task_id(e)
+  local fields = e[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'task_id' then return fields[i + 1] end
+  end
+  return nil
+end
+
+-- Delete a dead task's record if it still belongs to dead-letter entry `mid` (a task
+-- retried and dead again belongs to a newer entry).
+local function drop_dead_record(id, mid)
+  local tk = k_task(id)
+  if redis.call('HGET', tk, 'dlq_id') == mid then redis.call('DEL', tk) end
+end
+
+-- The 'all' mode of the DLQ scripts: remove the oldest dead-letter entries, up to `batch`
+-- of them and none newer than entry id `last`; visit(task_id, entry_id) runs for each
+-- entry that names a task, before the entry is removed.
+-- Returns the entries read and the entries removed.
+local function walk_dlq(batch, last, visit)
+  local entries = redis.call('XRANGE', K_DLQ, '-', last, 'COUNT', batch)
+  local removed = 0
+  for _, e in ipairs(entries) do
+    local id = entry_task_id(e)
+    if id then visit(id, e[1]) end
+    removed = removed + redis.call('XDEL', K_DLQ, e[1])
+  end
+  return #entries, removed
+end
+
 -- Metrics: counters and histograms in one hash (see core/metrics.py).
 local function count(name, a, b, n)
   redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
@@ -230,12 +261,7 @@ end
 -- names, unless that record has moved on (retried, and dead again under a newer entry).
 -- Returns 1 when the entry was deleted, else 0.
 local function drop_dead_entry(e)
-  local fields = e[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'task_id' then
-      local tk = k_task(fields[i + 1])
-      if redis.call('HGET', tk, 'dlq_id') == e[1] then redis.call('DEL', tk) end
-    end
-  end
+  local id = entry_task_id(e)
+  if id then drop_dead_record(id, e[1]) end
   return redis.call('XDEL', K_DLQ, e[1])
 end

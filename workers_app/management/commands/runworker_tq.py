@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from tasks_app.conf import tq_settings
-from tasks_app.core.broker import Outcome
+from tasks_app.core.broker import Broker, Outcome
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority, TaskState
 from tasks_app.core.task import Job
@@ -35,7 +35,11 @@ class DjangoTaskSignals(Hook):
     """Django's task_finished for an attempt that ended the task without the function
     returning or raising: stopped at its time limit (in the slot), or a dead slot or
     vanished worker (in a supervisor).  The function's own return or exception is
-    announced by the Django task runner itself (tasks_app.backends)."""
+    announced by the Django task runner itself (tasks_app.backends).  Task records are read
+    through the worker's own broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
 
     def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
         if report.interrupted:
@@ -44,12 +48,11 @@ class DjangoTaskSignals(Hook):
     def attempt_lost(self, task_id: str, error: str, outcome: Outcome) -> None:
         self._announce(task_id, outcome.type, outcome)
 
-    @staticmethod
-    def _announce(task_id: str, type_name: str, outcome: Outcome) -> None:
+    def _announce(self, task_id: str, type_name: str, outcome: Outcome) -> None:
         if outcome.state in (TaskState.FAILED, TaskState.DEAD_LETTER):
             from tasks_app.backends import announce_lost_attempt
 
-            announce_lost_attempt(task_id, type_name)
+            announce_lost_attempt(self.broker, task_id, type_name)
 
 
 def parse_priorities(text: str) -> list[int]:
@@ -98,12 +101,14 @@ class Command(BaseCommand):
             max_tasks=opts["max_tasks"],
             shutdown_grace=opts["grace"],
         )
+        config = tq_settings.core_config()
+        broker = Broker.from_config(config)
         hooks: list[Hook] = [CloseDatabaseConnections()]
         if tq_settings.EVENTS_ENABLED:
             hooks.append(EventsHook())
         if django_tasks_configured():
-            hooks.append(DjangoTaskSignals())
-        worker = Worker(tq_settings.core_config(), options, registry, hooks=hooks)
+            hooks.append(DjangoTaskSignals(broker))
+        worker = Worker(config, options, registry, hooks=hooks, broker=broker)
         code = worker.run()
         sys.stdout.flush()
         if code:
