@@ -85,7 +85,7 @@ def test_a_task_retried_and_dead_again_counts_from_its_new_death(
     first, second, third = dead_letter(broker, 3)
     Inspector(broker).dlq_retry(first)
     job = take(broker)
-    broker.fail(job.id, WORKER, job.fence, "again")
+    broker.fail(job, WORKER, "again")
     assert Janitor(broker).trim() == 1
     assert dlq_ids(broker) == [third, first]
     assert records(broker, redis_client, [first, second, third]) == [True, False, True]
