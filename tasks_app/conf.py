@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from tasks_app.core.config import Config
+from tasks_app.live.groups import group_channel
 
 DEFAULTS: dict[str, Any] = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES_PER_USERNAME": 10,
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 50,
     "LOGIN_FAILURE_WINDOW": 900,
+    "HARDEN_SERVER": False,  # with_taskqueue() patches daphne only when the site asks
 }
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -200,6 +202,7 @@ VALIDATORS: dict[str, Validator] = {
     "LOGIN_MAX_FAILURES_PER_USERNAME": optional(integer(minimum=1)),
     "LOGIN_MAX_FAILURES_PER_ADDRESS": optional(integer(minimum=1)),
     "LOGIN_FAILURE_WINDOW": integer(minimum=1),
+    "HARDEN_SERVER": boolean,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
@@ -253,8 +256,6 @@ class TaskQueueSettings:
         if values["concurrency"] is None:
             del values["concurrency"]
         if self.EVENTS_ENABLED:
-            from tasks_app.events import group_channel
-
             values["events_channel"] = group_channel()
         check_heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"])
         return Config(**values)

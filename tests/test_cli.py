@@ -22,8 +22,8 @@ from django.core.management.base import CommandError
 from tasks_app import producer
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import make_spec, register, take
 from tests.procs import MANAGE, ROOT, WorkerPool, wait_for, wait_for_state
 

@@ -10,8 +10,8 @@ import pytest
 from tasks_app.core.broker import Beat, Broker
 from tasks_app.core.errors import StaleLease
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, make_spec, open_broker, register, state_of, take
 
 S = TaskState

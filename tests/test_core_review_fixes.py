@@ -10,11 +10,11 @@ import redis
 
 from tasks_app.core.broker import Broker
 from tasks_app.core.errors import BrokerUnavailable
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tasks_app.core.scripts import translate
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import Job
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, depths, make_spec, open_broker, register, take, zero_depths
 from workers_app.runtime.executor import Executor
 

@@ -18,8 +18,8 @@ from tasks_app.core.errors import (
     TaskQueueError,
 )
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import CANCELLABLE, TERMINAL, TRANSITIONS, TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import (
     SEED_DELAY_MS,
     WORKER,

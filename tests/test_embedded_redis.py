@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tasks_app.core.redis_server import (
+from tasks_app.devserver.redis import (
     EmbeddedRedis,
     RedisServerError,
     check_version,

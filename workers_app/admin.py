@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
-from tasks_app.admin_support import ms_to_datetime, page_context, redis_required
+from tasks_app.admin.support import ms_to_datetime, page_context, redis_required
 from tasks_app.core.errors import WorkerNotFound
 from tasks_app.core.states import Priority
 from workers_app.models import Queue, Worker

@@ -35,7 +35,7 @@ class DjangoTaskSignals(Hook):
     """Django's task_finished for an attempt that ended the task without the function
     returning or raising: stopped at its time limit (in the slot), or a dead slot or
     vanished worker (in a supervisor).  The function's own return or exception is
-    announced by the Django task runner itself (tasks_app.backends)."""
+    announced by the Django task runner itself (tasks_app.tasks_framework.runner)."""
 
     def task_finished(self, worker_id: str, job: Job, report: Report, outcome: Outcome) -> None:
         if report.interrupted:
@@ -47,7 +47,7 @@ class DjangoTaskSignals(Hook):
     @staticmethod
     def _announce(task_id: str, type_name: str, outcome: Outcome) -> None:
         if outcome.state in (TaskState.FAILED, TaskState.DEAD_LETTER):
-            from tasks_app.backends import announce_lost_attempt
+            from tasks_app.tasks_framework.runner import announce_lost_attempt
 
             announce_lost_attempt(task_id, type_name)
 

@@ -22,12 +22,12 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from tasks_app import permissions, producer
-from tasks_app.admin_support import count_of, ms_to_datetime, page_context, redis_required
+from tasks_app.admin.support import count_of, ms_to_datetime, page_context, redis_required
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
 from tasks_app.display import pretty, shown
-from tasks_app.dlq_models import DeadLetterEntry
+from tasks_app.models import DeadLetterEntry
 
 PAGE_SIZE = 100
 SCAN_LIMIT = 10_000
