@@ -59,7 +59,7 @@ def worker_event(worker_id: str = "w1") -> dict[str, Any]:
 
 
 def task_event(task_id: str, kind: str = ev.TASK_STARTED) -> dict[str, Any]:
-    return ev.event(kind, ev.task_data(task_id, "echo", 2))
+    return ev.event(kind, {"task_id": task_id, "type": "echo", "priority": "high"})
 
 
 def test_submitted_event_reaches_a_client_in_the_reference_format() -> None:
