@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 def start_redis() -> Any:
     """A private redis-server with AOF (everysec) like the product runs, unless REDIS_URL is set
     (None then)."""
-    from tasks_app.core.redis_server import EmbeddedRedis
+    from tasks_app.devserver.redis import EmbeddedRedis
 
     if os.environ.get("REDIS_URL"):
         return None

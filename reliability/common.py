@@ -69,7 +69,7 @@ class Run:
 def start_redis(run: Run, appendfsync: str = "everysec", port: int | None = None) -> Any:
     """A private redis-server with AOF; sets REDIS_URL for this process and its children
     (Django reads it once, so a second server in one process must reuse the port)."""
-    from tasks_app.core.redis_server import EmbeddedRedis
+    from tasks_app.devserver.redis import EmbeddedRedis
 
     server = EmbeddedRedis(run.dir / "redis", port=port, persistence=True,
                            appendfsync=appendfsync)
@@ -214,7 +214,7 @@ class CompletionEvents:
     def __init__(self, redis_url: str) -> None:
         import redis
 
-        from tasks_app.events import group_channel
+        from tasks_app.live.groups import group_channel
 
         self.completed: Counter[str] = Counter()
         self.dead: Counter[str] = Counter()

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import django
 
-    from tasks_app.core.redis_server import EmbeddedRedis
+    from tasks_app.devserver.redis import EmbeddedRedis
 
     work = Path(tempfile.mkdtemp(prefix="tq-fuzz-"))
     redis = EmbeddedRedis(str(work / "redis"))

@@ -266,7 +266,7 @@ class Stack:
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self, n_workers: int) -> None:
-        from tasks_app.core.redis_server import free_port
+        from tasks_app.devserver.redis import free_port
 
         env = dict(os.environ, PYTHONUNBUFFERED="1", TASKQUEUE_DEMO_HANDLERS="1")  # as ./run.sh
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

@@ -69,7 +69,7 @@ class Observed:
 
 
 def free_port() -> int:
-    from tasks_app.core.redis_server import free_port as fp
+    from tasks_app.devserver.redis import free_port as fp
 
     return fp()
 

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (10.0 if args.quick else 45.0)
     header_timeout = args.header_timeout or (4.0 if args.quick else 30.0)
 
-    from tasks_app.api.body_limits import raise_open_files_limit
+    from tasks_app.server import raise_open_files_limit
 
     soft, hard = raise_open_files_limit()  # this process holds a socket per slow client
     print(f"attacker RLIMIT_NOFILE {soft}/{hard}; {clients} slow clients, a byte every "
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import django
 
-        from tasks_app.core.redis_server import EmbeddedRedis
+        from tasks_app.devserver.redis import EmbeddedRedis
 
         work = Path(tempfile.mkdtemp(prefix="tq-slow-"))
         redis = EmbeddedRedis(str(work / "redis"))

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from tasks_app.tasks_framework import TaskContext, task
+from tasks_app.tasks_framework.compat import TaskContext, task
 
 
 @task

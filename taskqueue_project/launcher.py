@@ -29,7 +29,7 @@ from types import FrameType
 from taskqueue_project import var_files
 from tasks_app.cli import redact
 from tasks_app.conf import DEFAULTS
-from tasks_app.core.redis_server import EmbeddedRedis, RedisServerError, free_port
+from tasks_app.devserver.redis import EmbeddedRedis, RedisServerError, free_port
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"

@@ -94,6 +94,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_DLQ_MAX_AGE", "DLQ_MAX_AGE", float),
     ("TASKQUEUE_AUTHENTICATION_CLASSES", "AUTHENTICATION_CLASSES", env_list),
     ("TASKQUEUE_PERMISSION_CLASSES", "PERMISSION_CLASSES", env_list),
+    ("TASKQUEUE_HARDEN_SERVER", "HARDEN_SERVER", env_bool),
 )
 
 
@@ -311,6 +312,7 @@ LOGGING: dict[str, Any] = {
 
 # The demo handlers stay off unless asked for (./run.sh asks unless auth is on).
 TASKQUEUE = {
+    "HARDEN_SERVER": True,  # this site runs daphne: bound bodies, headers and slow readers
     **({"REDIS_URL": LOCAL_REDIS_URL} if LOCAL_REDIS_URL else {}),
     **taskqueue_from_env(os.environ),
 }
@@ -325,7 +327,7 @@ CORS_EXPOSE_HEADERS = ("retry-after",)
 
 # Django's Tasks framework (django.tasks on Django 6, the django-tasks backport on 5.2): @task
 # functions run on taskqueue's workers.
-TASKS: dict[str, Any] = {"default": {"BACKEND": "tasks_app.backends.TaskQueueBackend"}}
+TASKS: dict[str, Any] = {"default": {"BACKEND": "tasks_app.tasks_framework.TaskQueueBackend"}}
 if importlib.util.find_spec("django.tasks") is None and importlib.util.find_spec("django_tasks"):
     INSTALLED_APPS.append("django_tasks")  # the backport's system checks and signal logging
 

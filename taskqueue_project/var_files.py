@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tasks_app.core.redis_server import local_url
+from tasks_app.devserver.redis import local_url
 
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_PORT_FILE = "redis-port"

@@ -17,9 +17,9 @@ class TasksAppConfig(AppConfig):
 
         from tasks_app import checks, security_checks  # noqa: F401  (registers them)
         from tasks_app.discovery import autodiscover
-        from tasks_app.metrics import register_collector
-        from tasks_app.ws_auth import signed_out
+        from tasks_app.live.auth import signed_out
+        from tasks_app.metrics.collector import register_collector
 
         autodiscover()
         register_collector()
-        user_logged_out.connect(signed_out, dispatch_uid="tasks_app.ws_auth.signed_out")
+        user_logged_out.connect(signed_out, dispatch_uid="tasks_app.live.auth.signed_out")

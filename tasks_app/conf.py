@@ -14,6 +14,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from tasks_app.core.config import Config
+from tasks_app.live.groups import group_channel
 
 DEFAULTS: dict[str, Any] = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     # The site's own DRF classes for the API, as import strings (None: ours alone).
     "AUTHENTICATION_CLASSES": None,
     "PERMISSION_CLASSES": None,
+    "HARDEN_SERVER": False,  # with_taskqueue() patches daphne only when the site asks
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -241,6 +243,7 @@ VALIDATORS: dict[str, Validator] = {
         class_list("rest_framework.authentication.BaseAuthentication")),
     "PERMISSION_CLASSES": optional(class_list("rest_framework.permissions.BasePermission",
                                               "rest_framework.permissions.OperationHolderMixin")),
+    "HARDEN_SERVER": boolean,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))
@@ -298,8 +301,6 @@ class TaskQueueSettings:
         if values["concurrency"] is None:
             del values["concurrency"]
         if self.EVENTS_ENABLED:
-            from tasks_app.events import group_channel
-
             values["events_channel"] = group_channel()
         check_heartbeat(values["heartbeat_interval"], values["heartbeat_timeout"])
         return Config(**values)

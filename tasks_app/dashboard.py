@@ -24,9 +24,10 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 
-from tasks_app import permissions, producer, ws_auth
+from tasks_app import permissions, producer
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import QueueStats
+from tasks_app.live import auth as ws_auth
 from tasks_app.routing import websocket_url_path
 
 DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"

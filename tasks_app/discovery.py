@@ -17,7 +17,7 @@ def autodiscover() -> None:
     let the registry find Django tasks (``@task`` functions) by their paths."""
     autodiscover_modules(tq_settings.HANDLER_MODULE)
     if tasks_framework_available():
-        from tasks_app.backends import resolve
+        from tasks_app.tasks_framework.runner import resolve
 
         registry.add_resolver(resolve)
     if tq_settings.DEMO_HANDLERS:
@@ -36,7 +36,8 @@ def tasks_framework_available() -> bool:
     return any(find_spec(name) is not None for name in ("django.tasks", "django_tasks"))
 
 
-BACKEND_PATH = "tasks_app.backends.TaskQueueBackend"
+BACKEND_PATHS = ("tasks_app.tasks_framework.TaskQueueBackend",
+                 "tasks_app.backends.TaskQueueBackend")  # the first path, still accepted
 
 
 def django_tasks_configured() -> bool:
@@ -45,5 +46,5 @@ def django_tasks_configured() -> bool:
 
     aliases = getattr(settings, "TASKS", {}) or {}
     return tasks_framework_available() and any(
-        (config or {}).get("BACKEND") == BACKEND_PATH for config in aliases.values()
+        (config or {}).get("BACKEND") in BACKEND_PATHS for config in aliases.values()
     )

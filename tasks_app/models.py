@@ -1,4 +1,5 @@
-"""Database models of the Django edge: API keys created in the Django admin."""
+"""Database models of the Django edge: API keys created in the Django admin, and the
+dead-letter queue as an unmanaged model (its rows live in Redis, never in SQL)."""
 
 from __future__ import annotations
 
@@ -16,4 +17,24 @@ class APIKey(AbstractAPIKey):
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"
         verbose_name_plural = "API keys"
-from tasks_app.dlq_models import DeadLetterEntry  # noqa: E402,F401
+
+
+class DeadLetterEntry(models.Model):
+    """A dead-lettered task (stored in the ``tq:{ns}:dlq`` stream, not in the database).
+
+    The model exists for the Django admin (a section, a changelist URL) and for its
+    permissions; ``tasks_app.admin.dead_letters`` reads and changes the entries through
+    the Inspector.
+    """
+
+    task_id = models.CharField(max_length=64, primary_key=True)
+
+    class Meta:
+        managed = False
+        verbose_name = "dead-letter entry"
+        verbose_name_plural = "dead letter queue"
+        default_permissions = ("view", "delete")
+        permissions = [("retry_deadletterentry", "Can retry dead-lettered tasks")]
+
+    def __str__(self) -> str:
+        return self.task_id

@@ -1,6 +1,6 @@
 """Permission names shared by the Django admin, the REST admin API and the dashboard.
 
-The unmanaged models declare them (``dlq_models.DeadLetterEntry``, ``workers_app.models``);
+The unmanaged models declare them (``models.DeadLetterEntry``, ``workers_app.models``);
 everything that checks one reads its name here, so the three surfaces cannot drift apart.
 """
 

@@ -13,10 +13,11 @@ from typing import Any
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import URLPattern, URLResolver, get_script_prefix, path, reverse
 
-from tasks_app.api import body_limits
-from tasks_app.api.asgi import with_threaded_api
-from tasks_app.consumers import EventsConsumer
-from tasks_app.ws_origin import origin_checked
+from tasks_app.api.asgi import DEFAULT_API_PREFIXES, with_threaded_api
+from tasks_app.conf import tq_settings
+from tasks_app.live.consumer import EventsConsumer
+from tasks_app.live.origin import origin_checked
+from tasks_app.server import harden_daphne
 
 ASGIApp = Any
 Route = URLPattern | URLResolver
@@ -41,7 +42,7 @@ def websocket_url_path() -> str:
 def api_prefixes() -> tuple[str, ...]:
     """The REST API's and admin API's path prefixes."""
     base = base_path()
-    return tuple(base + prefix.lstrip("/") for prefix in body_limits.DEFAULT_API_PREFIXES)
+    return tuple(base + prefix.lstrip("/") for prefix in DEFAULT_API_PREFIXES)
 
 
 def websocket_urlpatterns() -> list[Route]:
@@ -57,11 +58,14 @@ def with_taskqueue(http_app: ASGIApp, websocket_routes: Sequence[Route] = (),
     Browsers' ``Origin`` must be one of ``ALLOWED_HOSTS``. With ``threaded_api`` the REST API's
     requests run the site's middleware synchronously on a thread pool (one thread hop each,
     see ``tasks_app.api.asgi``); pass False if some middleware is async-only.
+    With ``TASKQUEUE["HARDEN_SERVER"]`` it also patches daphne (``tasks_app.server``);
+    otherwise the site's server is left as it is.
     """
     routes = [*websocket_urlpatterns(), *websocket_routes]
-    # The body limits go by where the API is mounted, threaded or not (else a site's own
-    # /admin/, Django's admin, would get the API's limit and the API a page's).
-    body_limits.install(api_prefixes())
+    if tq_settings.HARDEN_SERVER:
+        # The body limits go by where the API is mounted, threaded or not (else a site's
+        # own /admin/, Django's admin, would get the API's limit and the API a page's).
+        harden_daphne(api_prefixes())
     http = with_threaded_api(http_app, prefixes=api_prefixes()) if threaded_api else http_app
     return ProtocolTypeRouter({
         "http": http,

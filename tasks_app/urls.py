@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path
 
-from tasks_app.metrics_view import metrics
+from tasks_app.metrics.view import metrics
 
 app_name = "taskqueue"
 

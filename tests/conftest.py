@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.procs import WorkerPool
 
 REDIS_KEY = pytest.StashKey[EmbeddedRedis]()

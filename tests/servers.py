@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from tasks_app.core.redis_server import free_port
+from tasks_app.devserver.redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

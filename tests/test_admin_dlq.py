@@ -18,8 +18,8 @@ from django.test import Client
 from tasks_app import producer
 from tasks_app.connection import get_broker
 from tasks_app.core.errors import TaskNotFound
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, make_spec, register, take
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.test import override_settings
 
 from tasks_app.core.broker import PAUSED
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.task import Job
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.api_support import broker, call, create, error
 from tests.factories import dead_letter, register, take
 

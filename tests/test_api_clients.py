@@ -25,7 +25,7 @@ from tasks_app.checks import check_cors
 from tasks_app.conf import tq_settings
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TaskState
-from tasks_app.events import group_channel
+from tasks_app.live.groups import group_channel
 from tests.api_support import broker, call, create, error
 from tests.factories import dead_letter, register, take
 from tests.procs import WorkerPool, wait_for, wait_for_state

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 
 from tasks_app.api.views import tasks as task_views
 from tasks_app.conf import tq_settings
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.api_support import broker, call, call_on, create, error
 
 

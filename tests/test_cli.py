@@ -22,8 +22,8 @@ from django.core.management.base import CommandError
 from tasks_app import producer
 from tasks_app.connection import get_broker
 from tasks_app.core.inspect import DLQ_BATCH, Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import make_spec, register, take
 from tests.procs import MANAGE, ROOT, WorkerPool, wait_for, wait_for_state
 
@@ -529,12 +529,14 @@ def test_enqueue_wait_prints_the_created_then_the_finished_task(
     assert one.code == 0 and json.loads(one.out)["state"] == "completed"
 
 
-def test_old_stats_and_dlq_retry_spellings_still_work() -> None:
+@pytest.mark.parametrize("old", ["stats", "dlq-retry"])
+def test_spellings_from_before_1_0_are_refused_and_change_nothing(old: str) -> None:
+    """``tq stats`` and ``tq dlq-retry`` predate 1.0: ``tq status --json`` and
+    ``tq dlq retry --all`` replace them."""
     dead(2)
-    stats = tq("stats").json()
-    assert stats["dlq_size"] == 2 and stats["queues"]["low"]["depth"] == 0
-    assert tq("dlq").code == 0
-    assert tq("dlq-retry").json() == {"retried_count": 2}
+    run = tq(old)
+    assert run.code != 0 and f"invalid choice: '{old}'" in run.err
+    assert tq("dlq", "--json").json()["size"] == 2
 
 
 def test_bare_dlq_is_dlq_list_and_takes_its_options() -> None:

@@ -10,8 +10,8 @@ import redis
 from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.errors import NotInDeadLetterQueue
 from tasks_app.core.inspect import DLQ_BATCH, Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import dead_letter, depths, make_spec, open_broker, seed, take, zero_depths
 
 S = TaskState

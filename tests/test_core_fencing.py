@@ -10,9 +10,9 @@ import pytest
 from tasks_app.core.broker import Beat, Broker
 from tasks_app.core.errors import StaleLease
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import Lease
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, make_spec, open_broker, register, state_of, take
 
 S = TaskState
@@ -233,3 +233,13 @@ def test_recoverer_reaps_workers_that_stopped_heartbeating(redis_server: Embedde
         assert [w.id for w in inspector.workers()] == ["alive"]
         assert b.dequeue("silent", (0,)) == "unregistered"
         assert b.recover() == ([], [])
+
+
+def test_fences_are_never_reused_even_if_the_counter_rolls_back(broker: Broker) -> None:
+    register(broker)
+    broker.enqueue(make_spec())
+    first = take(broker)
+    broker.client.delete(broker.keys.fence)  # as if Redis lost its last second of writes
+    broker.enqueue(make_spec())
+    second = take(broker)
+    assert first.fence != second.fence

@@ -10,9 +10,9 @@ import redis
 
 from tasks_app.core.broker import Broker
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import Job
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import (
     ALL_PRIORITIES,
     WORKER,

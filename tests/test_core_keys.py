@@ -11,7 +11,7 @@ from tasks_app import producer
 from tasks_app.core.broker import Broker
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import dead_letter, drain, make_spec, open_broker, register, take
 
 TUNABLES = {"lease_seconds": 0.05, "retry_backoff_base": 0.001, "retry_backoff_max": 0.001,

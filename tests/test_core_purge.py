@@ -12,8 +12,8 @@ from tasks_app.core import inspect as inspect_module
 from tasks_app.core import metrics
 from tasks_app.core.broker import Broker
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import depths, make_spec, open_broker, register, seed, take, zero_depths
 
 S = TaskState

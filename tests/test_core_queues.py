@@ -11,8 +11,8 @@ import redis
 from tasks_app.core.broker import Broker
 from tasks_app.core.errors import QueueFull, WorkerNotFound
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import (
     WORKER,
     depths,
@@ -264,3 +264,20 @@ def test_resending_existing_ids_at_the_limit_is_not_queue_full(limited: Broker) 
     limited.enqueue_many(specs)
     limited.enqueue_many(specs)
     assert sum(depths(limited).values()) == 5
+
+
+def test_an_id_repeated_inside_one_batch_is_created_once(broker: Broker) -> None:
+    spec = make_spec()
+    tasks = broker.enqueue_many([spec, spec])
+    assert [t.id for t in tasks] == [spec.id, spec.id]
+    assert depths(broker) == zero_depths(low=1)
+
+
+def test_deregistering_puts_back_a_task_a_slot_took_at_the_last_instant(broker: Broker) -> None:
+    register(broker)
+    task = broker.enqueue(make_spec())
+    take(broker)
+    broker.deregister(WORKER)
+    back = broker.get(task.id)
+    assert (back.state, back.attempts, back.worker_id) == (TaskState.PENDING, 0, None)
+    assert depths(broker) == zero_depths(low=1)

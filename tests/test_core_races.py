@@ -11,8 +11,8 @@ from tasks_app.core.broker import Broker
 from tasks_app.core.errors import NotCancellable
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import drain, make_spec, open_broker, register, zero_depths
 
 BATCH = 1000

@@ -13,11 +13,11 @@ import redis
 from tasks_app import producer
 from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.errors import ValidationError
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.registry import registry
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import ms_to_iso
 from tasks_app.core.validation import build_spec
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, make_spec, open_broker, register, seed, take
 
 S = TaskState

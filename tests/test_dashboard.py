@@ -19,8 +19,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tasks_app import permissions, producer
 from tasks_app.connection import get_broker
-from tasks_app.core.redis_server import free_port
-from tasks_app.ws_auth import SocketToken, authenticate_scope
+from tasks_app.devserver.redis import free_port
+from tasks_app.live.auth import SocketToken, authenticate_scope
 from tests.factories import register
 
 LOGIN = "/django-admin/login/?next=/dashboard/"

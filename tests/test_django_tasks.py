@@ -21,12 +21,12 @@ from django.test import override_settings
 
 from taskqueue_project import demo_tasks
 from tasks_app import producer
-from tasks_app.backends import PRIORITY_BANDS, TaskQueueBackend, queue_priority
 from tasks_app.core.errors import NonRetryableError, UnknownTaskType, ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.registry import TaskContext as QueueContext
 from tasks_app.core.registry import registry
-from tasks_app.tasks_framework import (
+from tasks_app.tasks_framework.backend import PRIORITY_BANDS, TaskQueueBackend, queue_priority
+from tasks_app.tasks_framework.compat import (
     InvalidTask,
     TaskResult,
     TaskResultDoesNotExist,
@@ -38,7 +38,7 @@ from tasks_app.tasks_framework import (
 from tests.api_support import call
 from tests.procs import WorkerPool, wait_for, wait_for_state
 
-BACKEND = "tasks_app.backends.TaskQueueBackend"
+BACKEND = "tasks_app.tasks_framework.TaskQueueBackend"
 MODULE = "taskqueue_project.demo_tasks"
 
 
@@ -380,12 +380,25 @@ def test_worker_knows_a_site_with_only_django_tasks_has_work_to_run(settings: An
     assert not django_tasks_configured()
 
 
+def test_sites_configured_with_the_first_backend_path_keep_working(settings: Any) -> None:
+    """``tasks_app.backends.TaskQueueBackend`` (the path sites were first told to use) is
+    the same backend as ``tasks_app.tasks_framework.TaskQueueBackend``."""
+    from django.utils.module_loading import import_string
+
+    from tasks_app.discovery import django_tasks_configured
+
+    assert import_string("tasks_app.backends.TaskQueueBackend") is TaskQueueBackend
+    assert import_string(BACKEND) is TaskQueueBackend
+    settings.TASKS = {"default": {"BACKEND": "tasks_app.backends.TaskQueueBackend"}}
+    assert django_tasks_configured()
+
+
 # -- a task sent to a taskqueue alias that is not its default backend -------------------
 
 
 def _dummy_backend_path() -> str:
     """The Tasks framework's DummyBackend, from Django 6 or the backport."""
-    import tasks_app.tasks_framework as framework
+    import tasks_app.tasks_framework.compat as framework
 
     package = framework.Task.__module__.rsplit(".", 1)[0]
     return f"{package}.backends.dummy.DummyBackend"
@@ -434,7 +447,7 @@ def test_async_task_sends_task_finished_outside_the_event_loop(redis_client: red
     the successful task was failed and run again."""
     from django.utils.asyncio import async_unsafe
 
-    from tasks_app.tasks_framework import task_finished
+    from tasks_app.tasks_framework.compat import task_finished
 
     @async_unsafe
     def orm_like() -> None:
@@ -475,7 +488,7 @@ def _finished_seen(func_path: str, result_id: str, args: list[Any], attempt: int
                    max_retries: int) -> tuple[list[TaskResult], BaseException | None]:
     """Run one attempt of a Django task in-process, as a worker does; task_finished's
     TaskResults and the exception the attempt raised."""
-    from tasks_app.tasks_framework import task_finished
+    from tasks_app.tasks_framework.compat import task_finished
 
     seen: list[TaskResult] = []
 
@@ -527,7 +540,7 @@ def test_a_failing_signal_receiver_does_not_fail_or_rerun_a_task(
         redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     """A receiver's bug must not change the task's outcome: raising from task_finished
     after the function succeeded failed the attempt, so the function ran again."""
-    from tasks_app.tasks_framework import task_finished, task_started
+    from tasks_app.tasks_framework.compat import task_finished, task_started
 
     calls: list[str] = []
 

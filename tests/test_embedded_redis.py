@@ -11,7 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tasks_app.core.redis_server import (
+from tasks_app.devserver.redis import (
     EmbeddedRedis,
     RedisServerError,
     bundled_binary,
@@ -158,7 +158,7 @@ def test_without_any_server_the_error_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("tasks_app.core.redis_server.BUNDLED_PACKAGE", "no_such_package_tq")
+    monkeypatch.setattr("tasks_app.devserver.redis.BUNDLED_PACKAGE", "no_such_package_tq")
     with pytest.raises(RedisServerError, match=r"valkey-server on PATH.*embedded-redis"):
         find_redis_server()
 

@@ -14,10 +14,11 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from taskqueue_project.asgi import application
-from tasks_app import events, producer
+from tasks_app import producer
 from tasks_app.core import events as ev
 from tasks_app.core.broker import Broker
 from tasks_app.core.task import ms_to_iso
+from tasks_app.live import groups, publisher
 
 pytestmark = pytest.mark.django_db(transaction=True)  # Channels closes stale DB connections
 
@@ -48,9 +49,9 @@ async def send_batch(batch: list[dict[str, Any]]) -> None:
     rest = [e for e in batch if not e["type"].startswith("task.")]
     layer = get_channel_layer()
     if tasks:
-        await layer.group_send(events.TASK_GROUP, events.batch_message(tasks))
+        await layer.group_send(groups.TASK_GROUP, publisher.batch_message(tasks))
     if rest:
-        await layer.group_send(events.GROUP, events.batch_message(rest))
+        await layer.group_send(groups.GROUP, publisher.batch_message(rest))
 
 
 def worker_event(worker_id: str = "w1") -> dict[str, Any]:
@@ -58,7 +59,7 @@ def worker_event(worker_id: str = "w1") -> dict[str, Any]:
 
 
 def task_event(task_id: str, kind: str = ev.TASK_STARTED) -> dict[str, Any]:
-    return ev.event(kind, ev.task_data(task_id, "echo", 2))
+    return ev.event(kind, {"task_id": task_id, "type": "echo", "priority": "high"})
 
 
 def test_submitted_event_reaches_a_client_in_the_reference_format() -> None:
@@ -133,7 +134,7 @@ def test_past_the_rate_task_events_pause_for_the_second_but_worker_events_flow()
 
 
 def test_without_clients_the_scripts_build_no_task_events(broker_for_lua: Broker) -> None:
-    channel = events.group_channel()
+    channel = groups.group_channel()
     assert broker_for_lua.client.pubsub_numsub(channel) == [(channel, 0)]
 
     async def scenario() -> None:

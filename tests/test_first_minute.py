@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from taskqueue_project import launcher, var_files
-from tasks_app.core.redis_server import free_port
+from tasks_app.devserver.redis import free_port
 from tests.browser import (  # noqa: F401  (the *_fixture names are fixtures)
     LiveSite,
     browser_fixture,

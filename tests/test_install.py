@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ def requirements() -> list[Requirement]:
 @pytest.mark.parametrize("python", ["3.11", "3.12", "3.13", "3.14"])
 def test_the_tasks_framework_backport_comes_wherever_django_5_2_can(python: str) -> None:
     """Django 5.2 LTS runs on Python 3.10 to 3.14 and our Django requirement allows it on
-    each; without the backport there, ``tasks_app.backends`` cannot be imported (Django 5.2
-    has no ``django.tasks``), so ``TASKS = {... TaskQueueBackend}`` breaks the site."""
+    each; without the backport there, ``tasks_app.tasks_framework`` cannot be imported
+    (Django 5.2 has no ``django.tasks``), so ``TASKS = {... TaskQueueBackend}`` breaks the site."""
     env = {"python_version": python, "python_full_version": f"{python}.0"}
     django = next(r for r in requirements() if r.name.lower() == "django")
     assert django.specifier.contains("5.2")

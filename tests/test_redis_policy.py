@@ -14,7 +14,7 @@ import redis
 from tasks_app.core.config import Config
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.redis_policy import eviction_policy
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.api_support import call
 from tests.procs import WorkerPool, wait_for
 from workers_app.runtime.worker import Worker, WorkerOptions

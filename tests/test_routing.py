@@ -8,9 +8,9 @@ import pytest
 from channels.routing import ProtocolTypeRouter
 from django.test import override_settings
 
-from tasks_app.api import body_limits
 from tasks_app.conf import tq_settings
 from tasks_app.routing import api_prefixes, base_path, websocket_path, with_taskqueue
+from tasks_app.server import body_limits
 
 PREFIXED = "tests.urls_without_admin"  # tasks_app.urls under queue/
 

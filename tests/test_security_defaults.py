@@ -22,7 +22,7 @@ import redis
 from django.test import override_settings
 
 from taskqueue_project import launcher, var_files
-from tasks_app.core.redis_server import EmbeddedRedis, free_port
+from tasks_app.devserver.redis import EmbeddedRedis, free_port
 from tasks_app.security_checks import check_debug, check_demo_handlers
 from tests.procs import ROOT
 from tests.servers import LiveServer

@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tasks_app.conf import tq_settings
-from tasks_app.core.redis_server import free_port
+from tasks_app.devserver.redis import free_port
 from tests.api_support import Reply, error
 from tests.servers import ROOT, LiveServer
 

@@ -24,7 +24,7 @@ from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, scoped
-from tasks_app.events import group_channel
+from tasks_app.live.groups import group_channel
 from tests.api_support import Reply, broker, call
 from tests.factories import WORKER, make_spec, open_broker, register, take
 from tests.servers import LiveServer

@@ -25,8 +25,8 @@ def test_server_start_raises_the_soft_open_files_limit_to_the_hard_one() -> None
             "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'taskqueue_project.settings')\n"
             "import django; django.setup()\n"
             f"resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}))\n"
-            "from tasks_app.api.asgi import with_threaded_api\n"
-            "with_threaded_api(lambda *a: None)\n"
+            "from tasks_app.routing import with_taskqueue\n"
+            "with_taskqueue(lambda *a: None)\n"
             "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, check=False)

@@ -156,7 +156,7 @@ def test_send_past_the_unsent_bytes_limit_closes_with_4408(
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet import reactor
 
-    from tasks_app import ws_backpressure
+    from tasks_app.server import backpressure as ws_backpressure
 
     ws_backpressure.install()
     monkeypatch.setattr(reactor, "callLater", lambda *args: None)

@@ -12,7 +12,7 @@ from django.test import override_settings
 from taskqueue_project.settings import TASKQUEUE_ENV, taskqueue_from_env
 from tasks_app.conf import DEFAULTS, TaskQueueSettings, tq_settings
 from tasks_app.core.config import Config
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 
 CUSTOM: dict[str, Any] = {
     "REDIS_URL": "redis://cache.internal:6380/2",

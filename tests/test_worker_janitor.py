@@ -15,7 +15,7 @@ import redis
 from tasks_app.connection import get_broker
 from tasks_app.core.broker import Broker
 from tasks_app.core.inspect import Inspector
-from tasks_app.core.redis_server import EmbeddedRedis
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, dead_letter, open_broker, take
 from tests.procs import WorkerPool, wait_for
 from tests.test_metrics import scrape, value

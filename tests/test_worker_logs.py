@@ -51,7 +51,7 @@ def test_json_worker_logs_every_logger_and_fails_tasks_at_error(tmp_path: Path) 
 
         found = wait_for(logged, timeout=10)
     loggers = {r["logger"] for r in found}
-    assert {"django.tasks", "tasks_app.backends", "workers_app.runtime"} <= loggers, loggers
+    assert {"django.tasks", "tasks_app.tasks_framework", "workers_app.runtime"} <= loggers, loggers
     assert all({"ts", "level", "logger", "pid", "message"} <= set(r) for r in found)
 
     first, last = about(found, retried.id)
@@ -62,7 +62,7 @@ def test_json_worker_logs_every_logger_and_fails_tasks_at_error(tmp_path: Path) 
     assert final["level"] == "ERROR" and "NonRetryableError: no" in final["exc"]
     [crashed] = about(found, lost.id)
     assert crashed["level"] == "ERROR" and "worker lost -> dead_letter" in crashed["message"]
-    receiver = [r for r in found if r["logger"] == "tasks_app.backends"]
+    receiver = [r for r in found if r["logger"] == "tasks_app.tasks_framework"]
     assert receiver and all("IsADirectoryError" in r["exc"] for r in receiver)
 
 

@@ -21,9 +21,9 @@ import pytest
 from tasks_app.core.broker import Broker
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tasks_app.core.task import Job
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import make_spec, open_broker, register
 from workers_app.runtime import slot as slotmod
 from workers_app.runtime.hooks import Hook

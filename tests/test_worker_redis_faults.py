@@ -13,8 +13,8 @@ from tasks_app import producer
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys
-from tasks_app.core.redis_server import EmbeddedRedis
 from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
 from tests.procs import (
     HEARTBEAT_TIMEOUT,
     LEASE_SECONDS,

@@ -13,11 +13,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
-from tasks_app.admin_support import page_context, redis_required
+from tasks_app.admin.support import RedisAdmin, page_context, redis_required
 from tasks_app.core.errors import WorkerNotFound
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_datetime
@@ -26,47 +26,25 @@ from workers_app.models import Queue, Worker
 OPERATIONS = ("pause", "resume")
 
 
-class RedisListAdmin(admin.ModelAdmin):
+class RedisListAdmin(RedisAdmin):
     """A read-only list over Redis with pause/resume buttons guarded by one permission."""
 
-    view_permission = ""
     pause_permission = ""
     list_title = ""
 
-    def get_urls(self) -> list[URLPattern]:
-        """The list and the pause/resume endpoint; nothing of the ORM's."""
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+    def extra_urls(self) -> list[URLPattern]:
+        """The pause/resume endpoint (POST only)."""
         wrap = self.admin_site.admin_view
-        return [
-            path("", wrap(self.changelist_view), name=f"{prefix}_changelist"),
-            path("<str:ident>/<str:operation>/", wrap(require_POST(self.control_view)),
-                 name=f"{prefix}_control"),
-        ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Rows come from Redis only."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Read-only; pause and resume have their own permission."""
-        return False
+        return [path("<str:ident>/<str:operation>/", wrap(require_POST(self.control_view)),
+                     name=self.url_name("control"))]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Nothing to delete."""
         return False
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """May see the list."""
-        return request.user.has_perm(self.view_permission)
-
     def has_pause_permission(self, request: HttpRequest) -> bool:
         """May pause and resume."""
         return request.user.has_perm(self.pause_permission)
-
-    def changelist_url(self) -> str:
-        """This section's list."""
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
-                       current_app=self.admin_site.name)
 
     def rows(self) -> list[Any]:
         """What the list shows, read from Redis."""

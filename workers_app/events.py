@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks_app import events as publisher
 from tasks_app.core import events as ev
+from tasks_app.live import publisher
 from workers_app.runtime.hooks import Hook
 
 WORKER_EVENTS = {"joined": ev.WORKER_JOINED, "left": ev.WORKER_LEFT,

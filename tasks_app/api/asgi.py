@@ -22,9 +22,12 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
 
-from tasks_app.api import body_limits
+from tasks_app.api import request_body
 from tasks_app.api.errors import json_error
 from tasks_app.conf import tq_settings
+
+DEFAULT_API_PREFIXES = ("/api/", "/admin/")
+"""Where the REST API lives unless the site includes it under another prefix."""
 
 log = logging.getLogger("tasks_app.api")
 
@@ -45,18 +48,18 @@ class ThreadedHandler(ASGIHandler):
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Read the body (at most API_MAX_BODY_BYTES), respond on a pool thread, send."""
         limit = int(tq_settings.API_MAX_BODY_BYTES)
-        if body_limits.declared_too_large(scope, limit):  # refused before reading a byte
+        if request_body.declared_too_large(scope, limit):  # refused before reading a byte
             await self.send_response(self.too_large(limit), send)
             return
         try:
-            body_file = await body_limits.read_limited_body(
+            body_file = await request_body.read_limited_body(
                 receive, limit, settings.FILE_UPLOAD_MAX_MEMORY_SIZE)
         except RequestAborted:
             return
-        except body_limits.BodyTooLarge:
+        except request_body.BodyTooLarge:
             await self.send_response(self.too_large(limit), send)
             return
-        scope = body_limits.with_content_length(scope, body_file)
+        scope = request_body.with_content_length(scope, body_file)
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -89,16 +92,15 @@ class ThreadedHandler(ASGIHandler):
         return response
 
 
-def is_api(scope: Scope, prefixes: tuple[str, ...] = body_limits.DEFAULT_API_PREFIXES) -> bool:
+def is_api(scope: Scope, prefixes: tuple[str, ...] = DEFAULT_API_PREFIXES) -> bool:
     """True for an HTTP request to the REST API or the admin API."""
     return scope["type"] == "http" and str(scope.get("path", "")).startswith(prefixes)
 
 
 def with_threaded_api(app: ASGIApp, handler: ThreadedHandler | None = None,
-                      prefixes: tuple[str, ...] = body_limits.DEFAULT_API_PREFIXES) -> ASGIApp:
+                      prefixes: tuple[str, ...] = DEFAULT_API_PREFIXES) -> ASGIApp:
     """An ASGI app sending API requests (paths under ``prefixes``) through
     :class:`ThreadedHandler`, the rest to ``app``."""
-    body_limits.install(prefixes)
     api = handler or ThreadedHandler()
 
     async def router(scope: Scope, receive: Any, send: Any) -> None:

@@ -1,8 +1,8 @@
 """The live events: their names and how each one's data is built.
 
 Every event is ``{"type": ..., "timestamp": ISO-8601 Z, "data": {...}}``; task
-events carry at least ``task_id``, ``type`` and ``priority`` (by name), worker
-events ``worker_id`` and ``state``.  Publishing is the edges' business.
+events carry at least ``task_id``, ``type`` and ``priority`` (by name; the Lua scripts
+build them), worker events ``worker_id`` and ``state``.  Publishing is the edges' business.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .states import Priority
 from .task import ms_to_iso
 
 TASK_SUBMITTED = "task.submitted"
@@ -28,10 +27,6 @@ WORKER_HEARTBEAT = "worker.heartbeat"  # each worker, every heartbeat interval
 QUEUE_DEPTH = "queue.depth"
 QUEUE_STATS = "queue.stats"  # cluster-wide totals, at most once a second when changed
 
-ALL = (TASK_SUBMITTED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED, TASK_RETRYING,
-       TASK_DEAD_LETTERED, TASK_CANCELLED, WORKER_JOINED, WORKER_LEFT, WORKER_PAUSED,
-       WORKER_RESUMED, WORKER_HEARTBEAT, QUEUE_DEPTH, QUEUE_STATS)
-
 Event = dict[str, Any]
 
 
@@ -39,11 +34,6 @@ def event(kind: str, data: dict[str, Any], at: float | None = None) -> Event:
     """One event in the wire format."""
     stamp = time.time() if at is None else at
     return {"type": kind, "timestamp": ms_to_iso(int(stamp * 1000)), "data": data}
-
-
-def task_data(task_id: str, task_type: str, priority: int, **extra: Any) -> dict[str, Any]:
-    """The fields every task event has, plus extras."""
-    return {"task_id": task_id, "type": task_type, "priority": Priority(priority).label, **extra}
 
 
 def worker_data(worker_id: str, state: str, **extra: Any) -> dict[str, Any]:

@@ -66,4 +66,3 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 """running -> pending is the graceful-shutdown put-back, which does not count an attempt."""
 
 TERMINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
-CANCELLABLE = frozenset({S.PENDING, S.SCHEDULED, S.RETRYING})

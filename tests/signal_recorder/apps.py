@@ -15,7 +15,7 @@ class SignalRecorderConfig(AppConfig):
     label = "signal_recorder"
 
     def ready(self) -> None:
-        from tasks_app.tasks_framework import task_finished, task_started
+        from tasks_app.tasks_framework.compat import task_finished, task_started
 
         task_started.connect(record("task_started"), weak=False)
         task_finished.connect(record("task_finished"), weak=False)

@@ -32,11 +32,6 @@ class Loop:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end and wait for it."""
-        self.request_stop()
-        self.join(timeout)
-
     def request_stop(self) -> None:
         """Ask the loop to end after its current round."""
         self._stop.set()

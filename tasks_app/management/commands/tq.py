@@ -56,8 +56,6 @@ class Command(BaseCommand):
         self.add_control(sub)
         self.add_purge(sub)
         self.add_tasks(sub)
-        self.json_flag(sub.add_parser("stats", help="old spelling: queues and workers as JSON"))
-        self.json_flag(sub.add_parser("dlq-retry", help="old spelling of 'dlq retry --all'"))
 
     @staticmethod
     def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -133,9 +131,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         action = opts["action"]
-        if action == "dlq-retry":
-            action = "dlq_retry_old"
-        elif action == "dlq":
+        if action == "dlq":
             action = "dlq_" + (opts.get("dlq_action") or "list")
         self.opts = opts
         self.stdin = opts.get("stdin") or sys.stdin
@@ -210,14 +206,6 @@ class Command(BaseCommand):
                 "dlq_size": inspector.dlq_size(), "workers": workers}
         self.out(data, cli.status_text(data))
 
-    def do_stats(self, opts: dict[str, Any]) -> None:
-        inspector = producer.inspector()
-        queues = {s.name: {"depth": s.depth, "scheduled": s.scheduled, "paused": s.paused}
-                  for s in inspector.queue_stats()}
-        workers = [w.to_dict() for w in inspector.workers()]
-        self.out({"queues": queues, "running": inspector.running_count(),
-                  "dlq_size": inspector.dlq_size(), "workers": workers})
-
     # -- dead-letter queue -----------------------------------------------------
 
     def do_dlq_list(self, opts: dict[str, Any]) -> None:
@@ -272,9 +260,6 @@ class Command(BaseCommand):
         with self.progress("deleted", size) as progress:
             n = inspector.dlq_clear(progress) if size else 0
         self.out({"cleared_count": n}, f"deleted {n} dead-letter entr{'y' if n == 1 else 'ies'}")
-
-    def do_dlq_retry_old(self, opts: dict[str, Any]) -> None:
-        self.out({"retried_count": producer.inspector().dlq_retry_all()})
 
     # -- pause, resume, purge ----------------------------------------------------
 

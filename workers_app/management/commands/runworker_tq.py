@@ -35,8 +35,8 @@ class DjangoTaskSignals(Hook):
     """Django's task_finished for an attempt that ended the task without the function
     returning or raising: stopped at its time limit (in the slot), or a dead slot or
     vanished worker (in a supervisor).  The function's own return or exception is
-    announced by the Django task runner itself (tasks_app.backends).  Task records are read
-    through the worker's own broker."""
+    announced by the Django task runner itself (tasks_app.tasks_framework.runner).  Task
+    records are read through the worker's own broker."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -50,7 +50,7 @@ class DjangoTaskSignals(Hook):
 
     def _announce(self, task_id: str, type_name: str, outcome: Outcome) -> None:
         if outcome.state in (TaskState.FAILED, TaskState.DEAD_LETTER):
-            from tasks_app.backends import announce_lost_attempt
+            from tasks_app.tasks_framework.runner import announce_lost_attempt
 
             announce_lost_attempt(self.broker, task_id, type_name)
 

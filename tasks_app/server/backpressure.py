@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks_app.api.body_limits import abort
 from tasks_app.conf import tq_settings
+from tasks_app.server.body_limits import abort
 
 TOO_SLOW = 4408
 BYTES_PER_EVENT = 256  # an event's JSON is ~150-300 bytes

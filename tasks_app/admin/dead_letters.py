@@ -19,16 +19,16 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, path
 
 from tasks_app import permissions, producer
-from tasks_app.admin_support import count_of, page_context, redis_required
+from tasks_app.admin.support import RedisAdmin, count_of, page_context, redis_required
 from tasks_app.core.inspect import DLQ_REASONS, DLQEntry, DLQMatches, Inspector
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_datetime
 from tasks_app.display import pretty, shown
-from tasks_app.dlq_models import DeadLetterEntry
+from tasks_app.models import DeadLetterEntry
 
 PAGE_SIZE = 100
 SCAN_LIMIT = 10_000
@@ -129,33 +129,19 @@ def choices(query: ListQuery, name: str, values: list[str]) -> list[dict[str, An
 
 
 @admin.register(DeadLetterEntry)
-class DeadLetterEntryAdmin(admin.ModelAdmin):
+class DeadLetterEntryAdmin(RedisAdmin):
     """List, inspect, retry and delete dead-lettered tasks; the data stays in Redis."""
 
     change_list_template = "admin/tasks_app/deadletterentry/change_list.html"
     change_form_template = "admin/tasks_app/deadletterentry/entry.html"
     confirmation_template = "admin/tasks_app/deadletterentry/action_confirmation.html"
+    view_permission = permissions.DLQ_VIEW
 
-    def get_urls(self) -> list[URLPattern]:
-        """The list (with its actions) and the entry page; nothing of the ORM's."""
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+    def extra_urls(self) -> list[URLPattern]:
+        """The entry page (retry and delete are actions posted to the list)."""
         wrap = self.admin_site.admin_view
-        return [
-            path("", wrap(self.changelist_view), name=f"{prefix}_changelist"),
-            path("<str:object_id>/change/", wrap(self.change_view), name=f"{prefix}_change"),
-        ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Entries come from failed tasks only."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Entries are read-only; retry and delete are actions."""
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """May see the list and the entries."""
-        return request.user.has_perm(permissions.DLQ_VIEW)
+        return [path("<str:object_id>/change/", wrap(self.change_view),
+                     name=self.url_name("change"))]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """May delete entries (selected or all)."""
@@ -170,11 +156,6 @@ class DeadLetterEntryAdmin(admin.ModelAdmin):
         allowed = {"retry": self.has_retry_permission(request),
                    "delete": self.has_delete_permission(request)}
         return {name: a for name, a in ACTIONS.items() if allowed[a.permission]}
-
-    def changelist_url(self) -> str:
-        """This section's list."""
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
-                       current_app=self.admin_site.name)
 
     @redis_required
     def changelist_view(self, request: HttpRequest,

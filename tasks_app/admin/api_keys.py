@@ -26,4 +26,3 @@ class TaskQueueAPIKeyAdmin(APIKeyModelAdmin):
     def get_list_filter(self, request: HttpRequest) -> tuple[Any, ...]:
         """Filter by creation date, admin flag and revocation."""
         return ("created", "is_admin", "revoked")
-from tasks_app import dlq_admin  # noqa: F401,E402

@@ -23,38 +23,20 @@ from channels.layers import get_channel_layer
 
 from tasks_app.conf import tq_settings
 from tasks_app.core.events import Event
+from tasks_app.live.groups import GROUP, session_group
 
 log = logging.getLogger("tasks_app.events")
 
-GROUP = "taskqueue.events"  # worker.* and queue.depth, from Python publishers
-TASK_GROUP = "taskqueue.tasks"  # task.*, published by the Lua scripts
 BATCH = "events.batch"
-SESSION_ENDED = "session.ended"  # to the sockets of a signed-out session (see ws_auth)
+SESSION_ENDED = "session.ended"  # to the sockets of a signed-out session (see live.auth)
 FLUSH_INTERVAL = 0.005
 MAX_BATCH = 500
 MAX_PENDING = 100_000
 
 
-def group_channel(group: str = TASK_GROUP) -> str:
-    """The Redis pub/sub channel the layer uses for a group (channels-redis pub/sub naming).
-
-    The queue's Lua scripts publish submitted and cancelled events straight to it,
-    in the same atomic step as the change, so no later event of a task can overtake them.
-    """
-    from django.conf import settings
-
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    return f"{prefix}__group__{group}"
-
-
 def batch_message(events: list[Event]) -> dict[str, Any]:
     """The channel-layer message carrying a batch of events."""
     return {"type": BATCH, "events": events}
-
-
-def session_group(digest: str) -> str:
-    """The group of the ``/ws`` sockets opened with one Django session (by its digest)."""
-    return f"taskqueue.session.{digest}"
 
 
 def end_session(digest: str) -> None:

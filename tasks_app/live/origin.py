@@ -32,12 +32,6 @@ def cors_allowed(origin: ParseResult) -> bool:
 
 def origin_checked(application: Any) -> BrowserOriginValidator:
     """Wrap an ASGI app with the origin check against settings.ALLOWED_HOSTS."""
-    from tasks_app import ws_backpressure
-    from tasks_app.api import body_limits, header_timeout
-
-    ws_backpressure.install()  # bound what daphne queues for a client that does not read
-    body_limits.install()  # refuse oversized bodies before daphne reads them
-    header_timeout.install()  # close connections whose headers do not arrive in time
     hosts = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not hosts:
         hosts = ["localhost", "127.0.0.1", "[::1]"]

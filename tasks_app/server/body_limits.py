@@ -1,4 +1,4 @@
-"""Refuse oversized request bodies before they are read, in daphne and in the API wrapper.
+"""Refuse oversized request bodies before daphne reads them (part of ``harden_daphne()``).
 
 Daphne (twisted) reads a request's whole body before it calls the application:
 up to 100 kB in memory, past that into a temporary file, for as long as the
@@ -16,33 +16,25 @@ The limit is ``API_MAX_BODY_BYTES`` for the REST API (``/api/``, ``/admin/``)
 and ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django's own, 2.5 MB by default) for every
 other page, at least ``API_MAX_BODY_BYTES``, except multipart file uploads there
 (Django's limit leaves out file data: an admin upload may be any size).
-:func:`declared_too_large` and :func:`read_limited_body` apply the same API
-limit in the threaded API handler, for ASGI servers other than daphne.
+``tasks_app.api.request_body`` applies the same API limit in the threaded API
+handler, under any ASGI server.
 """
 
 from __future__ import annotations
 
 import json
-import resource
-import tempfile
-from collections.abc import Awaitable, Callable
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
-from django.core.exceptions import RequestAborted
 
+from tasks_app.api.asgi import DEFAULT_API_PREFIXES
 from tasks_app.conf import tq_settings
 
-DEFAULT_API_PREFIXES = ("/api/", "/admin/")
 """The REST API's and admin API's path prefixes when taskqueue is mounted at the root."""
 API_PREFIXES = [prefix.encode() for prefix in DEFAULT_API_PREFIXES]  # install() sets the site's
 LINGER_SECONDS = 2.0
 TOO_LARGE = "Content Too Large"
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the limit while it was being read."""
 
 
 def limit_for(path: bytes, content_type: bytes = b"") -> int | None:
@@ -68,79 +60,13 @@ def too_large_body(limit: int) -> bytes:
                        "message": f"request body exceeds {limit} bytes"}).encode()
 
 
-def declared_too_large(scope: dict[str, Any], limit: int) -> bool:
-    """True when the request's Content-Length header is over ``limit``."""
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-length":
-            try:
-                return int(value) > limit
-            except ValueError:
-                return False
-    return False
-
-
-async def read_limited_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
-                            memory_size: int) -> IO[bytes]:
-    """Django's ``read_body``, raising :class:`BodyTooLarge` once past ``limit`` bytes."""
-    body_file = tempfile.SpooledTemporaryFile(max_size=memory_size, mode="w+b")  # noqa: SIM115
-    size = 0
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestAborted()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(limit)
-            body_file.write(chunk)
-            if not message.get("more_body", False):
-                break
-    except BaseException:
-        body_file.close()
-        raise
-    body_file.seek(0)
-    return body_file
-
-
-def with_content_length(scope: dict[str, Any], body_file: IO[bytes]) -> dict[str, Any]:
-    """``scope`` with a Content-Length header for a body that came chunked.
-
-    DRF takes a request without CONTENT_LENGTH for one without a body, so a
-    chunked JSON body would be silently read as empty ("task type is required").
-    """
-    headers = scope.get("headers", [])
-    if any(name.lower() == b"content-length" for name, _ in headers):
-        return scope
-    size = body_file.seek(0, 2)
-    body_file.seek(0)
-    if not size:
-        return scope
-    kept = [(n, v) for n, v in headers if n.lower() != b"transfer-encoding"]
-    return {**scope, "headers": [*kept, (b"content-length", str(size).encode())]}
-
-
-def raise_open_files_limit() -> tuple[int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (each client is a descriptor)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            return soft, hard
-        return target, hard
-    return soft, hard
-
-
 def install(api_prefixes: tuple[str, ...] | None = None) -> None:
-    """Make daphne refuse oversized bodies early and raise the open files limit.
+    """Make daphne refuse oversized bodies early.
 
     ``api_prefixes`` are the REST API's path prefixes where the site mounts it.
     """
     if api_prefixes:
         API_PREFIXES[:] = [prefix.encode() for prefix in api_prefixes]
-    raise_open_files_limit()
     try:
         from daphne import http_protocol
     except ImportError:  # another ASGI server: the API wrapper still applies the limit

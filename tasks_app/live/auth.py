@@ -26,9 +26,10 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 
-from tasks_app import events, permissions
+from tasks_app import permissions
 from tasks_app.api.authentication import looks_like_jwt
 from tasks_app.conf import tq_settings
+from tasks_app.live import publisher
 
 EXPIRY_SLACK = 0.05  # wake just after ``exp``: PyJWT treats exp == now as expired
 SESSION_CLAIM = "sid"
@@ -65,6 +66,7 @@ OPEN = Grant()
 
 def session_digest(session_key: str) -> str:
     """What a socket token carries instead of the session key (64 hex digits)."""
+    # The salt keeps the module's first name: a new one would change every digest.
     return salted_hmac("tasks_app.ws_auth.session", session_key, algorithm="sha256").hexdigest()
 
 
@@ -178,7 +180,7 @@ def signed_out(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -
     """``user_logged_out``: close that session's dashboard sockets in every web process."""
     key = getattr(getattr(request, "session", None), "session_key", None)
     if key:
-        events.end_session(session_digest(key))
+        publisher.end_session(session_digest(key))
 
 
 async def recheck(scope: dict[str, Any], grant: Grant) -> Grant | None:

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from tasks_app import events
 from tasks_app.conf import tq_settings
 from tasks_app.core import events as ev
 from tasks_app.core.events import Event
+from tasks_app.live import groups
 
 DROPPED = "events.dropped"
 
@@ -50,8 +50,8 @@ class Hub:
         """Start delivering to a listener (subscribing on the first one)."""
         self.listeners.add(listener)
         if not self._readers:
-            await self._subscribe(events.GROUP)
-            await self._subscribe(events.TASK_GROUP)
+            await self._subscribe(groups.GROUP)
+            await self._subscribe(groups.TASK_GROUP)
 
     def leave(self, listener: Listener) -> None:
         """Stop delivering to a listener (unsubscribing after the last one)."""
@@ -95,7 +95,7 @@ class Hub:
             elif self._passed < budget:
                 self._passed += 1
                 out.append(item)
-        if self._passed >= budget and events.TASK_GROUP in self._readers:
+        if self._passed >= budget and groups.TASK_GROUP in self._readers:
             out.append(self._pause(now, budget))
         self._deliver(out)
 
@@ -107,7 +107,7 @@ class Hub:
 
     def _pause(self, now: float, budget: int) -> Event:
         """Stop taking task events until the second is over."""
-        self._readers.pop(events.TASK_GROUP).cancel()
+        self._readers.pop(groups.TASK_GROUP).cancel()
         remaining = max(0.0, 1.0 - (now - self._window_start))
         self._resume = asyncio.get_running_loop().call_later(
             remaining, lambda: asyncio.ensure_future(self._unpause()))
@@ -117,8 +117,8 @@ class Hub:
     async def _unpause(self) -> None:
         self._resume = None
         self._window_start, self._passed = time.monotonic(), 0
-        if self.listeners and events.TASK_GROUP not in self._readers:
-            await self._subscribe(events.TASK_GROUP)
+        if self.listeners and groups.TASK_GROUP not in self._readers:
+            await self._subscribe(groups.TASK_GROUP)
 
 
 def public(item: Event) -> Event:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks_app.api.body_limits import reply_and_close
+from tasks_app.server.body_limits import reply_and_close
 
 REQUEST_TIMEOUT = "Request Timeout"
 

@@ -10,12 +10,13 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from tasks_app import events, ws_backpressure
 from tasks_app.conf import tq_settings
+from tasks_app.live import groups
+from tasks_app.live.auth import Grant, authenticate_scope, recheck
+from tasks_app.live.filters import EventFilter
+from tasks_app.live.hub import DROPPED, Encoded, hub
+from tasks_app.server import backpressure
 from tasks_app.visibility import viewer_scope
-from tasks_app.ws_auth import Grant, authenticate_scope, recheck
-from tasks_app.ws_filters import EventFilter
-from tasks_app.ws_hub import DROPPED, Encoded, hub
 
 log = logging.getLogger("tasks_app.ws")
 
@@ -48,7 +49,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             return
         self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
         if grant.session:  # the dashboard's socket: closed when its session signs out
-            self.session_group = events.session_group(grant.session)
+            self.session_group = groups.session_group(grant.session)
             await self.channel_layer.group_add(self.session_group, self.channel_name)
         await hub().join(self)
         await self.accept(chosen)
@@ -76,7 +77,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if len(self.buffer) + len(wanted) > tq_settings.WS_CLIENT_BUFFER:
             hub().leave(self)
             self.buffer.clear()
-            asyncio.ensure_future(self.close(code=ws_backpressure.TOO_SLOW))
+            asyncio.ensure_future(self.close(code=backpressure.TOO_SLOW))
             return
         self.buffer.extend(wanted)
         self.wake.set()
@@ -85,7 +86,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         while True:
             await self.wake.wait()
             self.wake.clear()
-            queued, flush_every = 0, max(1, ws_backpressure.limit_bytes() // 4)
+            queued, flush_every = 0, max(1, backpressure.limit_bytes() // 4)
             while self.buffer:
                 text = self.buffer.popleft()
                 await self.send(text_data=text)

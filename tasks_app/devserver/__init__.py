@@ -1,0 +1,1 @@
+"""Development tools: the embedded Redis server that ``./run.sh`` and the tests start."""
