@@ -192,13 +192,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
+def appended_file(data_dir: Path) -> Path:
+    """The file Redis appends to now: ``appendonly.aof`` (Redis 6), or the newest
+    ``*.incr.aof`` of the multi-part AOF in ``appendonlydir/`` (Redis 7+, Valkey)."""
+    single = data_dir / "appendonly.aof"
+    if single.is_file():
+        return single
+    parts = sorted((data_dir / "appendonlydir").glob("*.incr.aof"),
+                   key=lambda p: int(p.name.rsplit(".", 3)[-3]))
+    if not parts:
+        raise SystemExit(f"no append-only file in {data_dir}")
+    return parts[-1]
+
+
 def scenario(mode: str, rate: float, seconds: float, strace: str
              ) -> tuple[list[tuple[str, object, str]], list[tuple[str, bool]]]:
     run = Run(f"fsync-{mode}")
     server = start_redis(run, appendfsync=mode)
     with server.client() as probe:
         pid = int(probe.info("server")["process_id"])
-    aof = server.data_dir / "appendonly.aof"
+    aof = appended_file(server.data_dir)
     print(f"\nappendfsync {mode}: {rate:g} tasks/s for {seconds:g} s, redis pid {pid}, "
           f"dir {run.dir}", flush=True)
     result: list[tuple[str, float, float]] = []

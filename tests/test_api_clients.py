@@ -154,7 +154,6 @@ def test_dlq_retry_by_message_id_requeues_that_task() -> None:
     {"message_id": "1-0", "retry_all": True},
     {"message_id": "not-an-id"},
     {"message_id": 5},
-    {"message_id": "99999999999999999999-0"},
     {},
 ])
 def test_dlq_retry_with_both_ids_or_a_malformed_message_id_is_400(body: dict[str, Any]) -> None:
@@ -162,9 +161,12 @@ def test_dlq_retry_with_both_ids_or_a_malformed_message_id_is_400(body: dict[str
     assert reply.status == 400, reply.body
 
 
-def test_dlq_retry_of_an_unknown_message_id_is_404() -> None:
+@pytest.mark.parametrize("message_id", ["1-0", "99999999999999999999-0", "0-69020812290228495043"])
+def test_dlq_retry_of_an_unknown_message_id_is_404(message_id: str) -> None:
+    """Well-formed (as the schema says) but in no entry, even past what a stream id can
+    hold: 404, as for any id the DLQ does not have."""
     dead_letter(broker(), 1)
-    reply = call("POST", "/admin/dlq/retry", {"message_id": "1-0"})
+    reply = call("POST", "/admin/dlq/retry", {"message_id": message_id})
     assert error(reply) == (404, "Not Found", "task not found in dead letter queue")
 
 

@@ -55,6 +55,8 @@ def test_the_shipped_apps_import_nothing_from_this_repositorys_project() -> None
 # Imported by the shipped apps without being their dependencies, on purpose: the daphne
 # hardening runs only inside daphne, so daphne (and its Twisted) is there whenever it runs.
 SERVER_ONLY = {"daphne", "twisted"}
+# Imported only when installed, each declared by an extra (the import is guarded).
+EXTRA_ONLY = {"opentelemetry": "otel"}
 
 
 def third_party_imports(package: str) -> set[str]:
@@ -83,9 +85,12 @@ def test_every_module_the_apps_import_is_a_declared_dependency(package: str) -> 
     declared = {canonicalize_name(r.name) for r in requirements()}
     providers = packages_distributions()
     undeclared = sorted(
-        name for name in third_party_imports(package) - SERVER_ONLY
+        name for name in third_party_imports(package) - SERVER_ONLY - set(EXTRA_ONLY)
         if not declared & {canonicalize_name(d) for d in providers.get(name, [name])})
     assert undeclared == []
+    extras = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]
+    for name, extra in EXTRA_ONLY.items():
+        assert any(Requirement(r).name.startswith(name) for r in extras[extra]), (name, extra)
 
 
 @pytest.mark.parametrize("name", ["channels-redis", "django-tasks"])

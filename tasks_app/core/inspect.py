@@ -23,6 +23,9 @@ Progress = Callable[[int], None]
 # The reasons the scripts write into dead-letter entries (lib.lua's ``dead_letter`` callers).
 DLQ_REASONS = ("max retries exceeded",)
 
+STREAM_ID_PART_MAX = 2**64 - 1
+"""The largest milliseconds or sequence part of a Redis stream entry id."""
+
 
 @dataclass(frozen=True)
 class QueueStats:
@@ -335,7 +338,10 @@ class Inspector:
         return self.broker.get(task_id)
 
     def dlq_task_id(self, message_id: str) -> str:
-        """The task id of a dead-letter entry; raises :class:`NotInDeadLetterQueue`."""
+        """The task id of a dead-letter entry; raises :class:`NotInDeadLetterQueue`
+        (also for a well-formed id past what a stream can hold: no entry has it)."""
+        if any(int(part) > STREAM_ID_PART_MAX for part in message_id.split("-")):
+            raise errors.NotInDeadLetterQueue(message_id)
         with redis_errors():
             rows = self.client.xrange(self.keys.dlq, min=message_id, max=message_id, count=1)
         if not rows or not rows[0][1].get("task_id"):
