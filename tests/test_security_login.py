@@ -22,13 +22,12 @@ import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.contrib.auth.models import Permission, User
 from django.test import Client, override_settings
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
 
 from tasks_app.conf import tq_settings
 from tasks_app.devserver.redis import free_port
 from tests.api_support import Reply, error
 from tests.servers import ROOT, LiveServer
+from tests.test_security_auth_matrix import ws_outcome
 
 PASSWORD = "correct horse battery"
 LOGIN = "/api/v1/auth/token"
@@ -305,28 +304,13 @@ def test_parallel_failures_cannot_slip_past_the_limit(
     assert sorted(statuses) == [401] * 3 + [429] * 9  # units are reserved before hashing
 
 
-def ws_status(server: LiveServer, token: str) -> int | str:
-    """'open' when /ws?token= stays open 0.5 s, else the close code."""
-    try:
-        with connect(f"{server.ws_url}/ws?token={token}", open_timeout=10) as sock:
-            try:
-                sock.recv(timeout=0.5)
-            except TimeoutError:
-                return "open"
-            except ConnectionClosed as closed:
-                return closed.rcvd.code if closed.rcvd else "closed"
-            return "open"
-    except InvalidStatus as refused:
-        return int(refused.response.status_code)
-
-
 def test_password_change_closes_the_door_on_old_tokens_over_http_and_ws(
         servers: tuple[LiveServer, LiveServer], database: Path) -> None:
     server, _ = servers
     old = live_login(server, "carol", PASSWORD).json()
     bearer = {"Authorization": f"Bearer {old['access']}"}
     assert requests.get(f"{server.url}/api/v1/tasks", headers=bearer, timeout=30).ok
-    assert ws_status(server, old["access"]) == "open"
+    assert ws_outcome(server, f"?token={old['access']}") == "open"
     manage(database, "from django.contrib.auth.models import User; "
                      "u = User.objects.get(username='carol'); "
                      "u.set_password('another password 7'); u.save()")
@@ -334,9 +318,9 @@ def test_password_change_closes_the_door_on_old_tokens_over_http_and_ws(
         stale = requests.get(f"{server.url}/api/v1/tasks", headers=bearer, timeout=30)
         assert stale.status_code == 401
         assert stale.json() == {"error": "Unauthorized", "message": "token is invalid or expired"}
-        assert ws_status(server, old["access"]) == 4401
+        assert ws_outcome(server, f"?token={old['access']}") == 4401
         new = live_login(server, "carol", "another password 7").json()
-        assert ws_status(server, new["access"]) == "open"
+        assert ws_outcome(server, f"?token={new['access']}") == "open"
     finally:
         manage(database, "from django.contrib.auth.models import User; "
                          "u = User.objects.get(username='carol'); "
