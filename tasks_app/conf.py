@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATION_CLASSES": None,
     "PERMISSION_CLASSES": None,
     "HARDEN_SERVER": False,  # with_taskqueue() patches daphne only when the site asks
+    "PREFETCH": 8,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -238,6 +239,7 @@ VALIDATORS: dict[str, Validator] = {
     "LOGIN_MAX_FAILURES_PER_ADDRESS": optional(integer(minimum=1)),
     "LOGIN_FAILURE_WINDOW": integer(minimum=1),
     "DLQ_MAX_ENTRIES": optional(integer(minimum=1)),
+    "PREFETCH": integer(minimum=1, maximum=16),
     "DLQ_MAX_AGE": optional(number()),
     "AUTHENTICATION_CLASSES": optional(
         class_list("rest_framework.authentication.BaseAuthentication")),

@@ -19,6 +19,7 @@ from tasks_app.core import events as ev
 from tasks_app.core.broker import Broker
 from tasks_app.core.task import ms_to_iso
 from tasks_app.live import groups, publisher
+from tests.factories import make_spec
 
 pytestmark = pytest.mark.django_db(transaction=True)  # Channels closes stale DB connections
 
@@ -163,14 +164,20 @@ def test_origin_must_be_an_allowed_host(origin: bytes | None, accepted: bool) ->
     run(scenario)
 
 
-@pytest.mark.parametrize("ms", [0, 951782400000, 1709164800123, 1795633739382, 4102444799999])
-def test_lua_timestamps_match_python(broker_for_lua: Broker, ms: int) -> None:
-    from tasks_app.core.scripts import source
-
-    body = "return iso(tonumber(ARGV[1]))"
-    script = source("deregister", broker_for_lua.keys, broker_for_lua.config).rsplit(
-        "\n-- deregister", 1)[0] + "\n" + body
-    assert broker_for_lua.client.eval(script, 0, ms) == ms_to_iso(ms)
+def test_a_script_event_carries_the_redis_time_of_its_transition(broker_for_lua: Broker
+                                                                  ) -> None:
+    """The scripts publish compact rows; expand() gives the wire events, stamped with the
+    Redis clock of the step that made them (the task's own created_at)."""
+    sub = broker_for_lua.client.pubsub()
+    sub.subscribe(broker_for_lua.config.events_channel)
+    assert sub.get_message(timeout=1)["type"] == "subscribe"
+    task = broker_for_lua.enqueue(make_spec(priority=2))
+    message = sub.get_message(timeout=1)
+    sub.close()
+    [submitted] = ev.expand(json.loads(message["data"]))
+    assert submitted == {"type": "task.submitted", "timestamp": ms_to_iso(task.created_at),
+                         "data": {"task_id": task.id, "type": task.type, "priority": "high",
+                                  "state": "pending"}}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from tasks_app import producer
 from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
+from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, scoped
 from tasks_app.live.groups import group_channel
@@ -162,7 +163,7 @@ def test_every_task_event_carries_the_owner_for_the_server_side_filter() -> None
         while time.monotonic() < deadline:
             message = listener.get_message(timeout=0.1)
             if message and message["type"] == "message":
-                seen += json.loads(message["data"])["events"]
+                seen += expand(json.loads(message["data"]))
         listener.close()
     kinds = [e["type"] for e in seen]
     assert set(kinds) == {"task.submitted", "task.started", "task.completed", "task.failed",

@@ -91,13 +91,13 @@ def test_a_task_that_cannot_be_put_back_is_left_to_its_lease(
     answers = iter([False, True])
     monkeypatch.setattr(slot, "orphaned", lambda: next(answers))
 
-    def unreachable(*args: Any) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> None:
         raise BrokerUnavailable("connection refused")
 
     def exit_orphaned() -> None:
         raise Orphaned
 
-    monkeypatch.setattr(slot.broker, "requeue", unreachable)
+    monkeypatch.setattr(slot.broker, "finish", unreachable)
     monkeypatch.setattr(slotmod, "_exit_orphaned", exit_orphaned)
     with pytest.raises(Orphaned):  # the slot still exits; recovery takes over
         slot.run()

@@ -34,8 +34,9 @@ def proxy(redis_server: EmbeddedRedis) -> Iterator[FaultyProxy]:
 
 
 def dequeue_request(worker_id: str) -> bytes:
-    """What a slot's dequeue call looks like on the wire: the lease key, then the worker id."""
-    key = Keys("default").leases
+    """What an idle slot's dequeue call looks like on the wire: the pending key, then the
+    worker id."""
+    key = Keys("default").pending
     return f"${len(key)}\r\n{key}\r\n${len(worker_id)}\r\n{worker_id}\r\n".encode()
 
 

@@ -19,7 +19,8 @@ import redis
 from . import errors
 from .config import Config
 from .keys import Keys, scoped
-from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
+from .metrics import Tally
+from .scripts import UNAVAILABLE_REPLIES, Scripts
 from .states import Priority, TaskState
 from .task import Attempt, Job, Task, TaskSpec
 
@@ -223,13 +224,23 @@ class Broker:
 
     # -- worker hot path ---------------------------------------------------
 
-    def dequeue(self, worker_id: str, priorities: Iterable[int]) -> Job | str:
-        """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED)."""
+    def dequeue(self, worker_id: str, priorities: Iterable[int], tally: Tally | None = None
+                ) -> Job | str:
+        """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED).
+
+        With a ``tally`` the task's queue wait is counted there (the caller flushes it),
+        else in the script.
+        """
+        got = self.take(worker_id, priorities, 1, tally)
+        return got[0] if isinstance(got, list) else got
+
+    def take(self, worker_id: str, priorities: Iterable[int], n: int,
+             tally: Tally | None = None) -> list[Job] | str:
+        """Start up to ``n`` of the best pending tasks (at least one), or say why none."""
         order = sorted(priorities, reverse=True)
-        reply = self.run_script("dequeue", self.keys.leases, [worker_id, *order])
-        if reply[0] == "task":
-            return Job.from_reply(reply)
-        return str(reply[0])
+        reply = self.run_script("dequeue", self.keys.pending,
+                                [worker_id, "1" if tally is not None else "0", n, *order])
+        return _taken(reply, tally)
 
     def wait_for_work(self, worker_id: str, priorities: Iterable[int], timeout: float,
                       paused: bool = False) -> bool:
@@ -244,7 +255,7 @@ class Broker:
             duration: float = 0.0) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
         args = self._ack_args(attempt, worker_id, result_json, duration)
-        return _acked(self.run_script("ack", self.keys.leases, args))
+        return _acked(self.run_script("ack", self.keys.pending, args))
 
     def fail(self, attempt: Attempt, worker_id: str, error: str, permanent: bool = False,
              duration: float | None = None) -> Outcome:
@@ -253,41 +264,72 @@ class Broker:
         ``duration`` is the handler's run time, None when unknown (the slot died).
         """
         args = self._fail_args(attempt, worker_id, error, permanent, duration)
-        return _failed(self.run_script("fail", self.keys.leases, args))
+        return _failed(self.run_script("fail", self.keys.pending, args))
 
     def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
                            permanent: bool, priorities: Iterable[int], duration: float = 0.0,
-                           ) -> Finished:
-        """Ack (ok) or fail an attempt and take the next task, in one round trip.
+                           tally: Tally | None = None, flush: bool = True) -> Finished:
+        """Ack (ok) or fail an attempt and take the next task, in one script.
 
-        Not atomic: two scripts in one pipeline, each atomic.  A lost lease discards the
-        outcome (``outcome`` None) and the next task is still taken.
+        A lost lease discards the outcome (``outcome`` None) and the next task is still
+        taken.  See :meth:`finish` for ``tally`` and ``flush``.
+        """
+        kind = "ok" if ok else ("permanent" if permanent else "retry")
+        outcomes, nxt = self.finish(worker_id, [Ended(job, kind, value, duration)], 1,
+                                    priorities, tally, flush)
+        return Finished(outcomes[0], nxt[0] if isinstance(nxt, list) else nxt)
+
+    def finish(self, worker_id: str, reports: Sequence[Ended], want: int,
+               priorities: Iterable[int], tally: Tally | None = None, flush: bool = True,
+               ) -> tuple[list[Outcome | None], list[Job] | str]:
+        """Record the outcomes of attempts a slot ran and take up to ``want`` next tasks
+        (0: none), in one script and one round trip.
+
+        Each outcome is an :class:`Outcome`, or None when the attempt's lease was taken over
+        (the outcome is discarded).  With a ``tally`` (a worker slot's) the completions and
+        the next tasks' queue waits are counted there, and the tally is applied in the same
+        script when ``flush`` is set or when no next task is handed out (the slot goes
+        idle); else it is kept for later.  Without one they are counted in the script.
         """
         order = sorted(priorities, reverse=True)
-        if ok:
-            name, args = "ack", self._ack_args(job, worker_id, value, duration)
-        else:
-            name, args = "fail", self._fail_args(job, worker_id, value, permanent, duration)
-        calls = [(name, args), ("dequeue", [worker_id, *order])]
+        own = Tally()
+        if tally is not None:
+            for r in reports:
+                if r.kind == "ok":
+                    own.count("completed", r.job.type, "success")
+                    own.observe("duration", r.job.type, r.duration or 0.0)
+        mode = "count" if tally is None else ("now" if flush else "idle")
+        args: list[Any] = [worker_id, mode, random.randrange(1 << 30),
+                           *(tally.args() if tally is not None else [0]), *own.args(),
+                           len(reports)]
+        for r in reports:
+            spent = "" if r.duration is None else f"{r.duration:.6f}"
+            args.extend((r.job.id, r.job.fence, r.kind, r.value, spent))
+        args.extend((want, *order))
+        flushed, replies, nxt = self.run_script("finish", self.keys.pending, args)
+        outcomes = [_outcome(r.kind, reply) for r, reply in zip(reports, replies, strict=True)]
+        if tally is not None:
+            # The script applied this call's completions with the tally only if all were
+            # acknowledged; else (or when it kept the tally) count those that were.
+            all_ok = all(reply[0] == "ok" for r, reply in zip(reports, replies, strict=True)
+                         if r.kind == "ok")
+            if int(flushed):
+                tally.clear()
+            if not (int(flushed) and all_ok):
+                _tally_acked(tally, reports, outcomes)
+        return outcomes, _taken(nxt, tally) if nxt[0] != "none" else []
+
+    def flush_tally(self, tally: Tally) -> None:
+        """Apply a worker's tallied metric deltas now (one pipeline of HINCRBYs)."""
+        if not tally:
+            return
+        args = tally.args()
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            for script, script_args in calls:
-                self.scripts.queue(script, self.keys.leases, script_args, pipe)
-            replies = pipe.execute(raise_on_error=False)
-            first, second = (
-                self.scripts.rerun(script, self.keys.leases, script_args)
-                if isinstance(reply, redis.exceptions.NoScriptError) else reply
-                for (script, script_args), reply in zip(calls, replies, strict=True)
-            )
-        if isinstance(second, Exception):
-            raise translate(second)
-        nxt = Job.from_reply(second) if second[0] == "task" else str(second[0])
-        if isinstance(first, Exception):
-            exc = translate(first)
-            if isinstance(exc, errors.StaleLease):
-                return Finished(None, nxt)
-            raise exc
-        return Finished(_acked(first) if ok else _failed(first), nxt)
+            for i in range(1, len(args), 2):
+                pipe.hincrby(self.keys.metrics, str(args[i]), int(args[i + 1]))
+            pipe.execute()
+        tally.clear()
 
     @staticmethod
     def _ack_args(attempt: Attempt, worker_id: str, result_json: str, duration: float
@@ -304,7 +346,7 @@ class Broker:
 
     def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
         """Put a running task back at its place in line without counting the attempt."""
-        self.run_script("requeue", self.keys.leases, [task_id, worker_id, fence])
+        self.run_script("requeue", self.keys.pending, [task_id, worker_id, fence])
 
     def heartbeat(self, worker_id: str, fields: dict[str, Any],
                   running: Sequence[tuple[str, str]], first: bool = False) -> Beat:
@@ -353,7 +395,8 @@ class Broker:
 
     def recover(self, limit: int = 1000) -> tuple[list[Recovered], list[str]]:
         """Fail attempts whose lease expired and drop dead workers; return both."""
-        reply = self.run_script("recover", self.keys.leases, [limit, random.randrange(1 << 30)])
+        reply = self.run_script("recover", self.keys.workers,
+                                [limit, random.randrange(1 << 30)])
         n_tasks, rest = int(reply[0]), reply[2:]
         tasks = [Recovered(str(rest[i]), _failed(rest[i + 1:i + 7]))
                  for i in range(0, 7 * n_tasks, 7)]
@@ -380,6 +423,49 @@ class Broker:
     def control(self, target: str, ident: str | int, action: str) -> None:
         """Pause or resume a worker or a priority queue."""
         self.run_script("control", self.keys.workers, [target, ident, action])
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The outcome of one attempt a slot ran, as :meth:`Broker.finish` records it: kind 'ok'
+    (value is the result JSON), 'retry' or 'permanent' (value is the error), or 'requeue'
+    (never started: back in line, uncounted)."""
+
+    job: Job
+    kind: str
+    value: str = ""
+    duration: float | None = 0.0
+
+
+def _taken(reply: list[Any], tally: Tally | None) -> list[Job] | str:
+    """The tasks a dequeue handed out (their queue waits counted in ``tally``), or why none."""
+    if reply[0] != "task":
+        return str(reply[0])
+    jobs = [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]])
+            for i in range(int(reply[1]))]
+    if tally is not None:
+        for job in jobs:
+            tally.observe("queue_wait", Priority(job.priority).label, job.queue_wait)
+    return jobs
+
+
+def _outcome(kind: str, reply: list[Any]) -> Outcome | None:
+    status = reply[0]
+    if status in ("stale", "missing"):
+        return None
+    if kind == "ok":
+        return _acked(reply)
+    if status == "requeued":
+        return Outcome(TaskState.PENDING)
+    return _failed(reply)
+
+
+def _tally_acked(tally: Tally, reports: Sequence[Ended], outcomes: list[Outcome | None]) -> None:
+    """Count the completions that were acknowledged (not repeats, not discarded)."""
+    for r, o in zip(reports, outcomes, strict=True):
+        if r.kind == "ok" and o is not None and not o.duplicate:
+            tally.count("completed", r.job.type, "success")
+            tally.observe("duration", r.job.type, r.duration or 0.0)
 
 
 def _acked(reply: list[Any]) -> Outcome:

@@ -39,3 +39,69 @@ def event(kind: str, data: dict[str, Any], at: float | None = None) -> Event:
 def worker_data(worker_id: str, state: str, **extra: Any) -> dict[str, Any]:
     """The fields every worker event has, plus extras."""
     return {"worker_id": worker_id, "state": state, **extra}
+
+
+_PRIORITY_NAMES = {"0": "low", "1": "normal", "2": "high", "3": "critical"}
+
+
+def _submitted(x: list[Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {"state": x[0]}
+    if x[1] != "":
+        data["scheduled_at"] = ms_to_iso(int(x[1]))
+    return data
+
+
+def _started(x: list[Any]) -> dict[str, Any]:
+    return {"worker_id": x[0], "attempt": int(x[1]), "queue_wait": int(x[2]) / 1_000_000}
+
+
+def _completed(x: list[Any]) -> dict[str, Any]:
+    return {"worker_id": x[0], "attempt": int(x[1]), "duration": float(x[2])}
+
+
+def _failed(x: list[Any]) -> dict[str, Any]:
+    data = {"error": x[0], "attempt": int(x[1]), "will_retry": x[2] == "retrying",
+            "state": x[2]}
+    if x[3] != "":
+        data["worker_id"] = x[3]
+    return data
+
+
+def _retrying(x: list[Any]) -> dict[str, Any]:
+    return {"attempt": int(x[0]), "next_retry_at": ms_to_iso(int(x[1]))}
+
+
+def _dead_lettered(x: list[Any]) -> dict[str, Any]:
+    return {"error": x[0], "reason": x[1], "message_id": x[2]}
+
+
+_ROWS = {
+    "submitted": (TASK_SUBMITTED, _submitted),
+    "started": (TASK_STARTED, _started),
+    "completed": (TASK_COMPLETED, _completed),
+    "failed": (TASK_FAILED, _failed),
+    "retrying": (TASK_RETRYING, _retrying),
+    "dead_lettered": (TASK_DEAD_LETTERED, _dead_lettered),
+    "cancelled": (TASK_CANCELLED, lambda x: {}),
+}
+
+
+def expand(message: dict[str, Any]) -> list[Event]:
+    """The task events of one message the Lua scripts published, in the wire format.
+
+    The scripts publish compact rows, ``{"type": "events.compact", "at": ms, "rows":
+    [[kind, task_id, type, priority, owner or "", extras...], ...]}`` (building JSON in Lua
+    cost more than the transition it reports); the web process builds the events here.
+    The task's ``owner`` is kept for the visibility filter (the hub strips it).
+    """
+    stamp = ms_to_iso(int(message.get("at", 0)))
+    out = []
+    for row in message.get("rows", []):
+        kind, task_id, ttype, priority, owner, *extra = row
+        name, build = _ROWS[kind]
+        data = {"task_id": task_id, "type": ttype, "priority": _PRIORITY_NAMES[str(priority)],
+                **build(extra)}
+        if owner:
+            data["owner"] = owner
+        out.append({"type": name, "timestamp": stamp, "data": data})
+    return out

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors, metrics
 from .broker import Broker, redis_errors
-from .keys import PRIORITIES
+from .keys import PRIORITIES, pending_band
 from .states import Priority, TaskState
 from .task import Task, ms_to_iso
 
@@ -190,7 +190,7 @@ class Inspector:
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             for p in PRIORITIES:
-                pipe.zcard(self.keys.pending(p))
+                pipe.zcount(self.keys.pending, *pending_band(p))
                 pipe.zcard(self.keys.delayed(p))
             pipe.smembers(self.keys.paused_queues)
             *counts, paused = pipe.execute()
@@ -203,7 +203,7 @@ class Inspector:
         """Pending, scheduled, running and paused per priority, the DLQ size and the
         counters, all from one script: a consistent snapshot (costs one read per running
         task)."""
-        reply = self.broker.run_script("queue_stats", self.keys.leases, [])
+        reply = self.broker.run_script("queue_stats", self.keys.workers, [])
         *rows, dlq, raw = reply
         stats = [QueueStats(p, int(rows[4 * p]), int(rows[4 * p + 1]), rows[4 * p + 3] == 1,
                             int(rows[4 * p + 2])) for p in PRIORITIES]
@@ -220,23 +220,28 @@ class Inspector:
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.keys.metrics)
-            pipe.zcard(self.keys.leases)
             pipe.xlen(self.keys.dlq)
-            raw, running, dlq = pipe.execute()
+            raw, dlq = pipe.execute()
         counters = counter_totals(metrics.parse(raw).counters)
-        return {**counters, "running": int(running), "dlq_size": int(dlq)}
+        return {**counters, "running": self.running_count(), "dlq_size": int(dlq)}
 
     def running_count(self) -> int:
-        """Tasks currently leased to workers."""
+        """Tasks currently leased to workers: the registered workers' active sets, and the
+        attempts of workers that left the registry whose lease has not run out yet."""
         with redis_errors():
-            return int(self.client.zcard(self.keys.leases))
+            ids = self.client.zrange(self.keys.workers, 0, -1)
+            pipe = self.client.pipeline(transaction=False)
+            for wid in ids:
+                pipe.scard(self.keys.worker_active(wid))
+            pipe.zcard(self.keys.leases)
+            return sum(int(n) for n in pipe.execute())
 
     def oldest_pending_us(self) -> dict[int, int | None]:
         """When the oldest pending task of each priority became pending (µs since the epoch)."""
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             for p in PRIORITIES:
-                pipe.zrange(self.keys.pending(p), 0, 0)
+                pipe.zrangebyscore(self.keys.pending, *pending_band(p), start=0, num=1)
             heads = pipe.execute()
             pipe = self.client.pipeline(transaction=False)
             for head in heads:
@@ -300,13 +305,14 @@ class Inspector:
 
     def purge_target(self, priority: int) -> PurgeTarget:
         """How many tasks of that priority are pending, and the newest one's sequence number."""
-        key = self.keys.pending(int(Priority(priority)))
+        low, high = pending_band(int(Priority(priority)))
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            pipe.zcard(key)
-            pipe.zrange(key, -1, -1, withscores=True)
+            pipe.zcount(self.keys.pending, low, high)
+            pipe.zrevrangebyscore(self.keys.pending, high, low, start=0, num=1, withscores=True)
             count, newest = pipe.execute()
-        return PurgeTarget(int(priority), int(count), int(newest[0][1]) if newest else None)
+        return PurgeTarget(int(priority), int(count),
+                           int(newest[0][1]) - low if newest else None)
 
     def purge(self, priority: int, up_to: int | None = None,
               progress: Progress | None = None) -> int:
@@ -323,7 +329,7 @@ class Inspector:
                 return 0
         total = 0
         while True:
-            n, _, scanned = self.broker.run_script("purge", self.keys.pending(p),
+            n, _, scanned = self.broker.run_script("purge", self.keys.pending,
                                              [p, PURGE_BATCH, up_to])
             total += int(n)
             if progress is not None:

@@ -10,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 PRIORITIES = (0, 1, 2, 3)
+BAND = 1 << 50
+"""Pending-set scores: ``(3 - priority) * BAND + sequence`` (see :meth:`Keys.pending`)."""
+
+
+def pending_band(priority: int) -> tuple[int, int]:
+    """The lowest and highest pending-set score a task of that priority can have."""
+    low = (3 - priority) * BAND
+    return low, low + BAND - 1
 
 
 class Keys:
@@ -25,9 +33,11 @@ class Keys:
         """Hash holding one task's fields."""
         return f"{self.prefix}task:{task_id}"
 
-    def pending(self, priority: int) -> str:
-        """Sorted set of pending task ids of one priority, scored by enqueue sequence."""
-        return f"{self.prefix}pending:{priority}"
+    @property
+    def pending(self) -> str:
+        """Sorted set of every pending task id, scored ``(3 - priority) * BAND + sequence``:
+        the lowest score is the oldest task of the highest priority (one ZPOPMIN takes it)."""
+        return f"{self.prefix}pending"
 
     def delayed(self, priority: int) -> str:
         """Sorted set of scheduled and retrying task ids, scored by due time (ms)."""
@@ -63,7 +73,9 @@ class Keys:
 
     @property
     def leases(self) -> str:
-        """Sorted set of running task ids scored by lease expiry (ms)."""
+        """Sorted set of running task ids of workers that left the registry, scored by lease
+        expiry (ms); a running task of a registered worker is in its active set, and its
+        lease is the worker's heartbeat."""
         return f"{self.prefix}leases"
 
     @property
@@ -132,7 +144,6 @@ class Keys:
             [
                 f"local PREFIX = {lua_str(p)}",
                 "local function k_task(id) return PREFIX .. 'task:' .. id end",
-                "local function k_pending(p) return PREFIX .. 'pending:' .. p end",
                 "local function k_delayed(p) return PREFIX .. 'delayed:' .. p end",
                 "local function k_notify(p) return PREFIX .. 'notify:' .. p end",
                 "local function k_worker(w) return PREFIX .. 'worker:' .. w end",
@@ -140,6 +151,7 @@ class Keys:
                 " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
+                f"local K_PENDING = {lua_str(self.pending)}",
                 f"local K_LEASES = {lua_str(self.leases)}",
                 f"local K_WORKERS = {lua_str(self.workers)}",
                 f"local K_DLQ = {lua_str(self.dlq)}",

@@ -22,6 +22,7 @@ NAMES = (
     "dequeue",
     "ack",
     "fail",
+    "finish",
     "requeue",
     "cancel",
     "promote",

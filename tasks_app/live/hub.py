@@ -5,8 +5,9 @@ and task events (published by the Lua scripts).  It decodes each message once
 and hands the events to every client's bounded buffer.  Once it has passed
 ``WS_MAX_EVENTS_PER_SECOND`` task events in the current second it unsubscribes
 from task events until the second is over, and tells its clients so
-(``events.dropped``).  While no web process is subscribed the scripts do not
-even build task events, so a flood of tasks costs the web tier nothing.
+(``events.dropped``).  The scripts publish task events as compact rows, and the hub
+builds the JSON events (:func:`tasks_app.core.events.expand`) only while some client
+listens, so a flood of tasks costs the web tier little.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ class Hub:
         try:
             while True:
                 message = await layer.receive(channel)
-                self.dispatch(message.get("events", []))
+                if message.get("type") == "events.compact":
+                    self.dispatch(ev.expand(message))
+                else:
+                    self.dispatch(message.get("events", []))
         finally:
             await layer.group_discard(group, channel)
 

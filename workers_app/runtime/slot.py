@@ -1,4 +1,11 @@
-"""A slot process: takes one task at a time, runs it, reports the outcome."""
+"""A slot process: takes tasks, runs them one at a time, records their outcomes.
+
+A busy slot records the outcomes of the tasks it ran and takes its next tasks in one
+script call.  While its tasks are short it takes up to PREFETCH at once and records their
+outcomes together (at most MAX_REPORT_DELAY after the first of them ended), so Redis sees one
+call per batch; a task that is not short is recorded at once, and the slot then takes one
+task at a time again, so a long task never holds others back.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,15 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from tasks_app.core import broker as brokermod
-from tasks_app.core.broker import Broker, Outcome
+from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
-from tasks_app.core.errors import BrokerUnavailable, StaleLease
+from tasks_app.core.errors import BrokerUnavailable
+from tasks_app.core.metrics import Tally
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.task import Job
 
@@ -24,6 +33,14 @@ from .slots import Slot
 
 log = logging.getLogger("workers_app.runtime")
 IDLE_WAIT = 1.0
+FLUSH_EVERY = 1.0
+"""Seconds a busy slot keeps its tallied metrics before applying them (see Tally)."""
+SHORT_TASK = 0.005
+"""A task whose handler ran shorter than this (seconds) is short."""
+SHORT_STREAK = 3
+"""Short tasks in a row after which a slot takes PREFETCH tasks per call."""
+MAX_REPORT_DELAY = 0.05
+"""Seconds the outcome of a finished task may wait to be recorded with later ones."""
 
 
 @dataclass
@@ -53,7 +70,11 @@ class SlotProcess:
         self.broker = Broker.from_config(spec.config)
         self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
         self._delays = Backoff(0.1)
-        self._ticket = False
+        self.tally = Tally()
+        self.held: deque[Job] = deque()  # taken, not started yet
+        self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
+        self._done_since = 0.0
+        self._short_streak = 0
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
         self.supervisor = spec.supervisor_pid or os.getppid()
@@ -63,122 +84,179 @@ class SlotProcess:
         return os.getppid() != self.supervisor
 
     def run(self) -> None:
-        """Take and run tasks until told to stop."""
-        got: Job | str | None = None
-        while True:
-            if got is None:
-                if self.orphaned():
-                    _exit_orphaned()
-                if self.spec.stop.value or not self._take_ticket():
-                    return
-                got = self._dequeue()
-            elif isinstance(got, Job):
-                if self.orphaned():
-                    # The supervisor died after this task was taken (the pipe watcher has
-                    # not ended us yet): do not start it, put it back in line uncounted, as
-                    # a graceful shutdown would.  Only if that fails (Redis away, or the
-                    # watcher ends us first) is it left to its lease: one lost attempt.
-                    self._put_back(got)
-                    _exit_orphaned()
-                got = self._run(got)
-            else:
-                self._return_ticket()
-                if got == brokermod.EMPTY and self.spec.burst:
-                    return
-                self._idle(got)
-                got = None
-
-    def _dequeue(self) -> Job | str | None:
+        """Take and run tasks until told to stop, then apply the metrics still tallied."""
         try:
-            got = self.broker.dequeue(self.spec.worker_id, self.spec.priorities)
-        except BrokerUnavailable as exc:
-            self._return_ticket()
-            self._backoff(exc)
+            self._loop()
+        finally:
+            self._flush(force=True)
+
+    def _loop(self) -> None:
+        while True:
+            if self.orphaned():
+                # The supervisor died (the pipe watcher has not ended us yet): start nothing
+                # more; what was taken and not run goes back in line uncounted, as a graceful
+                # shutdown would.  Only if that fails (Redis away, or the watcher ends us
+                # first) is it left to its lease: one lost attempt each.
+                self._settle(requeue=True, patient=False)
+                self._flush(force=True)
+                _exit_orphaned()
+            if self.spec.stop.value:
+                self._settle(requeue=True)  # what was taken ahead never started
+                return
+            if not self.held:
+                self._settle()
+                got = self._take()
+                if got is None:
+                    return  # the --max-tasks budget is spent
+                if isinstance(got, str):
+                    if got == brokermod.EMPTY and self.spec.burst:
+                        return
+                    self._idle(got)
+                continue
+            self._run(self.held.popleft())
+            if self.held and self._report_now():
+                self._settle()
+            elif not self.held and not self.spec.stop.value:
+                self._settle(take=True)
+
+    def _want(self) -> int:
+        """How many tasks to take in one call: PREFETCH while the last few tasks were short
+        (each shorter than SHORT_TASK), else one, so a long task never holds others back."""
+        return self.spec.config.prefetch if self._short_streak >= SHORT_STREAK else 1
+
+    def _take(self) -> list[Job] | str | None:
+        """Take the next tasks (start their attempts), or say why none ('' after a Redis
+        error); None when the --max-tasks budget is spent."""
+        n = self._take_tickets(self._want())
+        if n == 0:
             return None
+        try:
+            got = self.broker.take(self.spec.worker_id, self.spec.priorities, n, self.tally)
+        except BrokerUnavailable as exc:
+            self._return_tickets(n)
+            self._backoff(exc)
+            return ""
         self._delays.reset()
+        self._accept(got, n)
         return got
 
-    def _put_back(self, job: Job) -> None:
-        """Return a taken, unstarted task to its place in line (attempt not counted)."""
-        try:
-            self.broker.requeue(job.id, self.spec.worker_id, job.fence)
-        except Exception as exc:  # noqa: BLE001  (exiting anyway: recovery has it)
-            log.warning("could not put back task %s (%s); its lease will expire", job.id, exc,
-                        extra={"task_id": job.id})
+    def _accept(self, got: list[Job] | str, asked: int) -> None:
+        """Hold the tasks a take handed out; give back the tickets it did not use."""
+        jobs = got if isinstance(got, list) else []
+        self._return_tickets(asked - len(jobs))
+        if jobs:
+            self.spec.slot.hold(jobs)
+            self.held.extend(jobs)
+
+    def _run(self, job: Job) -> None:
+        """Run one job; its outcome waits in ``done`` until it is recorded."""
+        self.spec.slot.begin(job)
+        self.spec.hooks.task_started(self.spec.worker_id, job)
+        report = self.executor.run(job)
+        self.spec.slot.reporting()
+        self.spec.slot.count(report.ok)
+        self._short_streak = self._short_streak + 1 if report.duration < SHORT_TASK else 0
+        if not self.done:
+            self._done_since = time.monotonic()
+        self.done.append((job, report))
+        self.spec.slot.clear()
+
+    def _report_now(self) -> bool:
+        """Record the outcomes run so far now, though more tasks are held: when the last task
+        was not short, or the oldest unrecorded outcome has waited MAX_REPORT_DELAY."""
+        return (self._short_streak == 0
+                or time.monotonic() - self._done_since >= MAX_REPORT_DELAY)
+
+    def _settle(self, take: bool = False, requeue: bool = False, patient: bool = True) -> None:
+        """Record the outcomes in ``done`` (with ``requeue``, also put the held tasks back in
+        line uncounted) and, with ``take``, take the next tasks in the same call.
+
+        Retries while Redis is away (unless not ``patient``: one try); an outcome whose
+        lease was taken over is discarded.
+        """
+        done, self.done = self.done, []
+        back = list(self.held) if requeue else []
+        if requeue:
+            self.held.clear()
+        ended = [Ended(job, _kind(report), _value(report), report.duration)
+                 for job, report in done] + [Ended(job, "requeue", "", None) for job in back]
+        n = self._take_tickets(self._want()) if take else 0
+        if not ended and not n:
+            return
+        while True:
+            try:
+                outcomes, nxt = self.broker.finish(
+                    self.spec.worker_id, ended, n, self.spec.priorities, self.tally,
+                    flush=self.tally.due(FLUSH_EVERY))
+                break
+            except BrokerUnavailable as exc:
+                self._return_tickets(n)
+                n = 0  # the retried call only records
+                if not patient:
+                    return
+                self._backoff(exc)
+        self._delays.reset()
+        self._flush()
+        self.spec.slot.release((e.job.id, e.job.fence) for e in ended)
+        for (job, report), outcome in zip(done, outcomes, strict=False):
+            if outcome is None:
+                _outcome_discarded(job)
+            else:
+                self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
+        self._accept(nxt, n)
+        if n and isinstance(nxt, str) and not (nxt == brokermod.EMPTY and self.spec.burst):
+            self._idle(nxt)
+
+    def _flush(self, force: bool = False) -> None:
+        """Apply the tallied metrics when a second has passed since the last time (or now)."""
+        if self.tally and (force or self.tally.due(FLUSH_EVERY)):
+            try:
+                self.broker.flush_tally(self.tally)
+            except BrokerUnavailable:
+                pass  # kept for the next chance
 
     def _idle(self, why: str) -> None:
+        self._flush(force=True)
         if why == brokermod.UNREGISTERED:
             time.sleep(0.2)
             return
+        if why == "":
+            return  # a Redis error, already waited for
         try:
             self.broker.wait_for_work(self.spec.worker_id, self.spec.priorities, IDLE_WAIT,
                                       paused=why == brokermod.PAUSED)
         except BrokerUnavailable as exc:
             self._backoff(exc)
 
-    def _run(self, job: Job) -> Job | str | None:
-        """Run one job, record its outcome and (in the same round trip) take the next."""
-        self._ticket = False
-        self.spec.slot.begin(job)
-        self.spec.hooks.task_started(self.spec.worker_id, job)
-        report = self.executor.run(job)
-        self.spec.slot.reporting()
-        fetch = not self.spec.stop.value and self._take_ticket()
-        outcome, nxt = self._record(job, report, fetch)
-        self.spec.slot.clear()
-        self.spec.slot.count(report.ok)
-        if outcome is not None:
-            self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
-        if nxt is None:
-            self._return_ticket()
-        return nxt
-
-    def _record(self, job: Job, report: Report, fetch: bool
-                ) -> tuple[Outcome | None, Job | str | None]:
-        """Report the outcome, retrying while Redis is away; None when the lease was lost."""
-        value = report.result_json if report.ok else report.error
-        while True:
-            try:
-                if fetch:
-                    done = self.broker.finish_and_dequeue(
-                        job, self.spec.worker_id, report.ok, value, report.permanent,
-                        self.spec.priorities, report.duration)
-                    if done.outcome is None:
-                        _outcome_discarded(job)
-                    return done.outcome, done.next
-                if report.ok:
-                    return self.broker.ack(job, self.spec.worker_id, value, report.duration), None
-                return self.broker.fail(job, self.spec.worker_id, value,
-                                        permanent=report.permanent,
-                                        duration=report.duration), None
-            except StaleLease:
-                _outcome_discarded(job)
-                return None, None
-            except BrokerUnavailable as exc:
-                fetch = False
-                self._backoff(exc)
-
-    def _take_ticket(self) -> bool:
-        """Reserve one task of the --max-tasks budget (always granted without one)."""
+    def _take_tickets(self, n: int) -> int:
+        """Reserve up to n tasks of the --max-tasks budget (all n without one)."""
         budget = self.spec.budget
-        if budget is not None:
-            with budget.get_lock():
-                if budget.value <= 0:
-                    return False
-                budget.value -= 1
-        self._ticket = True
-        return True
+        if budget is None:
+            return n
+        with budget.get_lock():
+            granted = int(max(0, min(n, budget.value)))
+            budget.value -= granted
+        return granted
 
-    def _return_ticket(self) -> None:
-        if self._ticket and self.spec.budget is not None:
+    def _return_tickets(self, n: int) -> None:
+        if n > 0 and self.spec.budget is not None:
             with self.spec.budget.get_lock():
-                self.spec.budget.value += 1
-        self._ticket = False
+                self.spec.budget.value += n
 
     def _backoff(self, exc: Exception) -> None:
         delay = self._delays.next_delay()
         log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
         time.sleep(delay)
+
+
+def _kind(report: Report) -> str:
+    if report.ok:
+        return "ok"
+    return "permanent" if report.permanent else "retry"
+
+
+def _value(report: Report) -> str:
+    return report.result_json if report.ok else report.error
 
 
 def _outcome_discarded(job: Job) -> None:

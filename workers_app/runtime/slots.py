@@ -1,4 +1,4 @@
-"""Shared memory through which a slot process tells the supervisor what it runs."""
+"""Shared memory through which a slot process tells the supervisor what it runs and holds."""
 
 from __future__ import annotations
 
@@ -6,10 +6,23 @@ import ctypes
 import math
 import multiprocessing.sharedctypes as sharedctypes
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from tasks_app.core.task import Job
+
+MAX_HELD = 16
+"""The most attempts one slot holds at once (the running one, those taken ahead of it, and
+those run but not yet recorded): the ceiling of the PREFETCH setting."""
+
+
+class _Held(ctypes.Structure):
+    _fields_ = [
+        ("task_id", ctypes.c_char * 36),
+        ("fence", ctypes.c_char * 48),
+        ("started", ctypes.c_int),
+    ]
 
 
 class _Slot(ctypes.Structure):
@@ -22,6 +35,9 @@ class _Slot(ctypes.Structure):
         ("deadline", ctypes.c_double),
         ("processed", ctypes.c_longlong),
         ("failed", ctypes.c_longlong),
+        ("version", ctypes.c_longlong),  # odd while the held list is being written
+        ("n_held", ctypes.c_int),
+        ("held", _Held * MAX_HELD),
     ]
 
 
@@ -36,6 +52,15 @@ class Running:
     deadline: float  # inf once the handler returned and the slot is reporting
 
 
+@dataclass(frozen=True)
+class Held:
+    """An attempt a slot holds: taken (started False: its handler never ran) or run."""
+
+    task_id: str
+    fence: str
+    started: bool
+
+
 class Slot:
     """One slot's record; written by the slot process, read by the supervisor.
 
@@ -48,6 +73,9 @@ class Slot:
     def begin(self, job: Job) -> None:
         """Mark a job as running (busy is set last so readers see whole records)."""
         raw = self._raw
+        self._edit(lambda entries: [
+            Held(h.task_id, h.fence, h.started or (h.task_id, h.fence) == (job.id, job.fence))
+            for h in entries])
         raw.task_id = job.id.encode()
         raw.fence = job.fence.encode()
         raw.timeout = float(job.timeout)
@@ -62,6 +90,47 @@ class Slot:
     def clear(self) -> None:
         """Mark the slot idle."""
         self._raw.busy = 0
+
+    def hold(self, jobs: Iterable[Job]) -> None:
+        """Record attempts the slot has taken (before any of them starts)."""
+        new = [Held(j.id, j.fence, False) for j in jobs]
+        self._edit(lambda entries: entries + new)
+
+    def release(self, attempts: Iterable[tuple[str, str]]) -> None:
+        """Forget attempts whose outcome is recorded (or that went back in line)."""
+        gone = set(attempts)
+        self._edit(lambda entries: [h for h in entries if (h.task_id, h.fence) not in gone])
+
+    def forget(self) -> None:
+        """Drop every held attempt and the running mark (a dead slot's record, settled)."""
+        self._edit(lambda entries: [])
+        self._raw.busy = 0
+
+    def held(self) -> list[Held]:
+        """Every attempt the slot holds, from a consistent read of the record."""
+        raw = self._raw
+        for _ in range(1000):
+            before = raw.version
+            if before % 2 == 0:
+                entries = [Held(raw.held[i].task_id.decode(), raw.held[i].fence.decode(),
+                                bool(raw.held[i].started)) for i in range(raw.n_held)]
+                if raw.version == before:
+                    return entries
+            time.sleep(0)
+        raise RuntimeError("slot record kept changing while read")
+
+    def _edit(self, change: Any) -> None:
+        """Rewrite the held list (only the slot's own process writes it, or the supervisor
+        once that process is dead)."""
+        raw = self._raw
+        entries = change(self.held())[:MAX_HELD]
+        raw.version += 1
+        for i, h in enumerate(entries):
+            raw.held[i].task_id = h.task_id.encode()
+            raw.held[i].fence = h.fence.encode()
+            raw.held[i].started = int(h.started)
+        raw.n_held = len(entries)
+        raw.version += 1
 
     def count(self, ok: bool) -> None:
         """Count a finished attempt (only this slot's process writes its counters)."""

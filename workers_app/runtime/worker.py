@@ -219,24 +219,38 @@ class Worker:
                 self.children[i] = self._spawn(child.index, child.slot)
 
     def _record_death(self, child: _Child) -> None:
-        """Fail the attempt a dead slot was running: timeout or 'worker lost'."""
+        """Settle the attempts a dead slot held: the one it was running (and any it ran whose
+        outcome it had not recorded yet) fail with timeout or 'worker lost'; those it had
+        taken ahead and never started go back in line uncounted."""
         running = child.slot.snapshot()
-        if running is None:
+        held = child.slot.held()
+        if running is None and not held:
             return
-        child.slot.count(ok=False)
-        if child.killed_for_timeout:
-            error = timeout_message(running.timeout)
-        else:
-            error = "worker lost"
-            log.warning("slot %d died (exit %s) running task %s", child.index,
-                      child.process.exitcode, running.task_id,
-                      extra={"task_id": running.task_id})
-        spent = time.time() - running.started
-        lease = Lease(running.task_id, running.fence)
+        if running is not None:
+            child.slot.count(ok=False)
+            if child.killed_for_timeout:
+                error = timeout_message(running.timeout)
+            else:
+                error = "worker lost"
+                log.warning("slot %d died (exit %s) running task %s", child.index,
+                            child.process.exitcode, running.task_id,
+                            extra={"task_id": running.task_id})
+            self._lose(Lease(running.task_id, running.fence), error,
+                       time.time() - running.started)
+        for h in held:
+            if running is not None and (h.task_id, h.fence) == (running.task_id, running.fence):
+                continue
+            if h.started:
+                self._lose(Lease(h.task_id, h.fence), "worker lost", None)
+            else:
+                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence))
+        # Only now: until they are recorded, heartbeats must still report them.
+        child.slot.forget()
+
+    def _lose(self, lease: Lease, error: str, spent: float | None) -> None:
         outcome = self._settle(lambda: self.broker.fail(lease, self.id, error, duration=spent))
-        child.slot.clear()  # only now: until it is recorded, heartbeats must still report it
         if isinstance(outcome, Outcome) and not outcome.duplicate:
-            self.hooks.attempt_lost(running.task_id, error, outcome)
+            self.hooks.attempt_lost(lease.id, error, outcome)
 
     def _settle(self, call: Any) -> Any:
         """Run a fenced broker call, retrying briefly while Redis is away; None if it failed."""
@@ -260,12 +274,16 @@ class Worker:
         a slot running a newer attempt of the same task is left alone)."""
         lost = set(attempts)
         for child in self.children:
-            running = child.slot.snapshot()
-            if running and (running.task_id, running.fence) in lost and child.process.is_alive():
-                # The fence changed: this slot's attempt no longer counts; stop it running.
-                log.error("killing slot %d: it runs task %s whose lease was lost", child.index,
-                          running.task_id, extra={"task_id": running.task_id})
-                child.slot.clear()
+            held = [h for h in child.slot.held() if (h.task_id, h.fence) in lost]
+            if held and child.process.is_alive():
+                # The fence changed: this slot's attempt no longer counts; stop it running
+                # (what else it held is settled as for any dead slot).
+                log.error("killing slot %d: it holds task %s whose lease was lost",
+                          child.index, held[0].task_id, extra={"task_id": held[0].task_id})
+                child.slot.release((h.task_id, h.fence) for h in held)
+                running = child.slot.snapshot()
+                if running and (running.task_id, running.fence) in lost:
+                    child.slot.clear()
                 _kill(child)
 
     # -- shutdown ----------------------------------------------------------------
@@ -300,13 +318,11 @@ class Worker:
     def _put_back_unfinished(self) -> None:
         for child in self.children:
             _kill(child)
-            running = child.slot.snapshot()
-            if running is None:
-                continue
-            log.warning("putting back unfinished task %s", running.task_id,
-                        extra={"task_id": running.task_id})
-            self._settle(lambda r=running: self.broker.requeue(r.task_id, self.id, r.fence))
-            child.slot.clear()
+            for h in child.slot.held():
+                log.warning("putting back unfinished task %s", h.task_id,
+                            extra={"task_id": h.task_id})
+                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence))
+            child.slot.forget()
 
     # -- heartbeat callbacks ---------------------------------------------------
 
@@ -335,12 +351,8 @@ class Worker:
                                 failed=fields["failed"])
 
     def _running(self) -> list[tuple[str, str]]:
-        out = []
-        for child in self.children:
-            running = child.slot.snapshot()
-            if running is not None:
-                out.append((running.task_id, running.fence))
-        return out
+        """Every attempt the slots hold (running, taken ahead, or run and not recorded)."""
+        return [(h.task_id, h.fence) for child in self.children for h in child.slot.held()]
 
 
 def _kill(child: _Child) -> None:

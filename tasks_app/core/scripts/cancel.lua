@@ -9,7 +9,7 @@ local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner')
 local state, p = f[1], f[2]
 if not state then return tq_error('NOT_FOUND', id) end
 if state == 'pending' then
-  redis.call('ZREM', k_pending(p), id)
+  redis.call('ZREM', K_PENDING, id)
 elseif state == 'scheduled' or state == 'retrying' then
   redis.call('ZREM', k_delayed(p), id)
 else
@@ -19,5 +19,6 @@ redis.call('HDEL', tk, 'next_retry_at')
 local now = now_ms()
 finish(tk, 'cancelled', now)
 count('cancelled', f[3])
-if listening() then emit({task_event('task.cancelled', now, id, f[3], p, nil, f[4])}) end
+event({'cancelled', id, f[3], p, f[4] or ''})
+emit()
 return {'ok'}

@@ -8,8 +8,18 @@ if target == 'queue' then
     redis.call('SADD', K_PAUSED, id)
   else
     redis.call('SREM', K_PAUSED, id)
-    notify(id, CFG_NOTIFY_CAP)
   end
+  -- Every registered worker's record carries the paused priorities, so a dequeue checks
+  -- them in the one read it makes (a worker registering later copies them in its beat).
+  local pq = redis.call('SMEMBERS', K_PAUSED)
+  table.sort(pq)
+  pq = ',' .. table.concat(pq, ',') .. ','
+  for _, w in ipairs(redis.call('ZRANGE', K_WORKERS, 0, -1)) do
+    if redis.call('EXISTS', k_worker(w)) == 1 then
+      redis.call('HSET', k_worker(w), 'pq', pq)
+    end
+  end
+  if action ~= 'pause' then notify(id, CFG_NOTIFY_CAP) end
   return {'ok'}
 end
 local wk = k_worker(id)

@@ -13,7 +13,7 @@
 local n = tonumber(ARGV[1])
 local idem = ARGV[2]
 local owner = ARGV[4] ~= '' and ARGV[4] or nil
-local now = now_ms()
+local now, us = clock()
 local W = 9
 local FIRST = 5
 
@@ -33,10 +33,7 @@ local function due_of(base)
   return nil
 end
 
-local backlog = 0
-for p = 0, 3 do
-  backlog = backlog + redis.call('ZCARD', k_pending(p))
-end
+local backlog = redis.call('ZCARD', K_PENDING)
 -- One pass to decide: which ids are new (a repeated id, in the batch or in
 -- Redis, is created once), and how many of them are due now.
 local adding = 0
@@ -55,11 +52,11 @@ end
 
 local out = {now}
 local submitted = {}
-local events = {}
 local woken = {}
+local pending = {}
 local wake_scheduler = false
-local seq = redis.call('INCRBY', K_SEQ, adding) - adding
-local us = now_us()
+local seq = 0
+if adding > 0 then seq = redis.call('INCRBY', K_SEQ, adding) - adding end
 for i = 0, n - 1 do
   local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
@@ -90,21 +87,26 @@ for i = 0, n - 1 do
       fields[#fields + 1] = seq
       fields[#fields + 1] = 'enqueued_us'
       fields[#fields + 1] = us
-      redis.call('ZADD', k_pending(p), seq, id)
+      pending[#pending + 1] = pending_score(p, seq)
+      pending[#pending + 1] = id
+      if #pending >= 2000 then  -- ZADD in chunks (Lua's unpack has a stack limit)
+        redis.call('ZADD', K_PENDING, unpack(pending))
+        pending = {}
+      end
       woken[p] = (woken[p] or 0) + 1
     end
     redis.call('HSET', k_task(id), unpack(fields))
     out[#out + 1] = 1
-    if listening() then
-      events[#events + 1] = task_event('task.submitted', now, id, ARGV[b + 1], p,
-        {state = state, scheduled_at = due and iso(due) or nil}, owner)
-    end
+    event({'submitted', id, ARGV[b + 1], p, owner or '', state, due or ''})
     local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1
   end
 end
-for p, k in pairs(woken) do
-  notify(p, k)
+if #pending > 0 then redis.call('ZADD', K_PENDING, unpack(pending)) end
+-- Wake-up tokens matter only while the queue is short: idle workers block on them, and
+-- busy workers keep taking tasks until the queue is empty, tokens or not.
+if backlog < CFG_NOTIFY_CAP then
+  for p, k in pairs(woken) do notify(p, k) end
 end
 if wake_scheduler then
   redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
@@ -113,7 +115,7 @@ end
 for label, n in pairs(submitted) do
   count('submitted', label, nil, n)
 end
-emit(events)
+emit()
 if idem ~= '' then
   local ids = {}
   for i = 0, n - 1 do ids[#ids + 1] = ARGV[FIRST + i * W] end

@@ -1,5 +1,5 @@
 -- fail: a running attempt failed: running -> retrying | dead_letter | failed.
--- KEYS[1]: the lease set
+-- KEYS[1]: the pending set
 -- ARGV: id, worker_id, fence, error, kind ('retry' | 'permanent'), random seed,
 --   handler run time in seconds ('' when unknown: the slot died)
 -- Returns: {new_state, next_retry_at | dlq message id | '', type, priority, attempts,
@@ -17,7 +17,6 @@ math.randomseed(tonumber(ARGV[6]))
 if ARGV[7] ~= '' then
   observe('duration', BUCKETS_DURATION, redis.call('HGET', k_task(id), 'type'), tonumber(ARGV[7]))
 end
-local events = {}
-local out = fail_attempt(id, now_ms(), ARGV[4], ARGV[5], events)
-emit(events)
+local out = fail_attempt(id, now_ms(), ARGV[4], ARGV[5])
+emit()
 return out

@@ -5,66 +5,58 @@ redis.replicate_commands()
 
 local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
+-- The Redis clock, read once per script (one TIME): milliseconds as a number and
+-- microseconds as an exact integer string (Lua numbers print with 14 digits).
+local CLOCK_MS, CLOCK_US = nil, nil
+local function clock()
+  if not CLOCK_MS then
+    local t = redis.call('TIME')
+    CLOCK_US = t[1] .. string.format('%06d', tonumber(t[2]))
+    CLOCK_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return CLOCK_MS, CLOCK_US
+end
+
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return (clock())
 end
 
--- Microseconds as an exact integer string (Lua numbers print with 14 digits).
 local function now_us()
-  local t = redis.call('TIME')
-  return string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  local _, us = clock()
+  return us
 end
 
--- Milliseconds since the epoch as ISO-8601 UTC ending in Z (days-to-civil, H. Hinnant).
-local function iso(ms)
-  local s = math.floor(ms / 1000)
-  local days = math.floor(s / 86400)
-  local rem = s - days * 86400
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-    - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600),
-    math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+-- The pending set holds every priority: score = band(priority) + sequence, where the
+-- highest priority has the lowest band, so ZPOPMIN takes the highest priority first and
+-- FIFO within it.  Scores stay exact integers below 2^53 (sequences below 2^50).
+local BAND = 1125899906842624
+local function pending_score(p, seq)
+  return string.format('%.0f', (3 - tonumber(p)) * BAND + tonumber(seq))
+end
+local function band_low(p) return string.format('%.0f', (3 - tonumber(p)) * BAND) end
+local function band_high(p) return string.format('%.0f', (4 - tonumber(p)) * BAND - 1) end
+
+-- Live events go to the Channels group (channels-redis pub/sub layer), in the same atomic
+-- step as the change they report.  They travel compact: one row per event,
+-- {kind, task id, type, priority, owner or '', extras...} (see core/events.py, which
+-- builds the JSON events in the web process).  PUBLISH to a channel nobody listens on
+-- costs next to nothing, so there is no subscriber check.
+local EVENTS = {}
+local function event(row)
+  if CFG_EVENTS_CHANNEL ~= '' then EVENTS[#EVENTS + 1] = row end
 end
 
--- Live events go to the Channels group (channels-redis pub/sub layer, JSON
--- serializer), in the same atomic step as the change they report, and are
--- built only while some web process is subscribed.
-local LISTENING = nil
-local function listening()
-  if LISTENING == nil then
-    LISTENING = CFG_EVENTS_CHANNEL ~= '' and
-      redis.call('PUBSUB', 'NUMSUB', CFG_EVENTS_CHANNEL)[2] > 0
-  end
-  return LISTENING
-end
-
-local function emit(events)
-  if #events > 0 then
+local function emit()
+  if #EVENTS > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
-      cjson.encode({type = 'events.batch', events = events}))
+      cjson.encode({type = 'events.compact', at = now_ms(), rows = EVENTS}))
+    EVENTS = {}
   end
 end
 
--- owner (the task's creating principal, or nil/false when it has none) is for the
--- web tier's visibility filter; the hub strips it before a client sees the event.
-local function task_event(kind, now, id, ttype, p, extra, owner)
-  local data = {task_id = id, type = ttype, priority = PRIORITY_NAMES[tostring(p)]}
-  for k, v in pairs(extra or {}) do data[k] = v end
-  if owner then data.owner = owner end
-  return {type = kind, timestamp = iso(now), data = data}
-end
-
--- A fencing token: the clock in µs, then the counter, so a counter rolled back by
--- a Redis crash (AOF everysec) can never hand out a token that was used before.
+-- A fencing token for a recovered or taken-over attempt: the clock in µs, then the counter,
+-- so a counter rolled back by a Redis crash (AOF everysec) can never hand out a token
+-- that was used before.  (A dequeue's token is cheaper: see take_one.)
 local function new_fence()
   return now_us() .. '.' .. redis.call('INCR', K_FENCE)
 end
@@ -82,13 +74,13 @@ local function notify(p, n)
   end
 end
 
--- Put a task at its place in the pending set of its priority.
--- seq=nil gives it a fresh sequence number: the back of the queue.
+-- Put a task at its place in the pending set.
+-- seq=nil gives it a fresh sequence number: the back of the queue of its priority.
 local function make_pending(id, p, now, seq)
   if not seq then
     seq = redis.call('INCR', K_SEQ)
   end
-  redis.call('ZADD', k_pending(p), seq, id)
+  redis.call('ZADD', K_PENDING, pending_score(p, seq), id)
   redis.call('HSET', k_task(id), 'state', 'pending', 'seq', seq, 'enqueued_us', now_us(),
     'updated_at', now)
   notify(p, 1)
@@ -156,8 +148,19 @@ local function observe(name, bounds, label, seconds)
   redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, 1)
 end
 
+-- Apply metric deltas a worker tallied itself (ARGV from `at`: n, then n field/delta pairs).
+local function apply_tally(at)
+  local n = tonumber(ARGV[at])
+  for i = at + 1, at + 2 * n, 2 do
+    redis.call('HINCRBY', K_METRICS, ARGV[i], ARGV[i + 1])
+  end
+  return at + 2 * n + 1
+end
+
+-- A running attempt is held by its worker's active set; its lease is the worker's heartbeat
+-- (see recover.lua).  A task of a worker that left the registry waits in K_LEASES instead,
+-- where recover (or a late heartbeat of that worker) finds it.
 local function release_lease(id, worker)
-  redis.call('ZREM', K_LEASES, id)
   if worker then
     redis.call('SREM', k_worker_active(worker), id)
   end
@@ -199,11 +202,10 @@ end
 
 -- End a running attempt that failed. kind is 'retry' (the retry policy
 -- applies) or 'permanent' (the non-retryable error: straight to failed).
--- Appends the attempt's events (task.failed, then task.retrying or
--- task.dead_lettered) to `events`.
+-- Queues the attempt's events (task.failed, then task.retrying or task.dead_lettered).
 -- Returns {new_state, next_retry_at or dlq message id or '', type, priority,
 -- attempts, worker_id}.
-local function fail_attempt(id, now, err, kind, events)
+local function fail_attempt(id, now, err, kind)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type',
     'owner')
@@ -228,18 +230,12 @@ local function fail_attempt(id, now, err, kind, events)
     count('completed', ttype, 'dead_letter')
     state, extra = 'dead_letter', dead_letter(id, now, err, 'max retries exceeded')
   end
-  if not listening() then
-    return {state, extra, ttype, p, attempts, worker}
-  end
-  events[#events + 1] = task_event('task.failed', now, id, ttype, p, {error = err,
-    attempt = attempts, will_retry = state == 'retrying', state = state, worker_id = worker},
-    f[6])
+  local owner = f[6] or ''
+  event({'failed', id, ttype, p, owner, err, attempts, state, worker or ''})
   if state == 'retrying' then
-    events[#events + 1] = task_event('task.retrying', now, id, ttype, p,
-      {attempt = attempts, next_retry_at = iso(tonumber(extra))}, f[6])
+    event({'retrying', id, ttype, p, owner, attempts, tonumber(extra)})
   elseif state == 'dead_letter' then
-    events[#events + 1] = task_event('task.dead_lettered', now, id, ttype, p,
-      {error = err, reason = 'max retries exceeded', message_id = extra}, f[6])
+    event({'dead_lettered', id, ttype, p, owner, err, 'max retries exceeded', extra})
   end
   return {state, extra, ttype, p, attempts, worker}
 end
@@ -264,4 +260,100 @@ local function drop_dead_entry(e)
   local id = entry_task_id(e)
   if id then drop_dead_record(id, e[1]) end
   return redis.call('XDEL', K_DLQ, e[1])
+end
+
+-- running -> completed for the attempt (id, fence) of `worker`; `counted` counts the
+-- completion and its run time here (else the worker tallies them).
+-- Returns {'ok', started_at, completed_at}, {'already'} (this attempt was acknowledged
+-- before: a retried call after a lost reply), {'stale'} (the lease was taken over) or
+-- {'missing'}.
+local function complete(id, worker, fence, result, spent, counted)
+  local tk = k_task(id)
+  local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
+    'attempts', 'owner')
+  if not f[1] then return {'missing'} end
+  if f[2] ~= fence then return {'stale'} end
+  if f[1] == 'completed' then return {'already'} end
+  if f[1] ~= 'running' then return {'stale'} end
+  local now = now_ms()
+  release_lease(id, worker)
+  if f[4] then redis.call('HDEL', tk, 'error') end
+  redis.call('HSET', tk, 'result', result, 'state', 'completed', 'completed_at', now,
+    'updated_at', now)
+  redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
+  if counted then
+    count('completed', f[5], 'success')
+    observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
+  end
+  event({'completed', id, f[5], f[6], f[8] or '', worker, tonumber(f[7]), spent})
+  return {'ok', f[3], now}
+end
+
+-- Take up to n tasks for a worker slot: the highest-priority pending tasks (FIFO within a
+-- priority) of the priorities `prios` (strings, highest first) that are not paused, each
+-- starting an attempt under a fresh fence.  `tally` false observes the queue waits here;
+-- true leaves them to the worker (it tallies them from the reply).
+-- Returns {'task', count, then per task the 11 values id, priority, fence, attempts, type,
+--   payload, metadata, max_retries, timeout, queue_wait_us, started_at},
+--   or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
+local function take(worker, prios, tally, n)
+  local w = redis.call('HMGET', k_worker(worker), 'id', 'paused', 'pq')
+  if not w[1] then return {'unregistered'} end
+  if w[2] == '1' then return {'paused'} end
+  local pq = w[3] or ''
+  local open = {}
+  for _, p in ipairs(prios) do
+    if not string.find(pq, ',' .. p .. ',', 1, true) then open[#open + 1] = p end
+  end
+  local out = {'task', 0}
+  local started = {}
+  local now, us = nil, nil
+  while #started < n do
+    -- The next candidates, (id, priority) pairs, in queue order.
+    local batch = {}
+    if #open == 4 then
+      local popped = redis.call('ZPOPMIN', K_PENDING, n - #started)
+      for i = 1, #popped, 2 do
+        batch[#batch + 1] = {popped[i], tostring(3 - math.floor(tonumber(popped[i + 1]) / BAND))}
+      end
+    else
+      for _, q in ipairs(open) do
+        local head = redis.call('ZRANGEBYSCORE', K_PENDING, band_low(q), band_high(q),
+          'LIMIT', 0, n - #started)
+        if head[1] then
+          redis.call('ZREM', K_PENDING, unpack(head))
+          for _, id in ipairs(head) do batch[#batch + 1] = {id, q} end
+          break
+        end
+      end
+    end
+    if not batch[1] then break end
+    for _, item in ipairs(batch) do
+      local id, p = item[1], item[2]
+      local tk = k_task(id)
+      local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
+        'timeout', 'enqueued_us', 'attempts', 'owner', 'fence')
+      if f[1] == 'pending' then  -- else a stale entry (the record expired or moved on)
+        if not now then now, us = clock() end
+        local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
+        -- Unique per attempt: the clock, then one more than the last fence's count.
+        local fence = us .. '-' .. (tonumber(string.match(f[10] or '', '-(%d+)$') or '0') + 1)
+        local attempts = tonumber(f[8]) + 1
+        redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
+          'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
+        if not tally then
+          observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
+        end
+        event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
+        started[#started + 1] = id
+        for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}) do
+          out[#out + 1] = v
+        end
+      end
+    end
+  end
+  if not started[1] then return {'empty'} end
+  redis.call('SADD', k_worker_active(worker), unpack(started))
+  out[2] = #started
+  return out
 end

@@ -22,4 +22,5 @@ for p = 3, 0, -1 do
   end
 end
 if next_due >= 0 then next_due = math.max(0, next_due - now) end
+emit()
 return {moved, next_due}
