@@ -49,7 +49,7 @@ from typing import Any
 
 from common import ROOT, percentile, start_redis
 from record import count_records, read_records
-from redis_profile import Profiler, cpu_us_per_task
+from redis_profile import PhaseProfile, Profiler, cpu_us_per_task, print_profile
 
 VENV = ROOT / "bench" / ".venv-compare"
 REQUIREMENTS = (ROOT / "requirements-local.txt", ROOT / "bench" / "requirements-compare.txt")
@@ -215,6 +215,7 @@ class Run:
     enqueue_rate: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    profile: PhaseProfile | None = None
 
 
 class Bench:
@@ -250,6 +251,7 @@ class Bench:
         run.drain_from_spawn = len(rows) / (last_end - spawned)
         run.commands_per_task = profile.total_calls / n
         run.cpu_us_per_task = cpu_us_per_task(profile, n)
+        run.profile = profile
 
     def enqueue(self, system: System, n: int, run: Run) -> None:
         self.fresh(f"{system.name}-enqueue")
@@ -338,6 +340,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="rounds (the median is printed)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="each system's Redis commands per task during its last drain")
     parser.add_argument("--drain", type=int, help="tasks per drain (20,000; quick 2,000)")
     parser.add_argument("--enqueue", type=int, help="tasks per enqueue run (5,000; quick 1,000)")
     parser.add_argument("--latency", type=int, help="tasks per latency run (1,000; quick 200)")
@@ -382,6 +386,12 @@ def main() -> None:
                           f"enqueue {run.enqueue_rate:,.0f}/s pickup p50 {run.p50_ms:.2f} ms "
                           f"p99 {run.p99_ms:.2f} ms", flush=True)
         report(results, args)
+        if args.profile:
+            print(f"\nRedis work per task during the last drain of {args.drain:,} tasks "
+                  "(from worker spawn to the last task)")
+            for name, runs in results.items():
+                if runs[-1].profile is not None:
+                    print_profile(name, runs[-1].profile, args.drain)
     except BenchError as exc:
         raise SystemExit(f"error: {exc}") from None
     finally:

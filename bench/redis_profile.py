@@ -81,13 +81,23 @@ def print_profile(title: str, profile: PhaseProfile, tasks: int) -> None:
     print(f"  {title}: Redis work per task ({tasks:,} tasks)")
     print(f"    {'command':<22}{'calls/task':>11}{'usec/task':>11}")
     ordered = sorted(profile.commands.items(), key=lambda item: (-item[1][0], item[0]))
-    for name, (calls, usec) in ordered:
+    shown = [(name, calls, usec) for name, (calls, usec) in ordered
+             if calls / tasks >= 0.01 or usec / tasks >= 0.1]
+    for name, calls, usec in shown:
         note = "  (includes the commands it ran)" if name in SCRIPT_COMMANDS else ""
         print(f"    {name:<22}{calls / tasks:>11.2f}{usec / tasks:>11.2f}{note}")
-    top_level = sum(usec for name, (_, usec) in profile.commands.items()
-                    if name in SCRIPT_COMMANDS)
+    rest = [(calls, usec) for name, (calls, usec) in ordered if name not in
+            {row[0] for row in shown}]
+    if rest:
+        print(f"    {f'{len(rest)} others':<22}{sum(c for c, _ in rest) / tasks:>11.2f}"
+              f"{sum(u for _, u in rest) / tasks:>11.2f}")
+    script_usec = sum(usec for name, (_, usec) in profile.commands.items()
+                      if name in SCRIPT_COMMANDS)
+    plain_usec = sum(usec for name, (_, usec) in profile.commands.items()
+                     if name not in SCRIPT_COMMANDS)
     print(f"    {'total commands':<22}{profile.total_calls / tasks:>11.2f}"
-          f"   (scripts' usec/task {top_level / tasks:.2f})")
+          f"   (usec/task: scripts {script_usec / tasks:.2f}, of which commands inside and "
+          f"outside scripts {plain_usec / tasks:.2f})")
     print(f"    Redis CPU (used_cpu_sys + used_cpu_user): {cpu_us_per_task(profile, tasks):.1f} "
           f"us/task", end="")
     main = profile.main_thread_cpu_seconds
