@@ -359,6 +359,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     ensure_venv()
     args = parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally below runs
     os.environ.pop("REDIS_URL", None)  # always a private, persistence-free server
     server = start_redis(persistence=False)
     os.environ["BENCH_REDIS_URL"] = os.environ["REDIS_URL"]

@@ -96,8 +96,8 @@ def print_profile(title: str, profile: PhaseProfile, tasks: int) -> None:
     plain_usec = sum(usec for name, (_, usec) in profile.commands.items()
                      if name not in SCRIPT_COMMANDS)
     print(f"    {'total commands':<22}{profile.total_calls / tasks:>11.2f}"
-          f"   (usec/task: scripts {script_usec / tasks:.2f}, of which commands inside and "
-          f"outside scripts {plain_usec / tasks:.2f})")
+          f"   (usec/task: EVALSHA/EVAL {script_usec / tasks:.2f}, their commands included; "
+          f"the other rows {plain_usec / tasks:.2f})")
     print(f"    Redis CPU (used_cpu_sys + used_cpu_user): {cpu_us_per_task(profile, tasks):.1f} "
           f"us/task", end="")
     main = profile.main_thread_cpu_seconds
