@@ -10,7 +10,7 @@ bench/requirements-compare.txt) and runs itself again from there.
 One private redis-server with no persistence (no AOF, no RDB), flushed before every
 measurement. Each system runs its own worker command with its documented defaults:
 
-    taskqueue  python manage.py runworker_tq            (its default slots)
+    taskqueue  python manage.py runworker_tq            (2 x cpus slot processes)
     Huey       huey_consumer bench.peer_huey.huey -k process -w 4
                (the README's multi-worker consumer; its bare default is one thread)
     Dramatiq   dramatiq bench.peer_dramatiq              (processes = cpus, 8 threads each)
