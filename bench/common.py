@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def start_redis() -> Any:
-    """A private redis-server with AOF (everysec) like the product runs, unless REDIS_URL is set
-    (None then)."""
+def start_redis(persistence: bool = True) -> Any:
+    """A private redis-server with AOF (everysec) like the product runs, or with no persistence
+    at all (no AOF, no RDB) when ``persistence`` is False; None if REDIS_URL is set."""
     from tasks_app.devserver.redis import EmbeddedRedis
 
     if os.environ.get("REDIS_URL"):
         return None
-    server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-bench-"), persistence=True)
+    server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-bench-"), persistence=persistence)
     server.start()
     os.environ["REDIS_URL"] = server.url
     return server
