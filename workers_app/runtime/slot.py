@@ -9,6 +9,7 @@ task at a time again, so a long task never holds others back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -75,6 +76,11 @@ class SlotProcess:
         self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
         self._done_since = 0.0
         self._short_streak = 0
+        # held, done, the tally and the broker calls that record outcomes are shared with
+        # the watchdog thread, which records them when a task turns out long (see _watch).
+        self._lock = threading.RLock()
+        self._task_began = threading.Event()
+        self._task_over = threading.Event()
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
         self.supervisor = spec.supervisor_pid or os.getppid()
@@ -85,6 +91,7 @@ class SlotProcess:
 
     def run(self) -> None:
         """Take and run tasks until told to stop, then apply the metrics still tallied."""
+        threading.Thread(target=self._watch, name="slot-watchdog", daemon=True).start()
         try:
             self._loop()
         finally:
@@ -113,7 +120,12 @@ class SlotProcess:
                         return
                     self._idle(got)
                 continue
-            self._run(self.held.popleft())
+            with self._lock:
+                if not self.held:
+                    continue  # the watchdog put them back while the last task ran long
+                job = self.held.popleft()
+                watch = bool(self.held or self.done)
+            self._run(job, watch)
             if self.held and self._report_now():
                 self._settle()
             elif not self.held and not self.spec.stop.value:
@@ -148,18 +160,39 @@ class SlotProcess:
             self.spec.slot.hold(jobs)
             self.held.extend(jobs)
 
-    def _run(self, job: Job) -> None:
-        """Run one job; its outcome waits in ``done`` until it is recorded."""
+    def _run(self, job: Job, watch: bool) -> None:
+        """Run one job; its outcome waits in ``done`` until it is recorded.  With ``watch``
+        (the slot holds other attempts) the watchdog looks on while it runs."""
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
-        report = self.executor.run(job)
+        if watch:
+            self._task_over.clear()
+            self._task_began.set()
+        try:
+            report = self.executor.run(job)
+        finally:
+            self._task_over.set()
         self.spec.slot.reporting()
         self.spec.slot.count(report.ok)
-        self._short_streak = self._short_streak + 1 if report.duration < SHORT_TASK else 0
-        if not self.done:
-            self._done_since = time.monotonic()
-        self.done.append((job, report))
+        with self._lock:
+            self._short_streak = self._short_streak + 1 if report.duration < SHORT_TASK else 0
+            if not self.done:
+                self._done_since = time.monotonic()
+            self.done.append((job, report))
         self.spec.slot.clear()
+
+    def _watch(self) -> None:
+        """The watchdog: when a task runs longer than MAX_REPORT_DELAY while the slot holds
+        other attempts, record the outcomes waiting in ``done`` and put the tasks taken ahead
+        back in line (uncounted, at their old place), so a long task holds nothing back."""
+        while True:
+            self._task_began.wait()
+            self._task_began.clear()
+            if self._task_over.wait(MAX_REPORT_DELAY):
+                continue
+            with self._lock:
+                if not self._task_over.is_set() and (self.held or self.done):
+                    self._settle(requeue=True)
 
     def _report_now(self) -> bool:
         """Record the outcomes run so far now, though more tasks are held: when the last task
@@ -174,6 +207,13 @@ class SlotProcess:
         Retries while Redis is away (unless not ``patient``: one try); an outcome whose
         lease was taken over is discarded.
         """
+        with self._lock:
+            why = self._settle_locked(take, requeue, patient)
+        if why is not None:
+            self._idle(why)
+
+    def _settle_locked(self, take: bool, requeue: bool, patient: bool) -> str | None:
+        """_settle's work; returns why no task was handed out when the slot should idle."""
         done, self.done = self.done, []
         back = list(self.held) if requeue else []
         if requeue:
@@ -182,7 +222,7 @@ class SlotProcess:
                  for job, report in done] + [Ended(job, "requeue", "", None) for job in back]
         n = self._take_tickets(self._want()) if take else 0
         if not ended and not n:
-            return
+            return None
         while True:
             try:
                 outcomes, nxt = self.broker.finish(
@@ -193,7 +233,7 @@ class SlotProcess:
                 self._return_tickets(n)
                 n = 0  # the retried call only records
                 if not patient:
-                    return
+                    return None
                 self._backoff(exc)
         self._delays.reset()
         self._flush()
@@ -205,15 +245,14 @@ class SlotProcess:
                 self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
         self._accept(nxt, n)
         if n and isinstance(nxt, str) and not (nxt == brokermod.EMPTY and self.spec.burst):
-            self._idle(nxt)
+            return nxt
+        return None
 
     def _flush(self, force: bool = False) -> None:
         """Apply the tallied metrics when a second has passed since the last time (or now)."""
-        if self.tally and (force or self.tally.due(FLUSH_EVERY)):
-            try:
+        with self._lock, contextlib.suppress(BrokerUnavailable):  # kept for the next chance
+            if self.tally and (force or self.tally.due(FLUSH_EVERY)):
                 self.broker.flush_tally(self.tally)
-            except BrokerUnavailable:
-                pass  # kept for the next chance
 
     def _idle(self, why: str) -> None:
         self._flush(force=True)

@@ -61,8 +61,8 @@ if want > 0 then
 end
 local flushed = 0
 if mode ~= 'idle' or nxt[1] ~= 'task' then
-  apply_tally(4)
-  if all_acked then apply_tally(own_at) end
+  apply_tally(ARGV, 4)
+  if all_acked then apply_tally(ARGV, own_at) end
   flushed = 1
 end
 emit()

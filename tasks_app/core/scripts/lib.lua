@@ -1,7 +1,8 @@
--- Shared helpers, prepended (after the generated key and config header) to
--- every script. Timestamps are milliseconds from the Redis server clock, so
--- every host agrees on lease expiry and due times.
-redis.replicate_commands()
+-- Shared helpers: the body of the function library (Redis 7+), or prepended to every
+-- script (EVAL, on Redis 6.2), after the generated key and config header.  Timestamps
+-- are milliseconds from the Redis server clock, so every host agrees on lease expiry and
+-- due times.  Per-call state (the clock, queued events) is reset by `fresh()` at the
+-- start of every call: in a library it would otherwise outlive the call.
 
 local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
@@ -21,6 +22,12 @@ local function now_ms()
   return (clock())
 end
 
+local EVENTS = {}
+local function fresh()
+  CLOCK_MS, CLOCK_US = nil, nil
+  EVENTS = {}
+end
+
 local function now_us()
   local _, us = clock()
   return us
@@ -33,6 +40,7 @@ local BAND = 1125899906842624
 local function pending_score(p, seq)
   return string.format('%.0f', (3 - tonumber(p)) * BAND + tonumber(seq))
 end
+local BAND_PRIORITY = {[0] = '3', [1] = '2', [2] = '1', [3] = '0'}
 local function band_low(p) return string.format('%.0f', (3 - tonumber(p)) * BAND) end
 local function band_high(p) return string.format('%.0f', (4 - tonumber(p)) * BAND - 1) end
 
@@ -41,7 +49,6 @@ local function band_high(p) return string.format('%.0f', (4 - tonumber(p)) * BAN
 -- {kind, task id, type, priority, owner or '', extras...} (see core/events.py, which
 -- builds the JSON events in the web process).  PUBLISH to a channel nobody listens on
 -- costs next to nothing, so there is no subscriber check.
-local EVENTS = {}
 local function event(row)
   if CFG_EVENTS_CHANNEL ~= '' then EVENTS[#EVENTS + 1] = row end
 end
@@ -148,11 +155,11 @@ local function observe(name, bounds, label, seconds)
   redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, 1)
 end
 
--- Apply metric deltas a worker tallied itself (ARGV from `at`: n, then n field/delta pairs).
-local function apply_tally(at)
-  local n = tonumber(ARGV[at])
+-- Apply metric deltas a worker tallied itself (argv from `at`: n, then n field/delta pairs).
+local function apply_tally(argv, at)
+  local n = tonumber(argv[at])
   for i = at + 1, at + 2 * n, 2 do
-    redis.call('HINCRBY', K_METRICS, ARGV[i], ARGV[i + 1])
+    redis.call('HINCRBY', K_METRICS, argv[i], argv[i + 1])
   end
   return at + 2 * n + 1
 end
@@ -300,10 +307,12 @@ local function take(worker, prios, tally, n)
   local w = redis.call('HMGET', k_worker(worker), 'id', 'paused', 'pq')
   if not w[1] then return {'unregistered'} end
   if w[2] == '1' then return {'paused'} end
-  local pq = w[3] or ''
-  local open = {}
-  for _, p in ipairs(prios) do
-    if not string.find(pq, ',' .. p .. ',', 1, true) then open[#open + 1] = p end
+  local open = prios
+  if w[3] and w[3] ~= ',,' then  -- some priority is paused
+    open = {}
+    for _, p in ipairs(prios) do
+      if not string.find(w[3], ',' .. p .. ',', 1, true) then open[#open + 1] = p end
+    end
   end
   local out = {'task', 0}
   local started = {}
@@ -314,7 +323,7 @@ local function take(worker, prios, tally, n)
     if #open == 4 then
       local popped = redis.call('ZPOPMIN', K_PENDING, n - #started)
       for i = 1, #popped, 2 do
-        batch[#batch + 1] = {popped[i], tostring(3 - math.floor(tonumber(popped[i + 1]) / BAND))}
+        batch[#batch + 1] = {popped[i], BAND_PRIORITY[math.floor(tonumber(popped[i + 1]) / BAND)]}
       end
     else
       for _, q in ipairs(open) do
