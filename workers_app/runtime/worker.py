@@ -11,6 +11,7 @@ its slots as failed attempts at once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -89,6 +90,9 @@ class Worker:
         self.grace = (self.options.shutdown_grace if self.options.shutdown_grace is not None
                       else config.shutdown_grace)
         self.broker = broker or Broker.from_config(config)
+        # Built once here, never used here: each slot inherits it and opens its own
+        # connections (redis-py starts a fresh pool in a forked child).
+        self._slot_broker: Broker | None = None
         self.started_at = int(time.time() * 1000)
         self.children: list[_Child] = []
         self._stop = _fork.Value("b", 0, lock=False)
@@ -115,6 +119,7 @@ class Worker:
                                 hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
                  ",".join(map(str, self.priorities)))
+        gc.collect()  # then _spawn freezes what is left, so its pages stay shared
         self.children = [self._spawn(i) for i in range(self.concurrency)]
         for loop in self.loops:
             loop.start()
@@ -165,9 +170,12 @@ class Worker:
 
     def _spawn(self, index: int, slot: Slot | None = None) -> _Child:
         slot = slot or Slot()
+        if self._slot_broker is None:
+            self._slot_broker = Broker.from_config(self.config)
+        gc.freeze()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
-                        self._life_w, supervisor_pid=os.getpid())
+                        self._life_w, supervisor_pid=os.getpid(), broker=self._slot_broker)
         process = _fork.Process(target=slot_main, args=(spec,), name=f"{self.id}-slot{index}",
                                 daemon=False)
         process.start()
