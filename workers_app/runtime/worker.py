@@ -119,7 +119,6 @@ class Worker:
                                 hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
                  ",".join(map(str, self.priorities)))
-        gc.collect()  # then _spawn freezes what is left, so its pages stay shared
         self.children = [self._spawn(i) for i in range(self.concurrency)]
         for loop in self.loops:
             loop.start()
@@ -172,7 +171,7 @@ class Worker:
         slot = slot or Slot()
         if self._slot_broker is None:
             self._slot_broker = Broker.from_config(self.config)
-        gc.freeze()
+        _share_with_child()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
                         self._life_w, supervisor_pid=os.getpid(), broker=self._slot_broker)
@@ -349,6 +348,14 @@ class Worker:
             if running is not None:
                 out.append((running.task_id, running.fence))
         return out
+
+
+def _share_with_child() -> None:
+    """Before a fork: collect, then move every surviving object to the GC's permanent
+    generation, so that collections in the supervisor and the slot never write to them
+    and their pages stay shared.  Only the first call scans everything (about 0.1 s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _kill(child: _Child) -> None:
