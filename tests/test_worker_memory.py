@@ -59,7 +59,8 @@ def test_a_system_check_error_still_stops_the_worker(pool: WorkerPool) -> None:
 
 def test_check_warnings_are_printed_once_and_the_worker_starts(
         pool: WorkerPool, inspector: Inspector) -> None:
-    auth_on = {"TASKQUEUE_AUTH_ENABLED": "1", "DJANGO_SECRET_KEY": "k3Yq8vT1xw9ZpL2mN4rB6cD0eF7gH5jS",
+    auth_on = {"TASKQUEUE_AUTH_ENABLED": "1",
+               "DJANGO_SECRET_KEY": "k3Yq8vT1xw9ZpL2mN4rB6cD0eF7gH5jS",
                "TASKQUEUE_API_KEYS": "a-long-enough-api-key-0123456789"}
     worker = pool.start(env=auth_on, inspector=inspector)
     assert len(worker.log_lines("taskqueue.security.W004")) == 1, worker.log()
