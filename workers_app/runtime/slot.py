@@ -61,6 +61,7 @@ class SlotSpec:
     parent_fd: int  # read end of the supervisor's life pipe
     parent_write_fd: int  # its write end, closed in the slot
     supervisor_pid: int = 0  # the supervisor's pid, taken before the fork (0: our parent)
+    broker: Broker | None = None  # built before the fork and shared; None: build one
 
 
 class SlotProcess:
@@ -68,7 +69,7 @@ class SlotProcess:
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
-        self.broker = Broker.from_config(spec.config)
+        self.broker = spec.broker or Broker.from_config(spec.config)
         self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
         self._delays = Backoff(0.1)
         self.tally = Tally()
