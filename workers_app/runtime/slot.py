@@ -96,6 +96,8 @@ class SlotProcess:
             self._backoff(exc)
             return None
         self._delays.reset()
+        if isinstance(got, Job):
+            self.spec.slot.take(got)
         return got
 
     def _put_back(self, job: Job) -> None:
@@ -119,13 +121,16 @@ class SlotProcess:
     def _run(self, job: Job) -> Job | str | None:
         """Run one job, record its outcome and (in the same round trip) take the next."""
         self._ticket = False
-        self.spec.slot.begin(job)
+        self.spec.slot.begin()
         self.spec.hooks.task_started(self.spec.worker_id, job)
         report = self.executor.run(job)
         self.spec.slot.reporting()
         fetch = not self.spec.stop.value and self._take_ticket()
         outcome, nxt = self._record(job, report, fetch)
-        self.spec.slot.clear()
+        if isinstance(nxt, Job):
+            self.spec.slot.take(nxt)  # before the hooks run, however long they take
+        else:
+            self.spec.slot.clear()
         self.spec.slot.count(report.ok)
         if outcome is not None:
             self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)

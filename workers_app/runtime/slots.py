@@ -32,8 +32,8 @@ class Running:
     task_id: str
     fence: str
     timeout: float
-    started: float
-    deadline: float  # inf once the handler returned and the slot is reporting
+    started: float  # 0 while taken but not started
+    deadline: float  # inf until the handler starts and once it returned (reporting)
 
 
 class Slot:
@@ -45,15 +45,23 @@ class Slot:
     def __init__(self) -> None:
         self._raw: Any = sharedctypes.RawValue(_Slot)
 
-    def begin(self, job: Job) -> None:
-        """Mark a job as running (busy is set last so readers see whole records)."""
+    def take(self, job: Job) -> None:
+        """Claim a job as soon as a dequeue hands it over, before it starts, so heartbeats
+        report it from then on (busy is set last so readers see whole records)."""
         raw = self._raw
+        raw.busy = 0
         raw.task_id = job.id.encode()
         raw.fence = job.fence.encode()
         raw.timeout = float(job.timeout)
-        raw.started = time.time()
-        raw.deadline = raw.started + job.timeout
+        raw.started = 0.0  # not started yet
+        raw.deadline = math.inf
         raw.busy = 1
+
+    def begin(self) -> None:
+        """The taken job's handler starts now: its time limit runs from here."""
+        raw = self._raw
+        raw.started = time.time()
+        raw.deadline = raw.started + raw.timeout
 
     def reporting(self) -> None:
         """The handler returned: no time limit applies while the outcome is recorded."""

@@ -39,7 +39,7 @@ from .janitor import Janitor
 from .promoter import Promoter
 from .recoverer import Recoverer
 from .slot import SlotSpec, slot_main
-from .slots import Slot
+from .slots import Running, Slot
 
 log = logging.getLogger("workers_app.runtime")
 HARD_KILL_GRACE = 2.0
@@ -223,6 +223,9 @@ class Worker:
         running = child.slot.snapshot()
         if running is None:
             return
+        if not running.started:
+            self._put_back_taken(child, running)
+            return
         child.slot.count(ok=False)
         if child.killed_for_timeout:
             error = timeout_message(running.timeout)
@@ -237,6 +240,14 @@ class Worker:
         child.slot.clear()  # only now: until it is recorded, heartbeats must still report it
         if isinstance(outcome, Outcome) and not outcome.duplicate:
             self.hooks.attempt_lost(running.task_id, error, outcome)
+
+    def _put_back_taken(self, child: _Child, taken: Running) -> None:
+        """A slot died holding a task it had not started: back in line, uncounted."""
+        log.warning("slot %d died (exit %s) before starting task %s; putting it back",
+                    child.index, child.process.exitcode, taken.task_id,
+                    extra={"task_id": taken.task_id})
+        self._settle(lambda: self.broker.requeue(taken.task_id, self.id, taken.fence))
+        child.slot.clear()
 
     def _settle(self, call: Any) -> Any:
         """Run a fenced broker call, retrying briefly while Redis is away; None if it failed."""
