@@ -237,14 +237,17 @@ class SlotProcess:
                     return None
                 self._backoff(exc)
         self._delays.reset()
-        self._flush()
+        # Claim the next tasks in the shared record before anything else (hooks are user
+        # code and may be slow): the heartbeat must report every task this slot holds, or
+        # it would put one back as orphaned while the slot goes on to run it.
         self.spec.slot.release((e.job.id, e.job.fence) for e in ended)
+        self._accept(nxt, n)
+        self._flush()
         for (job, report), outcome in zip(done, outcomes, strict=False):
             if outcome is None:
                 _outcome_discarded(job)
             else:
                 self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
-        self._accept(nxt, n)
         if n and isinstance(nxt, str) and not (nxt == brokermod.EMPTY and self.spec.burst):
             return nxt
         return None

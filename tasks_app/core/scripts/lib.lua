@@ -173,14 +173,19 @@ local function release_lease(id, worker)
   end
 end
 
--- running -> pending at its old place in line, the attempt not counted.
+-- running -> pending at its old place in line, the attempt not counted.  The task gets a
+-- new fence: a slot that still holds the old attempt (its dequeue reply came too late, or
+-- its worker's report did) can neither record it nor keep it alive, and its supervisor,
+-- told at the next heartbeat that the fence changed, stops it.
 local function put_back(id, worker, now)
   local tk = k_task(id)
   release_lease(id, worker)
-  local f = redis.call('HMGET', tk, 'priority', 'seq')
+  local f = redis.call('HMGET', tk, 'priority', 'seq', 'type', 'owner')
   redis.call('HINCRBY', tk, 'attempts', -1)
   redis.call('HDEL', tk, 'worker_id', 'started_at')
+  redis.call('HSET', tk, 'fence', new_fence())
   make_pending(id, f[1], now, f[2])
+  event({'requeued', id, f[3], f[1], f[4] or ''})
 end
 
 local function finish(tk, state, now)
