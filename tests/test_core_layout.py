@@ -4,13 +4,12 @@ priority, and an upgrade from the previous release's per-priority pending sets
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from tasks_app.core.broker import Broker, new_task_id
+from tasks_app.core.broker import Broker
 from tasks_app.core.states import TaskState
 from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import (
@@ -19,6 +18,7 @@ from tests.factories import (
     depths,
     drain,
     make_spec,
+    old_release_enqueue,
     open_broker,
     zero_depths,
 )
@@ -30,29 +30,6 @@ PENDING = PREFIX + "pending"
 def broker(redis_server: EmbeddedRedis) -> Iterator[Broker]:
     with open_broker(redis_server.url) as b:
         yield b
-
-
-def old_release_enqueue(client: redis.Redis, priority: int, count: int,
-                        task_type: str = "echo") -> list[str]:
-    """Pending tasks written the way the previous release's enqueue.lua wrote them: the task
-    hash (with ``seq`` and ``enqueued_us``) and the id in ``pending:<priority>`` scored by
-    its sequence number, taken from the shared ``seq`` counter."""
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    us = f"{int(seconds)}{int(micros):06d}"
-    ids = []
-    for i in range(count):
-        task_id = new_task_id()
-        seq = client.incr(PREFIX + "seq")
-        client.hset(PREFIX + f"task:{task_id}", mapping={
-            "id": task_id, "type": task_type, "payload": json.dumps({"p": priority, "i": i}),
-            "priority": priority, "max_retries": 3, "timeout": 300, "metadata": "{}",
-            "attempts": 0, "created_at": now_ms, "updated_at": now_ms, "state": "pending",
-            "seq": seq, "enqueued_us": us,
-        })
-        client.zadd(PREFIX + f"pending:{priority}", {task_id: seq})
-        ids.append(task_id)
-    return ids
 
 
 def test_first_heartbeat_folds_the_old_pending_sets_in_priority_then_fifo_order(

@@ -28,6 +28,7 @@ from tasks_app.core import metrics
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import ms_to_iso
+from tests.factories import PREFIX, old_release_enqueue
 from tests.procs import (
     LEASE_SECONDS,
     RECOVERY_INTERVAL,
@@ -147,10 +148,17 @@ def test_draining_short_tasks_takes_few_script_calls_with_prefetch(
 # -- 2. strict priority, then FIFO, with prefetch ------------------------------------------
 
 
+@pytest.mark.parametrize("paused", [None, 0], ids=["all-open", "low-paused"])
 def test_one_slot_runs_a_mixed_backlog_in_strict_priority_then_fifo_order(
-        pool: WorkerPool, inspector: Inspector) -> None:
+        pool: WorkerPool, inspector: Inspector, paused: int | None) -> None:
+    # With a paused priority the take reads each open priority's band instead of ZPOPMIN.
     rng = random.Random(12)
-    wanted = [rng.choice((0, 1, 2, 3)) for _ in range(200)]
+    choices = tuple(p for p in (0, 1, 2, 3) if p != paused)
+    wanted = [rng.choice(choices) for _ in range(200)]
+    if paused is not None:
+        inspector.pause_queue(paused)
+        held_back = [t.id for t in producer.enqueue_many([{"type": "echo", "priority": paused}
+                                                           for _ in range(20)])]
     tasks = []
     for chunk in range(0, 200, 50):  # several producer calls, priorities interleaved
         tasks += producer.enqueue_many([{"type": "echo", "payload": {"i": i}, "priority": p}
@@ -169,6 +177,26 @@ def test_one_slot_runs_a_mixed_backlog_in_strict_priority_then_fifo_order(
     by_id = {tid: int(r[1] or 0) for tid, r in zip(ids, rows, strict=True)}
     started = [by_id[tid] for tid in expected]
     assert started == sorted(started)  # the start times agree (ms resolution)
+    if paused is not None:
+        assert {s for (s,) in records(held_back, "state")} == {"pending"}
+        inspector.resume_queue(paused)
+        wait_completed(held_back, timeout=30)
+
+
+def test_a_worker_upgraded_from_per_priority_pending_sets_runs_the_old_backlog_in_order(
+        pool: WorkerPool, inspector: Inspector, redis_client: redis.Redis) -> None:
+    normal, critical = [], []
+    for _ in range(20):  # interleaved, as the previous release left them
+        normal += old_release_enqueue(redis_client, 1, 1)
+        critical += old_release_enqueue(redis_client, 3, 1)
+    assert sum(inspector.queue_depths().values()) == 0  # invisible until a worker folds them
+    worker = pool.start(concurrency=1, inspector=inspector)
+    wait_completed(normal + critical, timeout=30)
+    assert [tid for _, tid, _ in starts(worker)] == critical + normal
+    rows = records(normal + critical, "attempts", "result")
+    assert {r[0] for r in rows} == {"1"}
+    assert json.loads(rows[0][1] or "null") == {"p": 1, "i": 0}
+    assert not redis_client.exists(PREFIX + "pending:1", PREFIX + "pending:3")
 
 
 # -- 3. metrics exact ----------------------------------------------------------------------
@@ -265,6 +293,25 @@ def test_a_killed_slot_loses_no_prefetched_task_and_completes_none_twice(
     assert inspector.running_count() == 0
     assert sum(inspector.queue_depths().values()) == 0
     assert len(worker.slot_pids()) == 1 and worker.alive
+
+
+def test_a_graceful_stop_puts_prefetched_tasks_back_uncounted(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    worker = pool.start(concurrency=1, inspector=inspector)
+    long_task, ids, ahead = start_long_task_with_others_behind(worker, seconds=1.0)
+    worker.terminate()
+    assert worker.wait(15) == 0
+    done = producer.get(long_task)
+    assert (done.state, done.attempts) == (TaskState.COMPLETED, 1)
+    assert [tuple(r) for r in records(ahead, "state", "attempts")] == [("pending", "0")] * len(
+        ahead)
+    assert inspector.running_count() == 0
+
+    after = pool.start(concurrency=1, inspector=inspector, name="after")
+    wait_completed(ids, timeout=20)
+    assert {a for (a,) in records(ids, "attempts")} == {"1"}
+    assert Counter(tid for _, tid, _ in starts(worker, after) if tid in ids) == Counter(ids)
+    assert not [tid for _, tid, _ in starts(worker) if tid in ahead]
 
 
 @pytest.mark.xfail(strict=True, reason="a finished short task's outcome waits for the next "
