@@ -209,8 +209,11 @@ def test_at_low_load_the_counts_move_with_each_completion(
         task = producer.enqueue("echo", {"i": i}, priority=2)
         wait_for_state(task.id, "completed", timeout=10)
         seen = time.monotonic()
-        wait_for(lambda i=i: inspector.totals()["completed"] == i, timeout=0.5, interval=0.01,
-                 message=f"the completed count to reach {i}")
+
+        def counted(i: int = i) -> bool:
+            return inspector.totals()["completed"] == i
+
+        wait_for(counted, timeout=0.5, interval=0.01, message=f"the completed count to reach {i}")
         assert time.monotonic() - seen < 0.5
         assert hist_count("duration", "echo") == i
         assert hist_count("queue_wait", "high") == i
