@@ -555,6 +555,7 @@ def test_pausing_a_priority_stops_its_tasks_at_once_while_others_flow(
              message="the worker to be busy with high tasks")
     inspector.pause_queue(2)
     frozen_depth = high_pending()
+    assert inspector.running_count() <= PREFETCH  # at most one take's worth runs on
     assert frozen_depth > 0, "the backlog drained before the pause: make it bigger"
     # What the slot had taken before the pause (in Redis: running) may still run; nothing
     # more leaves the high queue.
