@@ -96,8 +96,10 @@ def hist_count(name: str, label: str) -> int:
 
 
 def evalsha_calls(client: redis.Redis) -> int:
+    """Script calls the server ran: FCALL (Redis 7+) or EVALSHA."""
     stats: Any = client.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+               for name in ("evalsha", "fcall"))
 
 
 def warm_up(worker: WorkerProcess, n: int = 5) -> None:
@@ -319,9 +321,6 @@ def test_a_graceful_stop_puts_prefetched_tasks_back_uncounted(
     assert not [tid for _, tid, _ in starts(worker) if tid in ahead]
 
 
-@pytest.mark.xfail(strict=True, reason="a finished short task's outcome waits for the next "
-                   "held task to end: a long task taken in the same batch delays it by its "
-                   "whole run time, not MAX_REPORT_DELAY (50 ms)")
 def test_a_short_task_run_before_a_long_one_in_the_same_batch_is_recorded_promptly(
         pool: WorkerPool, inspector: Inspector) -> None:
     worker = pool.start(concurrency=1, inspector=inspector)
@@ -517,11 +516,11 @@ class EventTap:
         return [(e["type"], e["data"]) for e in self.events if e["data"].get("task_id") == task_id]
 
 
-@pytest.mark.xfail(strict=True, reason="task.started is published when a slot takes a task "
-                   "ahead, not when its handler starts: a prefetched task put back by a "
-                   "graceful stop shows task.started (attempt 1) twice, the first time for a "
-                   "start that never happened")
-def test_a_prefetched_task_put_back_on_stop_shows_one_task_started(tmp_path: Path) -> None:
+def test_a_prefetched_task_put_back_on_stop_says_so_between_its_two_starts(
+        tmp_path: Path) -> None:
+    """task.started is sent when a slot takes a task (ahead of running it, with prefetch); a
+    task put back without running is followed by task.requeued, so a client knows the first
+    start never ran, and its next start has the same attempt number."""
     inspector = Inspector(get_broker())
     with (LiveServer(tmp_path) as server, WorkerPool(tmp_path) as pool,
           EventTap(server.ws_url) as tap):
@@ -533,9 +532,11 @@ def test_a_prefetched_task_put_back_on_stop_shows_one_task_started(tmp_path: Pat
         wait_completed(ids, timeout=20)
     task_id = ahead[0]
     kinds = [kind for kind, _ in tap.of(task_id)]
-    assert kinds[0] == "task.submitted" and kinds[-1] == "task.completed", kinds
+    assert kinds == ["task.submitted", "task.started", "task.requeued", "task.started",
+                     "task.completed"], kinds
     started = [data for kind, data in tap.of(task_id) if kind == "task.started"]
-    assert len(started) == 1, started
+    assert [s["attempt"] for s in started] == [1, 1]
+    assert started[0]["worker_id"] == worker.id != started[1]["worker_id"]
 
 
 # -- 8. pause ----------------------------------------------------------------------------
