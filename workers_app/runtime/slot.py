@@ -9,7 +9,6 @@ task at a time again, so a long task never holds others back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -23,7 +22,6 @@ from tasks_app.core import broker as brokermod
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
-from tasks_app.core.metrics import Tally
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.task import Job
 
@@ -34,8 +32,6 @@ from .slots import Slot
 
 log = logging.getLogger("workers_app.runtime")
 IDLE_WAIT = 1.0
-FLUSH_EVERY = 1.0
-"""Seconds a busy slot keeps its tallied metrics before applying them (see Tally)."""
 SHORT_TASK = 0.005
 """A task whose handler ran shorter than this (seconds) is short."""
 SHORT_STREAK = 3
@@ -72,12 +68,11 @@ class SlotProcess:
         self.broker = spec.broker or Broker.from_config(spec.config)
         self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
         self._delays = Backoff(0.1)
-        self.tally = Tally()
         self.held: deque[Job] = deque()  # taken, not started yet
         self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
         self._done_since = 0.0
         self._short_streak = 0
-        # held, done, the tally and the broker calls that record outcomes are shared with
+        # held, done and the broker calls that record outcomes are shared with
         # the watchdog thread, which records them when a task turns out long (see _watch).
         self._lock = threading.RLock()
         self._task_began = threading.Event()
@@ -91,12 +86,9 @@ class SlotProcess:
         return os.getppid() != self.supervisor
 
     def run(self) -> None:
-        """Take and run tasks until told to stop, then apply the metrics still tallied."""
+        """Take and run tasks until told to stop."""
         threading.Thread(target=self._watch, name="slot-watchdog", daemon=True).start()
-        try:
-            self._loop()
-        finally:
-            self._flush(force=True)
+        self._loop()
 
     def _loop(self) -> None:
         while True:
@@ -106,7 +98,6 @@ class SlotProcess:
                 # shutdown would.  Only if that fails (Redis away, or the watcher ends us
                 # first) is it left to its lease: one lost attempt each.
                 self._settle(requeue=True, patient=False)
-                self._flush(force=True)
                 _exit_orphaned()
             if self.spec.stop.value:
                 self._settle(requeue=True)  # what was taken ahead never started
@@ -144,7 +135,7 @@ class SlotProcess:
         if n == 0:
             return None
         try:
-            got = self.broker.take(self.spec.worker_id, self.spec.priorities, n, self.tally)
+            got = self.broker.take(self.spec.worker_id, self.spec.priorities, n)
         except BrokerUnavailable as exc:
             self._return_tickets(n)
             self._backoff(exc)
@@ -226,9 +217,8 @@ class SlotProcess:
             return None
         while True:
             try:
-                outcomes, nxt = self.broker.finish(
-                    self.spec.worker_id, ended, n, self.spec.priorities, self.tally,
-                    flush=self.tally.due(FLUSH_EVERY))
+                outcomes, nxt = self.broker.finish(self.spec.worker_id, ended, n,
+                                                   self.spec.priorities)
                 break
             except BrokerUnavailable as exc:
                 self._return_tickets(n)
@@ -242,7 +232,6 @@ class SlotProcess:
         # it would put one back as orphaned while the slot goes on to run it.
         self.spec.slot.release((e.job.id, e.job.fence) for e in ended)
         self._accept(nxt, n)
-        self._flush()
         for (job, report), outcome in zip(done, outcomes, strict=False):
             if outcome is None:
                 _outcome_discarded(job)
@@ -252,14 +241,7 @@ class SlotProcess:
             return nxt
         return None
 
-    def _flush(self, force: bool = False) -> None:
-        """Apply the tallied metrics when a second has passed since the last time (or now)."""
-        with self._lock, contextlib.suppress(BrokerUnavailable):  # kept for the next chance
-            if self.tally and (force or self.tally.due(FLUSH_EVERY)):
-                self.broker.flush_tally(self.tally)
-
     def _idle(self, why: str) -> None:
-        self._flush(force=True)
         if why == brokermod.UNREGISTERED:
             time.sleep(0.2)
             return

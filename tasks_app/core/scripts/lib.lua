@@ -23,9 +23,11 @@ local function now_ms()
 end
 
 local EVENTS = {}
+local DELTAS, DELTA_FIELDS = {}, {}
 local function fresh()
   CLOCK_MS, CLOCK_US = nil, nil
   EVENTS = {}
+  DELTAS, DELTA_FIELDS = {}, {}
 end
 
 local function now_us()
@@ -53,7 +55,13 @@ local function event(row)
   if CFG_EVENTS_CHANNEL ~= '' then EVENTS[#EVENTS + 1] = row end
 end
 
+-- End of every script that changes something: apply the metric deltas it collected (one
+-- HINCRBY per distinct field, however many tasks the call handled) and publish its events.
 local function emit()
+  for _, field in ipairs(DELTA_FIELDS) do
+    redis.call('HINCRBY', K_METRICS, field, DELTAS[field])
+  end
+  DELTAS, DELTA_FIELDS = {}, {}
   if #EVENTS > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
       cjson.encode({type = 'events.compact', at = now_ms(), rows = EVENTS}))
@@ -137,10 +145,20 @@ local function walk_dlq(batch, last, visit)
   return #entries, removed
 end
 
--- Metrics: counters and histograms in one hash (see core/metrics.py).
+-- Metrics: counters and histograms in one hash (see core/metrics.py), counted in the
+-- same script as the transition, summed per field over the call and applied by emit().
+local function bump(field, n)
+  local had = DELTAS[field]
+  if had then
+    DELTAS[field] = had + n
+  else
+    DELTAS[field] = n
+    DELTA_FIELDS[#DELTA_FIELDS + 1] = field
+  end
+end
+
 local function count(name, a, b, n)
-  redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
-    n or 1)
+  bump('c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''), n or 1)
 end
 
 -- Observe seconds in histogram `name` with one label; sums are kept in µs.
@@ -150,18 +168,9 @@ local function observe(name, bounds, label, seconds)
     if seconds <= bound then index = i - 1; break end
   end
   local tail = name .. '\t' .. label
-  redis.call('HINCRBY', K_METRICS, 'h\t' .. tail .. '\t' .. index, 1)
-  redis.call('HINCRBY', K_METRICS, 'hs\t' .. tail, math.floor(seconds * 1000000))
-  redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, 1)
-end
-
--- Apply metric deltas a worker tallied itself (argv from `at`: n, then n field/delta pairs).
-local function apply_tally(argv, at)
-  local n = tonumber(argv[at])
-  for i = at + 1, at + 2 * n, 2 do
-    redis.call('HINCRBY', K_METRICS, argv[i], argv[i + 1])
-  end
-  return at + 2 * n + 1
+  bump('h\t' .. tail .. '\t' .. index, 1)
+  bump('hs\t' .. tail, math.floor(seconds * 1000000))
+  bump('hc\t' .. tail, 1)
 end
 
 -- A running attempt is held by its worker's active set; its lease is the worker's heartbeat
@@ -180,10 +189,10 @@ end
 local function put_back(id, worker, now)
   local tk = k_task(id)
   release_lease(id, worker)
-  local f = redis.call('HMGET', tk, 'priority', 'seq', 'type', 'owner')
+  local f = redis.call('HMGET', tk, 'priority', 'seq', 'type', 'owner', 'fence')
   redis.call('HINCRBY', tk, 'attempts', -1)
   redis.call('HDEL', tk, 'worker_id', 'started_at')
-  redis.call('HSET', tk, 'fence', new_fence())
+  redis.call('HSET', tk, 'fence', new_fence(), 'returned_fence', f[5] or '')
   make_pending(id, f[1], now, f[2])
   event({'requeued', id, f[3], f[1], f[4] or ''})
 end
@@ -274,12 +283,11 @@ local function drop_dead_entry(e)
   return redis.call('XDEL', K_DLQ, e[1])
 end
 
--- running -> completed for the attempt (id, fence) of `worker`; `counted` counts the
--- completion and its run time here (else the worker tallies them).
+-- running -> completed for the attempt (id, fence) of `worker`, counted with its run time.
 -- Returns {'ok', started_at, completed_at}, {'already'} (this attempt was acknowledged
 -- before: a retried call after a lost reply), {'stale'} (the lease was taken over) or
 -- {'missing'}.
-local function complete(id, worker, fence, result, spent, counted)
+local function complete(id, worker, fence, result, spent)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
     'attempts', 'owner')
@@ -293,22 +301,19 @@ local function complete(id, worker, fence, result, spent, counted)
   redis.call('HSET', tk, 'result', result, 'state', 'completed', 'completed_at', now,
     'updated_at', now)
   redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
-  if counted then
-    count('completed', f[5], 'success')
-    observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
-  end
+  count('completed', f[5], 'success')
+  observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
   event({'completed', id, f[5], f[6], f[8] or '', worker, tonumber(f[7]), spent})
   return {'ok', f[3], now}
 end
 
 -- Take up to n tasks for a worker slot: the highest-priority pending tasks (FIFO within a
 -- priority) of the priorities `prios` (strings, highest first) that are not paused, each
--- starting an attempt under a fresh fence.  `tally` false observes the queue waits here;
--- true leaves them to the worker (it tallies them from the reply).
+-- starting an attempt under a fresh fence (its queue wait observed).
 -- Returns {'task', count, then per task the 11 values id, priority, fence, attempts, type,
 --   payload, metadata, max_retries, timeout, queue_wait_us, started_at},
 --   or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
-local function take(worker, prios, tally, n)
+local function take(worker, prios, n)
   local w = redis.call('HMGET', k_worker(worker), 'id', 'paused', 'pq')
   if not w[1] then return {'unregistered'} end
   if w[2] == '1' then return {'paused'} end
@@ -355,9 +360,7 @@ local function take(worker, prios, tally, n)
         local attempts = tonumber(f[8]) + 1
         redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
           'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
-        if not tally then
-          observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
-        end
+        observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
         started[#started + 1] = id
         for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}) do
