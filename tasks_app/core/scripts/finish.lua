@@ -16,12 +16,13 @@ math.randomseed(tonumber(ARGV[2]))
 local k = tonumber(ARGV[3])
 local want_at = 4 + 5 * k
 local results = {}
+local released = {}
 for i = 0, k - 1 do
   local b = 4 + 5 * i
   local id, fence, kind, value, spent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local r
   if kind == 'ok' then
-    r = complete(id, worker, fence, value, spent)
+    r = complete(id, worker, fence, value, spent, released)
   else
     local state = redis.call('HMGET', k_task(id), 'state', 'fence')
     if not state[1] then
@@ -45,6 +46,7 @@ for i = 0, k - 1 do
   end
   results[#results + 1] = r
 end
+if released[1] then redis.call('SREM', k_worker_active(worker), unpack(released)) end
 local want = tonumber(ARGV[want_at])
 local nxt = {'none'}
 if want > 0 then

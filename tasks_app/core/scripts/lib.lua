@@ -23,11 +23,11 @@ local function now_ms()
 end
 
 local EVENTS = {}
-local DELTAS, DELTA_FIELDS = {}, {}
+local COUNTS, HISTS = {}, {}
 local function fresh()
   CLOCK_MS, CLOCK_US = nil, nil
   EVENTS = {}
-  DELTAS, DELTA_FIELDS = {}, {}
+  COUNTS, HISTS = {}, {}
 end
 
 local function now_us()
@@ -58,10 +58,25 @@ end
 -- End of every script that changes something: apply the metric deltas it collected (one
 -- HINCRBY per distinct field, however many tasks the call handled) and publish its events.
 local function emit()
-  for _, field in ipairs(DELTA_FIELDS) do
-    redis.call('HINCRBY', K_METRICS, field, DELTAS[field])
+  for name, by_a in pairs(COUNTS) do
+    for a, by_b in pairs(by_a) do
+      for b, n in pairs(by_b) do
+        redis.call('HINCRBY', K_METRICS,
+          'c\t' .. name .. '\t' .. a .. (b ~= '' and ('\t' .. b) or ''), n)
+      end
+    end
   end
-  DELTAS, DELTA_FIELDS = {}, {}
+  for name, by_label in pairs(HISTS) do
+    for label, h in pairs(by_label) do
+      local tail = name .. '\t' .. label
+      for index, n in pairs(h.buckets) do
+        redis.call('HINCRBY', K_METRICS, 'h\t' .. tail .. '\t' .. index, n)
+      end
+      redis.call('HINCRBY', K_METRICS, 'hs\t' .. tail, h.sum)
+      redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, h.n)
+    end
+  end
+  COUNTS, HISTS = {}, {}
   if #EVENTS > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
       cjson.encode({type = 'events.compact', at = now_ms(), rows = EVENTS}))
@@ -146,19 +161,18 @@ local function walk_dlq(batch, last, visit)
 end
 
 -- Metrics: counters and histograms in one hash (see core/metrics.py), counted in the
--- same script as the transition, summed per field over the call and applied by emit().
-local function bump(field, n)
-  local had = DELTAS[field]
-  if had then
-    DELTAS[field] = had + n
-  else
-    DELTAS[field] = n
-    DELTA_FIELDS[#DELTA_FIELDS + 1] = field
-  end
+-- same script as the transition, summed per field over the call in Lua tables (no string
+-- is built per task) and applied by emit(), one HINCRBY per distinct field.
+local function slot_of(t, k)
+  local v = t[k]
+  if not v then v = {}; t[k] = v end
+  return v
 end
 
 local function count(name, a, b, n)
-  bump('c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''), n or 1)
+  local by_b = slot_of(slot_of(COUNTS, name), a)
+  b = b or ''
+  by_b[b] = (by_b[b] or 0) + (n or 1)
 end
 
 -- Observe seconds in histogram `name` with one label; sums are kept in µs.
@@ -167,10 +181,15 @@ local function observe(name, bounds, label, seconds)
   for i, bound in ipairs(bounds) do
     if seconds <= bound then index = i - 1; break end
   end
-  local tail = name .. '\t' .. label
-  bump('h\t' .. tail .. '\t' .. index, 1)
-  bump('hs\t' .. tail, math.floor(seconds * 1000000))
-  bump('hc\t' .. tail, 1)
+  local by_label = slot_of(HISTS, name)
+  local h = by_label[label]
+  if not h then
+    h = {n = 0, sum = 0, buckets = {}}
+    by_label[label] = h
+  end
+  h.n = h.n + 1
+  h.sum = h.sum + math.floor(seconds * 1000000)
+  h.buckets[index] = (h.buckets[index] or 0) + 1
 end
 
 -- A running attempt is held by its worker's active set; its lease is the worker's heartbeat
@@ -284,10 +303,12 @@ local function drop_dead_entry(e)
 end
 
 -- running -> completed for the attempt (id, fence) of `worker`, counted with its run time.
+-- With a `released` table the id is appended to it for the caller to take out of the
+-- worker's active set (one SREM for a batch) instead of at once.
 -- Returns {'ok', started_at, completed_at}, {'already'} (this attempt was acknowledged
 -- before: a retried call after a lost reply), {'stale'} (the lease was taken over) or
 -- {'missing'}.
-local function complete(id, worker, fence, result, spent)
+local function complete(id, worker, fence, result, spent, released)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
     'attempts', 'owner')
@@ -296,7 +317,7 @@ local function complete(id, worker, fence, result, spent)
   if f[1] == 'completed' then return {'already'} end
   if f[1] ~= 'running' then return {'stale'} end
   local now = now_ms()
-  release_lease(id, worker)
+  if released then released[#released + 1] = id else release_lease(id, worker) end
   if f[4] then redis.call('HDEL', tk, 'error') end
   redis.call('HSET', tk, 'result', result, 'state', 'completed', 'completed_at', now,
     'updated_at', now)
