@@ -72,6 +72,7 @@ class SlotProcess:
         self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
         self._done_since = 0.0
         self._short_streak = 0
+        self._fresh = False  # the held tasks are a take none of which has started yet
         # held, done and the broker calls that record outcomes are shared with
         # the watchdog thread, which records them when a task turns out long (see _watch).
         self._lock = threading.RLock()
@@ -100,7 +101,11 @@ class SlotProcess:
                 self._settle(requeue=True, patient=False)
                 _exit_orphaned()
             if self.spec.stop.value:
-                self._settle(requeue=True)  # what was taken ahead never started
+                # A slot finishes its task: the first of what it took last, if it has not
+                # started on that batch yet; what it took ahead goes back in line uncounted.
+                if self._fresh and self.held:
+                    self._run(self.held.popleft(), watch=False)
+                self._settle(requeue=True)
                 return
             if not self.held:
                 self._settle()
@@ -151,10 +156,12 @@ class SlotProcess:
         if jobs:
             self.spec.slot.hold(jobs)
             self.held.extend(jobs)
+            self._fresh = True
 
     def _run(self, job: Job, watch: bool) -> None:
         """Run one job; its outcome waits in ``done`` until it is recorded.  With ``watch``
         (the slot holds other attempts) the watchdog looks on while it runs."""
+        self._fresh = False
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
         if watch:
