@@ -244,7 +244,13 @@ class CompletionEvents:
                 body = json.loads(text[text.index("{"):])
             except ValueError:
                 continue
-            for ev in body.get("events", [body]):
+            # The scripts publish compact rows ("events.compact"), worker supervisors
+            # full events ("events.batch"): the web process's own decoding reads both.
+            from tasks_app.core.events import expand
+
+            batch = expand(body) if body.get("type") == "events.compact" else body.get(
+                "events", [body])
+            for ev in batch:
                 kind = ev.get("type")
                 if kind == "task.completed":
                     self.completed[ev["data"]["task_id"]] += 1

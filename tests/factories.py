@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.config import Config
@@ -175,3 +178,26 @@ def seed(broker: Broker, name: str) -> Seeded:
     else:
         raise ValueError(f"no seed for {name!r}")
     return seeded
+
+
+def old_release_enqueue(client: redis.Redis, priority: int, count: int,
+                        task_type: str = "echo") -> list[str]:
+    """Pending tasks written the way the previous release's enqueue.lua wrote them: the task
+    hash (with ``seq`` and ``enqueued_us``) and the id in ``pending:<priority>`` scored by
+    its sequence number, taken from the shared ``seq`` counter."""
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    us = f"{int(seconds)}{int(micros):06d}"
+    ids = []
+    for i in range(count):
+        task_id = new_task_id()
+        seq = client.incr(PREFIX + "seq")
+        client.hset(PREFIX + f"task:{task_id}", mapping={
+            "id": task_id, "type": task_type, "payload": json.dumps({"p": priority, "i": i}),
+            "priority": priority, "max_retries": 3, "timeout": 300, "metadata": "{}",
+            "attempts": 0, "created_at": now_ms, "updated_at": now_ms, "state": "pending",
+            "seq": seq, "enqueued_us": us,
+        })
+        client.zadd(PREFIX + f"pending:{priority}", {task_id: seq})
+        ids.append(task_id)
+    return ids

@@ -23,6 +23,7 @@ from websockets.typing import Origin
 from taskqueue_project.settings import taskqueue_from_env
 from tasks_app.checks import check_cors
 from tasks_app.conf import tq_settings
+from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.states import TaskState
 from tasks_app.live.groups import group_channel
@@ -372,11 +373,11 @@ def test_a_worker_without_the_handler_fails_the_task_for_good(
 
 
 def published(pubsub: Any, seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``seen`` with every task event published since (channels-redis JSON batches)."""
+    """``seen`` with every task event published since (the scripts' compact JSON messages,
+    expanded as the web process does)."""
     while (message := pubsub.get_message(timeout=0.05)) is not None:
         if message["type"] == "message":
-            body = json.loads(message["data"])
-            seen.extend(body.get("events", [body]))
+            seen.extend(expand(json.loads(message["data"])))
     return seen
 
 

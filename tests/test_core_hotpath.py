@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -84,22 +85,42 @@ def test_finish_and_dequeue_repeated_is_a_duplicate(broker: Broker) -> None:
     assert broker.get(task.id).result == "first"
 
 
+def flush_code(client: redis.Redis) -> None:
+    """Drop every script and function the server holds (as a restart without persistence,
+    or an operator's SCRIPT FLUSH / FUNCTION FLUSH, would)."""
+    client.script_flush()
+    client.execute_command("FUNCTION", "FLUSH")
+
+
+def test_the_scripts_run_as_one_function_library_on_redis_7(
+    broker: Broker, redis_client: redis.Redis
+) -> None:
+    register(broker)
+    broker.enqueue(make_spec())
+    assert broker.scripts.functions is True
+    libraries = [dict(zip(raw[::2], raw[1::2], strict=True))
+                 for raw in redis_client.function_list()]
+    [library] = [lib for lib in libraries if lib["library_name"] == broker.scripts.library_name]
+    names = {dict(zip(f[::2], f[1::2], strict=True))["name"] for f in library["functions"]}
+    assert f"{library['library_name']}_finish" in names and len(names) == 18
+
+
 def test_operations_survive_a_script_cache_flush(
     broker: Broker, redis_client: redis.Redis
 ) -> None:
     register(broker)
     a, b, c = broker.enqueue_many([make_spec() for _ in range(3)])
     job = take(broker)
-    redis_client.script_flush()
+    flush_code(redis_client)
     done = broker.finish_and_dequeue(job, WORKER, True, "1", False, ALL_PRIORITIES)
     nxt = done.next
     assert done.outcome is not None and done.outcome.state is S.COMPLETED
     assert isinstance(nxt, Job) and nxt.id == b.id
-    redis_client.script_flush()
+    flush_code(redis_client)
     broker.ack(nxt, WORKER, "2")
-    redis_client.script_flush()
+    flush_code(redis_client)
     assert take(broker).id == c.id
-    redis_client.script_flush()
+    flush_code(redis_client)
     assert Inspector(broker).dlq_retry_all() == 0
     assert [broker.get(t.id).state for t in (a, b, c)] == [S.COMPLETED, S.COMPLETED, S.RUNNING]
 
@@ -117,3 +138,27 @@ def test_tasks_survive_a_redis_restart(redis_server: EmbeddedRedis) -> None:
         assert b.ack(job, WORKER, "1").duplicate is False
         assert take(b).id == pending.id
         assert b.get(running.id).state is S.COMPLETED
+
+
+class ServerWithoutFunctions(EmbeddedRedis):
+    """A real server that answers FUNCTION and FCALL with 'unknown command', as Redis 6.2
+    (and managed services that rename them) do."""
+
+    def _command(self, binary: str) -> list[str]:
+        return [*super()._command(binary), "--rename-command", "FUNCTION", "",
+                "--rename-command", "FCALL", ""]
+
+
+def test_without_functions_the_scripts_run_with_evalsha(tmp_path: Path) -> None:
+    with ServerWithoutFunctions(tmp_path, persistence=False) as server, \
+            open_broker(server.url) as b:
+        register(b)
+        first, second = b.enqueue_many([make_spec(), make_spec()])
+        job = take(b)
+        done = b.finish_and_dequeue(job, WORKER, True, '"ok"', False, ALL_PRIORITIES)
+        assert b.scripts.functions is False
+        assert done.outcome is not None and done.outcome.state is S.COMPLETED
+        assert isinstance(done.next, Job) and done.next.id == second.id
+        b.client.script_flush()
+        b.ack(done.next, WORKER, '"ok"')
+        assert [b.get(t.id).state for t in (first, second)] == [S.COMPLETED, S.COMPLETED]

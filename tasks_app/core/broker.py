@@ -19,7 +19,6 @@ import redis
 from . import errors
 from .config import Config
 from .keys import Keys, scoped
-from .metrics import Tally
 from .scripts import UNAVAILABLE_REPLIES, Scripts
 from .states import Priority, TaskState
 from .task import Attempt, Job, Task, TaskSpec
@@ -224,23 +223,15 @@ class Broker:
 
     # -- worker hot path ---------------------------------------------------
 
-    def dequeue(self, worker_id: str, priorities: Iterable[int], tally: Tally | None = None
-                ) -> Job | str:
-        """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED).
-
-        With a ``tally`` the task's queue wait is counted there (the caller flushes it),
-        else in the script.
-        """
-        got = self.take(worker_id, priorities, 1, tally)
+    def dequeue(self, worker_id: str, priorities: Iterable[int]) -> Job | str:
+        """Start the best pending task, or say why not (EMPTY, PAUSED, UNREGISTERED)."""
+        got = self.take(worker_id, priorities, 1)
         return got[0] if isinstance(got, list) else got
 
-    def take(self, worker_id: str, priorities: Iterable[int], n: int,
-             tally: Tally | None = None) -> list[Job] | str:
+    def take(self, worker_id: str, priorities: Iterable[int], n: int) -> list[Job] | str:
         """Start up to ``n`` of the best pending tasks (at least one), or say why none."""
         order = sorted(priorities, reverse=True)
-        reply = self.run_script("dequeue", self.keys.pending,
-                                [worker_id, "1" if tally is not None else "0", n, *order])
-        return _taken(reply, tally)
+        return _taken(self.run_script("dequeue", self.keys.pending, [worker_id, n, *order]))
 
     def wait_for_work(self, worker_id: str, priorities: Iterable[int], timeout: float,
                       paused: bool = False) -> bool:
@@ -268,68 +259,34 @@ class Broker:
 
     def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
                            permanent: bool, priorities: Iterable[int], duration: float = 0.0,
-                           tally: Tally | None = None, flush: bool = True) -> Finished:
+                           ) -> Finished:
         """Ack (ok) or fail an attempt and take the next task, in one script.
 
         A lost lease discards the outcome (``outcome`` None) and the next task is still
-        taken.  See :meth:`finish` for ``tally`` and ``flush``.
+        taken.
         """
         kind = "ok" if ok else ("permanent" if permanent else "retry")
         outcomes, nxt = self.finish(worker_id, [Ended(job, kind, value, duration)], 1,
-                                    priorities, tally, flush)
+                                    priorities)
         return Finished(outcomes[0], nxt[0] if isinstance(nxt, list) else nxt)
 
-    def finish(self, worker_id: str, reports: Sequence[Ended], want: int,
-               priorities: Iterable[int], tally: Tally | None = None, flush: bool = True,
-               ) -> tuple[list[Outcome | None], list[Job] | str]:
+    def finish(self, worker_id: str, ended: Sequence[Ended], want: int,
+               priorities: Iterable[int]) -> tuple[list[Outcome | None], list[Job] | str]:
         """Record the outcomes of attempts a slot ran and take up to ``want`` next tasks
         (0: none), in one script and one round trip.
 
         Each outcome is an :class:`Outcome`, or None when the attempt's lease was taken over
-        (the outcome is discarded).  With a ``tally`` (a worker slot's) the completions and
-        the next tasks' queue waits are counted there, and the tally is applied in the same
-        script when ``flush`` is set or when no next task is handed out (the slot goes
-        idle); else it is kept for later.  Without one they are counted in the script.
+        (the outcome is discarded).
         """
         order = sorted(priorities, reverse=True)
-        own = Tally()
-        if tally is not None:
-            for r in reports:
-                if r.kind == "ok":
-                    own.count("completed", r.job.type, "success")
-                    own.observe("duration", r.job.type, r.duration or 0.0)
-        mode = "count" if tally is None else ("now" if flush else "idle")
-        args: list[Any] = [worker_id, mode, random.randrange(1 << 30),
-                           *(tally.args() if tally is not None else [0]), *own.args(),
-                           len(reports)]
-        for r in reports:
-            spent = "" if r.duration is None else f"{r.duration:.6f}"
-            args.extend((r.job.id, r.job.fence, r.kind, r.value, spent))
+        args: list[Any] = [worker_id, random.randrange(1 << 30), len(ended)]
+        for e in ended:
+            spent = "" if e.duration is None else f"{e.duration:.6f}"
+            args.extend((e.job.id, e.job.fence, e.kind, e.value, spent))
         args.extend((want, *order))
-        flushed, replies, nxt = self.run_script("finish", self.keys.pending, args)
-        outcomes = [_outcome(r.kind, reply) for r, reply in zip(reports, replies, strict=True)]
-        if tally is not None:
-            # The script applied this call's completions with the tally only if all were
-            # acknowledged; else (or when it kept the tally) count those that were.
-            all_ok = all(reply[0] == "ok" for r, reply in zip(reports, replies, strict=True)
-                         if r.kind == "ok")
-            if int(flushed):
-                tally.clear()
-            if not (int(flushed) and all_ok):
-                _tally_acked(tally, reports, outcomes)
-        return outcomes, _taken(nxt, tally) if nxt[0] != "none" else []
-
-    def flush_tally(self, tally: Tally) -> None:
-        """Apply a worker's tallied metric deltas now (one pipeline of HINCRBYs)."""
-        if not tally:
-            return
-        args = tally.args()
-        with redis_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for i in range(1, len(args), 2):
-                pipe.hincrby(self.keys.metrics, str(args[i]), int(args[i + 1]))
-            pipe.execute()
-        tally.clear()
+        replies, nxt = self.run_script("finish", self.keys.pending, args)
+        outcomes = [_outcome(e.kind, reply) for e, reply in zip(ended, replies, strict=True)]
+        return outcomes, _taken(nxt) if nxt[0] != "none" else []
 
     @staticmethod
     def _ack_args(attempt: Attempt, worker_id: str, result_json: str, duration: float
@@ -437,16 +394,12 @@ class Ended:
     duration: float | None = 0.0
 
 
-def _taken(reply: list[Any], tally: Tally | None) -> list[Job] | str:
-    """The tasks a dequeue handed out (their queue waits counted in ``tally``), or why none."""
+def _taken(reply: list[Any]) -> list[Job] | str:
+    """The tasks a dequeue handed out, or why none."""
     if reply[0] != "task":
         return str(reply[0])
-    jobs = [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]])
+    return [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]])
             for i in range(int(reply[1]))]
-    if tally is not None:
-        for job in jobs:
-            tally.observe("queue_wait", Priority(job.priority).label, job.queue_wait)
-    return jobs
 
 
 def _outcome(kind: str, reply: list[Any]) -> Outcome | None:
@@ -458,14 +411,6 @@ def _outcome(kind: str, reply: list[Any]) -> Outcome | None:
     if status == "requeued":
         return Outcome(TaskState.PENDING)
     return _failed(reply)
-
-
-def _tally_acked(tally: Tally, reports: Sequence[Ended], outcomes: list[Outcome | None]) -> None:
-    """Count the completions that were acknowledged (not repeats, not discarded)."""
-    for r, o in zip(reports, outcomes, strict=True):
-        if r.kind == "ok" and o is not None and not o.duplicate:
-            tally.count("completed", r.job.type, "success")
-            tally.observe("duration", r.job.type, r.duration or 0.0)
 
 
 def _acked(reply: list[Any]) -> Outcome:

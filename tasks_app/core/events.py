@@ -19,6 +19,7 @@ TASK_FAILED = "task.failed"
 TASK_RETRYING = "task.retrying"
 TASK_DEAD_LETTERED = "task.dead_lettered"
 TASK_CANCELLED = "task.cancelled"
+TASK_REQUEUED = "task.requeued"  # an attempt that never ran went back in line, uncounted
 WORKER_JOINED = "worker.joined"
 WORKER_LEFT = "worker.left"
 WORKER_PAUSED = "worker.paused"
@@ -83,6 +84,7 @@ _ROWS = {
     "retrying": (TASK_RETRYING, _retrying),
     "dead_lettered": (TASK_DEAD_LETTERED, _dead_lettered),
     "cancelled": (TASK_CANCELLED, lambda x: {}),
+    "requeued": (TASK_REQUEUED, lambda x: {"state": "pending"}),
 }
 
 

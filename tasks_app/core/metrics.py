@@ -2,12 +2,13 @@
 
 Counters and histogram buckets move in the same script as the transition they
 count, so they are exact, shared by every process on every host, and survive
-restarts of the web servers.  Each hash field is ``kind<TAB>name<TAB>labels...``.
+restarts of the web servers and kills of workers.  A script sums its deltas per field
+and applies them once at its end, so a batch of tasks costs one HINCRBY per distinct
+field, not three per histogram per task.  Each hash field is ``kind<TAB>name<TAB>labels...``.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -87,63 +88,3 @@ def _histogram_field(snap: Snapshot, kind: str, name: str, labels: list[str], va
 
 def _le(bound: float) -> str:
     return repr(float(bound))
-
-
-def bucket_index(bounds: tuple[float, ...], seconds: float) -> int:
-    """The (non-cumulative) bucket a value falls in: the first bound it does not pass, or
-    ``len(bounds)`` past the last (the same rule as ``observe`` in the Lua scripts)."""
-    for i, bound in enumerate(bounds):
-        if seconds <= bound:
-            return i
-    return len(bounds)
-
-
-class Tally:
-    """Metric deltas a worker slot accumulates and hands to a script to apply (HINCRBY).
-
-    A busy slot counts its completions, run times and queue waits here and flushes them
-    with its next acknowledgement once a second, or when it finds the queue empty, instead
-    of three Redis commands per figure per task.  The fields are those of the metrics hash,
-    so the figures stay cluster-wide; a slot that dies loses at most its unflushed deltas.
-    """
-
-    def __init__(self) -> None:
-        self._deltas: dict[str, int] = defaultdict(int)
-        self.applied_at = time.monotonic()
-        """When the deltas were last applied (monotonic clock)."""
-
-    def due(self, every: float) -> bool:
-        """True when the deltas were last applied ``every`` seconds ago or more."""
-        return time.monotonic() - self.applied_at >= every
-
-    def count(self, name: str, *labels: str) -> None:
-        """Add one to a counter."""
-        self._deltas[SEP.join(("c", name, *labels))] += 1
-
-    def observe(self, name: str, label: str, seconds: float) -> None:
-        """Observe a value in a histogram with one label."""
-        bounds = HISTOGRAMS[name]
-        tail = f"{name}{SEP}{label}"
-        self._deltas[f"h{SEP}{tail}{SEP}{bucket_index(bounds, seconds)}"] += 1
-        self._deltas[f"hs{SEP}{tail}"] += int(seconds * 1_000_000)
-        self._deltas[f"hc{SEP}{tail}"] += 1
-
-    def args(self) -> list[str | int]:
-        """The deltas as script arguments: their number, then field, delta pairs."""
-        out: list[str | int] = [len(self._deltas)]
-        for name, delta in self._deltas.items():
-            out.extend((name, delta))
-        return out
-
-    def merge(self, other: Tally) -> None:
-        """Add another tally's deltas to this one."""
-        for name, delta in other._deltas.items():
-            self._deltas[name] += delta
-
-    def clear(self) -> None:
-        """Forget the deltas (a script applied them)."""
-        self._deltas.clear()
-        self.applied_at = time.monotonic()
-
-    def __bool__(self) -> bool:
-        return bool(self._deltas)

@@ -1,29 +1,29 @@
 """Publishing live events to the Channels layer: the one place for the group and its messages.
 
-Events are batched per process and each batch is sent to the group once
-(``group_send``: one Redis PUBLISH, whatever the number of clients); every web
-process subscribed to the group fans the batch out to its own WebSocket
-clients.  Publishing never blocks the caller: ``publish`` appends to a bounded
+Events are batched per process and each batch is sent to the group once (one
+Redis PUBLISH on the group's channel, in the JSON message format of the
+channels-redis pub/sub layer, as the Lua scripts do, whatever the number of
+clients); every web process subscribed to the group fans the batch out to its own
+WebSocket clients.  Publishing goes through the queue's own Redis client, so a
+worker never loads the channel layer (channels-redis and its crypto library).
+Publishing never blocks the caller: ``publish`` appends to a bounded
 in-memory queue that a background thread drains every few milliseconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import collections
+import json
 import logging
 import os
 import threading
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
 from tasks_app.conf import tq_settings
 from tasks_app.core.events import Event
-from tasks_app.live.groups import GROUP, session_group
+from tasks_app.live.groups import GROUP, group_channel, session_group
 
 log = logging.getLogger("tasks_app.events")
 
@@ -42,6 +42,9 @@ def batch_message(events: list[Event]) -> dict[str, Any]:
 def end_session(digest: str) -> None:
     """Close the sockets of a session in every web process; best effort (if Redis is away,
     the sockets' periodic re-check closes them)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
     try:
         async_to_sync(get_channel_layer().group_send)(session_group(digest),
                                                       {"type": SESSION_ENDED})
@@ -85,28 +88,29 @@ class EventPublisher:
         return self._idle.wait(timeout)
 
     def _start(self) -> None:
-        # Build the layer (and import its modules) in the calling thread: a fork while
+        # Build the client (and import its modules) in the calling thread: a fork while
         # another thread holds an import lock would deadlock the child's imports.
-        layer = get_channel_layer()
-        self._thread = threading.Thread(target=self._run, args=(layer,), name="tq-events",
-                                        daemon=True)
+        from tasks_app.connection import get_broker
+
+        client, channel = get_broker().client, group_channel(GROUP)
+        self._thread = threading.Thread(target=self._run, args=(client, channel),
+                                        name="tq-events", daemon=True)
         self._thread.start()
 
-    def _run(self, layer: Any) -> None:
-        loop = asyncio.new_event_loop()
+    def _run(self, client: Any, channel: str) -> None:
         while True:
             self._wake.wait()
             self._wake.clear()
             time.sleep(self.flush_interval)
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-                self._send(loop, layer, batch)
+                self._send(client, channel, batch)
             if not self._queue:
                 self._idle.set()
 
-    def _send(self, loop: asyncio.AbstractEventLoop, layer: Any, batch: list[Event]) -> None:
+    def _send(self, client: Any, channel: str, batch: list[Event]) -> None:
         try:
-            loop.run_until_complete(layer.group_send(GROUP, batch_message(batch)))
+            client.publish(channel, json.dumps(batch_message(batch)))
         except Exception as exc:  # Redis away: live events are best effort
             log.warning("could not publish %d event(s): %s", len(batch), exc)
 

@@ -22,7 +22,6 @@ from tasks_app.core import broker as brokermod
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
-from tasks_app.core.metrics import Tally
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.task import Job
 
@@ -33,8 +32,6 @@ from .slots import Slot
 
 log = logging.getLogger("workers_app.runtime")
 IDLE_WAIT = 1.0
-FLUSH_EVERY = 1.0
-"""Seconds a busy slot keeps its tallied metrics before applying them (see Tally)."""
 SHORT_TASK = 0.005
 """A task whose handler ran shorter than this (seconds) is short."""
 SHORT_STREAK = 3
@@ -60,6 +57,7 @@ class SlotSpec:
     parent_fd: int  # read end of the supervisor's life pipe
     parent_write_fd: int  # its write end, closed in the slot
     supervisor_pid: int = 0  # the supervisor's pid, taken before the fork (0: our parent)
+    broker: Broker | None = None  # built before the fork and shared; None: build one
 
 
 class SlotProcess:
@@ -67,14 +65,19 @@ class SlotProcess:
 
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
-        self.broker = Broker.from_config(spec.config)
+        self.broker = spec.broker or Broker.from_config(spec.config)
         self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
         self._delays = Backoff(0.1)
-        self.tally = Tally()
         self.held: deque[Job] = deque()  # taken, not started yet
         self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
         self._done_since = 0.0
         self._short_streak = 0
+        self._fresh = False  # the held tasks are a take none of which has started yet
+        # held, done and the broker calls that record outcomes are shared with
+        # the watchdog thread, which records them when a task turns out long (see _watch).
+        self._lock = threading.RLock()
+        self._task_began = threading.Event()
+        self._task_over = threading.Event()
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
         self.supervisor = spec.supervisor_pid or os.getppid()
@@ -84,11 +87,9 @@ class SlotProcess:
         return os.getppid() != self.supervisor
 
     def run(self) -> None:
-        """Take and run tasks until told to stop, then apply the metrics still tallied."""
-        try:
-            self._loop()
-        finally:
-            self._flush(force=True)
+        """Take and run tasks until told to stop."""
+        threading.Thread(target=self._watch, name="slot-watchdog", daemon=True).start()
+        self._loop()
 
     def _loop(self) -> None:
         while True:
@@ -98,10 +99,13 @@ class SlotProcess:
                 # shutdown would.  Only if that fails (Redis away, or the watcher ends us
                 # first) is it left to its lease: one lost attempt each.
                 self._settle(requeue=True, patient=False)
-                self._flush(force=True)
                 _exit_orphaned()
             if self.spec.stop.value:
-                self._settle(requeue=True)  # what was taken ahead never started
+                # A slot finishes its task: the first of what it took last, if it has not
+                # started on that batch yet; what it took ahead goes back in line uncounted.
+                if self._fresh and self.held:
+                    self._run(self.held.popleft(), watch=False)
+                self._settle(requeue=True)
                 return
             if not self.held:
                 self._settle()
@@ -113,7 +117,12 @@ class SlotProcess:
                         return
                     self._idle(got)
                 continue
-            self._run(self.held.popleft())
+            with self._lock:
+                if not self.held:
+                    continue  # the watchdog put them back while the last task ran long
+                job = self.held.popleft()
+                watch = bool(self.held or self.done)
+            self._run(job, watch)
             if self.held and self._report_now():
                 self._settle()
             elif not self.held and not self.spec.stop.value:
@@ -131,7 +140,7 @@ class SlotProcess:
         if n == 0:
             return None
         try:
-            got = self.broker.take(self.spec.worker_id, self.spec.priorities, n, self.tally)
+            got = self.broker.take(self.spec.worker_id, self.spec.priorities, n)
         except BrokerUnavailable as exc:
             self._return_tickets(n)
             self._backoff(exc)
@@ -147,19 +156,42 @@ class SlotProcess:
         if jobs:
             self.spec.slot.hold(jobs)
             self.held.extend(jobs)
+            self._fresh = True
 
-    def _run(self, job: Job) -> None:
-        """Run one job; its outcome waits in ``done`` until it is recorded."""
+    def _run(self, job: Job, watch: bool) -> None:
+        """Run one job; its outcome waits in ``done`` until it is recorded.  With ``watch``
+        (the slot holds other attempts) the watchdog looks on while it runs."""
+        self._fresh = False
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
-        report = self.executor.run(job)
+        if watch:
+            self._task_over.clear()
+            self._task_began.set()
+        try:
+            report = self.executor.run(job)
+        finally:
+            self._task_over.set()
         self.spec.slot.reporting()
         self.spec.slot.count(report.ok)
-        self._short_streak = self._short_streak + 1 if report.duration < SHORT_TASK else 0
-        if not self.done:
-            self._done_since = time.monotonic()
-        self.done.append((job, report))
+        with self._lock:
+            self._short_streak = self._short_streak + 1 if report.duration < SHORT_TASK else 0
+            if not self.done:
+                self._done_since = time.monotonic()
+            self.done.append((job, report))
         self.spec.slot.clear()
+
+    def _watch(self) -> None:
+        """The watchdog: when a task runs longer than MAX_REPORT_DELAY while the slot holds
+        other attempts, record the outcomes waiting in ``done`` and put the tasks taken ahead
+        back in line (uncounted, at their old place), so a long task holds nothing back."""
+        while True:
+            self._task_began.wait()
+            self._task_began.clear()
+            if self._task_over.wait(MAX_REPORT_DELAY):
+                continue
+            with self._lock:
+                if not self._task_over.is_set() and (self.held or self.done):
+                    self._settle(requeue=True)
 
     def _report_now(self) -> bool:
         """Record the outcomes run so far now, though more tasks are held: when the last task
@@ -174,6 +206,13 @@ class SlotProcess:
         Retries while Redis is away (unless not ``patient``: one try); an outcome whose
         lease was taken over is discarded.
         """
+        with self._lock:
+            why = self._settle_locked(take, requeue, patient)
+        if why is not None:
+            self._idle(why)
+
+    def _settle_locked(self, take: bool, requeue: bool, patient: bool) -> str | None:
+        """_settle's work; returns why no task was handed out when the slot should idle."""
         done, self.done = self.done, []
         back = list(self.held) if requeue else []
         if requeue:
@@ -182,41 +221,34 @@ class SlotProcess:
                  for job, report in done] + [Ended(job, "requeue", "", None) for job in back]
         n = self._take_tickets(self._want()) if take else 0
         if not ended and not n:
-            return
+            return None
         while True:
             try:
-                outcomes, nxt = self.broker.finish(
-                    self.spec.worker_id, ended, n, self.spec.priorities, self.tally,
-                    flush=self.tally.due(FLUSH_EVERY))
+                outcomes, nxt = self.broker.finish(self.spec.worker_id, ended, n,
+                                                   self.spec.priorities)
                 break
             except BrokerUnavailable as exc:
                 self._return_tickets(n)
                 n = 0  # the retried call only records
                 if not patient:
-                    return
+                    return None
                 self._backoff(exc)
         self._delays.reset()
-        self._flush()
+        # Claim the next tasks in the shared record before anything else (hooks are user
+        # code and may be slow): the heartbeat must report every task this slot holds, or
+        # it would put one back as orphaned while the slot goes on to run it.
         self.spec.slot.release((e.job.id, e.job.fence) for e in ended)
+        self._accept(nxt, n)
         for (job, report), outcome in zip(done, outcomes, strict=False):
             if outcome is None:
                 _outcome_discarded(job)
             else:
                 self.spec.hooks.task_finished(self.spec.worker_id, job, report, outcome)
-        self._accept(nxt, n)
         if n and isinstance(nxt, str) and not (nxt == brokermod.EMPTY and self.spec.burst):
-            self._idle(nxt)
-
-    def _flush(self, force: bool = False) -> None:
-        """Apply the tallied metrics when a second has passed since the last time (or now)."""
-        if self.tally and (force or self.tally.due(FLUSH_EVERY)):
-            try:
-                self.broker.flush_tally(self.tally)
-            except BrokerUnavailable:
-                pass  # kept for the next chance
+            return nxt
+        return None
 
     def _idle(self, why: str) -> None:
-        self._flush(force=True)
         if why == brokermod.UNREGISTERED:
             time.sleep(0.2)
             return

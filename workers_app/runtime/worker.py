@@ -11,6 +11,7 @@ its slots as failed attempts at once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -89,6 +90,9 @@ class Worker:
         self.grace = (self.options.shutdown_grace if self.options.shutdown_grace is not None
                       else config.shutdown_grace)
         self.broker = broker or Broker.from_config(config)
+        # Built once here, never used here: each slot inherits it and opens its own
+        # connections (redis-py starts a fresh pool in a forked child).
+        self._slot_broker: Broker | None = None
         self.started_at = int(time.time() * 1000)
         self.children: list[_Child] = []
         self._stop = _fork.Value("b", 0, lock=False)
@@ -165,9 +169,12 @@ class Worker:
 
     def _spawn(self, index: int, slot: Slot | None = None) -> _Child:
         slot = slot or Slot()
+        if self._slot_broker is None:
+            self._slot_broker = Broker.from_config(self.config)
+        _share_with_child()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
-                        self._life_w, supervisor_pid=os.getpid())
+                        self._life_w, supervisor_pid=os.getpid(), broker=self._slot_broker)
         process = _fork.Process(target=slot_main, args=(spec,), name=f"{self.id}-slot{index}",
                                 daemon=False)
         process.start()
@@ -353,6 +360,14 @@ class Worker:
     def _running(self) -> list[tuple[str, str]]:
         """Every attempt the slots hold (running, taken ahead, or run and not recorded)."""
         return [(h.task_id, h.fence) for child in self.children for h in child.slot.held()]
+
+
+def _share_with_child() -> None:
+    """Before a fork: collect, then move every surviving object to the GC's permanent
+    generation, so that collections in the supervisor and the slot never write to them
+    and their pages stay shared.  Only the first call scans everything (about 0.1 s)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _kill(child: _Child) -> None:

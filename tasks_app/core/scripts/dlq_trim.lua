@@ -32,4 +32,5 @@ if max_age > 0 and by_count < batch then
 end
 if by_count > 0 then count('dlq_trimmed', 'max_entries', nil, by_count) end
 if by_age > 0 then count('dlq_trimmed', 'max_age', nil, by_age) end
+emit()
 return {by_count, by_age, redis.call('XLEN', K_DLQ)}

@@ -1,34 +1,28 @@
 -- finish: a worker slot records the outcomes of the attempts it ran (any number) and
--- takes its next tasks, in one script: a busy slot costs one round trip per batch.
+-- takes its next tasks, in one script: a busy slot costs one round trip per batch, and the
+-- batch's metrics cost one HINCRBY per distinct field.
 -- KEYS[1]: the pending set
--- ARGV: worker_id, mode, random seed,
---   n, then n (metrics field, delta) pairs the worker tallied before (its tally),
---   m, then m pairs that count this call's completions (applied only if every one of them
---     is acknowledged now; else the worker tallies those that were),
+-- ARGV: worker_id, random seed,
 --   k, then per outcome 5 values: id, fence, kind ('ok' | 'retry' | 'permanent' |
 --     'requeue': never started, back in line uncounted), result json or error, run time
 --     in seconds ('' unknown),
 --   want (tasks to take next; 0: none), then the priorities to take them from.
---   mode 'count': completions are counted here; 'now': apply the pairs; 'idle': apply them
---   only when no task is handed out (the slot goes idle), else the worker keeps them.
--- Returns: {flushed (0|1), {per outcome: {'ok', started_at, completed_at} | {'already'} |
---   {'stale'} (lease taken over: outcome discarded) | {'missing'} | the fail script's reply |
---   {'requeued'}}, the dequeue script's reply (or {'none'} when want is 0)}
-local worker, mode = ARGV[1], ARGV[2]
-math.randomseed(tonumber(ARGV[3]))
-local own_at = 5 + 2 * tonumber(ARGV[4])
-local k_at = own_at + 1 + 2 * tonumber(ARGV[own_at])
-local k = tonumber(ARGV[k_at])
-local want_at = k_at + 1 + 5 * k
+-- Returns: {{per outcome: {'ok', started_at, completed_at} | {'already'} (recorded
+--   before: a retried call) | {'stale'} (lease taken over: outcome discarded) | {'missing'} |
+--   the fail script's reply | {'requeued'}}, the dequeue script's reply (or {'none'} when
+--   want is 0)}
+local worker = ARGV[1]
+math.randomseed(tonumber(ARGV[2]))
+local k = tonumber(ARGV[3])
+local want_at = 4 + 5 * k
 local results = {}
-local all_acked = true
+local released = {}
 for i = 0, k - 1 do
-  local b = k_at + 1 + 5 * i
+  local b = 4 + 5 * i
   local id, fence, kind, value, spent = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local r
   if kind == 'ok' then
-    r = complete(id, worker, fence, value, spent, mode == 'count')
-    if r[1] ~= 'ok' then all_acked = false end
+    r = complete(id, worker, fence, value, spent, released)
   else
     local state = redis.call('HMGET', k_task(id), 'state', 'fence')
     if not state[1] then
@@ -52,18 +46,13 @@ for i = 0, k - 1 do
   end
   results[#results + 1] = r
 end
+if released[1] then redis.call('SREM', k_worker_active(worker), unpack(released)) end
 local want = tonumber(ARGV[want_at])
 local nxt = {'none'}
 if want > 0 then
   local prios = {}
   for i = want_at + 1, #ARGV do prios[#prios + 1] = ARGV[i] end
-  nxt = take(worker, prios, mode ~= 'count', want)
-end
-local flushed = 0
-if mode ~= 'idle' or nxt[1] ~= 'task' then
-  apply_tally(4)
-  if all_acked then apply_tally(own_at) end
-  flushed = 1
+  nxt = take(worker, prios, want)
 end
 emit()
-return {flushed, results, nxt}
+return {results, nxt}

@@ -8,8 +8,9 @@
 -- back (pending, attempt not counted) instead of waiting for its lease to run out.
 -- The worker's record also carries what dequeue checks in one read: 'paused' (this
 -- worker) and 'pq' (the paused priorities, as ',p,q,'), copied from the pause sets.
--- On the first beat the pending sets of the old layout (one per priority) are folded
--- into the single pending set, so an upgrade never strands a task.
+-- Every beat folds the pending sets of the old layout (one per priority) into the single
+-- pending set, so an upgrade never strands a task, even one enqueued by a producer that
+-- still runs the previous release.
 -- KEYS[1]: the worker registry
 -- ARGV: worker_id, first ('1' on a worker process's first beat), n_fields,
 --   field, value, ..., then (task id, fence) pairs
@@ -23,9 +24,9 @@ local first = ARGV[2] == '1'
 local nf = tonumber(ARGV[3])
 local wk = k_worker(worker)
 local now = now_ms()
-if first then
-  for p = 0, 3 do
-    local old = PREFIX .. 'pending:' .. p
+for p = 0, 3 do
+  local old = PREFIX .. 'pending:' .. p
+  if redis.call('EXISTS', old) == 1 then
     local items = redis.call('ZRANGE', old, 0, 999, 'WITHSCORES')
     while items[1] do
       for i = 1, #items, 2 do

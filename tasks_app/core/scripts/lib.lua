@@ -1,7 +1,8 @@
--- Shared helpers, prepended (after the generated key and config header) to
--- every script. Timestamps are milliseconds from the Redis server clock, so
--- every host agrees on lease expiry and due times.
-redis.replicate_commands()
+-- Shared helpers: the body of the function library (Redis 7+), or prepended to every
+-- script (EVAL, on Redis 6.2), after the generated key and config header.  Timestamps
+-- are milliseconds from the Redis server clock, so every host agrees on lease expiry and
+-- due times.  Per-call state (the clock, queued events) is reset by `fresh()` at the
+-- start of every call: in a library it would otherwise outlive the call.
 
 local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
@@ -21,6 +22,14 @@ local function now_ms()
   return (clock())
 end
 
+local EVENTS = {}
+local COUNTS, HISTS = {}, {}
+local function fresh()
+  CLOCK_MS, CLOCK_US = nil, nil
+  EVENTS = {}
+  COUNTS, HISTS = {}, {}
+end
+
 local function now_us()
   local _, us = clock()
   return us
@@ -33,6 +42,7 @@ local BAND = 1125899906842624
 local function pending_score(p, seq)
   return string.format('%.0f', (3 - tonumber(p)) * BAND + tonumber(seq))
 end
+local BAND_PRIORITY = {[0] = '3', [1] = '2', [2] = '1', [3] = '0'}
 local function band_low(p) return string.format('%.0f', (3 - tonumber(p)) * BAND) end
 local function band_high(p) return string.format('%.0f', (4 - tonumber(p)) * BAND - 1) end
 
@@ -41,12 +51,32 @@ local function band_high(p) return string.format('%.0f', (4 - tonumber(p)) * BAN
 -- {kind, task id, type, priority, owner or '', extras...} (see core/events.py, which
 -- builds the JSON events in the web process).  PUBLISH to a channel nobody listens on
 -- costs next to nothing, so there is no subscriber check.
-local EVENTS = {}
 local function event(row)
   if CFG_EVENTS_CHANNEL ~= '' then EVENTS[#EVENTS + 1] = row end
 end
 
+-- End of every script that changes something: apply the metric deltas it collected (one
+-- HINCRBY per distinct field, however many tasks the call handled) and publish its events.
 local function emit()
+  for name, by_a in pairs(COUNTS) do
+    for a, by_b in pairs(by_a) do
+      for b, n in pairs(by_b) do
+        redis.call('HINCRBY', K_METRICS,
+          'c\t' .. name .. '\t' .. a .. (b ~= '' and ('\t' .. b) or ''), n)
+      end
+    end
+  end
+  for name, by_label in pairs(HISTS) do
+    for label, h in pairs(by_label) do
+      local tail = name .. '\t' .. label
+      for index, n in pairs(h.buckets) do
+        redis.call('HINCRBY', K_METRICS, 'h\t' .. tail .. '\t' .. index, n)
+      end
+      redis.call('HINCRBY', K_METRICS, 'hs\t' .. tail, h.sum)
+      redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, h.n)
+    end
+  end
+  COUNTS, HISTS = {}, {}
   if #EVENTS > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
       cjson.encode({type = 'events.compact', at = now_ms(), rows = EVENTS}))
@@ -130,10 +160,19 @@ local function walk_dlq(batch, last, visit)
   return #entries, removed
 end
 
--- Metrics: counters and histograms in one hash (see core/metrics.py).
+-- Metrics: counters and histograms in one hash (see core/metrics.py), counted in the
+-- same script as the transition, summed per field over the call in Lua tables (no string
+-- is built per task) and applied by emit(), one HINCRBY per distinct field.
+local function slot_of(t, k)
+  local v = t[k]
+  if not v then v = {}; t[k] = v end
+  return v
+end
+
 local function count(name, a, b, n)
-  redis.call('HINCRBY', K_METRICS, 'c\t' .. name .. '\t' .. a .. (b and ('\t' .. b) or ''),
-    n or 1)
+  local by_b = slot_of(slot_of(COUNTS, name), a)
+  b = b or ''
+  by_b[b] = (by_b[b] or 0) + (n or 1)
 end
 
 -- Observe seconds in histogram `name` with one label; sums are kept in µs.
@@ -142,19 +181,15 @@ local function observe(name, bounds, label, seconds)
   for i, bound in ipairs(bounds) do
     if seconds <= bound then index = i - 1; break end
   end
-  local tail = name .. '\t' .. label
-  redis.call('HINCRBY', K_METRICS, 'h\t' .. tail .. '\t' .. index, 1)
-  redis.call('HINCRBY', K_METRICS, 'hs\t' .. tail, math.floor(seconds * 1000000))
-  redis.call('HINCRBY', K_METRICS, 'hc\t' .. tail, 1)
-end
-
--- Apply metric deltas a worker tallied itself (ARGV from `at`: n, then n field/delta pairs).
-local function apply_tally(at)
-  local n = tonumber(ARGV[at])
-  for i = at + 1, at + 2 * n, 2 do
-    redis.call('HINCRBY', K_METRICS, ARGV[i], ARGV[i + 1])
+  local by_label = slot_of(HISTS, name)
+  local h = by_label[label]
+  if not h then
+    h = {n = 0, sum = 0, buckets = {}}
+    by_label[label] = h
   end
-  return at + 2 * n + 1
+  h.n = h.n + 1
+  h.sum = h.sum + math.floor(seconds * 1000000)
+  h.buckets[index] = (h.buckets[index] or 0) + 1
 end
 
 -- A running attempt is held by its worker's active set; its lease is the worker's heartbeat
@@ -166,14 +201,19 @@ local function release_lease(id, worker)
   end
 end
 
--- running -> pending at its old place in line, the attempt not counted.
+-- running -> pending at its old place in line, the attempt not counted.  The task gets a
+-- new fence: a slot that still holds the old attempt (its dequeue reply came too late, or
+-- its worker's report did) can neither record it nor keep it alive, and its supervisor,
+-- told at the next heartbeat that the fence changed, stops it.
 local function put_back(id, worker, now)
   local tk = k_task(id)
   release_lease(id, worker)
-  local f = redis.call('HMGET', tk, 'priority', 'seq')
+  local f = redis.call('HMGET', tk, 'priority', 'seq', 'type', 'owner', 'fence')
   redis.call('HINCRBY', tk, 'attempts', -1)
   redis.call('HDEL', tk, 'worker_id', 'started_at')
+  redis.call('HSET', tk, 'fence', new_fence(), 'returned_fence', f[5] or '')
   make_pending(id, f[1], now, f[2])
+  event({'requeued', id, f[3], f[1], f[4] or ''})
 end
 
 local function finish(tk, state, now)
@@ -262,12 +302,13 @@ local function drop_dead_entry(e)
   return redis.call('XDEL', K_DLQ, e[1])
 end
 
--- running -> completed for the attempt (id, fence) of `worker`; `counted` counts the
--- completion and its run time here (else the worker tallies them).
+-- running -> completed for the attempt (id, fence) of `worker`, counted with its run time.
+-- With a `released` table the id is appended to it for the caller to take out of the
+-- worker's active set (one SREM for a batch) instead of at once.
 -- Returns {'ok', started_at, completed_at}, {'already'} (this attempt was acknowledged
 -- before: a retried call after a lost reply), {'stale'} (the lease was taken over) or
 -- {'missing'}.
-local function complete(id, worker, fence, result, spent, counted)
+local function complete(id, worker, fence, result, spent, released)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
     'attempts', 'owner')
@@ -276,34 +317,33 @@ local function complete(id, worker, fence, result, spent, counted)
   if f[1] == 'completed' then return {'already'} end
   if f[1] ~= 'running' then return {'stale'} end
   local now = now_ms()
-  release_lease(id, worker)
+  if released then released[#released + 1] = id else release_lease(id, worker) end
   if f[4] then redis.call('HDEL', tk, 'error') end
   redis.call('HSET', tk, 'result', result, 'state', 'completed', 'completed_at', now,
     'updated_at', now)
   redis.call('PEXPIRE', tk, CFG_RESULT_TTL_MS)
-  if counted then
-    count('completed', f[5], 'success')
-    observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
-  end
+  count('completed', f[5], 'success')
+  observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
   event({'completed', id, f[5], f[6], f[8] or '', worker, tonumber(f[7]), spent})
   return {'ok', f[3], now}
 end
 
 -- Take up to n tasks for a worker slot: the highest-priority pending tasks (FIFO within a
 -- priority) of the priorities `prios` (strings, highest first) that are not paused, each
--- starting an attempt under a fresh fence.  `tally` false observes the queue waits here;
--- true leaves them to the worker (it tallies them from the reply).
+-- starting an attempt under a fresh fence (its queue wait observed).
 -- Returns {'task', count, then per task the 11 values id, priority, fence, attempts, type,
 --   payload, metadata, max_retries, timeout, queue_wait_us, started_at},
 --   or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
-local function take(worker, prios, tally, n)
+local function take(worker, prios, n)
   local w = redis.call('HMGET', k_worker(worker), 'id', 'paused', 'pq')
   if not w[1] then return {'unregistered'} end
   if w[2] == '1' then return {'paused'} end
-  local pq = w[3] or ''
-  local open = {}
-  for _, p in ipairs(prios) do
-    if not string.find(pq, ',' .. p .. ',', 1, true) then open[#open + 1] = p end
+  local open = prios
+  if w[3] and w[3] ~= ',,' then  -- some priority is paused
+    open = {}
+    for _, p in ipairs(prios) do
+      if not string.find(w[3], ',' .. p .. ',', 1, true) then open[#open + 1] = p end
+    end
   end
   local out = {'task', 0}
   local started = {}
@@ -314,7 +354,7 @@ local function take(worker, prios, tally, n)
     if #open == 4 then
       local popped = redis.call('ZPOPMIN', K_PENDING, n - #started)
       for i = 1, #popped, 2 do
-        batch[#batch + 1] = {popped[i], tostring(3 - math.floor(tonumber(popped[i + 1]) / BAND))}
+        batch[#batch + 1] = {popped[i], BAND_PRIORITY[math.floor(tonumber(popped[i + 1]) / BAND)]}
       end
     else
       for _, q in ipairs(open) do
@@ -341,9 +381,7 @@ local function take(worker, prios, tally, n)
         local attempts = tonumber(f[8]) + 1
         redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
           'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
-        if not tally then
-          observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
-        end
+        observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
         started[#started + 1] = id
         for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}) do

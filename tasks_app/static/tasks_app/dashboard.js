@@ -183,6 +183,9 @@
       w.assumedBusy = 0;
       state.taskWorker.delete(data.task_id);
       if (event.type === "task.completed") w.processed += 1; else w.failed += 1;
+    } else if (event.type === "task.requeued") {  // taken, never run, back in line
+      w.running.delete(data.task_id);
+      state.taskWorker.delete(data.task_id);
     }
   }
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    SystemCheckError,
+)
 from django.db import connections
 
 from tasks_app.conf import tq_settings
@@ -55,6 +61,25 @@ class DjangoTaskSignals(Hook):
             announce_lost_attempt(self.broker, task_id, type_name)
 
 
+def _check_in_child(run: Any, write_fd: int, streams: tuple[Any, ...]) -> None:
+    """The forked checker: run the checks, report 'ok', 'error' and its message, or
+    'raised' on the pipe, and end without running any exit handler."""
+    try:
+        run()
+        reply = "ok\n"
+    except SystemCheckError as exc:
+        reply = f"error\n{exc}"
+    except BaseException:  # noqa: BLE001  (the parent reruns them to show it)
+        reply = "raised\n"
+    try:
+        for stream in (*streams, sys.stdout, sys.stderr):
+            stream.flush()
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(reply.encode(errors="replace"))
+    finally:
+        os._exit(0)
+
+
 def parse_priorities(text: str) -> list[int]:
     """'high,critical' or '2,3' -> [2, 3]."""
     try:
@@ -85,6 +110,31 @@ class Command(BaseCommand):
         parser.add_argument("--log-level", default="info",
                             choices=["debug", "info", "warning", "error"])
         parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """Run the system checks in a short-lived forked process: they import the URL conf,
+        the admin and the REST stack, which would otherwise stay in the worker's memory and
+        in every slot's.  Same messages and the same refusal to start as in-process."""
+        if not hasattr(os, "fork"):
+            super().check(*args, **kwargs)
+            return
+        for stream in (self.stdout, self.stderr, sys.stdout, sys.stderr):
+            stream.flush()
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            _check_in_child(lambda: super(Command, self).check(*args, **kwargs), write_fd,
+                            (self.stdout, self.stderr))
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            reply = pipe.read().decode(errors="replace")
+        os.waitpid(pid, 0)
+        verdict, _, message = reply.partition("\n")
+        if verdict == "error":
+            raise SystemCheckError(message)
+        if verdict != "ok":  # the checks themselves raised: let it surface here, as before
+            super().check(*args, **kwargs)
 
     def handle(self, *args: Any, **opts: Any) -> None:
         for name in ("concurrency", "max_tasks"):

@@ -1,0 +1,81 @@
+"""A worker's memory: its slots share what the supervisor loaded, and the system checks,
+which import the whole web side (URL conf, admin views, API schema), run in a short-lived
+process of their own, so their libraries stay out of the worker.  bench/memory.py prints the
+figures (PSS of the supervisor and of each slot)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks_app.core.inspect import Inspector
+from tests.procs import FAST_ENV, ROOT, WorkerPool, wait_for
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux /proc")
+
+SETUP_ONLY = "import django; django.setup()"
+WITH_CHECKS = SETUP_ONLY + "; from django.core.management import call_command; " \
+    "call_command('check')"
+MAPPED = "; print('\\n'.join(sorted({l.split()[-1] for l in open('/proc/self/maps') " \
+    "if l.rstrip().endswith('.so')})))"
+
+
+def libraries_of(pid: int) -> set[str]:
+    """The shared libraries (Python extensions included) a process has mapped."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return {line.split()[-1] for line in maps if line.rstrip().endswith(".so")}
+
+
+def libraries_after(code: str) -> set[str]:
+    """The shared libraries a fresh process of this site maps after running ``code``."""
+    env = {**os.environ, **FAST_ENV}
+    run = subprocess.run([sys.executable, "-c", code + MAPPED], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    return {word for word in run.stdout.split() if word.endswith(".so")}
+
+
+def test_the_worker_keeps_what_the_system_checks_load_out_of_its_processes(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    only_checks = libraries_after(WITH_CHECKS) - libraries_after(SETUP_ONLY)
+    assert only_checks, "the system checks load no library of their own here"
+    worker = pool.start(concurrency=2, inspector=inspector)
+    slots = wait_for(lambda: worker.slot_pids() if len(worker.slot_pids()) == 2 else None, 10)
+    for pid in [worker.pid, *slots]:
+        assert libraries_of(pid) & only_checks == set(), pid
+
+
+def test_a_system_check_error_still_stops_the_worker(pool: WorkerPool) -> None:
+    worker = pool.start(env={"TASKQUEUE_CORS_ALLOWED_ORIGINS": "not-an-origin"})
+    assert worker.wait(60) == 1
+    log = worker.log()
+    assert log.count("SystemCheckError: System check identified some issues") == 1, log
+    assert "(taskqueue.E002) TASKQUEUE['CORS_ALLOWED_ORIGINS']" in log
+    assert "started" not in log
+
+
+def test_check_warnings_are_printed_once_and_the_worker_starts(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    auth_on = {"TASKQUEUE_AUTH_ENABLED": "1",
+               "DJANGO_SECRET_KEY": "k3Yq8vT1xw9ZpL2mN4rB6cD0eF7gH5jS",
+               "TASKQUEUE_API_KEYS": "a-long-enough-api-key-0123456789"}
+    worker = pool.start(env=auth_on, inspector=inspector)
+    assert len(worker.log_lines("taskqueue.security.W004")) == 1, worker.log()
+
+
+def test_memory_bench_prints_each_process_and_the_totals() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # it starts its own Redis
+    run = subprocess.run([sys.executable, "memory.py", "--concurrency", "2", "--runs", "1",
+                          "--tasks", "100"], cwd=ROOT / "bench", env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split()[0] for line in run.stdout.splitlines() if line.startswith("    ")]
+    table = ["process", "supervisor", "child", "child", "total"]
+    assert rows == table * 2, run.stdout  # idle, then after the tasks
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("worker memory, 2 slot(s), PSS summed over the supervisor"), last
+    idle_mb = float(last.split("idle ")[1].split(" MB")[0])
+    assert 10 < idle_mb < 1000, last
