@@ -27,9 +27,10 @@ def flush(broker) -> None:  # type: ignore[no-untyped-def]
 
 
 def bench_enqueue(n_single: int, n_bulk: int, batch: int,
-                  profile: bool = False) -> PhaseProfile | None:
+                  profile: bool = False
+                  ) -> tuple[PhaseProfile | None, PhaseProfile | None, int]:
     """Print both enqueue rates; with ``profile``, each phase's Redis work too, and return the
-    one-call phase's."""
+    one-call and bulk phases' profiles and the bulk's size."""
     from tasks_app import producer
     from tasks_app.connection import get_broker
 
@@ -57,7 +58,7 @@ def bench_enqueue(n_single: int, n_bulk: int, batch: int,
     print(f"(a) enqueue, bulk of {batch}:    {bulk:,.0f} tasks/s ({n_bulk:,} tasks)")
     if bulk_profile:
         print_profile(f"enqueue, bulk of {batch}", bulk_profile, n_bulk)
-    return single_profile
+    return single_profile, bulk_profile, n_bulk
 
 
 def start_worker(*extra: str) -> subprocess.Popen[bytes]:
@@ -117,11 +118,12 @@ def bench_drain(n: int, profile: bool = False) -> PhaseProfile | None:
     return drain_profile
 
 
-def print_lifecycle(enqueue: PhaseProfile, drain: PhaseProfile, tasks: int) -> None:
-    """A task's whole life in Redis: one-call enqueue plus dequeue and ack."""
-    commands = (enqueue.total_calls + drain.total_calls) / tasks
-    cpu = cpu_us_per_task(enqueue, tasks) + cpu_us_per_task(drain, tasks)
-    print(f"lifecycle (enqueue one call + dequeue + ack): {commands:.2f} Redis commands per "
+def print_lifecycle(label: str, enqueue: PhaseProfile, enqueued: int, drain: PhaseProfile,
+                    drained: int) -> None:
+    """A task's whole life in Redis: its enqueue plus its dequeue and ack."""
+    commands = enqueue.total_calls / enqueued + drain.total_calls / drained
+    cpu = cpu_us_per_task(enqueue, enqueued) + cpu_us_per_task(drain, drained)
+    print(f"lifecycle ({label} + dequeue + ack): {commands:.2f} Redis commands per "
           f"task, {cpu:.1f} us of Redis CPU per task")
 
 
@@ -168,10 +170,11 @@ def main() -> None:
     setup_django()
     n = 2_000 if args.quick else 20_000
     try:
-        single = bench_enqueue(n, n * 10, 1000, profile=args.profile)
+        single, bulk, n_bulk = bench_enqueue(n, n * 10, 1000, profile=args.profile)
         drain = bench_drain(n, profile=args.profile)
-        if single and drain:
-            print_lifecycle(single, drain, n)
+        if single and bulk and drain:
+            print_lifecycle("enqueue one call", single, n, drain, n)
+            print_lifecycle("enqueue in bulks of 1,000", bulk, n_bulk, drain, n)
         bench_latency(200 if args.quick else 2_000, 0.005)
     finally:
         if server is not None:
