@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import hashlib
 import json
 import os
 import random
@@ -86,9 +87,16 @@ class RedisTimer:
 
     def __init__(self, brokers: dict[str, Any]) -> None:
         self.client = next(iter(brokers.values())).client
-        # Each namespace has its own scripts (the key names are built in), so its own SHAs.
-        self.names = {script.sha: name for broker in brokers.values()
-                      for name, script in broker.scripts._scripts.items()}
+        # Each namespace has its own scripts (the key names are built in): its own function
+        # library (FCALL <library>_<script>, Redis 7+), or its own SHAs (EVALSHA).
+        from tasks_app.core.scripts import NAMES, source
+
+        self.names = {}
+        for broker in brokers.values():
+            for name in NAMES:
+                self.names[f"{broker.scripts.library_name}_{name}"] = name
+                sha = hashlib.sha1(source(name, broker.keys, broker.config).encode()).hexdigest()
+                self.names[sha] = name
         self.tags = {f"{{{broker.config.namespace}}}": side for side, broker in brokers.items()}
         self.saved = {k: self.client.config_get(k)[k]
                       for k in ("slowlog-log-slower-than", "slowlog-max-len")}
@@ -109,7 +117,7 @@ class RedisTimer:
                 command = command.decode(errors="replace")
             parts = command.split(" ", 5)
             label, key = None, ""
-            if parts[0].upper() == "EVALSHA" and len(parts) > 4:
+            if parts[0].upper() in ("EVALSHA", "FCALL") and len(parts) > 4:
                 name, key = self.names.get(parts[1]), parts[3]
                 if name == "enqueue" and parts[4] in ("1", "1000"):
                     label = f"enqueue, {parts[4]} per call"

@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATION_CLASSES": None,
     "PERMISSION_CLASSES": None,
     "HARDEN_SERVER": False,  # with_taskqueue() patches daphne only when the site asks
-    "PREFETCH": 8,
+    "PREFETCH": 16,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):

@@ -44,7 +44,7 @@ from tests.servers import LiveServer
 STARTED = re.compile(r"started (\S+) ([0-9a-f-]{36}) attempt (\d+)")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high", 3: "critical"}
-PREFETCH = 8  # the product's default
+PREFETCH = 16  # the product's default
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_a_killed_slot_loses_no_prefetched_task_and_completes_none_twice(
         pool: WorkerPool, inspector: Inspector) -> None:
     worker = pool.start(concurrency=1, inspector=inspector)
     long_task, ids, ahead = start_long_task_with_others_behind(worker, seconds=2.0)
-    assert len(ahead) == PREFETCH - 1  # the sleep task and 7 echo tasks in one take
+    assert len(ahead) == 7  # the sleep task and the 7 echo tasks behind it in one take
     (slot,) = worker.slot_pids()
     os.kill(slot, signal.SIGKILL)
     wait_completed(ids, timeout=20)

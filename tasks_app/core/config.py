@@ -38,6 +38,6 @@ class Config:
     """Dead-letter entries kept; the janitor deletes the oldest beyond (None: no bound)."""
     dlq_max_age: float | None = 30 * 86400.0
     """Seconds a dead-letter entry is kept (None: no bound)."""
-    prefetch: int = 8
+    prefetch: int = 16
     """Tasks a worker slot may take in one call while its tasks are short (see slot.py)."""
 
