@@ -86,7 +86,7 @@ end
 
 -- A fencing token for a recovered or taken-over attempt: the clock in µs, then the counter,
 -- so a counter rolled back by a Redis crash (AOF everysec) can never hand out a token
--- that was used before.  (A dequeue's token is cheaper: see take_one.)
+-- that was used before.  (A dequeue's token is cheaper: see take.)
 local function new_fence()
   return now_us() .. '.' .. redis.call('INCR', K_FENCE)
 end
