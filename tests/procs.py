@@ -326,10 +326,11 @@ class FaultyProxy:
                  watching: threading.Event) -> None:
         with contextlib.suppress(OSError):
             while data := server.recv(65536):
-                if watching.is_set():
+                # Watch every reply after the matching request until the one to lose: a
+                # pipelined request (an idle slot's wait, then its take) is answered in parts.
+                if watching.is_set() and self._take(data):
                     watching.clear()
-                    if self._take(data):
-                        break
+                    break
                 client.sendall(data)
         for sock in (client, server):
             _hang_up(sock)

@@ -242,6 +242,28 @@ class Broker:
         with redis_errors():
             return self.blocking_client.blpop(keys, timeout=max(timeout, 0.01)) is not None
 
+    def wait_and_take(self, worker_id: str, priorities: Iterable[int], timeout: float, n: int,
+                      paused: bool = False) -> tuple[bool, list[Job] | str]:
+        """Block until a wake-up token arrives (or timeout), then take up to ``n`` tasks, in
+        one round trip: the take is pipelined behind the blocking pop, so Redis runs it the
+        moment the token arrives, without waiting for the client to ask.  Returns whether
+        the worker's own wake list (a stop, or a resume) woke it, and what the take got."""
+        keys = [self.keys.worker_wake(worker_id)]
+        if not paused:
+            keys = self.keys.notify_keys(priorities) + keys
+        order = sorted(priorities, reverse=True)
+        with redis_errors():
+            pipe = self.blocking_client.pipeline(transaction=False)
+            pipe.blpop(keys, timeout=max(timeout, 0.01))
+            self.scripts.queue("dequeue", self.keys.pending, [worker_id, n, *order], pipe)
+            popped, reply = pipe.execute(raise_on_error=False)
+        by_worker = isinstance(popped, (list, tuple)) and popped[0] == keys[-1]
+        if isinstance(reply, Exception):  # e.g. the code is not loaded (Redis restarted)
+            if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+                raise errors.BrokerUnavailable(str(reply))
+            return by_worker, self.take(worker_id, priorities, n)
+        return by_worker, _taken(reply)
+
     def ack(self, attempt: Attempt, worker_id: str, result_json: str,
             duration: float = 0.0) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""

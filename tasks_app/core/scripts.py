@@ -135,6 +135,15 @@ class Scripts:
         except redis.ResponseError as exc:
             raise translate(exc) from None
 
+    def queue(self, name: str, key: str, args: list[Any], pipe: Any) -> None:
+        """Add a call of the script to a pipeline, in the form the server last answered
+        (FCALL, or EVALSHA); a reply saying the code is missing is the caller's to handle
+        (a direct call loads it)."""
+        if self.functions:
+            pipe.execute_command("FCALL", f"{self.library_name}_{name}", 1, key, *args)
+        else:
+            pipe.evalsha(self._evalsha(name).sha, 1, key, *args)
+
     def _fcall(self, client: Any, name: str, key: str, args: list[Any]) -> Any:
         lib_name = self.library_name
         code = self._library[1] if self._library else ""

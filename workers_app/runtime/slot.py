@@ -73,6 +73,7 @@ class SlotProcess:
         self._done_since = 0.0
         self._short_streak = 0
         self._fresh = False  # the held tasks are a take none of which has started yet
+        self._taken_idle = False  # ... taken behind a wake-up from the worker's wake list
         # held, done and the broker calls that record outcomes are shared with
         # the watchdog thread, which records them when a task turns out long (see _watch).
         self._lock = threading.RLock()
@@ -102,8 +103,9 @@ class SlotProcess:
                 _exit_orphaned()
             if self.spec.stop.value:
                 # A slot finishes its task: the first of what it took last, if it has not
-                # started on that batch yet; what it took ahead goes back in line uncounted.
-                if self._fresh and self.held:
+                # started on that batch yet (unless the worker's own wake list woke it to
+                # take it: a stop does that); what it took ahead goes back in line uncounted.
+                if self._fresh and self.held and not self._taken_idle:
                     self._run(self.held.popleft(), watch=False)
                 self._settle(requeue=True)
                 return
@@ -115,7 +117,7 @@ class SlotProcess:
                 if isinstance(got, str):
                     if got == brokermod.EMPTY and self.spec.burst:
                         return
-                    self._idle(got)
+                    self._idle_until_work(got)
                 continue
             with self._lock:
                 if not self.held:
@@ -149,14 +151,14 @@ class SlotProcess:
         self._accept(got, n)
         return got
 
-    def _accept(self, got: list[Job] | str, asked: int) -> None:
+    def _accept(self, got: list[Job] | str, asked: int, idle: bool = False) -> None:
         """Hold the tasks a take handed out; give back the tickets it did not use."""
         jobs = got if isinstance(got, list) else []
         self._return_tickets(asked - len(jobs))
         if jobs:
             self.spec.slot.hold(jobs)
             self.held.extend(jobs)
-            self._fresh = True
+            self._fresh, self._taken_idle = True, idle
 
     def _run(self, job: Job, watch: bool) -> None:
         """Run one job; its outcome waits in ``done`` until it is recorded.  With ``watch``
@@ -209,7 +211,7 @@ class SlotProcess:
         with self._lock:
             why = self._settle_locked(take, requeue, patient)
         if why is not None:
-            self._idle(why)
+            self._idle_until_work(why)
 
     def _settle_locked(self, take: bool, requeue: bool, patient: bool) -> str | None:
         """_settle's work; returns why no task was handed out when the slot should idle."""
@@ -248,17 +250,39 @@ class SlotProcess:
             return nxt
         return None
 
-    def _idle(self, why: str) -> None:
+    def _idle_until_work(self, why: str) -> None:
+        """Wait until a task is held, or something needs the loop (stop, orphaned, Redis
+        away): an idle wait that takes nothing comes back with why, and waits again."""
+        while True:
+            again = self._idle(why)
+            if again not in (brokermod.EMPTY, brokermod.PAUSED) or self.spec.stop.value \
+                    or self.orphaned():
+                return
+            why = again
+
+    def _idle(self, why: str) -> str | None:
+        """Wait for work; returns why the take behind the wait got nothing (None when it
+        took tasks, or when the loop should look again)."""
         if why == brokermod.UNREGISTERED:
             time.sleep(0.2)
-            return
+            return None
         if why == "":
-            return  # a Redis error, already waited for
+            return None  # a Redis error, already waited for
+        paused = why == brokermod.PAUSED
         try:
-            self.broker.wait_for_work(self.spec.worker_id, self.spec.priorities, IDLE_WAIT,
-                                      paused=why == brokermod.PAUSED)
+            if self.spec.budget is None:  # wait, and take what woke us in the same trip
+                by_worker, got = self.broker.wait_and_take(
+                    self.spec.worker_id, self.spec.priorities, IDLE_WAIT, self._want(),
+                    paused=paused)
+                with self._lock:
+                    self._accept(got, 0, idle=by_worker)
+                return got if isinstance(got, str) else None
+            else:  # a --max-tasks budget: reserve tickets only when there is work
+                self.broker.wait_for_work(self.spec.worker_id, self.spec.priorities, IDLE_WAIT,
+                                          paused=paused)
         except BrokerUnavailable as exc:
             self._backoff(exc)
+        return None
 
     def _take_tickets(self, n: int) -> int:
         """Reserve up to n tasks of the --max-tasks budget (all n without one)."""

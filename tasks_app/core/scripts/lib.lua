@@ -390,7 +390,15 @@ local function take(worker, prios, n)
       end
     end
   end
-  if not started[1] then return {'empty'} end
+  if not started[1] then
+    -- Nothing pending in these priorities: their wake-up tokens are stale for every worker
+    -- (left by a burst while slots were busy); drop them so idle slots do not wake for
+    -- nothing, one empty take each.
+    local stale = {}
+    for _, p in ipairs(open) do stale[#stale + 1] = k_notify(p) end
+    if stale[1] then redis.call('DEL', unpack(stale)) end
+    return {'empty'}
+  end
   redis.call('SADD', k_worker_active(worker), unpack(started))
   out[2] = #started
   return out
