@@ -91,8 +91,13 @@ def test_task_running_across_a_redis_restart_completes_once(
 
 def test_lost_reply_to_a_dequeue_does_not_cost_the_task_an_attempt(
         proxy: FaultyProxy, pool: WorkerPool, inspector: Inspector) -> None:
-    worker = pool.start(concurrency=1, env={"REDIS_URL": proxy.url}, inspector=inspector)
-    proxy.lose_reply(dequeue_request(worker.id), b"$4\r\ntask\r\n")  # one that got a task
+    # Armed before the worker starts: an idle slot sends its take (pipelined behind its
+    # wait) before anything is enqueued, and the proxy then watches that connection's
+    # replies until one hands out a task.
+    worker_id = "w-lost-reply"
+    proxy.lose_reply(dequeue_request(worker_id), b"$4\r\ntask\r\n")  # one that got a task
+    pool.start(concurrency=1, env={"REDIS_URL": proxy.url}, inspector=inspector,
+               worker_id=worker_id)
     task = producer.enqueue("echo", {"once": True}, max_retries=0)
     if not proxy.lost.wait(5):
         raise RuntimeError("the worker never sent a dequeue through the proxy")
