@@ -258,9 +258,10 @@ class WorkerPool:
 class FaultyProxy:
     """A TCP proxy in front of Redis that can lose or hold up one request (a network blip).
 
-    ``lose_reply(request, reply)`` arms it: the next request containing ``request`` whose
-    reply contains ``reply`` still ran in Redis, but the connection is cut before that
-    reply gets back.  ``hold(*parts, seconds=...)`` delays the next request containing
+    ``lose_reply(request, reply)`` arms it: once a request containing ``request`` went
+    through a connection, the first reply on it that contains ``reply`` (its own, or a
+    later one's) still ran in Redis, but the connection is cut before that reply gets
+    back.  ``hold(*parts, seconds=...)`` delays the next request containing
     every one of ``parts`` (other connections carry on meanwhile).
     """
 
