@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "PERMISSION_CLASSES": None,
     "HARDEN_SERVER": False,  # with_taskqueue() patches daphne only when the site asks
     "PREFETCH": 16,
+    # Named queues a site declares, with their shards: ["emails", ...] or
+    # {"default": {"shards": 4}, "emails": {}}.  Queues used at enqueue are known too.
+    "QUEUES": (),
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -196,6 +199,30 @@ def class_list(base: str, composition: str | None = None) -> Validator:
     return check
 
 
+def queue_map(key: str, value: Any) -> tuple[tuple[str, int], ...]:
+    """Accept a list of queue names, or a dict of queue name -> {"shards": 1-64}; the
+    value is a tuple of (name, shards)."""
+    from tasks_app.core.keys import MAX_SHARDS, valid_queue_name
+
+    expected = ('a list of queue names, or a dict such as {"default": {"shards": 4}} '
+                '(names: letters, digits, "_", ".", "-"; at most 64)')
+    if isinstance(value, list | tuple):
+        value = {name: {} for name in value}
+    if not isinstance(value, Mapping):
+        raise invalid(key, value, expected)
+    out = []
+    for name, options in value.items():
+        if not valid_queue_name(name) or not isinstance(options, Mapping) \
+                or set(options) - {"shards"}:
+            raise invalid(key, value, expected)
+        shards = options.get("shards", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int) \
+                or not 1 <= shards <= MAX_SHARDS:
+            raise invalid(key, value, f"shards between 1 and {MAX_SHARDS} for queue {name!r}")
+        out.append((name, shards))
+    return tuple(out)
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -246,6 +273,7 @@ VALIDATORS: dict[str, Validator] = {
     "PERMISSION_CLASSES": optional(class_list("rest_framework.permissions.BasePermission",
                                               "rest_framework.permissions.OperationHolderMixin")),
     "HARDEN_SERVER": boolean,
+    "QUEUES": queue_map,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -47,8 +47,8 @@ class Supervisor:
     """The supervisor's heartbeat over one slot's record, driven by hand."""
 
     def __init__(self, broker: Broker, slot: Slot) -> None:
-        def running() -> list[tuple[str, str]]:  # what Worker._running reports
-            return [(h.task_id, h.fence) for h in slot.held()]
+        def running() -> list[tuple[str, str, str]]:  # what Worker._running reports
+            return [(h.task_id, h.fence, h.where) for h in slot.held()]
 
         self.heartbeat = Heartbeat(broker, WORKER, dict, running, lambda lost: None,
                                    lambda beat: self.orphans.extend(beat.orphans))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ import redis
 
 from . import errors
 from .config import Config
-from .keys import Keys, scoped
+from .keys import DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
+from .queues import Serving
 from .scripts import UNAVAILABLE_REPLIES, Scripts
 from .states import Priority, TaskState
 from .task import Attempt, Job, Task, TaskSpec
@@ -111,8 +114,17 @@ class Submitted:
     duplicate: bool
 
 
+QUEUES_TTL = 2.0
+"""Seconds a process trusts its copy of the namespace's queue registry."""
+
+
 class Broker:
-    """Queue operations on one Redis namespace."""
+    """Queue operations on one Redis namespace: its named queues and their shards.
+
+    ``keys`` are the namespace's home keys (shard 0 of the ``default`` queue, which also
+    holds the namespace-wide registry of queues).  A worker sets :attr:`serving` to the
+    queues it takes from (None: every queue the namespace knows).
+    """
 
     def __init__(self, client: redis.Redis, config: Config) -> None:
         # Any: redis-py's stubs type replies as bytes | str even with decode_responses.
@@ -121,6 +133,112 @@ class Broker:
         self.keys = Keys(config.namespace)
         self.scripts = Scripts(client, self.keys, config)
         self._blocking: redis.Redis | None = None
+        self._shards: dict[str, Keys] = {"": self.keys}
+        self._queues: dict[str, int] = {}
+        self._queues_at = -QUEUES_TTL
+        self._registered: set[str] = set()
+        self.serving: Serving | None = None
+        self.cluster = type(client).__name__ == "RedisCluster"
+        """True on a Redis Cluster: a blocking wait then watches one slot's keys."""
+
+    # -- queues and shards -------------------------------------------------
+
+    def shard(self, ref: str) -> Keys:
+        """The keys of the queue shard that ``ref`` (:func:`keys.shard_ref`) names."""
+        keys = self._shards.get(ref)
+        if keys is None:
+            queue, index = parse_shard_ref(ref)
+            keys = self._shards[ref] = self.keys.of(queue, index)
+        return keys
+
+    def queue_shards(self, queue: str) -> list[Keys]:
+        """The keys of every shard of a queue."""
+        n = self.queues().get(queue) or self.config.queue_shards(queue)
+        return [self.shard(shard_ref(queue, i)) for i in range(n)]
+
+    def queues(self, fresh: bool = False) -> dict[str, int]:
+        """Every queue of the namespace and its number of shards: the configured ones and
+        those a producer or worker registered (re-read at most every QUEUES_TTL seconds)."""
+        now = time.monotonic()
+        if fresh or now - self._queues_at >= QUEUES_TTL:
+            with redis_errors():
+                stored = self.client.hgetall(self.keys.queues)
+            known = {DEFAULT_QUEUE: self.config.queue_shards(DEFAULT_QUEUE)}
+            for name, n in self.config.queues:
+                known[name] = n
+            for name, n in stored.items():
+                known[name] = max(known.get(name, 1), int(n))
+            self._queues, self._queues_at = known, now
+        return self._queues
+
+    def all_shards(self) -> list[Keys]:
+        """The keys of every shard of every known queue (the home shard first)."""
+        return [keys for name in sorted(self.queues(), key=lambda q: q != DEFAULT_QUEUE)
+                for keys in self.queue_shards(name)]
+
+    def register_queue(self, queue: str) -> None:
+        """Record a queue (and its configured shard count) in the namespace's registry, once
+        per process: workers started without ``--queues`` find it there."""
+        if queue in self._registered:
+            return
+        n = self.config.queue_shards(queue)
+        with redis_errors():
+            if not self.client.hsetnx(self.keys.queues, queue, n):
+                stored = int(self.client.hget(self.keys.queues, queue) or 0)
+                if stored < n:  # shards are only ever added: tasks may wait in every one
+                    self.client.hset(self.keys.queues, queue, n)
+        self._registered.add(queue)
+        self._queues_at = -QUEUES_TTL
+
+    def _producer_shard(self, queue: str, idem: str) -> Keys:
+        shards = self.queue_shards(queue)
+        if len(shards) == 1:
+            return shards[0]
+        if idem:  # a repeat of the same key must find the first call's record
+            return shards[zlib.crc32(idem.encode()) % len(shards)]
+        return random.choice(shards)
+
+    def locate(self, task_id: str) -> Keys | None:
+        """The shard holding a task (None if no shard does), in one round trip."""
+        shards = self.all_shards()
+        if len(shards) == 1:
+            return shards[0]
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for keys in shards:
+                pipe.exists(keys.task(task_id))
+            found = pipe.execute()
+        return next((keys for keys, hit in zip(shards, found, strict=True) if hit), None)
+
+    # -- the shards a worker serves ----------------------------------------
+
+    def served(self) -> list[Keys]:
+        """Every shard of the queues this process serves (the primary shard first)."""
+        names = self.serving.names if self.serving and self.serving.names else None
+        if names is None:
+            return self.all_shards()
+        return [keys for name in names for keys in self.queue_shards(name)]
+
+    @property
+    def primary(self) -> Keys:
+        """The first shard served: where a worker's slots wait for a wake-up of their own."""
+        if self.serving and self.serving.names:
+            return self.shard(shard_ref(self.serving.names[0], 0))
+        return self.keys
+
+    def take_order(self) -> list[Keys]:
+        """The shards to take from, in the order of this call: the queues in the serving
+        order (strict, or a weighted draw), each queue's shards starting at a random one."""
+        names = (self.serving.order() if self.serving and self.serving.names
+                 else Serving.every(list(self.queues())).order())
+        out = []
+        for name in names:
+            shards = self.queue_shards(name)
+            if len(shards) > 1:
+                start = random.randrange(len(shards))
+                shards = shards[start:] + shards[:start]
+            out.extend(shards)
+        return out
 
     @classmethod
     def from_config(cls, config: Config) -> Broker:
@@ -183,11 +301,20 @@ class Broker:
         """
         if not specs:
             return Submitted([], duplicate=False)
+        queue = specs[0].queue
+        for i, spec in enumerate(specs):
+            if spec.queue != queue:
+                raise errors.ValidationError(
+                    "every task of one call must be in the same queue (a call is created "
+                    "atomically, in one queue)", f"tasks[{i}].queue")
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
+        if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
+            self.register_queue(queue)
+        keys = self._producer_shard(queue, idem)
         args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope]
         for spec in specs:
             args.extend(spec.script_args())
-        reply = self.run_script("enqueue", self.keys.seq, args)
+        reply = self.run_script("enqueue", keys.seq, args)
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
@@ -208,17 +335,28 @@ class Broker:
         """The task with that id; raises :class:`TaskNotFound`."""
         if not is_uuid(task_id):
             raise errors.TaskNotFound(task_id)
+        shards = self.all_shards()
         with redis_errors():
-            raw = self.client.hgetall(self.keys.task(task_id))
-        if not raw or "state" not in raw:
-            raise errors.TaskNotFound(task_id)
-        return Task.from_hash(raw)
+            if len(shards) == 1:
+                found = [self.client.hgetall(shards[0].task(task_id))]
+            else:  # one round trip whatever the number of queues
+                pipe = self.client.pipeline(transaction=False)
+                for keys in shards:
+                    pipe.hgetall(keys.task(task_id))
+                found = pipe.execute()
+        for keys, raw in zip(shards, found, strict=True):
+            if raw and "state" in raw:
+                return Task.from_hash(raw, keys.queue)
+        raise errors.TaskNotFound(task_id)
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a pending, scheduled or retrying task and return it."""
         if not is_uuid(task_id):
             raise errors.TaskNotFound(task_id)
-        self.run_script("cancel", self.keys.seq, [task_id])
+        keys = self.locate(task_id)
+        if keys is None:
+            raise errors.TaskNotFound(task_id)
+        self.run_script("cancel", keys.seq, [task_id])
         return self.get(task_id)
 
     # -- worker hot path ---------------------------------------------------
@@ -228,17 +366,45 @@ class Broker:
         got = self.take(worker_id, priorities, 1)
         return got[0] if isinstance(got, list) else got
 
-    def take(self, worker_id: str, priorities: Iterable[int], n: int) -> list[Job] | str:
-        """Start up to ``n`` of the best pending tasks (at least one), or say why none."""
+    def take(self, worker_id: str, priorities: Iterable[int], n: int,
+             skip: Keys | None = None) -> list[Job] | str:
+        """Start up to ``n`` of the best pending tasks (at least one), or say why none:
+        the served queues' shards are asked in :meth:`take_order` until one has work."""
         order = sorted(priorities, reverse=True)
-        return _taken(self.run_script("dequeue", self.keys.pending, [worker_id, n, *order]))
+        primary = self.primary
+        why = EMPTY
+        for keys in self.take_order():
+            if keys is skip:
+                continue
+            got = _taken(self.run_script("dequeue", keys.pending, [worker_id, n, *order]), keys)
+            if isinstance(got, list) or got == PAUSED:
+                return got
+            if got == UNREGISTERED and keys is primary:
+                why = UNREGISTERED  # elsewhere: a queue found since the last heartbeat
+        return why
+
+    def _wait_keys(self, worker_id: str, priorities: Iterable[int], paused: bool,
+                   timeout: float) -> tuple[list[str], float]:
+        """The keys an idle slot blocks on (its worker's wake list last), and for how long.
+
+        On a Redis Cluster one blocking pop watches one slot: the primary shard's lists,
+        for at most a quarter second when other shards are served too."""
+        primary = self.primary
+        keys = [primary.worker_wake(worker_id)]
+        if paused:
+            return keys, timeout
+        shards = self.served()
+        if self.cluster:
+            if len(shards) > 1:
+                timeout = min(timeout, 0.25)
+            shards = [primary]
+        notify = [key for shard in shards for key in shard.notify_keys(priorities)]
+        return notify + keys, timeout
 
     def wait_for_work(self, worker_id: str, priorities: Iterable[int], timeout: float,
                       paused: bool = False) -> bool:
         """Block until a wake-up token arrives (or timeout); True when woken."""
-        keys = [self.keys.worker_wake(worker_id)]
-        if not paused:
-            keys = self.keys.notify_keys(priorities) + keys
+        keys, timeout = self._wait_keys(worker_id, priorities, paused, timeout)
         with redis_errors():
             return self.blocking_client.blpop(keys, timeout=max(timeout, 0.01)) is not None
 
@@ -248,27 +414,32 @@ class Broker:
         one round trip: the take is pipelined behind the blocking pop, so Redis runs it the
         moment the token arrives, without waiting for the client to ask.  Returns whether
         the worker's own wake list (a stop, or a resume) woke it, and what the take got."""
-        keys = [self.keys.worker_wake(worker_id)]
-        if not paused:
-            keys = self.keys.notify_keys(priorities) + keys
-        order = sorted(priorities, reverse=True)
+        keys, timeout = self._wait_keys(worker_id, priorities, paused, timeout)
+        order = self.take_order()
+        if len(order) > 1 or self.cluster:  # the take asks several shards: after the wait
+            with redis_errors():
+                popped = self.blocking_client.blpop(keys, timeout=max(timeout, 0.01))
+            by_worker = isinstance(popped, (list, tuple)) and popped[0] == keys[-1]
+            return by_worker, self.take(worker_id, priorities, n)
+        shard = order[0]
+        prios = sorted(priorities, reverse=True)
         with redis_errors():
             pipe = self.blocking_client.pipeline(transaction=False)
             pipe.blpop(keys, timeout=max(timeout, 0.01))
-            self.scripts.queue("dequeue", self.keys.pending, [worker_id, n, *order], pipe)
+            self.scripts.queue("dequeue", shard.pending, [worker_id, n, *prios], pipe)
             popped, reply = pipe.execute(raise_on_error=False)
         by_worker = isinstance(popped, (list, tuple)) and popped[0] == keys[-1]
         if isinstance(reply, Exception):  # e.g. the code is not loaded (Redis restarted)
             if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
                 raise errors.BrokerUnavailable(str(reply))
             return by_worker, self.take(worker_id, priorities, n)
-        return by_worker, _taken(reply)
+        return by_worker, _taken(reply, shard)
 
     def ack(self, attempt: Attempt, worker_id: str, result_json: str,
             duration: float = 0.0) -> Outcome:
         """Complete an attempt; raises :class:`StaleLease` if the lease was lost."""
         args = self._ack_args(attempt, worker_id, result_json, duration)
-        return _acked(self.run_script("ack", self.keys.pending, args))
+        return _acked(self.run_script("ack", self._attempt_shard(attempt).pending, args))
 
     def fail(self, attempt: Attempt, worker_id: str, error: str, permanent: bool = False,
              duration: float | None = None) -> Outcome:
@@ -277,7 +448,10 @@ class Broker:
         ``duration`` is the handler's run time, None when unknown (the slot died).
         """
         args = self._fail_args(attempt, worker_id, error, permanent, duration)
-        return _failed(self.run_script("fail", self.keys.pending, args))
+        return _failed(self.run_script("fail", self._attempt_shard(attempt).pending, args))
+
+    def _attempt_shard(self, attempt: Attempt) -> Keys:
+        return self.shard(getattr(attempt, "where", ""))
 
     def finish_and_dequeue(self, job: Job, worker_id: str, ok: bool, value: str,
                            permanent: bool, priorities: Iterable[int], duration: float = 0.0,
@@ -300,15 +474,36 @@ class Broker:
         Each outcome is an :class:`Outcome`, or None when the attempt's lease was taken over
         (the outcome is discarded).
         """
-        order = sorted(priorities, reverse=True)
-        args: list[Any] = [worker_id, random.randrange(1 << 30), len(ended)]
-        for e in ended:
-            spent = "" if e.duration is None else f"{e.duration:.6f}"
-            args.extend((e.job.id, e.job.fence, e.kind, e.value, spent))
-        args.extend((want, *order))
-        replies, nxt = self.run_script("finish", self.keys.pending, args)
-        outcomes = [_outcome(e.kind, reply) for e, reply in zip(ended, replies, strict=True)]
-        return outcomes, _taken(nxt) if nxt[0] != "none" else []
+        prios = sorted(priorities, reverse=True)
+        groups: dict[str, list[int]] = {}
+        for i, e in enumerate(ended):
+            groups.setdefault(e.job.where, []).append(i)
+        order = self.take_order() if want else []
+        # The common case, one shard: its outcomes and the next take in one call.
+        first = order[0] if order else None
+        together = first is not None and (not groups or list(groups) == [first_ref(first)])
+        outcomes: list[Outcome | None] = [None] * len(ended)
+        nxt: list[Job] | str = []
+        for where, indexes in groups.items():
+            keys = self.shard(where)
+            args: list[Any] = [worker_id, random.randrange(1 << 30), len(indexes)]
+            for i in indexes:
+                e = ended[i]
+                spent = "" if e.duration is None else f"{e.duration:.6f}"
+                args.extend((e.job.id, e.job.fence, e.kind, e.value, spent))
+            args.extend((want if together else 0, *prios))
+            replies, taken = self.run_script("finish", keys.pending, args)
+            for i, reply in zip(indexes, replies, strict=True):
+                outcomes[i] = _outcome(ended[i].kind, reply)
+            if together and taken[0] != "none":
+                nxt = _taken(taken, keys)
+        if want and not together:
+            nxt = self.take(worker_id, priorities, want)
+        elif together and nxt in (EMPTY, UNREGISTERED) and len(order) > 1:
+            nxt = self.take(worker_id, priorities, want, skip=first)
+        elif together and not groups:
+            nxt = self.take(worker_id, priorities, want)
+        return outcomes, nxt
 
     @staticmethod
     def _ack_args(attempt: Attempt, worker_id: str, result_json: str, duration: float
@@ -323,32 +518,45 @@ class Broker:
         return [attempt.id, worker_id, attempt.fence, error, kind, random.randrange(1 << 30),
                 spent]
 
-    def requeue(self, task_id: str, worker_id: str, fence: str) -> None:
+    def requeue(self, task_id: str, worker_id: str, fence: str, where: str = "") -> None:
         """Put a running task back at its place in line without counting the attempt."""
-        self.run_script("requeue", self.keys.pending, [task_id, worker_id, fence])
+        self.run_script("requeue", self.shard(where).pending, [task_id, worker_id, fence])
 
     def heartbeat(self, worker_id: str, fields: dict[str, Any],
-                  running: Sequence[tuple[str, str]], first: bool = False) -> Beat:
-        """Refresh the worker's record and its running tasks' leases; put back orphans.
+                  running: Sequence[tuple[str, ...]], first: bool = False) -> Beat:
+        """Refresh the worker's record in every shard it serves and its running tasks'
+        leases; put back orphans.  ``running`` holds (task id, fence[, shard ref]).
 
         ``first`` marks a worker process's first beat: tasks still running under its id
         belong to an earlier process with that id, which died; they fail as 'worker lost'.
         """
-        args: list[Any] = [worker_id, "1" if first else "0", len(fields)]
-        for name, value in fields.items():
-            args.extend((name, value))
-        for task_id, fence in running:
-            args.extend((task_id, fence))
-        reply = self.run_script("heartbeat", self.keys.workers, args)
-        n_lost = int(reply[1])
-        items = [str(x) for x in reply[2:]]
-        lost = [tuple(item.split(" ", 1)) for item in items[:n_lost]]
-        return Beat(bool(int(reply[0])), lost, items[n_lost:])  # type: ignore[arg-type]
+        by_shard: dict[str, list[tuple[str, str]]] = {}
+        for task_id, fence, *rest in running:
+            by_shard.setdefault(rest[0] if rest else "", []).append((task_id, fence))
+        shards = {shard_ref(k.queue, k.shard): k for k in self.served()}
+        for where in by_shard:
+            shards.setdefault(where, self.shard(where))
+        paused = False
+        lost: list[tuple[str, str]] = []
+        orphaned: list[str] = []
+        for where, keys in shards.items():
+            args: list[Any] = [worker_id, "1" if first else "0", len(fields)]
+            for name, value in fields.items():
+                args.extend((name, value))
+            for task_id, fence in by_shard.get(where, ()):
+                args.extend((task_id, fence))
+            reply = self.run_script("heartbeat", keys.workers, args)
+            n_lost = int(reply[1])
+            items = [str(x) for x in reply[2:]]
+            lost += [tuple(item.split(" ", 1)) for item in items[:n_lost]]  # type: ignore[misc]
+            orphaned += items[n_lost:]
+            paused = paused or bool(int(reply[0]))
+        return Beat(paused, lost, orphaned)
 
     def is_paused(self, worker_id: str) -> bool:
         """True when an operator paused this worker."""
         with redis_errors():
-            return bool(self.client.sismember(self.keys.paused_workers, worker_id))
+            return bool(self.client.sismember(self.primary.paused_workers, worker_id))
 
     def claim_depth_report(self, period: float) -> bool:
         """True for the one caller per period, cluster-wide, that should report depths."""
@@ -357,29 +565,48 @@ class Broker:
                                         px=int(period * 1000)))
 
     def deregister(self, worker_id: str) -> bool:
-        """Remove a worker from the registry; True if it was registered."""
-        return bool(self.run_script("deregister", self.keys.workers, [worker_id]))
+        """Remove a worker from the registry of every shard; True if it was registered."""
+        gone = [bool(self.run_script("deregister", keys.workers, [worker_id]))
+                for keys in self.all_shards()]
+        return any(gone)
 
     # -- background loops --------------------------------------------------
 
     def promote(self, limit: int = 1000) -> tuple[int, float | None]:
-        """Move due scheduled/retrying tasks to pending; return (moved, seconds to next due)."""
-        moved, wait_ms = self.run_script("promote", self.keys.schedule_wake, [limit])
-        return int(moved), (int(wait_ms) / 1000 if int(wait_ms) >= 0 else None)
+        """Move due scheduled/retrying tasks to pending in every served shard; return (moved,
+        seconds to the next due task)."""
+        total, wait = 0, None
+        for keys in self.served():
+            moved, wait_ms = self.run_script("promote", keys.schedule_wake, [limit])
+            total += int(moved)
+            if int(wait_ms) >= 0:
+                wait = int(wait_ms) / 1000 if wait is None else min(wait, int(wait_ms) / 1000)
+        return total, wait
 
     def wait_for_schedule(self, timeout: float) -> None:
-        """Block until a task is delayed or retried, or until timeout."""
+        """Block until a task is delayed or retried, or until timeout (on a Redis Cluster
+        serving several shards, at most a second: one blocking pop watches one slot)."""
+        shards = self.served()
+        if self.cluster:
+            if len(shards) > 1:
+                timeout = min(timeout, 1.0)
+            shards = shards[:1]
         with redis_errors():
-            self.blocking_client.blpop([self.keys.schedule_wake], timeout=max(timeout, 0.01))
+            self.blocking_client.blpop([k.schedule_wake for k in shards],
+                                       timeout=max(timeout, 0.01))
 
     def recover(self, limit: int = 1000) -> tuple[list[Recovered], list[str]]:
-        """Fail attempts whose lease expired and drop dead workers; return both."""
-        reply = self.run_script("recover", self.keys.workers,
-                                [limit, random.randrange(1 << 30)])
-        n_tasks, rest = int(reply[0]), reply[2:]
-        tasks = [Recovered(str(rest[i]), _failed(rest[i + 1:i + 7]))
-                 for i in range(0, 7 * n_tasks, 7)]
-        return tasks, [str(w) for w in rest[7 * n_tasks:]]
+        """Fail attempts whose lease expired and drop dead workers, in every served shard;
+        return both (a worker dropped from several shards is named once)."""
+        tasks: list[Recovered] = []
+        workers: list[str] = []
+        for keys in self.served():
+            reply = self.run_script("recover", keys.workers, [limit, random.randrange(1 << 30)])
+            n_tasks, rest = int(reply[0]), reply[2:]
+            tasks += [Recovered(str(rest[i]), _failed(rest[i + 1:i + 7]))
+                      for i in range(0, 7 * n_tasks, 7)]
+            workers += [str(w) for w in rest[7 * n_tasks:] if str(w) not in workers]
+        return tasks, workers
 
     def trim_dlq(self, batch: int = 500) -> tuple[int, int]:
         """Delete the oldest dead-letter entries and their task records beyond
@@ -387,12 +614,15 @@ class Broker:
         went over each bound (count, age)."""
         max_age = self.config.dlq_max_age
         args = [self.config.dlq_max_entries or 0, int(max_age * 1000) if max_age else 0, batch]
-        by_count, by_age, _ = self.run_script("dlq_trim", self.keys.dlq, args)
-        return int(by_count), int(by_age)
+        total_count = total_age = 0
+        for keys in self.served():  # each queue shard keeps its own dead letters
+            by_count, by_age, _ = self.run_script("dlq_trim", keys.dlq, args)
+            total_count, total_age = total_count + int(by_count), total_age + int(by_age)
+        return total_count, total_age
 
     def wake_worker(self, worker_id: str, slots: int) -> None:
         """Wake a worker's idle slots (used on shutdown so they notice at once)."""
-        key = self.keys.worker_wake(worker_id)
+        key = self.primary.worker_wake(worker_id)
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
             pipe.lpush(key, *(["1"] * max(slots, 1)))
@@ -400,8 +630,31 @@ class Broker:
             pipe.execute()
 
     def control(self, target: str, ident: str | int, action: str) -> None:
-        """Pause or resume a worker or a priority queue."""
-        self.run_script("control", self.keys.workers, [target, ident, action])
+        """Pause or resume a worker, a priority (in every queue) or a named queue
+        (target ``named``) in every shard it has."""
+        if target == "named":
+            queue = str(ident)
+            with redis_errors():
+                if action == "pause":
+                    self.client.sadd(self.keys.paused_named, queue)
+                else:
+                    self.client.srem(self.keys.paused_named, queue)
+            for keys in self.queue_shards(queue):
+                self.run_script("control", keys.workers, ["queue", "q", action])
+            return
+        if target == "worker":
+            found = False
+            for keys in self.all_shards():
+                try:
+                    self.run_script("control", keys.workers, [target, ident, action])
+                    found = True
+                except errors.WorkerNotFound:
+                    continue  # a worker registers only in the shards it serves
+            if not found:
+                raise errors.WorkerNotFound(str(ident))
+            return
+        for keys in self.all_shards():
+            self.run_script("control", keys.workers, [target, ident, action])
 
 
 @dataclass(frozen=True)
@@ -416,11 +669,16 @@ class Ended:
     duration: float | None = 0.0
 
 
-def _taken(reply: list[Any]) -> list[Job] | str:
-    """The tasks a dequeue handed out, or why none."""
+def first_ref(keys: Keys) -> str:
+    """The shard ref of a shard's keys."""
+    return shard_ref(keys.queue, keys.shard)
+
+
+def _taken(reply: list[Any], keys: Keys) -> list[Job] | str:
+    """The tasks a dequeue on that shard handed out, or why none."""
     if reply[0] != "task":
         return str(reply[0])
-    return [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]])
+    return [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]], keys.queue, keys.shard)
             for i in range(int(reply[1]))]
 
 
@@ -473,5 +731,6 @@ def _created(spec: TaskSpec, now: int, owner: str) -> Task:
         updated_at=now,
         scheduled_at=due,
         owner=owner or None,
+        queue=spec.queue,
     )
 

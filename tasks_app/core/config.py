@@ -40,4 +40,10 @@ class Config:
     """Seconds a dead-letter entry is kept (None: no bound)."""
     prefetch: int = 16
     """Tasks a worker slot may take in one call while its tasks are short (see slot.py)."""
+    queues: tuple[tuple[str, int], ...] = ()
+    """The configured queues and their number of shards (others have one)."""
+
+    def queue_shards(self, queue: str) -> int:
+        """How many shards the configuration gives a queue."""
+        return next((n for name, n in self.queues if name == queue), 1)
 

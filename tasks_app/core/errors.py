@@ -47,6 +47,10 @@ class ValidationError(TaskQueueError):
         self.field = field
 
 
+class QueueNotFound(TaskQueueError):
+    """No queue of that name is configured or was ever used."""
+
+
 class WorkerNotFound(TaskQueueError):
     """No live worker with that id is registered."""
 

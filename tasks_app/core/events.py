@@ -92,17 +92,19 @@ def expand(message: dict[str, Any]) -> list[Event]:
     """The task events of one message the Lua scripts published, in the wire format.
 
     The scripts publish compact rows, ``{"type": "events.compact", "at": ms, "rows":
-    [[kind, task_id, type, priority, owner or "", extras...], ...]}`` (building JSON in Lua
-    cost more than the transition it reports); the web process builds the events here.
+    [[kind, task_id, type, priority, owner or "", extras...], ...], "q": queue}`` (building
+    JSON in Lua cost more than the transition it reports); the web process builds the
+    events here.
     The task's ``owner`` is kept for the visibility filter (the hub strips it).
     """
     stamp = ms_to_iso(int(message.get("at", 0)))
+    queue = message.get("q") or "default"
     out = []
     for row in message.get("rows", []):
         kind, task_id, ttype, priority, owner, *extra = row
         name, build = _ROWS[kind]
         data = {"task_id": task_id, "type": ttype, "priority": _PRIORITY_NAMES[str(priority)],
-                **build(extra)}
+                "queue": queue, **build(extra)}
         if owner:
             data["owner"] = owner
         out.append({"type": name, "timestamp": stamp, "data": data})

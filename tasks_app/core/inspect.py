@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors, metrics
 from .broker import Broker, redis_errors
-from .keys import PRIORITIES, pending_band
+from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, pending_band, shard_ref
 from .states import Priority, TaskState
 from .task import Task, ms_to_iso
 
@@ -77,11 +77,12 @@ class QueueSnapshot:
 @dataclass(frozen=True)
 class PurgeTarget:
     """What a purge of one priority would cancel now: ``count`` pending tasks, those
-    enqueued up to sequence number ``up_to`` (None when nothing is pending)."""
+    enqueued up to the sequence numbers ``up_to`` (per shard ref; None when nothing is
+    pending)."""
 
     priority: int
     count: int
-    up_to: int | None
+    up_to: dict[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -177,77 +178,189 @@ class DLQMatches:
     truncated: bool
 
 
+@dataclass(frozen=True)
+class NamedQueueStats:
+    """One named queue's figures, summed over its shards."""
+
+    name: str
+    shards: int
+    paused: bool
+    depths: dict[str, int]
+    scheduled: int
+    dlq_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API representation (``/admin/queues`` ``named``)."""
+        return {"name": self.name, "shards": self.shards, "paused": self.paused,
+                "depth": sum(self.depths.values()), "queue_depths": self.depths,
+                "scheduled": self.scheduled, "dlq_size": self.dlq_size}
+
+
+def _mid(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class Inspector:
-    """Read and administer one namespace."""
+    """Read and administer one namespace: every shard of every queue.  Reads fan out over
+    the shards in one pipeline (one round trip per Redis node)."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.keys = broker.keys
         self.client: Any = broker.client
 
-    def queue_stats(self) -> list[QueueStats]:
-        """Pending and scheduled counts and paused flags, highest priority first."""
+    def _shards(self) -> list[Keys]:
+        return self.broker.all_shards()
+
+    def _fan(self, shards: list[Keys], build: Callable[[Any, Keys], None]) -> list[Any]:
+        """Run ``build(pipe, keys)`` for each shard in one pipeline; the replies, in order."""
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
+            for keys in shards:
+                build(pipe, keys)
+            return list(pipe.execute())
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Pending and scheduled counts and paused flags, highest priority first, summed
+        over every queue."""
+        shards = self._shards()
+
+        def build(pipe: Any, keys: Keys) -> None:
             for p in PRIORITIES:
-                pipe.zcount(self.keys.pending, *pending_band(p))
-                pipe.zcard(self.keys.delayed(p))
-            pipe.smembers(self.keys.paused_queues)
-            *counts, paused = pipe.execute()
-        stats = [
-            QueueStats(p, counts[2 * p], counts[2 * p + 1], str(p) in paused) for p in PRIORITIES
-        ]
+                pipe.zcount(keys.pending, *pending_band(p))
+                pipe.zcard(keys.delayed(p))
+
+        replies = self._fan(shards, build)
+        with redis_errors():
+            paused = self.client.smembers(self.keys.paused_queues)
+        per = 2 * len(PRIORITIES)
+        stats = [QueueStats(p, sum(int(replies[k * per + 2 * p]) for k in range(len(shards))),
+                            sum(int(replies[k * per + 2 * p + 1]) for k in range(len(shards))),
+                            str(p) in paused) for p in PRIORITIES]
         return sorted(stats, key=lambda s: -s.priority)
+
+    def named_queues(self) -> list[NamedQueueStats]:
+        """Every named queue's depths per priority, scheduled count, DLQ size and paused
+        flag (the default queue first, then by name)."""
+        queues = self.broker.queues()
+        names = sorted(queues, key=lambda q: (q != DEFAULT_QUEUE, q))
+        shards = [(name, keys) for name in names for keys in self.broker.queue_shards(name)]
+
+        def build(pipe: Any, keys: Keys) -> None:
+            for p in PRIORITIES:
+                pipe.zcount(keys.pending, *pending_band(p))
+                pipe.zcard(keys.delayed(p))
+            pipe.xlen(keys.dlq)
+
+        replies = self._fan([k for _, k in shards], build)
+        with redis_errors():
+            paused = self.client.smembers(self.keys.paused_named)
+        per = 2 * len(PRIORITIES) + 1
+        sums: dict[str, list[int]] = {name: [0] * per for name in names}
+        for k, (name, _) in enumerate(shards):
+            row = sums[name]
+            for i in range(per):
+                row[i] += int(replies[k * per + i])
+        out = []
+        for name in names:
+            row = sums[name]
+            depths = {Priority(p).label: row[2 * p] for p in sorted(PRIORITIES, reverse=True)}
+            out.append(NamedQueueStats(name, len(self.broker.queue_shards(name)),
+                                       name in paused, depths,
+                                       sum(row[2 * p + 1] for p in PRIORITIES), row[-1]))
+        return out
 
     def queue_snapshot(self) -> QueueSnapshot:
         """Pending, scheduled, running and paused per priority, the DLQ size and the
-        counters, all from one script: a consistent snapshot (costs one read per running
-        task)."""
-        reply = self.broker.run_script("queue_stats", self.keys.workers, [])
-        *rows, dlq, raw = reply
-        stats = [QueueStats(p, int(rows[4 * p]), int(rows[4 * p + 1]), rows[4 * p + 3] == 1,
-                            int(rows[4 * p + 2])) for p in PRIORITIES]
-        counters = dict(zip(raw[::2], raw[1::2], strict=True))
-        return QueueSnapshot(sorted(stats, key=lambda s: -s.priority), int(dlq),
+        counters: one script per shard, each a consistent snapshot of its shard (costs
+        one read per running task)."""
+        rows = [[0, 0, 0, False] for _ in PRIORITIES]
+        dlq = 0
+        raw_counters: dict[str, int] = {}
+        for keys in self._shards():
+            reply = self.broker.run_script("queue_stats", keys.workers, [])
+            *cells, size, raw = reply
+            for p in PRIORITIES:
+                row = rows[p]
+                row[0] += int(cells[4 * p])
+                row[1] += int(cells[4 * p + 1])
+                row[2] += int(cells[4 * p + 2])
+                if keys is self.keys:
+                    row[3] = cells[4 * p + 3] == 1
+            dlq += int(size)
+            for name, value in zip(raw[::2], raw[1::2], strict=True):
+                raw_counters[name] = raw_counters.get(name, 0) + int(value)
+        stats = [QueueStats(p, int(r[0]), int(r[1]), bool(r[3]), int(r[2]))
+                 for p, r in zip(PRIORITIES, rows, strict=True)]
+        counters = {k: str(v) for k, v in raw_counters.items()}
+        return QueueSnapshot(sorted(stats, key=lambda s: -s.priority), dlq,
                              counter_totals(metrics.parse(counters).counters))
 
     def queue_depths(self) -> dict[str, int]:
         """Pending tasks per priority name, all four included."""
         return {s.name: s.depth for s in self.queue_stats()}
 
+    def metrics_raw(self) -> dict[str, str]:
+        """The metrics hashes of every shard, summed field by field."""
+        total: dict[str, int] = {}
+        for raw in self._fan(self._shards(), lambda pipe, keys: pipe.hgetall(keys.metrics)):
+            for name, value in raw.items():
+                total[name] = total.get(name, 0) + int(value)
+        return {k: str(v) for k, v in total.items()}
+
+    def metrics_by_queue(self) -> dict[str, dict[str, str]]:
+        """Each queue's metrics hash (its shards summed field by field)."""
+        shards = self._shards()
+        out: dict[str, dict[str, int]] = {}
+        for keys, raw in zip(shards, self._fan(shards, lambda p, k: p.hgetall(k.metrics)),
+                             strict=True):
+            total = out.setdefault(keys.queue, {})
+            for name, value in raw.items():
+                total[name] = total.get(name, 0) + int(value)
+        return {q: {k: str(v) for k, v in m.items()} for q, m in out.items()}
+
     def totals(self) -> dict[str, int]:
         """Cluster-wide counts since the metrics began, and the live gauges, in one dict."""
-        with redis_errors():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self.keys.metrics)
-            pipe.xlen(self.keys.dlq)
-            raw, dlq = pipe.execute()
-        counters = counter_totals(metrics.parse(raw).counters)
-        return {**counters, "running": self.running_count(), "dlq_size": int(dlq)}
+        counters = counter_totals(metrics.parse(self.metrics_raw()).counters)
+        return {**counters, "running": self.running_count(), "dlq_size": self.dlq_size()}
 
     def running_count(self) -> int:
         """Tasks currently leased to workers: the registered workers' active sets, and the
         attempts of workers that left the registry whose lease has not run out yet."""
-        with redis_errors():
-            ids = self.client.zrange(self.keys.workers, 0, -1)
-            pipe = self.client.pipeline(transaction=False)
-            for wid in ids:
-                pipe.scard(self.keys.worker_active(wid))
-            pipe.zcard(self.keys.leases)
-            return sum(int(n) for n in pipe.execute())
+        shards = self._shards()
+        ids = self._fan(shards, lambda pipe, keys: pipe.zrange(keys.workers, 0, -1))
+
+        def build(pipe: Any, keys: Keys) -> None:
+            for wid in ids[shards.index(keys)]:
+                pipe.scard(keys.worker_active(wid))
+            pipe.zcard(keys.leases)
+
+        return sum(int(n) for n in self._fan(shards, build))
 
     def oldest_pending_us(self) -> dict[int, int | None]:
-        """When the oldest pending task of each priority became pending (µs since the epoch)."""
+        """When the oldest pending task of each priority became pending (µs since the epoch),
+        over every queue."""
+        shards = self._shards()
+
+        def heads(pipe: Any, keys: Keys) -> None:
+            for p in PRIORITIES:
+                pipe.zrangebyscore(keys.pending, *pending_band(p), start=0, num=1)
+
+        found = self._fan(shards, heads)
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            for p in PRIORITIES:
-                pipe.zrangebyscore(self.keys.pending, *pending_band(p), start=0, num=1)
-            heads = pipe.execute()
-            pipe = self.client.pipeline(transaction=False)
-            for head in heads:
-                pipe.hget(self.keys.task(head[0]), "enqueued_us") if head else pipe.echo("")
+            for k, keys in enumerate(shards):
+                for p in PRIORITIES:
+                    head = found[k * len(PRIORITIES) + p]
+                    pipe.hget(keys.task(head[0]), "enqueued_us") if head else pipe.echo("")
             stamps = pipe.execute()
-        return {p: (int(s) if s else None) for p, s in zip(PRIORITIES, stamps, strict=True)}
+        out: dict[int, int | None] = {}
+        for p in PRIORITIES:
+            values = [int(stamps[k * len(PRIORITIES) + p]) for k in range(len(shards))
+                      if stamps[k * len(PRIORITIES) + p]]
+            out[p] = min(values) if values else None
+        return out
 
     def now_ms(self) -> int:
         """The Redis server's clock, which every timestamp the queue stores comes from (ms)."""
@@ -260,32 +373,57 @@ class Inspector:
         return self.now_ms() - int(self.broker.config.heartbeat_timeout * 1000)
 
     def workers(self) -> list[WorkerInfo]:
-        """Live workers (heartbeat within the heartbeat timeout), oldest first."""
+        """Live workers (heartbeat within the heartbeat timeout), oldest first.  A worker
+        serving several queues is registered in each: shown once, its active tasks summed."""
+        shards = self._shards()
+        since = self._live_since_ms()
+        ids = self._fan(shards, lambda pipe, keys: pipe.zrangebyscore(
+            keys.workers, since, "+inf", withscores=True))
+        wanted = [(keys, wid) for keys, found in zip(shards, ids, strict=True)
+                  for wid, _ in found]
+
+        def build(pipe: Any, item: Any) -> None:
+            keys, wid = item
+            pipe.hgetall(keys.worker(wid))
+            pipe.scard(keys.worker_active(wid))
+
         with redis_errors():
-            ids = self.client.zrangebyscore(self.keys.workers, self._live_since_ms(), "+inf")
             pipe = self.client.pipeline(transaction=False)
-            for wid in ids:
-                pipe.hgetall(self.keys.worker(wid))
-                pipe.scard(self.keys.worker_active(wid))
+            for item in wanted:
+                build(pipe, item)
             replies = pipe.execute()
-        out = []
-        for raw, active in zip(replies[::2], replies[1::2], strict=True):
-            if raw:
-                out.append(_worker(raw, int(active)))
-        return out
+        merged: dict[str, tuple[dict[str, str], int]] = {}
+        for (_, wid), raw, active in zip(wanted, replies[::2], replies[1::2], strict=True):
+            if not raw:
+                continue
+            if wid in merged:
+                first, n = merged[wid]
+                merged[wid] = (first, n + int(active))
+            else:
+                merged[wid] = (raw, int(active))
+        workers = [_worker(raw, active) for raw, active in merged.values()]
+        return sorted(workers, key=lambda w: (w.started_at or 0, w.id))
 
     def worker(self, worker_id: str) -> WorkerInfo:
         """One live worker; raises :class:`WorkerNotFound`."""
-        with redis_errors():
-            since = self._live_since_ms()
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zscore(self.keys.workers, worker_id)
-            pipe.hgetall(self.keys.worker(worker_id))
-            pipe.scard(self.keys.worker_active(worker_id))
-            score, raw, active = pipe.execute()
-        if score is None or score < since or not raw:
+        since = self._live_since_ms()
+        shards = self._shards()
+
+        def build(pipe: Any, keys: Keys) -> None:
+            pipe.zscore(keys.workers, worker_id)
+            pipe.hgetall(keys.worker(worker_id))
+            pipe.scard(keys.worker_active(worker_id))
+
+        replies = self._fan(shards, build)
+        found, active = None, 0
+        for k in range(len(shards)):
+            score, raw, n = replies[3 * k:3 * k + 3]
+            if score is not None and score >= since and raw:
+                found = found or raw
+                active += int(n)
+        if found is None:
             raise errors.WorkerNotFound(worker_id)
-        return _worker(raw, int(active))
+        return _worker(found, active)
 
     def pause_worker(self, worker_id: str) -> None:
         """A paused worker finishes what it runs and takes nothing new."""
@@ -296,29 +434,56 @@ class Inspector:
         self.broker.control("worker", worker_id, "resume")
 
     def pause_queue(self, priority: int) -> None:
-        """Workers take nothing from a paused priority."""
+        """Workers take nothing of that priority, in any queue."""
         self.broker.control("queue", int(Priority(priority)), "pause")
 
     def resume_queue(self, priority: int) -> None:
         """Let workers take tasks of that priority again."""
         self.broker.control("queue", int(Priority(priority)), "resume")
 
-    def purge_target(self, priority: int) -> PurgeTarget:
-        """How many tasks of that priority are pending, and the newest one's sequence number."""
-        low, high = pending_band(int(Priority(priority)))
-        with redis_errors():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zcount(self.keys.pending, low, high)
-            pipe.zrevrangebyscore(self.keys.pending, high, low, start=0, num=1, withscores=True)
-            count, newest = pipe.execute()
-        return PurgeTarget(int(priority), int(count),
-                           int(newest[0][1]) - low if newest else None)
+    def known_queue(self, name: str) -> bool:
+        """True for a queue the namespace knows (configured or used)."""
+        return name in self.broker.queues(fresh=True)
 
-    def purge(self, priority: int, up_to: int | None = None,
+    def pause_named_queue(self, name: str) -> None:
+        """Workers take nothing from that queue (any priority) until it is resumed."""
+        self._require_queue(name)
+        self.broker.control("named", name, "pause")
+
+    def resume_named_queue(self, name: str) -> None:
+        """Let workers take from that queue again."""
+        self._require_queue(name)
+        self.broker.control("named", name, "resume")
+
+    def _require_queue(self, name: str) -> None:
+        if not self.known_queue(name):
+            raise errors.QueueNotFound(name)
+
+    def purge_target(self, priority: int) -> PurgeTarget:
+        """How many tasks of that priority are pending, and, per shard, the newest one's
+        sequence number."""
+        low, high = pending_band(int(Priority(priority)))
+        shards = self._shards()
+
+        def build(pipe: Any, keys: Keys) -> None:
+            pipe.zcount(keys.pending, low, high)
+            pipe.zrevrangebyscore(keys.pending, high, low, start=0, num=1, withscores=True)
+
+        replies = self._fan(shards, build)
+        count, marks = 0, {}
+        for k, keys in enumerate(shards):
+            n, newest = replies[2 * k], replies[2 * k + 1]
+            count += int(n)
+            if newest:
+                marks[shard_ref(keys.queue, keys.shard)] = int(newest[0][1]) - low
+        return PurgeTarget(int(priority), count, marks or None)
+
+    def purge(self, priority: int, up_to: dict[str, int] | None = None,
               progress: Progress | None = None) -> int:
-        """Cancel the pending tasks of a priority enqueued up to sequence ``up_to`` (default:
-        those pending now), in batches of PURGE_BATCH; return how many were cancelled
-        (``progress`` is called with the running total after each batch).
+        """Cancel the pending tasks of a priority enqueued up to the per-shard sequence
+        numbers ``up_to`` (default: those pending now), in batches of PURGE_BATCH; return
+        how many were cancelled (``progress`` is called with the running total after each
+        batch).
 
         Each batch is atomic; tasks enqueued meanwhile are left alone.
         """
@@ -328,19 +493,25 @@ class Inspector:
             if up_to is None:
                 return 0
         total = 0
-        while True:
-            n, _, scanned = self.broker.run_script("purge", self.keys.pending,
-                                             [p, PURGE_BATCH, up_to])
-            total += int(n)
-            if progress is not None:
-                progress(total)
-            if int(scanned) < PURGE_BATCH:
-                return total
+        for ref, mark in up_to.items():
+            keys = self.broker.shard(ref)
+            while True:
+                n, _, scanned = self.broker.run_script("purge", keys.pending,
+                                                       [p, PURGE_BATCH, mark])
+                total += int(n)
+                if progress is not None:
+                    progress(total)
+                if int(scanned) < PURGE_BATCH:
+                    break
+        return total
 
     def retry(self, task_id: str) -> Task:
         """Re-queue a failed or dead-lettered task now under its own id and return it;
         raises :class:`TaskNotFound` or :class:`NotRetryable`."""
-        self.broker.run_script("retry", self.keys.seq, [task_id])
+        keys = self.broker.locate(task_id)
+        if keys is None:
+            raise errors.TaskNotFound(task_id)
+        self.broker.run_script("retry", keys.seq, [task_id])
         return self.broker.get(task_id)
 
     def dlq_task_id(self, message_id: str) -> str:
@@ -348,39 +519,53 @@ class Inspector:
         (also for a well-formed id past what a stream can hold: no entry has it)."""
         if any(int(part) > STREAM_ID_PART_MAX for part in message_id.split("-")):
             raise errors.NotInDeadLetterQueue(message_id)
-        with redis_errors():
-            rows = self.client.xrange(self.keys.dlq, min=message_id, max=message_id, count=1)
-        if not rows or not rows[0][1].get("task_id"):
-            raise errors.NotInDeadLetterQueue(message_id)
-        return str(rows[0][1]["task_id"])
+        found = self._fan(self._shards(), lambda pipe, keys: pipe.xrange(
+            keys.dlq, min=message_id, max=message_id, count=1))
+        for rows in found:
+            if rows and rows[0][1].get("task_id"):
+                return str(rows[0][1]["task_id"])
+        raise errors.NotInDeadLetterQueue(message_id)
 
     # -- dead-letter queue ---------------------------------------------------
 
     def dlq_size(self) -> int:
-        """Entries in the dead-letter stream."""
-        with redis_errors():
-            return int(self.client.xlen(self.keys.dlq))
+        """Entries in the dead-letter streams of every queue."""
+        return sum(int(n) for n in self._fan(self._shards(),
+                                             lambda pipe, keys: pipe.xlen(keys.dlq)))
+
+    def _dlq_rows(self, before: str | None, count: int
+                  ) -> list[tuple[str, dict[str, str], Keys]]:
+        """Up to ``count`` entries older than ``before``, newest first, merged over every
+        shard's stream (ordered by message id, which is the time of death)."""
+        end = f"({before}" if before else "+"
+        shards = self._shards()
+        found = self._fan(shards, lambda pipe, keys: pipe.xrevrange(keys.dlq, max=end, min="-",
+                                                                     count=count))
+        rows = [(mid, fields, keys) for keys, part in zip(shards, found, strict=True)
+                for mid, fields in part]
+        if len(shards) > 1:
+            rows.sort(key=lambda row: _mid(row[0]), reverse=True)
+        return rows[:count]
 
     def dlq_page(self, limit: int = 50, before: str | None = None) -> list[DLQEntry]:
         """Up to ``limit`` entries, newest first, older than message id ``before``."""
-        end = f"({before}" if before else "+"
-        with redis_errors():
-            rows = self.client.xrevrange(self.keys.dlq, max=end, min="-", count=limit)
-            pipe = self.client.pipeline(transaction=False)
-            for _, fields in rows:
-                pipe.hgetall(self.keys.task(fields.get("task_id", "")))
-            records = pipe.execute()
-        return [_entry(mid, fields, raw) for (mid, fields), raw in zip(rows, records, strict=True)]
+        rows = self._dlq_rows(before, limit)
+        records = self._task_records([(f.get("task_id", ""), k) for _, f, k in rows])
+        return [_entry(mid, fields, raw, keys.queue)
+                for (mid, fields, keys), raw in zip(rows, records, strict=True)]
 
     def dlq_entry(self, task_id: str) -> DLQEntry | None:
         """The entry of one dead-lettered task by its id, or None: two reads, no scan."""
+        keys = self.broker.locate(task_id)
+        if keys is None:
+            return None
         with redis_errors():
-            raw = self.client.hgetall(self.keys.task(task_id))
+            raw = self.client.hgetall(keys.task(task_id))
             mid = raw.get("dlq_id")
             if raw.get("state") != "dead_letter" or not mid:
                 return None
-            rows = self.client.xrange(self.keys.dlq, min=mid, max=mid, count=1)
-        return _entry(rows[0][0], rows[0][1], raw) if rows else None
+            rows = self.client.xrange(keys.dlq, min=mid, max=mid, count=1)
+        return _entry(rows[0][0], rows[0][1], raw, keys.queue) if rows else None
 
     def dlq_find(self, limit: int = 50, before: str | None = None,
                  match: Callable[[dict[str, str]], bool] | None = None,
@@ -388,51 +573,67 @@ class Inspector:
         """Up to ``limit`` entries whose stream fields (``task_id type priority reason error
         attempts``) satisfy ``match``, newest first, older than message id ``before``.
 
-        Without ``match`` this reads ``limit + 1`` stream entries and ``limit`` task records.
-        With it, the stream is read in chunks of DLQ_BATCH until the page is full, the stream
-        ends or ``scan_limit`` entries were read: the cost grows with the entries scanned.
+        Without ``match`` this reads ``limit + 1`` stream entries (per shard) and ``limit``
+        task records.  With it, the streams are read in chunks of DLQ_BATCH until the page
+        is full, they end or ``scan_limit`` entries were read: the cost grows with the
+        entries scanned.
         """
         chunk = max(limit + 1, DLQ_BATCH) if match else limit + 1
-        found: list[tuple[str, dict[str, str]]] = []
+        found: list[tuple[str, dict[str, str], Keys]] = []
         scanned, cursor, more = 0, before, True
-        with redis_errors():
-            while more and len(found) < limit:
-                end = f"({cursor}" if cursor else "+"
-                rows = self.client.xrevrange(self.keys.dlq, max=end, min="-", count=chunk)
-                for i, (mid, fields) in enumerate(rows):
-                    scanned, cursor = scanned + 1, mid
-                    if match is None or match(fields):
-                        found.append((mid, fields))
-                    if len(found) == limit:
-                        more = i + 1 < len(rows) or len(rows) == chunk
-                        break
-                else:
-                    more = len(rows) == chunk
-                    if scanned >= scan_limit:
-                        break
-            records = self._task_records([fields.get("task_id", "") for _, fields in found])
-        entries = [_entry(m, f, r) for (m, f), r in zip(found, records, strict=True)]
+        while more and len(found) < limit:
+            rows = self._dlq_rows(cursor, chunk)
+            for i, (mid, fields, keys) in enumerate(rows):
+                scanned, cursor = scanned + 1, mid
+                if match is None or match(fields):
+                    found.append((mid, fields, keys))
+                if len(found) == limit:
+                    more = i + 1 < len(rows) or len(rows) == chunk
+                    break
+            else:
+                more = len(rows) == chunk
+                if scanned >= scan_limit:
+                    break
+        records = self._task_records([(f.get("task_id", ""), k) for _, f, k in found])
+        entries = [_entry(m, f, r, k.queue) for (m, f, k), r in zip(found, records, strict=True)]
         truncated = more and len(found) < limit
         return DLQMatches(entries, cursor if more else None, scanned, truncated)
 
-    def _task_records(self, task_ids: list[str]) -> list[dict[str, str]]:
-        pipe = self.client.pipeline(transaction=False)
-        for task_id in task_ids:
-            pipe.hgetall(self.keys.task(task_id))
-        return list(pipe.execute())
+    def _task_records(self, wanted: list[tuple[str, Keys]]) -> list[dict[str, str]]:
+        with redis_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for task_id, keys in wanted:
+                pipe.hgetall(keys.task(task_id))
+            return list(pipe.execute())
+
+    def _by_shard(self, task_ids: list[str]) -> dict[str, list[str]]:
+        """The given task ids grouped by the shard holding them (unknown ids: the home
+        shard, whose scripts report them as not found), in one round trip."""
+        shards = self._shards()
+        if len(shards) == 1:
+            return {"": list(task_ids)}
+        def build(pipe: Any, keys: Keys) -> None:
+            for task_id in task_ids:
+                pipe.exists(keys.task(task_id))
+
+        found = self._fan(shards, build)
+        out: dict[str, list[str]] = {}
+        for i, task_id in enumerate(task_ids):
+            hits = [k for k, keys in enumerate(shards) if found[k * len(task_ids) + i]]
+            keys = shards[hits[0]] if hits else self.keys
+            out.setdefault(shard_ref(keys.queue, keys.shard), []).append(task_id)
+        return out
 
     def dlq_retry(self, task_id: str) -> None:
         """Re-queue one dead-lettered task; raises :class:`NotInDeadLetterQueue`."""
-        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", task_id])[0]
+        keys = self.broker.locate(task_id) or self.keys
+        n = self.broker.run_script("dlq_retry", keys.dlq, ["ids", task_id])[0]
         if int(n) != 1:
             raise errors.NotInDeadLetterQueue(task_id)
 
     def dlq_retry_many(self, task_ids: list[str]) -> int:
         """Re-queue the given dead-lettered tasks; return how many were."""
-        if not task_ids:
-            return 0
-        n = self.broker.run_script("dlq_retry", self.keys.dlq, ["ids", *task_ids])[0]
-        return int(n)
+        return self._per_shard("dlq_retry", task_ids)
 
     def dlq_retry_all(self, progress: Progress | None = None) -> int:
         """Re-queue every dead-lettered task, in batches; return how many were."""
@@ -440,32 +641,40 @@ class Inspector:
 
     def dlq_delete(self, task_ids: list[str]) -> int:
         """Delete the given entries and their task records; return how many were."""
+        return self._per_shard("dlq_delete", task_ids)
+
+    def _per_shard(self, script: str, task_ids: list[str]) -> int:
         if not task_ids:
             return 0
-        n = self.broker.run_script("dlq_delete", self.keys.dlq, ["ids", *task_ids])[0]
-        return int(n)
+        total = 0
+        for ref, ids in self._by_shard(task_ids).items():
+            total += int(self.broker.run_script(script, self.broker.shard(ref).dlq,
+                                                ["ids", *ids])[0])
+        return total
 
     def dlq_clear(self, progress: Progress | None = None) -> int:
         """Delete every entry and its task record, in batches."""
         return self._drain("dlq_delete", progress)
 
     def _drain(self, script: str, progress: Progress | None = None) -> int:
-        """Apply a DLQ script to every entry present now, in batches (entries added
-        meanwhile, such as tasks that die again at once, are left for the next call);
-        ``progress`` is called with the running total after each batch."""
-        with redis_errors():
-            newest = self.client.xrevrange(self.keys.dlq, count=1)
-        if not newest:
-            return 0
+        """Apply a DLQ script to every entry present now, in batches, shard by shard
+        (entries added meanwhile, such as tasks that die again at once, are left for the
+        next call); ``progress`` is called with the running total after each batch."""
         total = 0
-        while True:
-            n, _, scanned = self.broker.run_script(script, self.keys.dlq,
-                                             ["all", DLQ_BATCH, newest[0][0]])
-            total += int(n)
-            if progress is not None:
-                progress(total)
-            if int(scanned) < DLQ_BATCH:
-                return total
+        for keys in self._shards():
+            with redis_errors():
+                newest = self.client.xrevrange(keys.dlq, count=1)
+            if not newest:
+                continue
+            while True:
+                n, _, scanned = self.broker.run_script(script, keys.dlq,
+                                                       ["all", DLQ_BATCH, newest[0][0]])
+                total += int(n)
+                if progress is not None:
+                    progress(total)
+                if int(scanned) < DLQ_BATCH:
+                    break
+        return total
 
 
 def counter_totals(counters: dict[str, dict[tuple[str, ...], int]]) -> dict[str, int]:
@@ -503,14 +712,15 @@ def _worker(raw: dict[str, str], active: int) -> WorkerInfo:
     )
 
 
-def _entry(message_id: str, fields: dict[str, str], raw: dict[str, str]) -> DLQEntry:
+def _entry(message_id: str, fields: dict[str, str], raw: dict[str, str],
+           queue: str = DEFAULT_QUEUE) -> DLQEntry:
     return DLQEntry(
         message_id=message_id,
         task_id=fields.get("task_id", ""),
         reason=fields.get("reason", ""),
         error=fields.get("error", ""),
         added_at=int(message_id.split("-")[0]),
-        task=Task.from_hash(raw) if raw else None,
+        task=Task.from_hash(raw, queue) if raw else None,
         type=fields.get("type", ""),
         priority=int(fields["priority"]) if fields.get("priority") else None,
         attempts=int(fields["attempts"]) if fields.get("attempts") else None,

@@ -1,12 +1,21 @@
 """Every Redis key name the queue uses, in one place.
 
-All keys of one namespace share the hash tag ``{namespace}`` so that every
-script touches a single Redis Cluster slot.  The Lua scripts get the same
-names through :meth:`Keys.lua_header`, never by spelling them out.
+A namespace holds named queues, and a queue may be split into shards.  Every key of
+one shard (its task records included) shares one hash tag, so every script touches a
+single Redis Cluster slot and different queues land on different slots:
+
+- shard 0 of the queue ``default``: ``{namespace}`` (the layout before named queues, so
+  an upgrade moves nothing);
+- shard 0 of any other queue: ``{namespace:queue}``;
+- shard ``k > 0`` of a queue: ``{namespace:queue:k}``.
+
+The Lua scripts get the same names through :meth:`Keys.lua_header`, never by spelling
+them out: a script works out its shard's prefix from its first key (``fresh``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 PRIORITIES = (0, 1, 2, 3)
@@ -20,14 +29,71 @@ def pending_band(priority: int) -> tuple[int, int]:
     return low, low + BAND - 1
 
 
-class Keys:
-    """Key builders for one queue namespace."""
+DEFAULT_QUEUE = "default"
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""What a queue name may be (matched whole)."""
+MAX_SHARDS = 64
 
-    def __init__(self, namespace: str = "default") -> None:
+
+def valid_queue_name(name: object) -> bool:
+    """True for a string naming a queue."""
+    return isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
+
+
+def shard_tag(namespace: str, queue: str, shard: int) -> str:
+    """The hash tag (without braces) every key of one queue shard shares."""
+    if queue == DEFAULT_QUEUE and shard == 0:
+        return namespace
+    return f"{namespace}:{queue}" + (f":{shard}" if shard else "")
+
+
+def shard_ref(queue: str, shard: int) -> str:
+    """A queue shard named in one string: ``""`` for shard 0 of ``default``, else
+    ``queue`` (shard 0) or ``queue#shard``."""
+    if shard == 0:
+        return "" if queue == DEFAULT_QUEUE else queue
+    return f"{queue}#{shard}"
+
+
+def parse_shard_ref(ref: str) -> tuple[str, int]:
+    """The (queue, shard) a :func:`shard_ref` names."""
+    if not ref:
+        return DEFAULT_QUEUE, 0
+    queue, _, shard = ref.partition("#")
+    return queue, int(shard or 0)
+
+
+class Keys:
+    """Key builders for one shard of one queue of a namespace."""
+
+    def __init__(self, namespace: str = "default", queue: str = DEFAULT_QUEUE,
+                 shard: int = 0) -> None:
         if not namespace or any(c in namespace for c in "{}: \t\n"):
             raise ValueError(f"invalid queue namespace {namespace!r}")
+        if not valid_queue_name(queue):
+            raise ValueError(f"invalid queue name {queue!r}")
+        if not 0 <= shard < MAX_SHARDS:
+            raise ValueError(f"invalid shard {shard!r}")
         self.namespace = namespace
-        self.prefix = f"tq:{{{namespace}}}:"
+        self.queue = queue
+        self.shard = shard
+        self.prefix = f"tq:{{{shard_tag(namespace, queue, shard)}}}:"
+
+    def of(self, queue: str, shard: int = 0) -> Keys:
+        """The keys of another queue shard of the same namespace."""
+        return Keys(self.namespace, queue, shard)
+
+    @property
+    def queues(self) -> str:
+        """Hash of every queue of the namespace: name -> its number of shards (written when
+        a producer or worker first uses the queue; the namespace's home slot)."""
+        return f"tq:{{{self.namespace}}}:queues"
+
+    @property
+    def paused_named(self) -> str:
+        """Set of queue names paused as a whole (the namespace's home slot; each shard's
+        own pause set carries the flag its scripts read)."""
+        return f"tq:{{{self.namespace}}}:paused-queues"
 
     def task(self, task_id: str) -> str:
         """Hash holding one task's fields."""
@@ -64,12 +130,13 @@ class Keys:
         return f"{self.prefix}idem:{scoped(scope, key)}"
 
     def rate_limit(self, client: str, window: int) -> str:
-        """Counter of one client's requests in one fixed rate-limit window."""
-        return f"{self.prefix}ratelimit:{client}:{window}"
+        """Counter of one client's requests in one fixed rate-limit window (no hash tag:
+        these keys spread over a cluster)."""
+        return f"tq:{self.namespace}:ratelimit:{client}:{window}"
 
     def login_failures(self, kind: str, ident: str) -> str:
         """Counter of failed logins for one username digest or client address (fixed window)."""
-        return f"{self.prefix}login-failures:{kind}:{ident}"
+        return f"tq:{self.namespace}:login-failures:{kind}:{ident}"
 
     @property
     def leases(self) -> str:
@@ -90,7 +157,7 @@ class Keys:
 
     @property
     def paused_queues(self) -> str:
-        """Set of paused priorities."""
+        """Set of the shard's paused priorities, and ``q`` while its queue is paused."""
         return f"{self.prefix}paused"
 
     @property
@@ -138,11 +205,33 @@ class Keys:
         return [self.notify(p) for p in sorted(priorities, reverse=True)]
 
     def lua_header(self) -> str:
-        """Lua definitions of the same key builders, prepended to every script."""
-        p = self.prefix
+        """Lua definitions of the same key builders, prepended to every script.
+
+        The names depend on the shard, so they are set per call: ``set_prefix`` takes the
+        prefix from the script's first key (every script gets a key of its shard first)."""
+        names = {
+            "K_PENDING": "pending", "K_LEASES": "leases", "K_WORKERS": "workers",
+            "K_DLQ": "dlq", "K_PAUSED": "paused", "K_PAUSED_WORKERS": "paused-workers",
+            "K_SEQ": "seq", "K_FENCE": "fence", "K_SCHEDULE_WAKE": "schedule-wake",
+            "K_METRICS": "metrics",
+        }
+        assert all(getattr(self, attr).endswith(":" + suffix) for attr, suffix in (
+            ("pending", "pending"), ("leases", "leases"), ("workers", "workers"),
+            ("dlq", "dlq"), ("paused_queues", "paused"), ("paused_workers", "paused-workers"),
+            ("seq", "seq"), ("fence", "fence"), ("schedule_wake", "schedule-wake"),
+            ("metrics", "metrics")))
         return "\n".join(
             [
-                f"local PREFIX = {lua_str(p)}",
+                "local PREFIX, QUEUE",
+                f"local {', '.join(names)}",
+                "local function set_prefix(key)",
+                "  local p = string.match(key, '^tq:{[^}]*}:')",
+                "  if p == PREFIX then return end",
+                "  PREFIX = p",
+                "  local rest = string.match(p, '^tq:{[^:}]*:([^:}]*)')",
+                f"  QUEUE = rest or {lua_str(DEFAULT_QUEUE)}",
+                *(f"  {name} = p .. {lua_str(suffix)}" for name, suffix in names.items()),
+                "end",
                 "local function k_task(id) return PREFIX .. 'task:' .. id end",
                 "local function k_delayed(p) return PREFIX .. 'delayed:' .. p end",
                 "local function k_notify(p) return PREFIX .. 'notify:' .. p end",
@@ -151,16 +240,6 @@ class Keys:
                 " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
-                f"local K_PENDING = {lua_str(self.pending)}",
-                f"local K_LEASES = {lua_str(self.leases)}",
-                f"local K_WORKERS = {lua_str(self.workers)}",
-                f"local K_DLQ = {lua_str(self.dlq)}",
-                f"local K_PAUSED = {lua_str(self.paused_queues)}",
-                f"local K_PAUSED_WORKERS = {lua_str(self.paused_workers)}",
-                f"local K_SEQ = {lua_str(self.seq)}",
-                f"local K_FENCE = {lua_str(self.fence)}",
-                f"local K_SCHEDULE_WAKE = {lua_str(self.schedule_wake)}",
-                f"local K_METRICS = {lua_str(self.metrics)}",
                 "",
             ]
         )

@@ -79,7 +79,7 @@ def _header(keys: Keys, config: Config) -> str:
 
 def source(name: str, keys: Keys, config: Config) -> str:
     """The full text sent to Redis for one script (EVAL)."""
-    return ("redis.replicate_commands()\n" + _header(keys, config) + "\nfresh()\n"
+    return ("redis.replicate_commands()\n" + _header(keys, config) + "\nfresh(KEYS[1])\n"
             + _read(name))
 
 
@@ -94,7 +94,7 @@ def library(keys: Keys, config: Config) -> tuple[str, str]:
     name = f"tq_{digest}"
     for script in NAMES:
         body.append(f"redis.register_function('{name}_{script}', function(KEYS, ARGV)\n"
-                    f"fresh()\n{_read(script)}\nend)")
+                    f"fresh(KEYS[1])\n{_read(script)}\nend)")
     return name, f"#!lua name={name}\n" + "\n".join(body)
 
 

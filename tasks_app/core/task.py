@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from .keys import shard_ref
 from .states import Priority, TaskState
 
 JSON = dict[str, Any]
@@ -65,11 +66,14 @@ class Task:
     dlq_reason: str | None = None
     has_result: bool = False
     owner: str | None = None  # the creating principal; never in to_dict
+    queue: str = "default"
 
     @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> Task:
-        """Build a task from its Redis hash (decoded to str)."""
+    def from_hash(cls, raw: dict[str, str], queue: str = "default") -> Task:
+        """Build a task from its Redis hash (decoded to str); ``queue`` is where it was
+        found (the record lives in its queue's keys, so it does not repeat the name)."""
         return cls(
+            queue=queue,
             id=raw["id"],
             type=raw["type"],
             payload=_json(raw, "payload") or {},
@@ -101,6 +105,7 @@ class Task:
             "type": self.type,
             "payload": self.payload,
             "priority": self.priority.label,
+            "queue": self.queue,
             "state": self.state.value,
             "attempts": self.attempts,
             "max_retries": self.max_retries,
@@ -141,10 +146,17 @@ class Job:
     timeout: int
     queue_wait: float
     started_at: int
+    queue: str = "default"
+    shard: int = 0
+
+    @property
+    def where(self) -> str:
+        """The queue shard holding the task, as :func:`keys.shard_ref` spells it."""
+        return shard_ref(self.queue, self.shard)
 
     @classmethod
-    def from_reply(cls, reply: list[Any]) -> Job:
-        """Parse the ``{'task', ...}`` reply of the dequeue script."""
+    def from_reply(cls, reply: list[Any], queue: str = "default", shard: int = 0) -> Job:
+        """Parse the ``{'task', ...}`` reply of the dequeue script (run on that shard)."""
         _, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started = (
             reply
         )
@@ -160,12 +172,15 @@ class Job:
             timeout=int(timeout),
             queue_wait=int(wait) / 1_000_000,
             started_at=int(started),
+            queue=queue,
+            shard=shard,
         )
 
 
 class Attempt(Protocol):
     """What a fenced call (ack, fail) needs to name one attempt: a :class:`Job` or a
-    :class:`Lease`."""
+    :class:`Lease` (whose ``where``, when it has one, names the queue shard; none: the
+    default queue)."""
 
     @property
     def id(self) -> str:
@@ -184,6 +199,7 @@ class Lease:
 
     id: str
     fence: str
+    where: str = ""
 
 
 def _s(value: bytes | str | int) -> str:
@@ -205,6 +221,7 @@ class TaskSpec:
     metadata: JSON = field(default_factory=dict)
     scheduled_at_ms: int | None = None
     delay_ms: int | None = None
+    queue: str = "default"
 
     def script_args(self) -> list[Any]:
         """The nine values the enqueue script takes per task."""

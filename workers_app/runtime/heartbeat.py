@@ -23,7 +23,7 @@ class Heartbeat(Loop):
         broker: Broker,
         worker_id: str,
         fields: Callable[[], dict[str, Any]],
-        running: Callable[[], list[tuple[str, str]]],
+        running: Callable[[], list[tuple[str, str, str]]],
         on_lost: Callable[[list[tuple[str, str]]], None],
         on_beat: Callable[[Beat], None] | None = None,
     ) -> None:

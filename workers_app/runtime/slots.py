@@ -21,6 +21,7 @@ class _Held(ctypes.Structure):
     _fields_ = [
         ("task_id", ctypes.c_char * 36),
         ("fence", ctypes.c_char * 48),
+        ("where", ctypes.c_char * 72),  # the queue shard (keys.shard_ref)
         ("started", ctypes.c_int),
     ]
 
@@ -30,6 +31,7 @@ class _Slot(ctypes.Structure):
         ("busy", ctypes.c_int),
         ("task_id", ctypes.c_char * 36),
         ("fence", ctypes.c_char * 48),
+        ("where", ctypes.c_char * 72),
         ("timeout", ctypes.c_double),
         ("started", ctypes.c_double),
         ("deadline", ctypes.c_double),
@@ -47,6 +49,7 @@ class Running:
 
     task_id: str
     fence: str
+    where: str
     timeout: float
     started: float
     deadline: float  # inf once the handler returned and the slot is reporting
@@ -58,6 +61,7 @@ class Held:
 
     task_id: str
     fence: str
+    where: str
     started: bool
 
 
@@ -74,10 +78,12 @@ class Slot:
         """Mark a job as running (busy is set last so readers see whole records)."""
         raw = self._raw
         self._edit(lambda entries: [
-            Held(h.task_id, h.fence, h.started or (h.task_id, h.fence) == (job.id, job.fence))
+            Held(h.task_id, h.fence, h.where,
+                 h.started or (h.task_id, h.fence) == (job.id, job.fence))
             for h in entries])
         raw.task_id = job.id.encode()
         raw.fence = job.fence.encode()
+        raw.where = job.where.encode()
         raw.timeout = float(job.timeout)
         raw.started = time.time()
         raw.deadline = raw.started + job.timeout
@@ -93,7 +99,7 @@ class Slot:
 
     def hold(self, jobs: Iterable[Job]) -> None:
         """Record attempts the slot has taken (before any of them starts)."""
-        new = [Held(j.id, j.fence, False) for j in jobs]
+        new = [Held(j.id, j.fence, j.where, False) for j in jobs]
         self._edit(lambda entries: entries + new)
 
     def release(self, attempts: Iterable[tuple[str, str]]) -> None:
@@ -113,7 +119,8 @@ class Slot:
             before = raw.version
             if before % 2 == 0:
                 entries = [Held(raw.held[i].task_id.decode(), raw.held[i].fence.decode(),
-                                bool(raw.held[i].started)) for i in range(raw.n_held)]
+                                raw.held[i].where.decode(), bool(raw.held[i].started))
+                           for i in range(raw.n_held)]
                 if raw.version == before:
                     return entries
             time.sleep(0)
@@ -128,6 +135,7 @@ class Slot:
         for i, h in enumerate(entries):
             raw.held[i].task_id = h.task_id.encode()
             raw.held[i].fence = h.fence.encode()
+            raw.held[i].where = h.where.encode()
             raw.held[i].started = int(h.started)
         raw.n_held = len(entries)
         raw.version += 1
@@ -149,5 +157,6 @@ class Slot:
         raw = self._raw
         if not raw.busy:
             return None
-        return Running(raw.task_id.decode(), raw.fence.decode(), raw.timeout, raw.started,
+        return Running(raw.task_id.decode(), raw.fence.decode(), raw.where.decode(),
+                       raw.timeout, raw.started,
                        raw.deadline)

@@ -27,6 +27,7 @@ from tasks_app.core.broker import Beat, Broker, Outcome
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
 from tasks_app.core.keys import PRIORITIES
+from tasks_app.core.queues import Serving
 from tasks_app.core.redis_policy import eviction_policy
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.registry import registry as default_registry
@@ -64,6 +65,8 @@ class WorkerOptions:
     burst: bool = False
     max_tasks: int | None = None
     shutdown_grace: float | None = None
+    queues: Serving | None = None
+    """The queues to serve, in order or by weight (None: every queue the namespace knows)."""
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Worker:
         self.grace = (self.options.shutdown_grace if self.options.shutdown_grace is not None
                       else config.shutdown_grace)
         self.broker = broker or Broker.from_config(config)
+        self.broker.serving = self.options.queues
         # Built once here, never used here: each slot inherits it and opens its own
         # connections (redis-py starts a fresh pool in a forked child).
         self._slot_broker: Broker | None = None
@@ -117,8 +121,9 @@ class Worker:
         self._warn_if_evicting()
         self.hooks.worker_event(self.id, "joined", state="idle", concurrency=self.concurrency,
                                 hostname=socket.gethostname())
-        log.info("worker %s started: %d slot(s), priorities %s", self.id, self.concurrency,
-                 ",".join(map(str, self.priorities)))
+        log.info("worker %s started: %d slot(s), priorities %s, queues %s", self.id,
+                 self.concurrency, ",".join(map(str, self.priorities)),
+                 self.options.queues.describe() if self.options.queues else "*")
         self.children = [self._spawn(i) for i in range(self.concurrency)]
         for loop in self.loops:
             loop.start()
@@ -171,6 +176,7 @@ class Worker:
         slot = slot or Slot()
         if self._slot_broker is None:
             self._slot_broker = Broker.from_config(self.config)
+            self._slot_broker.serving = self.options.queues
         _share_with_child()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
@@ -242,15 +248,16 @@ class Worker:
                 log.warning("slot %d died (exit %s) running task %s", child.index,
                             child.process.exitcode, running.task_id,
                             extra={"task_id": running.task_id})
-            self._lose(Lease(running.task_id, running.fence), error,
+            self._lose(Lease(running.task_id, running.fence, running.where), error,
                        time.time() - running.started)
         for h in held:
             if running is not None and (h.task_id, h.fence) == (running.task_id, running.fence):
                 continue
             if h.started:
-                self._lose(Lease(h.task_id, h.fence), "worker lost", None)
+                self._lose(Lease(h.task_id, h.fence, h.where), "worker lost", None)
             else:
-                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence))
+                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence,
+                                                             h.where))
         # Only now: until they are recorded, heartbeats must still report them.
         child.slot.forget()
 
@@ -328,7 +335,8 @@ class Worker:
             for h in child.slot.held():
                 log.warning("putting back unfinished task %s", h.task_id,
                             extra={"task_id": h.task_id})
-                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence))
+                self._settle(lambda h=h: self.broker.requeue(h.task_id, self.id, h.fence,
+                                                             h.where))
             child.slot.forget()
 
     # -- heartbeat callbacks ---------------------------------------------------
@@ -357,9 +365,11 @@ class Worker:
                                 concurrency=self.concurrency, processed=fields["processed"],
                                 failed=fields["failed"])
 
-    def _running(self) -> list[tuple[str, str]]:
-        """Every attempt the slots hold (running, taken ahead, or run and not recorded)."""
-        return [(h.task_id, h.fence) for child in self.children for h in child.slot.held()]
+    def _running(self) -> list[tuple[str, str, str]]:
+        """Every attempt the slots hold (running, taken ahead, or run and not recorded), as
+        (task id, fence, queue shard)."""
+        return [(h.task_id, h.fence, h.where) for child in self.children
+                for h in child.slot.held()]
 
 
 def _share_with_child() -> None:

@@ -1,6 +1,7 @@
 -- control: pause or resume a worker or a priority queue.
 -- KEYS[1]: the worker registry
--- ARGV: target ('worker' | 'queue'), id (worker id or priority), action ('pause' | 'resume')
+-- ARGV: target ('worker' | 'queue'), id (worker id, or priority, or 'q': the shard's whole
+--   queue), action ('pause' | 'resume')
 -- Returns: {'ok'}.  Errors: TQ:WORKER_NOT_FOUND.
 local target, id, action = ARGV[1], ARGV[2], ARGV[3]
 if target == 'queue' then
@@ -19,7 +20,13 @@ if target == 'queue' then
       redis.call('HSET', k_worker(w), 'pq', pq)
     end
   end
-  if action ~= 'pause' then notify(id, CFG_NOTIFY_CAP) end
+  if action ~= 'pause' then
+    if id == 'q' then
+      for p = 0, 3 do notify(p, CFG_NOTIFY_CAP) end
+    else
+      notify(id, CFG_NOTIFY_CAP)
+    end
+  end
   return {'ok'}
 end
 local wk = k_worker(id)

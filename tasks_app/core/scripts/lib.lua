@@ -1,8 +1,9 @@
 -- Shared helpers: the body of the function library (Redis 7+), or prepended to every
 -- script (EVAL, on Redis 6.2), after the generated key and config header.  Timestamps
 -- are milliseconds from the Redis server clock, so every host agrees on lease expiry and
--- due times.  Per-call state (the clock, queued events) is reset by `fresh()` at the
--- start of every call: in a library it would otherwise outlive the call.
+-- due times.  Per-call state (the clock, queued events) is reset by `fresh(KEYS[1])` at
+-- the start of every call: in a library it would otherwise outlive the call.  It also
+-- sets the key names of the shard the call's first key belongs to (`set_prefix`).
 
 local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
@@ -24,7 +25,8 @@ end
 
 local EVENTS = {}
 local COUNTS, HISTS = {}, {}
-local function fresh()
+local function fresh(key)
+  set_prefix(key)
   CLOCK_MS, CLOCK_US = nil, nil
   EVENTS = {}
   COUNTS, HISTS = {}, {}
@@ -79,7 +81,7 @@ local function emit()
   COUNTS, HISTS = {}, {}
   if #EVENTS > 0 then
     redis.call('PUBLISH', CFG_EVENTS_CHANNEL,
-      cjson.encode({type = 'events.compact', at = now_ms(), rows = EVENTS}))
+      cjson.encode({type = 'events.compact', at = now_ms(), q = QUEUE, rows = EVENTS}))
     EVENTS = {}
   end
 end
@@ -333,13 +335,15 @@ end
 -- starting an attempt under a fresh fence (its queue wait observed).
 -- Returns {'task', count, then per task the 11 values id, priority, fence, attempts, type,
 --   payload, metadata, max_retries, timeout, queue_wait_us, started_at},
---   or {'empty'}, {'paused'} (worker paused), {'unregistered'}.
+--   or {'empty'} (also while the shard's queue is paused), {'paused'} (worker paused),
+--   {'unregistered'}.
 local function take(worker, prios, n)
   local w = redis.call('HMGET', k_worker(worker), 'id', 'paused', 'pq')
   if not w[1] then return {'unregistered'} end
   if w[2] == '1' then return {'paused'} end
   local open = prios
-  if w[3] and w[3] ~= ',,' then  -- some priority is paused
+  if w[3] and w[3] ~= ',,' then  -- some priority, or the whole queue ('q'), is paused
+    if string.find(w[3], ',q,', 1, true) then return {'empty'} end
     open = {}
     for _, p in ipairs(prios) do
       if not string.find(w[3], ',' .. p .. ',', 1, true) then open[#open + 1] = p end

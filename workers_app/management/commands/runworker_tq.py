@@ -16,6 +16,8 @@ from django.db import connections
 
 from tasks_app.conf import tq_settings
 from tasks_app.core.broker import Broker, Outcome
+from tasks_app.core.errors import BrokerUnavailable
+from tasks_app.core.queues import Serving
 from tasks_app.core.registry import registry
 from tasks_app.core.states import Priority, TaskState
 from tasks_app.core.task import Job
@@ -92,6 +94,24 @@ def parse_priorities(text: str) -> list[int]:
     return sorted({int(p) for p in items})
 
 
+def parse_queues(text: str, broker: Broker) -> Serving:
+    """``--queues``, every name known: configured in TASKQUEUE["QUEUES"] or used before."""
+    try:
+        serving = Serving.parse(text)
+    except ValueError as exc:
+        raise CommandError(f"--queues: {exc}") from None
+    try:
+        known = broker.queues(fresh=True)
+    except BrokerUnavailable:
+        return serving  # the worker waits for Redis as usual; names are checked by use
+    unknown = [name for name in serving.names if name not in known]
+    if unknown:
+        raise CommandError(
+            f"--queues: unknown queue {unknown[0]!r} (known: {', '.join(sorted(known))}); "
+            'declare it in TASKQUEUE["QUEUES"] or enqueue a task to it first')
+    return serving
+
+
 class Command(BaseCommand):
     help = "Run a taskqueue worker: slot processes that take and run tasks."
 
@@ -100,6 +120,9 @@ class Command(BaseCommand):
                             help="slot processes (default: TASKQUEUE CONCURRENCY or CPU count)")
         parser.add_argument("--priorities", default="low,normal,high,critical",
                             help="comma-separated priorities to serve (names or 0-3)")
+        parser.add_argument("--queues", "-Q", default=None,
+                            help="queues to serve: 'emails,default' (strict order) or "
+                                 "'emails:3,default:1' (weights); default: every queue")
         parser.add_argument("--worker-id", default=None, help="id in the registry")
         parser.add_argument("--burst", action="store_true",
                             help="exit once no pending task is left")
@@ -153,6 +176,8 @@ class Command(BaseCommand):
         )
         config = tq_settings.core_config()
         broker = Broker.from_config(config)
+        if opts["queues"] is not None:
+            options.queues = parse_queues(opts["queues"], broker)
         hooks: list[Hook] = [CloseDatabaseConnections()]
         if tq_settings.EVENTS_ENABLED:
             hooks.append(EventsHook())
