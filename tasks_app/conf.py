@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     # Named queues a site declares, with their shards: ["emails", ...] or
     # {"default": {"shards": 4}, "emails": {}}.  Queues used at enqueue are known too.
     "QUEUES": (),
+    # "local": a write is acknowledged once the master has it; "replica": once a replica
+    # confirms it too (WAIT), or 503 after REPLICA_TIMEOUT seconds.
+    "DURABILITY": "local",
+    "REPLICA_TIMEOUT": 1.0,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -274,6 +278,8 @@ VALIDATORS: dict[str, Validator] = {
                                               "rest_framework.permissions.OperationHolderMixin")),
     "HARDEN_SERVER": boolean,
     "QUEUES": queue_map,
+    "DURABILITY": matching(re.compile(r"local|replica"), '"local" or "replica"'),
+    "REPLICA_TIMEOUT": number(),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

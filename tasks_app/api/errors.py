@@ -34,6 +34,9 @@ CORE_ERRORS: dict[type[core.TaskQueueError], tuple[int, str | None]] = {
     core.InvalidTransition: (409, None),
     core.StaleLease: (409, None),
     core.QueueFull: (503, "queue is full, retry later"),
+    core.ReplicaTimeout: (503, "not confirmed by a replica in time: the change may or may not "
+                               "have been made; repeat the request (with the same "
+                               "Idempotency-Key for a create) to find out"),
     core.BrokerUnavailable: (503, "service unavailable"),
     core.TaskQueueError: (500, "internal server error"),
 }

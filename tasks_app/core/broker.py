@@ -22,7 +22,7 @@ from . import errors
 from .config import Config
 from .keys import DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
 from .queues import Serving
-from .scripts import UNAVAILABLE_REPLIES, Scripts
+from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
 from .task import Attempt, Job, Task, TaskSpec
 
@@ -113,6 +113,10 @@ class Submitted:
     tasks: list[Task]
     duplicate: bool
 
+
+DURABLE_SCRIPTS = frozenset({"enqueue", "cancel", "ack", "fail", "finish", "retry",
+                             "dlq_retry", "dlq_delete", "purge"})
+"""The scripts whose writes a "replica" durability confirms with a replica (WAIT)."""
 
 QUEUES_TTL = 2.0
 """Seconds a process trusts its copy of the namespace's queue registry."""
@@ -256,7 +260,41 @@ class Broker:
         """Run one transition script (``scripts/<name>.lua``) with its errors translated:
         the way in for the admin operations of :mod:`.inspect`."""
         with redis_errors():
+            if self.config.durability == "replica" and name in DURABLE_SCRIPTS:
+                return self._replicated(name, key, args)
             return self.scripts(name, key, args)
+
+    def _replicated(self, name: str, key: str, args: list[Any]) -> Any:
+        """Run a script and WAIT for one replica on the same connection (WAIT counts the
+        writes of its own connection), in one round trip.  A write no replica confirmed in
+        time raises :class:`ReplicaTimeout`: it happened on the master, and a retry of a
+        fenced or idempotent call is safe."""
+        node = self._node_client(key)
+        timeout_ms = max(1, int(self.config.replica_timeout * 1000))
+        for _ in range(2):
+            pipe = node.pipeline(transaction=False)
+            self.scripts.queue(name, key, args, pipe)
+            pipe.execute_command("WAIT", 1, timeout_ms)
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError) or (
+                    isinstance(reply, redis.ResponseError)
+                    and "function not found" in str(reply).lower()):
+                self.scripts.load(node)  # then once more, as the loaded form
+                continue
+            if isinstance(reply, Exception):
+                raise translate(reply) if isinstance(reply, redis.ResponseError) else reply
+            if isinstance(acked, Exception) or int(acked) < 1:
+                raise errors.ReplicaTimeout(
+                    f"no replica confirmed the write within {self.config.replica_timeout:g}s")
+            return reply
+        raise errors.BrokerUnavailable("the scripts could not be loaded")
+
+    def _node_client(self, key: str) -> Any:
+        """A client whose pipelines reach the node holding ``key`` (itself, except on a
+        Redis Cluster)."""
+        if self.cluster:
+            return self.client.get_redis_connection(self.client.get_node_from_key(key))
+        return self.client
 
     @property
     def blocking_client(self) -> redis.Redis:

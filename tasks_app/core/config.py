@@ -40,6 +40,11 @@ class Config:
     """Seconds a dead-letter entry is kept (None: no bound)."""
     prefetch: int = 16
     """Tasks a worker slot may take in one call while its tasks are short (see slot.py)."""
+    durability: str = "local"
+    """"local": a write is done when the master has it; "replica": also once a replica
+    confirms it (WAIT), for creates, cancels, outcomes and dead-letter operations."""
+    replica_timeout: float = 1.0
+    """Seconds a "replica" write waits for a replica before it is reported unconfirmed."""
     queues: tuple[tuple[str, int], ...] = ()
     """The configured queues and their number of shards (others have one)."""
 

@@ -65,3 +65,9 @@ class BrokerUnavailable(TaskQueueError):
 
 class NonRetryableError(Exception):
     """Raise from a handler to fail the task for good, without retries."""
+
+
+class ReplicaTimeout(BrokerUnavailable):
+    """DURABILITY "replica": no replica confirmed a write within REPLICA_TIMEOUT.  The
+    write happened on the master and may or may not survive a failover."""
+

@@ -167,6 +167,26 @@ class Scripts:
         self.functions = True
         return reply
 
+    def load(self, client: Any) -> None:
+        """Load the code on the server ``client`` reaches (the library, or each script where
+        the server has no functions), so that calls queued in a pipeline find it."""
+        if self.functions is not False:
+            try:
+                client.execute_command("FUNCTION", "LOAD", "REPLACE", self._library_code())
+                self.functions = True
+                return
+            except redis.ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                self.functions = False
+        for name in NAMES:
+            client.script_load(self._evalsha(name).script)
+
+    def _library_code(self) -> str:
+        self.library_name  # noqa: B018  (builds the library)
+        assert self._library is not None
+        return self._library[1]
+
     def _evalsha(self, name: str) -> Script:
         if self._scripts is None:
             self._scripts = {n: self._client.register_script(source(n, self._keys, self._config))

@@ -1,0 +1,109 @@
+"""DURABILITY "replica": a write is acknowledged only once a replica confirms it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.test import override_settings
+
+from tasks_app.conf import tq_settings
+from tasks_app.core.broker import Broker, Ended
+from tasks_app.core.errors import ReplicaTimeout
+from tasks_app.core.states import TaskState
+from tasks_app.devserver.redis import EmbeddedRedis
+from tests.api_support import call
+from tests.factories import WORKER, make_spec, open_broker, register
+
+
+def replica_setting(**extra: object) -> override_settings:
+    return override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL,
+                                        "DURABILITY": "replica", "REPLICA_TIMEOUT": 0.2,
+                                        **extra})
+
+
+@pytest.fixture
+def replica(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[redis.Redis]:
+    """A real replica of the session's Redis, caught up before the test starts."""
+    server = EmbeddedRedis(tmp_path / "replica", persistence=False)
+    server.start()
+    client = redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
+    client.replicaof("127.0.0.1", redis_server.port)
+    deadline = time.monotonic() + 20
+    while client.info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica never synced"
+        time.sleep(0.05)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.mark.django_db
+def test_without_a_replica_a_create_is_503_and_says_it_may_exist(
+        redis_client: redis.Redis) -> None:
+    with replica_setting():
+        reply = call("POST", "/api/v1/tasks", {"type": "echo", "payload": {}},
+                     HTTP_IDEMPOTENCY_KEY="order-17")
+    assert reply.status == 503
+    assert reply.body["error"] == "Service Unavailable"
+    assert "may or may not" in reply.body["message"]
+    assert "Idempotency-Key" in reply.body["message"]
+    # The master has it: the client reconciles with the same key once a replica is back.
+    assert len(redis_client.keys("tq:{default}:task:*")) == 1
+
+
+@pytest.mark.django_db
+def test_with_a_replica_a_create_is_201_and_the_replica_has_the_task(
+        replica: redis.Redis) -> None:
+    with replica_setting():
+        reply = call("POST", "/api/v1/tasks", {"type": "echo", "payload": {"n": 1}},
+                     HTTP_IDEMPOTENCY_KEY="order-18")
+        assert reply.status == 201, reply.body
+        # Read at once from the replica: WAIT returned only after it had the write.
+        assert replica.hget(f"tq:{{default}}:task:{reply.body['id']}", "state") == "pending"
+        cancel = call("DELETE", f"/api/v1/tasks/{reply.body['id']}")
+        assert cancel.status == 200
+        assert replica.hget(f"tq:{{default}}:task:{reply.body['id']}", "state") == "cancelled"
+
+
+def test_a_completion_waits_for_the_replica(redis_server: EmbeddedRedis,
+                                            replica: redis.Redis) -> None:
+    with open_broker(redis_server.url, durability="replica", replica_timeout=0.5) as broker:
+        task = broker.enqueue(make_spec())
+        register(broker)
+        jobs = broker.take(WORKER, (0, 1, 2, 3), 1)
+        assert isinstance(jobs, list)
+        outcomes, _ = broker.finish(WORKER, [Ended(jobs[0], "ok", '"done"')], 0, (0, 1, 2, 3))
+        assert outcomes[0] is not None and outcomes[0].state == TaskState.COMPLETED
+        assert replica.hget(f"tq:{{default}}:task:{task.id}", "state") == "completed"
+
+
+def test_an_unconfirmed_completion_raises_and_a_retry_is_safe(
+        redis_server: EmbeddedRedis) -> None:
+    with open_broker(redis_server.url, durability="replica", replica_timeout=0.1) as broker, \
+            open_broker(redis_server.url) as local:
+        task = local.enqueue(make_spec())
+        register(local)
+        jobs = local.take(WORKER, (0, 1, 2, 3), 1)
+        assert isinstance(jobs, list)
+        started = time.monotonic()
+        with pytest.raises(ReplicaTimeout):
+            broker.ack(jobs[0], WORKER, '"x"')
+        assert time.monotonic() - started >= 0.09  # it did wait for a replica
+        # The master recorded it; the same fenced call again is a recognised repeat.
+        again = local.ack(jobs[0], WORKER, '"x"')
+        assert again.duplicate and local.get(task.id).state == TaskState.COMPLETED
+
+
+def test_local_durability_does_not_wait(redis_server: EmbeddedRedis) -> None:
+    broker: Broker
+    with open_broker(redis_server.url) as broker:
+        started = time.monotonic()
+        for _ in range(20):
+            broker.enqueue(make_spec())
+        assert time.monotonic() - started < 1.0
