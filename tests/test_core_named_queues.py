@@ -226,3 +226,24 @@ def test_an_unknown_queue_on_the_command_line_is_a_startup_error() -> None:
     bad = subprocess.run([sys.executable, "manage.py", "runworker_tq", "--queues", "a b"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "invalid queue name 'a b'" in bad.stderr
+
+
+def test_an_upgrade_from_the_single_queue_layout_keeps_every_task(
+        broker: Broker, redis_client: redis.Redis) -> None:
+    """The default queue's first shard keeps the names of the single-queue layout, so the
+    tasks a running installation holds (here written as the release before named queues
+    wrote them, still in its per-priority pending sets) are served, found and counted."""
+    from tests.factories import old_release_enqueue
+
+    old = old_release_enqueue(redis_client, 2, 3) + old_release_enqueue(redis_client, 0, 2)
+    assert redis_client.exists("tq:{default}:pending:2") == 1
+    new = broker.enqueue(in_queue("emails"))
+    broker.serving = Serving.parse("default,emails")
+    register(broker)  # the first heartbeat folds the old sets into the queue's pending set
+    assert Inspector(broker).queue_depths() == {"critical": 0, "high": 3, "normal": 0,
+                                                "low": 3}
+    assert {broker.get(t).queue for t in old} == {"default"}
+    got = []
+    while isinstance(jobs := broker.take(WORKER, (0, 1, 2, 3), 4), list):
+        got += jobs
+    assert [j.id for j in got] == old + [new.id]
