@@ -20,7 +20,7 @@ import redis
 
 from . import errors
 from .config import Config
-from .keys import DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
+from .keys import BAND, DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
 from .queues import Serving
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
@@ -230,17 +230,31 @@ class Broker:
             return self.shard(shard_ref(self.serving.names[0], 0))
         return self.keys
 
-    def take_order(self) -> list[Keys]:
+    def take_order(self, peek: bool = True) -> list[Keys]:
         """The shards to take from, in the order of this call: the queues in the serving
-        order (strict, or a weighted draw), each queue's shards starting at a random one."""
+        order (strict, or a weighted draw); a queue's shards by the priority of the task at
+        their head (``peek``: one pipelined read, only for queues with several shards, so
+        priority holds across shards up to what changes meanwhile), ties at random."""
         names = (self.serving.order() if self.serving and self.serving.names
                  else Serving.every(list(self.queues())).order())
+        groups = [self.queue_shards(name) for name in names]
+        split = [shards for shards in groups if len(shards) > 1]
+        heads: dict[int, float] = {}
+        if split and peek:
+            with redis_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for shards in split:
+                    for keys in shards:
+                        pipe.zrange(keys.pending, 0, 0, withscores=True)
+                found = iter(pipe.execute())
+            for shards in split:
+                for keys in shards:
+                    head = next(found)
+                    heads[id(keys)] = head[0][1] // BAND if head else 4
         out = []
-        for name in names:
-            shards = self.queue_shards(name)
+        for shards in groups:
             if len(shards) > 1:
-                start = random.randrange(len(shards))
-                shards = shards[start:] + shards[:start]
+                shards = sorted(shards, key=lambda k: (heads.get(id(k), 0), random.random()))
             out.extend(shards)
         return out
 
@@ -453,7 +467,7 @@ class Broker:
         moment the token arrives, without waiting for the client to ask.  Returns whether
         the worker's own wake list (a stop, or a resume) woke it, and what the take got."""
         keys, timeout = self._wait_keys(worker_id, priorities, paused, timeout)
-        order = self.take_order()
+        order = self.take_order(peek=False)
         if len(order) > 1 or self.cluster:  # the take asks several shards: after the wait
             with redis_errors():
                 popped = self.blocking_client.blpop(keys, timeout=max(timeout, 0.01))
