@@ -14,7 +14,7 @@ sentinels themselves require no password.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -30,7 +30,7 @@ SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """The shape of a Redis deployment."""
 
     STANDALONE = "standalone"
