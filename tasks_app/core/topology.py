@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -110,6 +110,9 @@ def _standalone(url: str, tls: bool) -> RedisTarget:
         parsed = redis.connection.parse_url(url)
     except ValueError as exc:
         raise ValueError(f"malformed Redis URL: {_without(str(exc), url)}") from None
+    path = urlsplit(url).path.strip("/")
+    if not url.lower().startswith("unix:") and path and not path.isdigit():
+        raise ValueError(f"the database in a Redis URL must be a number, not {path[:10]!r}")
     host, port = parsed.get("host"), parsed.get("port")
     nodes = ((str(host), int(port or REDIS_PORT)),) if host else ()
     return RedisTarget(Kind.STANDALONE, url, nodes, parsed.get("username"),
@@ -160,11 +163,11 @@ def _master_and_db(path: str) -> tuple[str, int]:
         raise ValueError("a redis+sentinel:// URL must name the master after the hosts: "
                          "redis+sentinel://host:26379/MASTER_NAME[/DB]")
     db_text = db_text.rstrip("/")
+    if "/" in db_text:
+        raise ValueError("a redis+sentinel:// URL has at most /MASTER_NAME/DB after the hosts")
     if db_text and not db_text.isdigit():
         raise ValueError(f"the database in a redis+sentinel:// URL must be a number, "
                          f"not {db_text[:10]!r}")
-    if "/" in db_text:
-        raise ValueError("a redis+sentinel:// URL has at most /MASTER_NAME/DB after the hosts")
     return unquote(master), int(db_text or 0)
 
 
@@ -241,3 +244,32 @@ def reachable_sentinels(target: RedisTarget, timeout: float = 1.0) -> list[str]:
         finally:
             client.close()
     return found
+
+
+def channel_layer_host(url: str) -> str | dict[str, Any]:
+    """The entry for channels-redis's ``hosts`` that reaches the same Redis as ``url``.
+
+    Sentinel: channels-redis's own sentinel form (master found through the sentinels).
+    Cluster: channels-redis cannot talk to a cluster, so the first seed node, as a plain
+    server: a PUBLISH on any cluster node reaches a SUBSCRIBE on every node, so the task
+    events the scripts publish arrive there (while that node is up).
+    """
+    target = parse_redis_url(url)
+    if target.kind is Kind.STANDALONE:
+        return url
+    if target.kind is Kind.CLUSTER:
+        host, port = target.nodes[0]
+        auth = ""
+        if target.password is not None or target.username is not None:
+            user, password = (quote(v or "", safe="") for v in (target.username, target.password))
+            auth = f"{user}:{password}@"
+        host_text = f"[{host}]" if ":" in host else host
+        return f"{'rediss' if target.tls else 'redis'}://{auth}{host_text}:{port}/0"
+    sentinel_kwargs = dict(target.credentials) if target.sentinel_auth else {}
+    entry: dict[str, Any] = {"sentinels": list(target.nodes), "master_name": target.master_name,
+                             "sentinel_kwargs": sentinel_kwargs, "db": target.db,
+                             **target.credentials}
+    if target.tls:
+        entry["ssl"] = True
+        entry["sentinel_kwargs"]["ssl"] = True
+    return entry
