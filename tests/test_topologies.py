@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from django.contrib.auth.models import User
+from django.core.checks import run_checks
 from django.test import override_settings
 from redis.cluster import RedisCluster
 
+from taskqueue_project.settings import channel_layers
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
@@ -19,6 +23,8 @@ from tasks_app.core.topology import Kind, make_client, parse_redis_url
 from tests.api_support import call
 from tests.factories import ALL_PRIORITIES, WORKER, make_spec, register
 from tests.procs import WorkerPool, wait_for
+from tests.test_cli import tq
+from tests.test_security_login import PASSWORD, login
 from tests.topologies import MASTER_NAME, RedisClusterSet, SentinelSet, wait_until
 
 # -- URLs -------------------------------------------------------------------------
@@ -218,3 +224,91 @@ def test_a_sentinel_url_without_credentials_is_refused_by_the_protected_set(
     with pytest.raises(redis.RedisError):
         client.ping()
     client.close()
+
+
+@pytest.mark.django_db
+def test_login_throttle_counts_failures_on_each_topology(
+        topology: RedisClusterSet | SentinelSet) -> None:
+    User.objects.create_user("alice", password=PASSWORD)
+    with override_settings(TASKQUEUE={"REDIS_URL": topology.url, "AUTH_ENABLED": True,
+                                      "LOGIN_MAX_FAILURES_PER_USERNAME": 2}):
+        statuses = [login("alice", "wrong").status for _ in range(2)]
+        statuses.append(login("alice", PASSWORD).status)
+    assert statuses == [401, 401, 429]
+
+
+def test_the_cli_enqueues_and_reads_on_each_topology(
+        topology: RedisClusterSet | SentinelSet) -> None:
+    with override_settings(TASKQUEUE={"REDIS_URL": topology.url}):
+        made = tq("enqueue", "echo", '{"a": 1}', "--json")
+        task_id = json.loads(made.out)["id"]
+        got = tq("get", task_id, "--json")
+        cancelled = tq("cancel", task_id, "--json")
+    assert (made.code, got.code, cancelled.code) == (0, 0, 0)
+    assert json.loads(got.out)["state"] == "pending"
+    assert json.loads(cancelled.out)["state"] == "cancelled"
+
+
+def test_the_cli_names_an_unreachable_cluster_without_its_password() -> None:
+    url = "redis+cluster://:hunter2@127.0.0.1:1,127.0.0.1:2"
+    with override_settings(TASKQUEUE={"REDIS_URL": url}):
+        run = tq("status")
+    assert run.code == 1
+    assert "redis+cluster://:***@127.0.0.1:1,127.0.0.1:2" in run.err and "hunter2" not in run.err
+
+
+# -- manage.py check and startup ---------------------------------------------------
+
+DEAD_SENTINELS = "redis+sentinel://:hunter2@127.0.0.1:1,127.0.0.1:2/tqmaster"
+
+
+def check_messages(url: str, layer_url: str | None = None,
+                   hosts: list[Any] | None = None) -> list[tuple[str, str]]:
+    """(id, text) of the taskqueue messages for a REDIS_URL and its channel layer."""
+    layers = channel_layers(layer_url or url)
+    if hosts is not None:
+        layers["default"]["CONFIG"]["hosts"] = hosts
+    with override_settings(TASKQUEUE={"REDIS_URL": url}, CHANNEL_LAYERS=layers):
+        return [(str(m.id), m.msg) for m in run_checks(include_deployment_checks=False)
+                if m.id and m.id.startswith("taskqueue.")]
+
+
+def test_check_passes_a_reachable_sentinel_set_and_cluster_with_their_layers(
+        sentinels: SentinelSet, cluster: RedisClusterSet) -> None:
+    assert check_messages(sentinels.url) == []
+    assert check_messages(cluster.url) == []
+
+
+def test_check_names_a_sentinel_set_with_no_reachable_sentinel() -> None:
+    ((ident, text),) = check_messages(DEAD_SENTINELS)
+    assert ident == "taskqueue.E022"
+    assert "127.0.0.1:1, 127.0.0.1:2" in text and "tqmaster" in text and "hunter2" not in text
+
+
+def test_check_refuses_a_topology_url_as_a_channel_layer_host() -> None:
+    url = "redis+cluster://127.0.0.1:7000"
+    assert [i for i, _ in check_messages(url, hosts=[url])] == ["taskqueue.E021"]
+    other = channel_layers("redis+cluster://10.0.0.9:7000")["default"]["CONFIG"]["hosts"]
+    assert [i for i, _ in check_messages(url, hosts=other)] == ["taskqueue.W003"]
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://:hunter2@n1:7000/3",
+                                 "redis+sentinel://:hunter2@s1:26379"])
+def test_check_names_a_malformed_url_without_its_password(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = check_messages(url, layer_url="redis://127.0.0.1:6379/0")
+    assert [i for i, _ in found] == ["taskqueue.E002"]
+    assert "hunter2" not in found[0][1] and "not a valid Redis URL" in found[0][1]
+    monkeypatch.setenv("REDIS_URL", url)
+    with override_settings(TASKQUEUE={}):
+        env = [(m.id, m.msg) for m in run_checks() if m.id == "taskqueue.E020"]
+    assert len(env) == 1 and "hunter2" not in env[0][1]
+
+
+def test_a_worker_refuses_to_start_when_no_sentinel_answers(tmp_path: Path) -> None:
+    with WorkerPool(tmp_path) as pool:
+        worker = pool.start(env={"REDIS_URL": DEAD_SENTINELS})
+        code = worker.wait(30)
+    assert code != 0
+    assert "taskqueue.E022" in worker.log() and "No sentinel of REDIS_URL answers" in worker.log()
+    assert "hunter2" not in worker.log()
