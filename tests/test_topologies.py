@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.test import override_settings
 from redis.cluster import RedisCluster
 
 from taskqueue_project.settings import channel_layers
+from tasks_app import producer
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
@@ -312,3 +314,20 @@ def test_a_worker_refuses_to_start_when_no_sentinel_answers(tmp_path: Path) -> N
     assert code != 0
     assert "taskqueue.E022" in worker.log() and "No sentinel of REDIS_URL answers" in worker.log()
     assert "hunter2" not in worker.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ws_clients_get_task_events_on_each_topology(
+        topology: RedisClusterSet | SentinelSet) -> None:
+    from tests.test_events_ws import connect, next_event
+
+    async def scenario() -> None:
+        client = await connect()
+        task = await asyncio.to_thread(producer.enqueue, "echo", {"x": 1})
+        got = await next_event(client, timeout=5)
+        assert (got["type"], got["data"]["task_id"]) == ("task.submitted", task.id)
+        await client.disconnect()
+
+    with override_settings(TASKQUEUE={"REDIS_URL": topology.url},
+                           CHANNEL_LAYERS=channel_layers(topology.url)):
+        asyncio.run(scenario())
