@@ -87,10 +87,10 @@ class Node:
         with self.client(timeout=0.5) as probe:
             return bool(probe.ping())
 
-    def client(self, timeout: float = 5.0, **kw: object) -> redis.Redis:
+    def client(self, timeout: float = 5.0) -> redis.Redis:
         """A direct client of this one node (no cluster or sentinel logic)."""
         return redis.Redis(host=HOST, port=self.port, password=self.password,
-                           socket_timeout=timeout, retry=Retry(NoBackoff(), 0), **kw)
+                           socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
 
     def kill(self) -> None:
         """kill -9, as a host crash would."""
@@ -259,7 +259,7 @@ class SentinelSet:
             if not replicas or len(others) < len(self.sentinels) - 1:
                 return False
         with self.replica.client() as client:
-            return client.info("replication").get("master_link_status") == "up"
+            return bool(client.info("replication").get("master_link_status") == "up")
 
     def master_address(self) -> tuple[str, int]:
         """The master the first answering sentinel names."""
@@ -287,7 +287,7 @@ class SentinelSet:
             if self.master_address()[1] != new.port:
                 return False
             with new.client() as client:
-                return client.info("replication").get("role") == "master"
+                return bool(client.info("replication").get("role") == "master")
 
         wait_until(switched, timeout, f"failover to {new.address}")
         # The sentinels turn the old master into a replica at their next look at it, up
