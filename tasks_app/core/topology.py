@@ -19,8 +19,10 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 BLOCKING_EXTRA_TIMEOUT = 5.0
@@ -235,7 +237,8 @@ def reachable_sentinels(target: RedisTarget, timeout: float = 1.0) -> list[str]:
     for host, port in target.nodes:
         kwargs: dict[str, Any] = dict(target.credentials) if target.sentinel_auth else {}
         client = redis.Redis(host=host, port=port, socket_timeout=timeout,
-                             socket_connect_timeout=timeout, ssl=target.tls, **kwargs)
+                             socket_connect_timeout=timeout, ssl=target.tls,
+                             retry=Retry(NoBackoff(), 0), **kwargs)
         try:
             if client.ping():
                 found.append(f"{host}:{port}")
