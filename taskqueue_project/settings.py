@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from taskqueue_project.var_files import private_dir, running_redis_url
+from tasks_app.core.topology import channel_layer_host
 from tasks_app.secret_keys import weak_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -237,12 +238,17 @@ ASGI_APPLICATION = "taskqueue_project.asgi.application"
 
 
 def channel_layers(redis_url: str) -> dict[str, Any]:
-    """Live events go through the channels-redis pub/sub layer on the queue's Redis."""
+    """Live events go through the channels-redis pub/sub layer on the queue's Redis (on a
+    Sentinel set: its master; on a Cluster: one node, see docs/topologies.md)."""
+    try:
+        host = channel_layer_host(redis_url)
+    except ValueError:
+        host = redis_url  # manage.py check reports the URL (taskqueue.E002)
     return {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # JSON, so the Lua scripts can publish events in the layer's own format.
-            "CONFIG": {"hosts": [redis_url], "prefix": "tq-events", "serializer_format": "json"},
+            "CONFIG": {"hosts": [host], "prefix": "tq-events", "serializer_format": "json"},
         }
     }
 

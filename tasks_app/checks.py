@@ -13,7 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 
 from tasks_app.cli import redact
-from tasks_app.conf import DEFAULTS, REDIS_SCHEMES, VALIDATORS, check_heartbeat, environ_default
+from tasks_app.conf import DEFAULTS, VALIDATORS, check_heartbeat, environ_default
+from tasks_app.core.topology import Kind, RedisTarget, parse_redis_url, reachable_sentinels
 
 PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
 SPECTACULAR_SCHEMA = "drf_spectacular.openapi.AutoSchema"
@@ -103,16 +104,53 @@ def check_channel_layer(app_configs: Sequence[AppConfig] | None = None,
 
 
 def same_redis(hosts: Sequence[Any], redis_url: str) -> list[CheckMessage]:
-    """Warn when the layer's URL hosts all differ from the queue's Redis."""
-    urls = [host for host in hosts if isinstance(host, str)]
-    if not urls or len(urls) != len(hosts) or not str(redis_url).startswith(REDIS_SCHEMES):
-        return []  # hosts given as dicts; a bad REDIS_URL is taskqueue.E002
-    wanted = address(redis_url)
-    if any(address(url) == wanted for url in urls):
+    """Warn when the layer's hosts all differ from the queue's Redis (its master, on
+    Sentinel; one of its nodes, on a Cluster); refuse topology URLs channels-redis cannot
+    open."""
+    try:
+        target = parse_redis_url(str(redis_url))
+    except ValueError:
+        return []  # taskqueue.E002 or E020
+    if any(isinstance(host, str) and "+" in host.partition("://")[0] for host in hosts):
+        return [Error("The default channel layer's hosts hold a redis+sentinel:// or "
+                      "redis+cluster:// URL, which channels-redis cannot open.",
+                      id="taskqueue.E021", hint=LAYER_HOST_HINT)]
+    comparable = [h for h in hosts if isinstance(h, str)
+                  or isinstance(h, Mapping) and "master_name" in h]
+    if not hosts or len(comparable) != len(hosts):
+        return []  # other host forms are not compared
+    wanted = expected_layer_addresses(target)
+    if any(layer_addresses(host) & wanted for host in hosts):
         return []
     return [Warning("The default channel layer's hosts are not the queue's Redis "
                     f"({redact(redis_url)}); task events published there will not reach /ws.",
-                    id="taskqueue.W003")]
+                    id="taskqueue.W003", hint=LAYER_HOST_HINT)]
+
+
+LAYER_HOST_HINT = ('"hosts": [tasks_app.core.topology.channel_layer_host(REDIS_URL)] '
+                   "gives the entry for any topology (docs/topologies.md).")
+
+
+def expected_layer_addresses(target: RedisTarget) -> set[Any]:
+    """What a layer host on the queue's Redis looks like, as :func:`layer_addresses` says."""
+    if target.kind is Kind.SENTINEL:
+        return {("sentinel", target.master_name, node) for node in target.nodes}
+    if target.kind is Kind.CLUSTER:
+        return set(target.nodes)
+    return {address(target.url)}
+
+
+def layer_addresses(host: Any) -> set[Any]:
+    """A channel layer host entry reduced to what identifies its Redis."""
+    if isinstance(host, Mapping) and "master_name" in host:
+        return {("sentinel", host["master_name"], tuple(node))
+                for node in host.get("sentinels", ())}
+    if isinstance(host, str):
+        try:
+            return {address(host)}
+        except ValueError:
+            return set()
+    return set()
 
 
 def address(url: str) -> tuple[str, int | None]:
@@ -121,6 +159,30 @@ def address(url: str) -> tuple[str, int | None]:
     if parts.scheme == "unix":
         return (parts.path, None)
     return (parts.hostname or "", parts.port or 6379)
+
+
+@register(Tags.compatibility)
+def check_topology(app_configs: Sequence[AppConfig] | None = None,
+                   **kwargs: Any) -> list[CheckMessage]:
+    """A malformed $REDIS_URL (TASKQUEUE's is taskqueue.E002), and a Sentinel set none of
+    whose sentinels answers (the queue could not find its master)."""
+    user = user_settings()
+    if not isinstance(user, Mapping):
+        return []
+    url = effective_redis_url(user)
+    try:
+        target = parse_redis_url(str(url))
+    except ValueError as exc:
+        if user.get("REDIS_URL"):
+            return []  # taskqueue.E002
+        return [Error(f"$REDIS_URL is not a valid Redis URL: {exc}.", id="taskqueue.E020")]
+    if target.kind is Kind.SENTINEL and not reachable_sentinels(target):
+        listed = ", ".join(f"{host}:{port}" for host, port in target.nodes)
+        return [Error(f"No sentinel of REDIS_URL answers ({listed}): the master "
+                      f"'{target.master_name}' cannot be found.", id="taskqueue.E022",
+                      hint="Check the hosts and ports, the network, and the sentinels' "
+                           "password (add ?sentinel_auth=none when they need none).")]
+    return []
 
 
 @register(Tags.security)

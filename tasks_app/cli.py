@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 from tasks_app.core.inspect import DLQEntry, QueueStats, WorkerInfo
 from tasks_app.core.states import Priority
@@ -123,14 +122,13 @@ def confirm(question: str, stdin: TextIO, prompt: Callable[[str], None]) -> bool
 
 
 def redact(url: str) -> str:
-    """A Redis URL fit to print: any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """A Redis URL fit to print: any password replaced by ``***`` (also in the host lists
+    of redis+sentinel:// and redis+cluster:// URLs)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")  # the last @: a password may hold / or @
+    if not sep or not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{after}"
 
 
 def status_text(data: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from tasks_app.core.config import Config
+from tasks_app.core.topology import URL_PREFIXES, parse_redis_url
 from tasks_app.live.groups import group_channel
 
 DEFAULTS: dict[str, Any] = {
@@ -78,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
 # TASKQUEUE["REDIS_URL"] wins, then $REDIS_URL, then DEFAULTS.
 ENV_FALLBACKS: dict[str, str] = {"REDIS_URL": "REDIS_URL"}
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = URL_PREFIXES
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 MODULE_PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 MAX_JSON_DEPTH_CEILING = 500  # well under the recursion limits of Python's own JSON code
@@ -144,9 +145,17 @@ def matching(pattern: re.Pattern[str], expected: str) -> Validator:
 
 
 def redis_url(key: str, value: Any) -> str:
-    """Accept a redis://, rediss:// or unix:// URL."""
+    """Accept a Redis URL of any topology (see core/topology.py); the error names what is
+    wrong and never shows the password."""
     if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
-        raise invalid(key, value, "a redis://, rediss:// or unix:// URL")
+        shown = value if not isinstance(value, str) else value.partition("://")[0] + "://..."
+        raise invalid(key, shown, "a redis://, rediss://, unix://, redis+sentinel:// or "
+                                  "redis+cluster:// URL (rediss+ for TLS)")
+    try:
+        parse_redis_url(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TASKQUEUE[{key!r}] is not a valid Redis URL: {exc}.") \
+            from None
     return value
 
 

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ import redis
 from tasks_app.core.inspect import Inspector
 from tasks_app.devserver.redis import EmbeddedRedis
 from tests.procs import WorkerPool
+from tests.topologies import RedisClusterSet, SentinelSet
 
 REDIS_KEY = pytest.StashKey[EmbeddedRedis]()
 
@@ -99,3 +101,48 @@ def inspector() -> Inspector:
     from tasks_app import producer
 
     return producer.inspector()
+
+
+Deployment = TypeVar("Deployment", RedisClusterSet, SentinelSet)
+
+
+def _topology(request: pytest.FixtureRequest, build: type[Deployment],
+              prefix: str) -> Iterator[Deployment]:
+    """Start a topology for the session; keep its dir (logs) when a test failed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    deployment = build(root)
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+        if request.session.testsfailed:
+            print(f"{build.__name__} logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_set(request: pytest.FixtureRequest) -> Iterator[RedisClusterSet]:
+    """A real 3-master + 3-replica Redis Cluster, started on first use."""
+    yield from _topology(request, RedisClusterSet, "tq-test-cluster-")
+
+
+@pytest.fixture(scope="session")
+def sentinel_set(request: pytest.FixtureRequest) -> Iterator[SentinelSet]:
+    """A real master + replica + 3 sentinels, started on first use."""
+    yield from _topology(request, SentinelSet, "tq-test-sentinel-")
+
+
+@pytest.fixture
+def cluster(redis_cluster_set: RedisClusterSet) -> RedisClusterSet:
+    """The session's cluster, every primary flushed (data and functions)."""
+    redis_cluster_set.flush()
+    return redis_cluster_set
+
+
+@pytest.fixture
+def sentinels(sentinel_set: SentinelSet) -> SentinelSet:
+    """The session's sentinel set, its master flushed (data and functions)."""
+    sentinel_set.flush()
+    return sentinel_set

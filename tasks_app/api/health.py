@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -10,21 +11,23 @@ from redis.retry import Retry
 
 from tasks_app.conf import tq_settings
 from tasks_app.core.redis_policy import EvictionPolicy, eviction_policy
+from tasks_app.core.topology import make_client
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, float], redis.Redis] = {}
+_clients: dict[tuple[str, float], Any] = {}
 
 
-def probe_client() -> redis.Redis:
-    """The cached probe client for the current REDIS_URL and HEALTH_TIMEOUT."""
+def probe_client() -> Any:
+    """The cached probe client for the current REDIS_URL and HEALTH_TIMEOUT, on any
+    topology (a cluster client is cached only once it could read the slot map)."""
     config = (tq_settings.REDIS_URL, tq_settings.HEALTH_TIMEOUT)
     with _lock:
         client = _clients.get(config)
         if client is None:
             url, timeout = config
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+            client = make_client(
+                url, decode_responses=False, socket_connect_timeout=timeout,
+                socket_timeout=timeout, retry=Retry(NoBackoff(), 0),
             )
             _clients[config] = client
         return client

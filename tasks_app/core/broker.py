@@ -25,6 +25,7 @@ from .queues import Serving
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
 from .task import Attempt, Job, Task, TaskSpec
+from .topology import make_blocking_client, make_client
 
 EMPTY = "empty"
 PAUSED = "paused"
@@ -136,7 +137,7 @@ class Broker:
         self.config = config
         self.keys = Keys(config.namespace)
         self.scripts = Scripts(client, self.keys, config)
-        self._blocking: redis.Redis | None = None
+        self._blocking: Any = None
         self._shards: dict[str, Keys] = {"": self.keys}
         self._queues: dict[str, int] = {}
         self._queues_at = -QUEUES_TTL
@@ -260,14 +261,16 @@ class Broker:
 
     @classmethod
     def from_config(cls, config: Config) -> Broker:
-        """A broker with its own connection pool for ``config.redis_url``."""
-        client = redis.Redis.from_url(
-            config.redis_url,
-            decode_responses=True,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.connect_timeout,
-            health_check_interval=30,
-        )
+        """A broker with its own connection pool for ``config.redis_url`` (any topology
+        :func:`.topology.parse_redis_url` reads)."""
+        with redis_errors():  # a cluster client reads the slot map at once
+            client = make_client(
+                config.redis_url,
+                decode_responses=True,
+                socket_timeout=config.socket_timeout,
+                socket_connect_timeout=config.connect_timeout,
+                health_check_interval=30,
+            )
         return cls(client, config)
 
     def run_script(self, name: str, key: str, args: list[Any]) -> Any:
@@ -311,15 +314,16 @@ class Broker:
         return self.client
 
     @property
-    def blocking_client(self) -> redis.Redis:
-        """A connection pool for blocking waits (longer socket timeout)."""
+    def blocking_client(self) -> Any:
+        """A client of its own for blocking waits (longer socket timeout), on the same
+        topology as ``client``."""
         if self._blocking is None:
-            kwargs = dict(self.client.connection_pool.connection_kwargs)
-            kwargs["socket_timeout"] = self.config.socket_timeout + 5
-            pool = redis.ConnectionPool(
-                connection_class=self.client.connection_pool.connection_class, **kwargs
+            self._blocking = make_blocking_client(
+                self.config.redis_url,
+                socket_timeout=self.config.socket_timeout,
+                socket_connect_timeout=self.config.connect_timeout,
+                health_check_interval=30,
             )
-            self._blocking = redis.Redis(connection_pool=pool)
         return self._blocking
 
     def close(self) -> None:

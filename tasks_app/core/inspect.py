@@ -350,15 +350,14 @@ class Inspector:
         found = self._fan(shards, heads)
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            for k, keys in enumerate(shards):
-                for p in PRIORITIES:
-                    head = found[k * len(PRIORITIES) + p]
-                    pipe.hget(keys.task(head[0]), "enqueued_us") if head else pipe.echo("")
-            stamps = pipe.execute()
+            wanted = [(k, p) for k in range(len(shards)) for p in PRIORITIES
+                      if found[k * len(PRIORITIES) + p]]
+            for k, p in wanted:
+                pipe.hget(shards[k].task(found[k * len(PRIORITIES) + p][0]), "enqueued_us")
+            got = dict(zip(wanted, pipe.execute(), strict=True)) if wanted else {}
         out: dict[int, int | None] = {}
         for p in PRIORITIES:
-            values = [int(stamps[k * len(PRIORITIES) + p]) for k in range(len(shards))
-                      if stamps[k * len(PRIORITIES) + p]]
+            values = [int(v) for k in range(len(shards)) if (v := got.get((k, p)))]
             out[p] = min(values) if values else None
         return out
 

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from . import errors, metrics
@@ -106,9 +107,12 @@ class Scripts:
     a third off a short script's cost.  On Redis 6.2 (no functions) they run with
     ``EVALSHA``.  Either way the code is loaded on first use and again whenever the server
     lost it (a restart without persistence, ``FUNCTION FLUSH``, ``SCRIPT FLUSH``).
+
+    On a Redis Cluster a call goes to the node of its key (redis-py reads the key of FCALL
+    and EVALSHA from ``numkeys``) and the code is loaded on that node when it lacks it.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, config: Config) -> None:
+    def __init__(self, client: Any, keys: Keys, config: Config) -> None:
         self._client = client
         self._keys, self._config = keys, config
         self._scripts: dict[str, Script] | None = None
@@ -157,7 +161,7 @@ class Scripts:
             if "function not found" not in message.lower():
                 raise
             try:
-                client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
+                client.execute_command("FUNCTION", "LOAD", "REPLACE", code, **_at_key(client, key))
             except redis.ResponseError as load_error:
                 if "unknown command" in str(load_error).lower():
                     self.functions = False
@@ -195,6 +199,14 @@ class Scripts:
 
 
 _NO_FUNCTIONS = object()
+
+
+def _at_key(client: Any, key: str) -> dict[str, Any]:
+    """On a Redis Cluster, send to the node serving ``key`` (the one that lacks the code):
+    redis-py would send FUNCTION LOAD to every primary and fail if one is down."""
+    if isinstance(client, RedisCluster):
+        return {"target_nodes": client.get_node_from_key(key)}
+    return {}
 
 
 UNAVAILABLE_REPLIES = ("READONLY", "MISCONF", "OOM", "LOADING", "MASTERDOWN", "NOREPLICAS",
