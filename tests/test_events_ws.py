@@ -177,7 +177,7 @@ def test_a_script_event_carries_the_redis_time_of_its_transition(broker_for_lua:
     [submitted] = ev.expand(json.loads(message["data"]))
     assert submitted == {"type": "task.submitted", "timestamp": ms_to_iso(task.created_at),
                          "data": {"task_id": task.id, "type": task.type, "priority": "high",
-                                  "state": "pending"}}
+                                  "queue": "default", "state": "pending"}}
 
 
 @pytest.fixture

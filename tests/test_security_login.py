@@ -33,7 +33,7 @@ PASSWORD = "correct horse battery"
 LOGIN = "/api/v1/auth/token"
 REFRESH = "/api/v1/auth/token/refresh"
 REVOKE = "/api/v1/auth/token/revoke"
-FAILURES = "tq:default:login-failures:"
+FAILURES = "tq:{default/login}:login-failures:"
 
 
 def auth_on(**extra: Any) -> Any:

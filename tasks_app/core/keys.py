@@ -135,8 +135,10 @@ class Keys:
         return f"tq:{self.namespace}:ratelimit:{client}:{window}"
 
     def login_failures(self, kind: str, ident: str) -> str:
-        """Counter of failed logins for one username digest or client address (fixed window)."""
-        return f"tq:{self.namespace}:login-failures:{kind}:{ident}"
+        """Counter of failed logins for one username digest or client address (fixed window).
+        All share the hash tag ``{namespace/login}`` (no queue can be named so), because one
+        login checks both counters of its username and address in one transaction."""
+        return f"tq:{{{self.namespace}/login}}:login-failures:{kind}:{ident}"
 
     @property
     def leases(self) -> str:
