@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from django.test import Client
 
 from tasks_app.conf import tq_settings
@@ -68,7 +67,9 @@ def broker() -> Broker:
 
 def redis_snapshot() -> dict[Any, Any]:
     """Every key in Redis with its serialized value (to show a refused request wrote nothing)."""
-    client = redis.Redis.from_url(tq_settings.REDIS_URL)
+    from tasks_app.core.topology import make_client
+
+    client = make_client(tq_settings.REDIS_URL, decode_responses=False)
     try:
         return {key: client.dump(key) for key in client.keys("*")}
     finally:

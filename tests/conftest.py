@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -19,13 +19,65 @@ from tests.topologies import RedisClusterSet, SentinelSet
 
 REDIS_KEY = pytest.StashKey[EmbeddedRedis]()
 
+TOPOLOGY = os.environ.get("TQ_TEST_TOPOLOGY", "")
+"""'' (one redis-server), 'cluster' or 'sentinel': the Redis the whole session runs on."""
+TOPOLOGY_FILES = frozenset({
+    # The behaviour tests that also run against a real Cluster and a real Sentinel set
+    # (./test.sh --topologies): API contract, lifecycle, priority, named queues, workers,
+    # events, metrics, admin, Django Tasks.
+    "test_api_tasks.py", "test_api_admin.py", "test_api_errors.py", "test_core_states.py",
+    "test_core_queues.py", "test_core_named_queues.py", "test_core_dlq.py",
+    "test_core_fencing.py", "test_events_e2e.py", "test_events_ws.py", "test_metrics.py",
+    "test_admin_dlq.py", "test_django_tasks.py", "test_worker_delivery.py",
+    "test_worker_scheduling.py", "test_worker_shutdown.py", "test_hotpath_batching.py",
+})
+
+
+class TopologyServer:
+    """Stands in for the session's redis-server when the suite runs on a Cluster or a
+    Sentinel set: the same ``url``, ``running``, ``start`` and ``client`` surface; tests
+    that stop, crash or address one server directly are standalone-only (skipped)."""
+
+    def __init__(self, deployment: RedisClusterSet | SentinelSet) -> None:
+        self.deployment = deployment
+        self.url = deployment.url
+        self.running = True
+        self.data_dir = Path(tempfile.gettempdir())
+
+    def start(self) -> None:
+        """Nothing to do: the deployment runs for the whole session."""
+
+    def shutdown(self) -> None:
+        """Stop the deployment (session end)."""
+        self.deployment.stop()
+
+    def client(self) -> Any:
+        """A client for the deployment (a cluster client on a cluster)."""
+        from tasks_app.core.topology import make_client
+
+        return make_client(self.url)
+
+    def flushall(self) -> None:
+        """Flush every primary (data and functions)."""
+        self.deployment.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        pytest.skip(f"standalone-only test: uses redis_server.{name}")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start the session's redis-server and point REDIS_URL (env and Django) at it."""
     if config.option.help or config.option.version:
         return
-    server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-test-redis-"), persistence=True)
-    server.start()
+    server: Any
+    if TOPOLOGY:
+        build = {"cluster": RedisClusterSet, "sentinel": SentinelSet}[TOPOLOGY]
+        deployment = build(Path(tempfile.mkdtemp(prefix=f"tq-test-{TOPOLOGY}-")))
+        deployment.start()
+        server = TopologyServer(deployment)
+    else:
+        server = EmbeddedRedis(tempfile.mkdtemp(prefix="tq-test-redis-"), persistence=True)
+        server.start()
     config.stash[REDIS_KEY] = server
     os.environ["REDIS_URL"] = server.url
     # The suite runs the demo handlers, here and in the servers and workers it starts.
@@ -52,8 +104,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = config.stash.get(REDIS_KEY, None)
     if server is None:
         return
+    if TOPOLOGY:
+        server.shutdown()
+        return
     server.stop()
     shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a Cluster or Sentinel session, keep only the behaviour tests of TOPOLOGY_FILES."""
+    if not TOPOLOGY:
+        return
+    keep = [item for item in items if item.path.name in TOPOLOGY_FILES]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+    skip = pytest.mark.skip(reason=f"standalone-only, this session runs on {TOPOLOGY}")
+    for item in keep:
+        if item.get_closest_marker("standalone"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +132,11 @@ def redis_server(pytestconfig: pytest.Config) -> EmbeddedRedis:
 
 @pytest.fixture
 def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
-    """A decode_responses client for the session's server."""
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    """A decode_responses client for the session's server (a cluster client on a
+    cluster)."""
+    from tasks_app.core.topology import make_client
+
+    client = make_client(redis_server.url, decode_responses=True)
     yield client
     client.close()
 
@@ -73,10 +144,13 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True)
 def clean_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
     """Start every test with an empty Redis and no cached broker."""
-    if not redis_server.running:
-        redis_server.start()
-    with redis_server.client() as client:
-        client.flushall()
+    if isinstance(redis_server, TopologyServer):
+        redis_server.flushall()
+    else:
+        if not redis_server.running:
+            redis_server.start()
+        with redis_server.client() as client:
+            client.flushall()
     reset_cached_broker()
     yield
 
