@@ -74,3 +74,12 @@ def redis_snapshot() -> dict[Any, Any]:
         return {key: client.dump(key) for key in client.keys("*")}
     finally:
         client.close()
+
+
+def all_keys(pattern: str) -> list[Any]:
+    """The keys matching ``pattern`` on every primary (one server, or each cluster master)."""
+    client = broker().client
+    if broker().cluster:
+        return list(client.keys(pattern, target_nodes=client.PRIMARIES))
+    return list(client.keys(pattern))
+

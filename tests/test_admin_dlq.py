@@ -101,6 +101,7 @@ def test_empty_queue_says_so(make_client: MakeClient) -> None:
     assert "The dead letter queue is empty." in html and row_ids(html) == []
 
 
+@pytest.mark.standalone  # counts commands in one server's commandstats
 def test_a_page_of_2000_reads_one_page_from_redis(make_client: MakeClient,
                                                    redis_client: redis.Redis) -> None:
     ids = list(reversed(dead_letter(2000)))

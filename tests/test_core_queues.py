@@ -218,6 +218,7 @@ def _script_calls(client: redis.Redis) -> int:
                for name in ("evalsha", "fcall"))
 
 
+@pytest.mark.standalone  # counts script calls in one server's commandstats
 def test_enqueue_many_creates_every_task_in_one_call(
     broker: Broker, redis_client: redis.Redis
 ) -> None:

@@ -123,6 +123,7 @@ def prefetched_behind(long_task: str, batch: Sequence[str], worker: WorkerProces
 # -- 1. efficiency --------------------------------------------------------------------
 
 
+@pytest.mark.standalone  # counts script calls in one server's commandstats
 @pytest.mark.parametrize(("prefetch", "at_least", "below"), [
     (None, 0.0, 0.5),  # the default PREFETCH: one call per batch of short tasks
     ("1", 0.9, 10.0),  # prefetch off: one call per task (the outcome and the next take)
@@ -463,7 +464,7 @@ def test_a_websocket_client_sees_each_task_submitted_started_completed_once_with
         submitted, started, completed = mine
         task = producer.get(task_id)
         assert submitted["data"] == {"task_id": task_id, "type": "echo", "priority": "high",
-                                     "state": "pending"}
+                                     "queue": "default", "state": "pending"}
         assert set(started["data"]) == {"task_id", "type", "priority", "worker_id", "attempt",
                                         "queue_wait"}
         assert set(completed["data"]) == {"task_id", "type", "priority", "worker_id",
