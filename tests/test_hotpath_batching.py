@@ -465,9 +465,9 @@ def test_a_websocket_client_sees_each_task_submitted_started_completed_once_with
         task = producer.get(task_id)
         assert submitted["data"] == {"task_id": task_id, "type": "echo", "priority": "high",
                                      "queue": "default", "state": "pending"}
-        assert set(started["data"]) == {"task_id", "type", "priority", "worker_id", "attempt",
-                                        "queue_wait"}
-        assert set(completed["data"]) == {"task_id", "type", "priority", "worker_id",
+        assert set(started["data"]) == {"task_id", "type", "priority", "queue", "worker_id",
+                                        "attempt", "queue_wait"}
+        assert set(completed["data"]) == {"task_id", "type", "priority", "queue", "worker_id",
                                           "attempt", "duration"}
         for event in mine:
             assert set(event) == {"type", "timestamp", "data"}
