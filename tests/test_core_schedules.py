@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,8 +27,8 @@ from tasks_app.core.events import expand
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.schedules import (
     CATCHUP_ALL_CAP,
-    ScheduleSpec,
     Schedules,
+    ScheduleSpec,
     due,
     next_tick,
     parse_schedule,
@@ -78,7 +79,7 @@ def spec(**fields: object) -> ScheduleSpec:
     return parse_schedule(data, registry())
 
 
-def tasks_of(broker: Broker, schedule: str) -> list[dict[str, object]]:
+def tasks_of(broker: Broker, schedule: str) -> list[dict[str, Any]]:
     out = []
     for key in broker.client.scan_iter(match=f"{broker.keys.prefix}task:*"):
         record = broker.client.hgetall(key)
@@ -323,9 +324,9 @@ def test_catchup_after_ten_missed_ticks(broker: Broker, schedules: Schedules, cl
         assert lag.count == len(runs) and lag.sum >= 5 * len(runs)
 
 
-def received(pubsub: object) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
-    while (message := pubsub.get_message(timeout=0.2)) is not None:  # type: ignore[attr-defined]
+def received(pubsub: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while (message := pubsub.get_message(timeout=0.2)) is not None:
         if message["type"] == "message":
             out += expand(json.loads(message["data"]))
     return out
