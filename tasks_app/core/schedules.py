@@ -221,7 +221,8 @@ def parse_schedule(data: Mapping[str, Any], registry: HandlerRegistry, *,
             raise ValidationError(str(exc).replace("task type", "task"), "task") from None
         raise
     if len(json.dumps(spec.payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
-        raise ValidationError(f"payload must be at most {MAX_PAYLOAD_BYTES} bytes as JSON",
+        what = "args and kwargs" if task else "payload"
+        raise ValidationError(f"{what} must be at most {MAX_PAYLOAD_BYTES} bytes as JSON",
                               "args" if task else "payload")
     return ScheduleSpec(name=sched_name, type=spec.type, payload=spec.payload, cron=cron,
                         every=every, timezone=tz, priority=spec.priority, queue=queue,
@@ -278,7 +279,8 @@ def _timezone(value: Any) -> str:
             raise ValueError(value)
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        raise ValidationError(f"unknown time zone {str(value)[:64]!r}", "timezone") from None
+        raise ValidationError(f"timezone must be an IANA time zone name; unknown: "
+                              f"{str(value)[:64]!r}", "timezone") from None
     return value
 
 
@@ -420,7 +422,7 @@ class Schedules:
         index = self.broker.keys.schedule_names
         with redis_errors():
             if not self.broker.client.hsetnx(index, spec.name, spec.queue):
-                raise errors.ScheduleExists(spec.name)
+                raise errors.ScheduleExists(f"a schedule named '{spec.name}' exists")
         try:
             self.broker.register_queue(spec.queue)
             self._put(spec, None, origin)
