@@ -4,6 +4,7 @@ the field), against real Redis."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -155,3 +156,18 @@ def test_the_stored_record_is_what_the_api_said() -> None:
     assert stored.spec.payload == {"report": "sales"}
     raw = broker().client.hgetall(broker().keys.schedule("nightly"))
     assert json.loads(raw["payload"]) == {"report": "sales"}
+
+
+def test_schedule_metrics_are_scraped() -> None:
+    from tests.test_metrics import scrape, value
+
+    post(name="m", cron=None, every=1)
+    schedules = Schedules(broker(), now=lambda: time.time() + 2.5)  # two ticks are due
+    assert len(schedules.fire_due(["default"]).task_ids) == 1
+    types, samples = scrape()
+    assert types["taskqueue_schedule_runs"] == "counter"
+    assert types["taskqueue_schedule_lag_seconds"] == "histogram"
+    assert value(samples, "taskqueue_schedule_runs_total", schedule="m") == 1
+    assert value(samples, "taskqueue_schedule_missed_total", schedule="m") == 1
+    assert value(samples, "taskqueue_schedule_lag_seconds_count", schedule="m") == 1
+    assert value(samples, "taskqueue_schedules") == 1
