@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import secrets
 import time
@@ -100,6 +101,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_DURABILITY", "DURABILITY", str),
     ("TASKQUEUE_REPLICA_TIMEOUT", "REPLICA_TIMEOUT", float),
     ("TASKQUEUE_QUEUES", "QUEUES", env_list),
+    ("TASKQUEUE_SCHEDULES", "SCHEDULES", json.loads),
 )
 
 

@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     # confirms it too (WAIT), or 503 after REPLICA_TIMEOUT seconds.
     "DURABILITY": "local",
     "REPLICA_TIMEOUT": 1.0,
+    # Periodic schedules, synced into Redis when a worker starts (settings win for the names
+    # they define): {"nightly": {"type": "report", "cron": "0 3 * * *", ...}}.
+    "SCHEDULES": (),
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -236,6 +239,35 @@ def queue_map(key: str, value: Any) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def schedule_map(key: str, value: Any) -> tuple[Any, ...]:
+    """Accept a dict of schedule name -> definition (the fields of the admin API's body,
+    without "name"); the value is a tuple of ``ScheduleSpec``.  Types are checked for form
+    only: a worker with no handler for one reports it."""
+    from tasks_app.core.errors import ValidationError
+    from tasks_app.core.registry import HandlerRegistry
+    from tasks_app.core.schedules import parse_schedule
+
+    if value in ((), []):
+        return ()
+    if not isinstance(value, Mapping):
+        raise invalid(key, value, "a dict of schedule name -> definition")
+    out = []
+    defaults = (tq_settings.DEFAULT_PRIORITY, tq_settings.DEFAULT_MAX_RETRIES,
+                tq_settings.DEFAULT_TIMEOUT)
+    for name, definition in value.items():
+        try:
+            if not isinstance(definition, Mapping) or "name" in definition:
+                raise ValidationError("must be a dict of the schedule's fields, without name",
+                                      "name")
+            out.append(parse_schedule(definition, HandlerRegistry(), name=name,
+                                      accept_unknown=True, defaults=defaults,
+                                      max_depth=tq_settings.MAX_JSON_DEPTH))
+        except ValidationError as exc:
+            raise ImproperlyConfigured(
+                f"TASKQUEUE[{key!r}][{name!r}]: {exc.field or 'definition'}: {exc}") from None
+    return tuple(out)
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -289,6 +321,7 @@ VALIDATORS: dict[str, Validator] = {
     "QUEUES": queue_map,
     "DURABILITY": matching(re.compile(r"local|replica"), '"local" or "replica"'),
     "REPLICA_TIMEOUT": number(),
+    "SCHEDULES": schedule_map,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

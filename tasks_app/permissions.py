@@ -14,6 +14,11 @@ WORKER_PAUSE = "workers_app.pause_worker"
 QUEUE_VIEW = "workers_app.view_queue"
 QUEUE_PAUSE = "workers_app.pause_queue"
 QUEUE_PURGE = "workers_app.purge_queue"
+SCHEDULE_VIEW = "workers_app.view_schedule"
+SCHEDULE_ADD = "workers_app.add_schedule"
+SCHEDULE_CHANGE = "workers_app.change_schedule"  # also pause and resume
+SCHEDULE_DELETE = "workers_app.delete_schedule"
+SCHEDULE_TRIGGER = "workers_app.trigger_schedule"
 
 # The dashboard shows queues, workers and the DLQ's size together: it needs all three.
 DASHBOARD = (QUEUE_VIEW, WORKER_VIEW, DLQ_VIEW)

@@ -20,6 +20,7 @@ from tasks_app import permissions as perms
 from tasks_app.api.tokens import access_for
 from tasks_app.api.views.admin import AdminView
 from tasks_app.conf import tq_settings
+from tasks_app.core.schedules import Schedules, ScheduleSpec
 from tasks_app.models import APIKey
 from tests.api_support import Reply, broker, call, error, redis_snapshot
 from tests.factories import dead_letter, register
@@ -56,6 +57,19 @@ ROUTES = [
     Route("GET", "/admin/queues", (perms.QUEUE_VIEW,)),
     Route("POST", "/admin/queues/high/pause", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
     Route("POST", "/admin/queues/high/resume", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("GET", "/admin/schedules", (perms.SCHEDULE_VIEW,)),
+    Route("GET", "/admin/schedules/perm-sched", (perms.SCHEDULE_VIEW,)),
+    Route("PATCH", "/admin/schedules/perm-sched", (perms.SCHEDULE_VIEW, perms.SCHEDULE_CHANGE),
+          {"every": 60}),
+    Route("PUT", "/admin/schedules/perm-sched", (perms.SCHEDULE_VIEW, perms.SCHEDULE_CHANGE),
+          {"type": "echo", "every": 30}),
+    Route("POST", "/admin/schedules/perm-sched/pause",
+          (perms.SCHEDULE_VIEW, perms.SCHEDULE_CHANGE)),
+    Route("POST", "/admin/schedules/perm-sched/resume",
+          (perms.SCHEDULE_VIEW, perms.SCHEDULE_CHANGE)),
+    Route("POST", "/admin/schedules/perm-sched/trigger",
+          (perms.SCHEDULE_VIEW, perms.SCHEDULE_TRIGGER)),
+    Route("DELETE", "/admin/schedules/perm-sched", (perms.SCHEDULE_VIEW, perms.SCHEDULE_DELETE)),
 ]
 ALL = sorted({name for route in ROUTES for name in route.needs})
 IDS = [str(r) for r in ROUTES]
@@ -71,6 +85,7 @@ def seeded() -> None:
     """A live worker and two dead-lettered tasks, so that every route has something to act on."""
     dead_letter(broker(), 2)
     register(broker(), WORKER)
+    Schedules(broker()).create(ScheduleSpec("perm-sched", "echo", every=10))
 
 
 def user_with(*names: str, staff: bool = True, superuser: bool = False) -> User:

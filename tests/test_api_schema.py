@@ -21,6 +21,11 @@ OPERATIONS = {
     ("/admin/queues/{priority}/resume", "post"), ("/admin/dlq", "get"),
     ("/admin/dlq", "delete"), ("/admin/dlq/retry", "post"),
     ("/admin/queues/{priority}", "delete"), ("/admin/tasks/{task_id}/retry", "post"),
+    ("/admin/schedules", "get"), ("/admin/schedules", "post"),
+    ("/admin/schedules/{name}", "get"), ("/admin/schedules/{name}", "put"),
+    ("/admin/schedules/{name}", "patch"), ("/admin/schedules/{name}", "delete"),
+    ("/admin/schedules/{name}/pause", "post"), ("/admin/schedules/{name}/resume", "post"),
+    ("/admin/schedules/{name}/trigger", "post"),
 }
 
 
@@ -99,3 +104,13 @@ def test_unknown_types_setting_documents_a_pattern_instead_of_the_registered_nam
         "TaskCreateRequest"]["properties"]["type"]
     assert "enum" not in field and field["maxLength"] == 255
     assert field["pattern"].startswith("^")
+
+
+def test_schedules_are_documented() -> None:
+    doc = schema()
+    create = doc["paths"]["/admin/schedules"]["post"]
+    assert set(create["responses"]) >= {"201", "400", "409"}
+    body = doc["components"]["schemas"]["ScheduleWriteRequest"]["properties"]
+    assert {"name", "type", "task", "cron", "every", "timezone", "catchup"} <= set(body)
+    shown = doc["components"]["schemas"]["Schedule"]["properties"]
+    assert {"next_run_at", "last_run_at", "last_task_id", "paused", "error"} <= set(shown)

@@ -223,7 +223,23 @@ def test_env_booleans(text: str, expected: bool) -> None:
 def test_env_values_pass_validation() -> None:
     environ = {name: "1" for name, _, parse in TASKQUEUE_ENV if parse is not str}
     environ["TASKQUEUE_HEARTBEAT_TIMEOUT"] = "2"
+    environ["TASKQUEUE_SCHEDULES"] = '{"s": {"type": "t", "every": 1}}'  # JSON, not a number
     with override_settings(TASKQUEUE=taskqueue_from_env(environ)):
         config = tq_settings.core_config()
     assert config.lease_seconds == 1.0
     assert config.concurrency == 1
+
+
+def test_schedules_are_validated_naming_the_schedule_and_field() -> None:
+    good = {"nightly": {"type": "report", "cron": "0 3 * * *", "timezone": "Europe/Paris"},
+            "poll": {"task": "shop.tasks.poll", "every": 30, "kwargs": {"a": 1}}}
+    specs = read({"SCHEDULES": good}, "SCHEDULES")
+    assert [(s.name, s.cron, s.every, s.task) for s in specs] == [
+        ("nightly", "0 3 * * *", None, False), ("poll", None, 30, True)]
+    for bad, field in [({"type": "x", "cron": "0 25 * * *"}, "cron"),
+                       ({"type": "x", "every": 0}, "every"),
+                       ({"type": "x", "every": 5, "timezone": "Nowhere/City"}, "timezone")]:
+        with pytest.raises(ImproperlyConfigured, match=f"'nightly'.*{field}"):
+            read({"SCHEDULES": {"nightly": bad}}, "SCHEDULES")
+    with pytest.raises(ImproperlyConfigured, match="'bad name'"):
+        read({"SCHEDULES": {"bad name": {"type": "x", "every": 5}}}, "SCHEDULES")

@@ -36,3 +36,17 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return str(self.priority)
+
+
+class Schedule(models.Model):
+    """A periodic schedule (its definition and state live in Redis)."""
+
+    name = models.CharField(max_length=128, primary_key=True)
+
+    class Meta:
+        managed = False
+        default_permissions = ("view", "add", "change", "delete")
+        permissions = [("trigger_schedule", "Can run a schedule now")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -351,3 +351,100 @@ class Revoked(serializers.Serializer):
     """How many refresh tokens are now revoked."""
 
     revoked = serializers.IntegerField()
+
+
+# -- periodic schedules ------------------------------------------------------------------
+
+
+class ScheduleWrite(serializers.Serializer):
+    """A schedule's definition (POST, PUT; PATCH sends any of the fields)."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", required=False,
+                                  help_text="Unique in the namespace; required by POST (the "
+                                            "path names it for PUT and PATCH)")
+    type = serializers.CharField(required=False, help_text="Task type (or give task)")
+    task = serializers.CharField(required=False,
+                                 help_text="A Django task's path, instead of type")
+    payload = serializers.DictField(required=False, allow_null=True,
+                                    help_text="The tasks' payload (with type)")
+    args = serializers.ListField(required=False, allow_null=True,
+                                 help_text="The Django task's positional arguments")
+    kwargs = serializers.DictField(required=False, allow_null=True,
+                                   help_text="The Django task's keyword arguments")
+    cron = serializers.CharField(required=False, allow_null=True,
+                                 help_text="5-field cron expression (exactly one of cron, every)")
+    every = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                     help_text="Interval in seconds (exactly one of cron, every)")
+    timezone = serializers.CharField(required=False, allow_null=True,
+                                     help_text="IANA time zone of cron (default UTC)")
+    priority = PriorityInputField(required=False)
+    queue = serializers.CharField(required=False, allow_null=True,
+                                  help_text="Queue of the tasks (default 'default')")
+    max_retries = serializers.IntegerField(
+        required=False, allow_null=True, min_value=MAX_RETRIES_RANGE[0],
+        max_value=MAX_RETRIES_RANGE[1])
+    timeout = serializers.IntegerField(
+        required=False, allow_null=True, min_value=TIMEOUT_RANGE[0], max_value=TIMEOUT_RANGE[1])
+    catchup = serializers.ChoiceField(choices=["latest", "all", "none"], required=False,
+                                      allow_null=True,
+                                      help_text="Ticks missed while no worker ran: one task "
+                                                "for the newest (latest), one each, at most "
+                                                "100 (all), or none")
+    enabled = serializers.BooleanField(required=False, allow_null=True,
+                                       help_text="False: created paused")
+
+
+class Schedule(serializers.Serializer):
+    """A schedule: its definition and state."""
+
+    name = serializers.CharField()
+    type = serializers.CharField(required=False, help_text="Set unless task is")
+    task = serializers.CharField(required=False, help_text="A Django task's path")
+    payload = serializers.DictField(required=False)
+    args = serializers.ListField(required=False)
+    kwargs = serializers.DictField(required=False)
+    cron = serializers.CharField(allow_null=True)
+    every = serializers.IntegerField(allow_null=True)
+    timezone = serializers.CharField()
+    priority = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
+    queue = serializers.CharField()
+    max_retries = serializers.IntegerField()
+    timeout = serializers.IntegerField()
+    catchup = serializers.ChoiceField(choices=["latest", "all", "none"])
+    enabled = serializers.BooleanField()
+    paused = serializers.BooleanField(help_text="True while disabled")
+    next_run_at = serializers.DateTimeField(allow_null=True,
+                                            help_text="Next tick (null while paused)")
+    last_run_at = serializers.DateTimeField(allow_null=True,
+                                            help_text="When its last task was created")
+    last_task_id = serializers.UUIDField(allow_null=True)
+    last_scheduled_for = serializers.DateTimeField(allow_null=True,
+                                                   help_text="The tick of its last task")
+    error = serializers.CharField(allow_null=True,
+                                  help_text="A worker's report, e.g. no handler for the type")
+    origin = serializers.ChoiceField(choices=["api", "settings"])
+    version = serializers.IntegerField(help_text="Changes with every change of the definition")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ScheduleList(serializers.Serializer):
+    """Every schedule, by name."""
+
+    schedules = Schedule(many=True)
+    count = serializers.IntegerField(min_value=0)
+
+
+class ScheduleDeleted(serializers.Serializer):
+    """The schedule is gone (the tasks it created stay)."""
+
+    message = serializers.ChoiceField(choices=["schedule deleted"])
+    name = serializers.CharField()
+
+
+class ScheduleTriggered(serializers.Serializer):
+    """One run now: its task."""
+
+    message = serializers.ChoiceField(choices=["schedule triggered"])
+    name = serializers.CharField()
+    task_id = serializers.UUIDField()

@@ -6,7 +6,7 @@ from django.urls import URLPattern, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tasks_app.api import schema  # noqa: F401  (registers the schema extensions)
-from tasks_app.api.views import admin, auth, tasks
+from tasks_app.api.views import admin, auth, schedules, tasks
 
 urlpatterns: list[URLPattern] = [
     path("api/v1/tasks", tasks.TaskListView.as_view(), name="tasks"),
@@ -31,6 +31,14 @@ urlpatterns: list[URLPattern] = [
     path("admin/dlq", admin.DLQView.as_view(), name="dlq"),
     path("admin/dlq/retry", admin.DLQRetryView.as_view(), name="dlq-retry"),
     path("admin/tasks/<str:task_id>/retry", admin.TaskRetryView.as_view(), name="task-retry"),
+    path("admin/schedules", schedules.ScheduleListView.as_view(), name="schedules"),
+    path("admin/schedules/<str:name>", schedules.ScheduleDetailView.as_view(), name="schedule"),
+    path("admin/schedules/<str:name>/pause", schedules.SchedulePauseView.as_view(),
+         name="schedule-pause"),
+    path("admin/schedules/<str:name>/resume", schedules.ScheduleResumeView.as_view(),
+         name="schedule-resume"),
+    path("admin/schedules/<str:name>/trigger", schedules.ScheduleTriggerView.as_view(),
+         name="schedule-trigger"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="taskqueue:schema"), name="docs"),
 ]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleSpec
 
 
 def _default_concurrency() -> int:
@@ -47,6 +51,8 @@ class Config:
     """Seconds a "replica" write waits for a replica before it is reported unconfirmed."""
     queues: tuple[tuple[str, int], ...] = ()
     """The configured queues and their number of shards (others have one)."""
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """The periodic schedules of TASKQUEUE["SCHEDULES"], synced when a worker starts."""
 
     def queue_shards(self, queue: str) -> int:
         """How many shards the configuration gives a queue."""

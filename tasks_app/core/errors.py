@@ -71,3 +71,15 @@ class ReplicaTimeout(BrokerUnavailable):
     """DURABILITY "replica": no replica confirmed a write within REPLICA_TIMEOUT.  The
     write happened on the master and may or may not survive a failover."""
 
+
+
+class ScheduleNotFound(TaskQueueError):
+    """No periodic schedule of that name exists."""
+
+
+class ScheduleExists(TaskQueueError):
+    """A periodic schedule of that name exists already."""
+
+
+class ScheduleChanged(TaskQueueError):
+    """The schedule changed since it was read (another writer got there first)."""

@@ -27,6 +27,9 @@ WORKER_RESUMED = "worker.resumed"
 WORKER_HEARTBEAT = "worker.heartbeat"  # each worker, every heartbeat interval
 QUEUE_DEPTH = "queue.depth"
 QUEUE_STATS = "queue.stats"  # cluster-wide totals, at most once a second when changed
+SCHEDULE_FIRED = "schedule.fired"  # a periodic schedule created the task of a tick
+SCHEDULE_MISSED = "schedule.missed"  # ticks skipped (catchup policy, or beyond its cap)
+SCHEDULE_ERROR = "schedule.error"  # a worker has no handler for a due schedule's type
 
 Event = dict[str, Any]
 
@@ -88,6 +91,22 @@ _ROWS = {
 }
 
 
+def _schedule_row(kind: str, row: list[Any], queue: str) -> tuple[str, dict[str, Any]]:
+    """A schedule event: ``[kind, task_id or "", type, priority, "", name, extras...]``."""
+    _, task_id, ttype, _, _, name, *x = row
+    data: dict[str, Any] = {"schedule": name, "queue": queue, "type": ttype}
+    if kind == "schedule_fired":
+        data.update(task_id=task_id, scheduled_for=ms_to_iso(int(x[0])), lag=float(x[1]))
+        return SCHEDULE_FIRED, data
+    if kind == "schedule_missed":
+        data.update(missed=int(x[0]), next_run_at=ms_to_iso(int(x[1])))
+        return SCHEDULE_MISSED, data
+    return SCHEDULE_ERROR, {**data, "error": x[0]}
+
+
+_SCHEDULE_ROWS = ("schedule_fired", "schedule_missed", "schedule_error")
+
+
 def expand(message: dict[str, Any]) -> list[Event]:
     """The task events of one message the Lua scripts published, in the wire format.
 
@@ -101,6 +120,10 @@ def expand(message: dict[str, Any]) -> list[Event]:
     queue = message.get("q") or "default"
     out = []
     for row in message.get("rows", []):
+        if row[0] in _SCHEDULE_ROWS:
+            name, sdata = _schedule_row(row[0], row, queue)
+            out.append({"type": name, "timestamp": stamp, "data": sdata})
+            continue
         kind, task_id, ttype, priority, owner, *extra = row
         name, build = _ROWS[kind]
         data = {"task_id": task_id, "type": ttype, "priority": _PRIORITY_NAMES[str(priority)],

@@ -246,6 +246,27 @@ class Keys:
             ]
         )
 
+    # -- periodic schedules (see schedules.py) ---------------------------------------------
+
+    @property
+    def schedule_names(self) -> str:
+        """Hash of every schedule of the namespace: name -> its queue (the home slot; keeps
+        names unique across queues)."""
+        return f"tq:{{{self.namespace}}}:schedule-names"
+
+    @property
+    def schedules(self) -> str:
+        """Sorted set of the queue's enabled schedules, scored by next tick (ms); shard 0."""
+        return f"{self.prefix}schedules"
+
+    def schedule(self, name: str) -> str:
+        """Hash holding one schedule's definition and state (shard 0 of its queue)."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules_wake(self) -> str:
+        """List the scheduler loops block on; pushed when a schedule is created or changed."""
+        return f"{self.prefix}schedules-wake"
 
 def scoped(scope: str, name: str) -> str:
     """``name`` inside ``scope`` as ``<len(scope)>:<scope>:<name>``: the length prefix

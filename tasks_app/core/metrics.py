@@ -17,7 +17,11 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
                     120.0, 300.0)
 WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 30.0, 60.0, 300.0, 900.0, 3600.0)
-HISTOGRAMS = {"duration": DURATION_BUCKETS, "queue_wait": WAIT_BUCKETS}
+SCHEDULE_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                        3600.0, 86400.0)
+"""Bounds of ``schedule_lag``: a periodic task's creation minus its tick (seconds)."""
+HISTOGRAMS = {"duration": DURATION_BUCKETS, "queue_wait": WAIT_BUCKETS,
+              "schedule_lag": SCHEDULE_LAG_BUCKETS}
 
 
 def lua_header() -> str:

@@ -38,6 +38,9 @@ NAMES = (
     "retry",
     "queue_stats",
     "dlq_trim",
+    # periodic schedules (schedules.py)
+    "schedule_save",
+    "schedule_fire",
 )
 NOTIFY_CAP = 64
 
@@ -47,6 +50,8 @@ _ERRORS: dict[str, type[errors.TaskQueueError]] = {
     "QUEUE_FULL": errors.QueueFull,
     "NOT_CANCELLABLE": errors.NotCancellable,
     "WORKER_NOT_FOUND": errors.WorkerNotFound,
+    "SCHEDULE_NOT_FOUND": errors.ScheduleNotFound,
+    "SCHEDULE_CHANGED": errors.ScheduleChanged,
 }
 
 

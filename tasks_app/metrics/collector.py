@@ -23,6 +23,7 @@ from tasks_app.core import metrics as core_metrics
 from tasks_app.core.broker import redis_errors
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.schedules import Schedules
 from tasks_app.core.states import Priority
 
 PREFIX = "taskqueue"
@@ -57,6 +58,7 @@ class TaskQueueCollector(Collector):
         yield from histograms(snap)
         yield from queue_gauges(inspector)
         yield from worker_gauges(inspector)
+        yield from schedule_metrics(snap, Schedules(broker).count())
 
 
 def _counter(name: str, doc: str, labels: list[str],
@@ -136,6 +138,18 @@ def worker_gauges(inspector: Inspector) -> Iterator[Metric]:
     for worker in workers:
         per_worker.add_metric([worker.id], worker.active_tasks)
     yield per_worker
+
+
+def schedule_metrics(snap: core_metrics.Snapshot, count: int) -> Iterator[Metric]:
+    """Periodic schedules: runs and missed ticks per schedule, tick lag, how many exist."""
+    yield _counter("schedule_runs", "Tasks periodic schedules created, one per tick run",
+                   ["schedule"], snap.counters["schedule_runs"])
+    yield _counter("schedule_missed", "Ticks of periodic schedules skipped (catchup "
+                   "'latest' or 'none', or beyond the cap of 'all')", ["schedule"],
+                   snap.counters["schedule_missed"])
+    yield _histogram("schedule_lag_seconds", "Creation of a schedule's task minus its tick",
+                     "schedule", snap.histograms["schedule_lag"])
+    yield GaugeMetricFamily(f"{PREFIX}_schedules", "Periodic schedules defined", value=count)
 
 
 _collector: TaskQueueCollector | None = None

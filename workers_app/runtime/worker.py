@@ -40,6 +40,7 @@ from .hooks import Hook, Hooks, LogHook
 from .janitor import Janitor
 from .promoter import Promoter
 from .recoverer import Recoverer
+from .scheduler import Scheduler
 from .slot import SlotSpec, slot_main
 from .slots import Slot
 
@@ -110,6 +111,8 @@ class Worker:
                                    self._lease_lost, self._beat)
         self.loops = [self.heartbeat, Recoverer(self.broker, self.hooks), Promoter(self.broker),
                       DepthReporter(self.broker, self.hooks), Janitor(self.broker)]
+        self.scheduler = Scheduler(self.broker, self.registry)
+        self.loops.append(self.scheduler)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -119,6 +122,7 @@ class Worker:
         if not self._register():
             return 1
         self._warn_if_evicting()
+        self._sync_schedules()
         self.hooks.worker_event(self.id, "joined", state="idle", concurrency=self.concurrency,
                                 hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s, queues %s", self.id,
@@ -158,6 +162,16 @@ class Worker:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
         return False
+
+    def _sync_schedules(self) -> None:
+        """Write TASKQUEUE["SCHEDULES"] into Redis (settings win for the names they define)."""
+        try:
+            changed = self.scheduler.schedules.sync(self.config.schedules)
+        except TaskQueueError as exc:
+            log.error("could not sync the schedules of the settings: %s", exc)
+            return
+        if changed:
+            log.info("schedules synced from settings: %s", ", ".join(changed))
 
     def _warn_if_evicting(self) -> None:
         """Log a WARNING when Redis may evict the queue's keys (checked once, at startup)."""
