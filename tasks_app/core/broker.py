@@ -142,6 +142,7 @@ class Broker:
         self._queues: dict[str, int] = {}
         self._queues_at = -QUEUES_TTL
         self._registered: set[str] = set()
+        self._salts: dict[str, str] = {}
         self.serving: Serving | None = None
         self.cluster = type(client).__name__ == "RedisCluster"
         """True on a Redis Cluster: a blocking wait then watches one slot's keys."""
@@ -153,13 +154,46 @@ class Broker:
         keys = self._shards.get(ref)
         if keys is None:
             queue, index = parse_shard_ref(ref)
-            keys = self._shards[ref] = self.keys.of(queue, index)
+            salt = self._salts.get(ref, "") if index else ""
+            if index and self.cluster and not salt:
+                salt = self._place(queue, index + 1).get(ref, "")
+            keys = self._shards[ref] = self.keys.of(queue, index, salt)
         return keys
 
     def queue_shards(self, queue: str) -> list[Keys]:
         """The keys of every shard of a queue."""
         n = self.queues().get(queue) or self.config.queue_shards(queue)
         return [self.shard(shard_ref(queue, i)) for i in range(n)]
+
+    def _place(self, queue: str, n: int) -> dict[str, str]:
+        """On a Redis Cluster, give shards 1..n-1 of a queue the salts that put them on the
+        masters holding the fewest of its shards (the first writer wins; every process then
+        reads the same salts).  Returns the salts now registered."""
+        from redis.cluster import key_slot
+
+        with redis_errors():
+            salts = self.client.hgetall(self.keys.queue_salts)
+            missing = [k for k in range(1, n) if shard_ref(queue, k) not in salts]
+            if missing:
+                owners = _slot_owners(self.client)
+                load: dict[str, int] = {owner: 0 for _, _, owner in owners}
+                taken = [self.keys.of(queue, 0)] + [
+                    self.keys.of(queue, k, salts[shard_ref(queue, k)])
+                    for k in range(1, n) if shard_ref(queue, k) in salts]
+                for keys in taken:
+                    load[_owner(owners, key_slot(keys.pending.encode()))] += 1
+                for k in missing:
+                    emptiest = min(load.values())
+                    for salt in range(1, 100_000):
+                        keys = self.keys.of(queue, k, str(salt))
+                        owner = _owner(owners, key_slot(keys.pending.encode()))
+                        if load[owner] == emptiest:
+                            break
+                    self.client.hsetnx(self.keys.queue_salts, shard_ref(queue, k), str(salt))
+                    load[owner] += 1
+                salts = self.client.hgetall(self.keys.queue_salts)
+        self._salts = dict(salts)
+        return self._salts
 
     def queues(self, fresh: bool = False) -> dict[str, int]:
         """Every queue of the namespace and its number of shards: the configured ones and
@@ -723,6 +757,17 @@ class Ended:
     kind: str
     value: str = ""
     duration: float | None = 0.0
+
+
+def _slot_owners(client: Any) -> list[tuple[int, int, str]]:
+    """The cluster's slot ranges and the address of the master serving each."""
+    ranges = client.cluster_slots(target_nodes=client.get_random_node())
+    return [(int(low), int(high), "{}:{}".format(*about["primary"]))
+            for (low, high), about in ranges.items()]
+
+
+def _owner(owners: list[tuple[int, int, str]], slot: int) -> str:
+    return next((owner for low, high, owner in owners if low <= slot <= high), "")
 
 
 def first_ref(keys: Keys) -> str:

@@ -40,11 +40,12 @@ def valid_queue_name(name: object) -> bool:
     return isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
 
 
-def shard_tag(namespace: str, queue: str, shard: int) -> str:
-    """The hash tag (without braces) every key of one queue shard shares."""
+def shard_tag(namespace: str, queue: str, shard: int, salt: str = "") -> str:
+    """The hash tag (without braces) every key of one queue shard shares.  ``salt``
+    (shards after the first, on a Redis Cluster) moves the shard to a chosen slot."""
     if queue == DEFAULT_QUEUE and shard == 0:
         return namespace
-    return f"{namespace}:{queue}" + (f":{shard}" if shard else "")
+    return f"{namespace}:{queue}" + (f":{shard}" if shard else "") + (f"~{salt}" if salt else "")
 
 
 def shard_ref(queue: str, shard: int) -> str:
@@ -67,7 +68,7 @@ class Keys:
     """Key builders for one shard of one queue of a namespace."""
 
     def __init__(self, namespace: str = "default", queue: str = DEFAULT_QUEUE,
-                 shard: int = 0) -> None:
+                 shard: int = 0, salt: str = "") -> None:
         if not namespace or any(c in namespace for c in "{}: \t\n"):
             raise ValueError(f"invalid queue namespace {namespace!r}")
         if not valid_queue_name(queue):
@@ -77,11 +78,19 @@ class Keys:
         self.namespace = namespace
         self.queue = queue
         self.shard = shard
-        self.prefix = f"tq:{{{shard_tag(namespace, queue, shard)}}}:"
+        if salt and (shard == 0 or not salt.isdigit()):
+            raise ValueError(f"invalid shard salt {salt!r}")
+        self.prefix = f"tq:{{{shard_tag(namespace, queue, shard, salt)}}}:"
 
-    def of(self, queue: str, shard: int = 0) -> Keys:
+    def of(self, queue: str, shard: int = 0, salt: str = "") -> Keys:
         """The keys of another queue shard of the same namespace."""
-        return Keys(self.namespace, queue, shard)
+        return Keys(self.namespace, queue, shard, salt)
+
+    @property
+    def queue_salts(self) -> str:
+        """Hash ``queue#shard`` -> salt: where a sharded queue's shards were placed on a Redis
+        Cluster (chosen once, when the queue is first used there; never changed)."""
+        return f"tq:{{{self.namespace}}}:queue-salts"
 
     @property
     def queues(self) -> str:
