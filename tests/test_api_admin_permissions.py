@@ -56,6 +56,9 @@ ROUTES = [
     Route("GET", "/admin/queues", (perms.QUEUE_VIEW,)),
     Route("POST", "/admin/queues/high/pause", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
     Route("POST", "/admin/queues/high/resume", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("GET", "/admin/named-queues", (perms.QUEUE_VIEW,)),
+    Route("POST", "/admin/named-queues/default/pause", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("POST", "/admin/named-queues/default/resume", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
 ]
 ALL = sorted({name for route in ROUTES for name in route.needs})
 IDS = [str(r) for r in ROUTES]

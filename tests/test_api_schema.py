@@ -21,6 +21,8 @@ OPERATIONS = {
     ("/admin/queues/{priority}/resume", "post"), ("/admin/dlq", "get"),
     ("/admin/dlq", "delete"), ("/admin/dlq/retry", "post"),
     ("/admin/queues/{priority}", "delete"), ("/admin/tasks/{task_id}/retry", "post"),
+    ("/admin/named-queues", "get"), ("/admin/named-queues/{name}/pause", "post"),
+    ("/admin/named-queues/{name}/resume", "post"),
 }
 
 

@@ -28,6 +28,7 @@ CORE_ERRORS: dict[type[core.TaskQueueError], tuple[int, str | None]] = {
     core.UnknownTaskType: (400, None),
     core.TaskNotFound: (404, "task not found"),
     core.WorkerNotFound: (404, "worker not found"),
+    core.QueueNotFound: (404, "queue not found"),
     core.NotInDeadLetterQueue: (404, "task not found in dead letter queue"),
     core.NotCancellable: (409, "task cannot be cancelled in current state"),
     core.NotRetryable: (409, "task cannot be retried in current state"),
