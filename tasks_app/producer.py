@@ -19,7 +19,7 @@ from tasks_app.connection import get_broker
 from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, is_uuid, new_task_id
 from tasks_app.core.errors import ValidationError
-from tasks_app.core.inspect import Inspector
+from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
@@ -152,3 +152,11 @@ def cancel(task_id: str) -> Task:
 def inspector() -> Inspector:
     """Admin operations: queues, workers, the dead-letter queue, pause and resume."""
     return Inspector(get_broker())
+
+
+def named_queues(admin: Inspector | None = None) -> list[NamedQueueStats]:
+    """Every named queue's figures, the queue registry read afresh (so a queue another
+    process created a moment ago is listed; one HGETALL more)."""
+    admin = admin or inspector()
+    admin.broker.queues(fresh=True)
+    return admin.named_queues()

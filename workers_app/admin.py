@@ -132,7 +132,7 @@ class QueueAdmin(RedisListAdmin):
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The priorities, then every named queue."""
-        named = producer.inspector().named_queues() if self.has_view_permission(request) else []
+        named = producer.named_queues() if self.has_view_permission(request) else []
         return super().changelist_view(request, {"named": named, **(extra_context or {})})
 
     @redis_required

@@ -3,7 +3,8 @@
 A Django task becomes an ordinary taskqueue task whose type is the function's dotted
 path (``myapp.tasks.send_email``) and whose payload is ``{"args": [...], "kwargs": {...}}``;
 Django's own priority, queue name and backend alias are kept in its metadata under
-``"django"``; the task goes to the taskqueue queue its ``queue_name`` names.  Workers find the function through ``runner.resolve``, a registry resolver.
+``"django"``; the task goes to the taskqueue queue its ``queue_name`` names.  Workers
+find the function through ``runner.resolve``, a registry resolver.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app import permissions as perms
+from tasks_app import producer
 from tasks_app.api import docs, inputs
 from tasks_app.api.health import eviction_warning, redis_status
 from tasks_app.api.permissions import IsAdmin
@@ -189,7 +190,7 @@ class QueueListView(AdminView):
         totals = snap.totals()
         return Response({**snap.to_dict(), "total_depth": totals["queued"],
                          "running": totals["pending_unacked"],
-                         "named": [q.to_dict() for q in admin.named_queues()]})
+                         "named": [q.to_dict() for q in producer.named_queues(admin)]})
 
 
 class QueueDetailView(AdminView):
@@ -265,7 +266,7 @@ class NamedQueueListView(AdminView):
                    tags=["admin"])
     def get(self, request: Request) -> Response:
         """The default queue first, then by name."""
-        named = [q.to_dict() for q in inspector().named_queues()]
+        named = [q.to_dict() for q in producer.named_queues()]
         return Response({"named": named, "count": len(named)})
 
 
@@ -292,7 +293,7 @@ class NamedQueueControlView(AdminView):
 
 def named_queue(admin: Inspector, name: str) -> NamedQueueStats:
     """One named queue's figures, or QueueNotFound."""
-    found = next((q for q in admin.named_queues() if q.name == name), None)
+    found = next((q for q in producer.named_queues(admin) if q.name == name), None)
     if found is None:
         raise QueueNotFound(name)
     return found

@@ -72,8 +72,9 @@ class TaskListView(SubmitView):
         admin = inspector()
         snap = admin.queue_snapshot()
         depths = {q.name: q.depth for q in snap.queues}
+        named = [q.to_dict() for q in producer.named_queues(admin)]
         return Response({"queue_depths": depths, "total_pending": sum(depths.values()),
-                         **snap.to_dict(), "named": [q.to_dict() for q in admin.named_queues()]})
+                         **snap.to_dict(), "named": named})
 
     @extend_schema(operation_id="create_task", request=TaskCreate, parameters=[IDEMPOTENCY_HEADER],
                    responses=docs.creates(Task, 409), tags=["tasks"])

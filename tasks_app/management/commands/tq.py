@@ -53,7 +53,8 @@ class Aborted(Exception):
 
 class Command(BaseCommand):
     help = ("Operate the queue: status; named queues; the dead-letter queue; pause, resume and "
-            "purge; enqueue, get and cancel tasks. Exit codes: 0 ok, 1 error, 2 usage, 3 not confirmed.")
+            "purge; enqueue, get and cancel tasks. Exit codes: 0 ok, 1 error, 2 usage, "
+            "3 not confirmed.")
     stealth_options = ("stdin",)
     # An operator's tool: it must work (and print only its own output) on a site whose
     # checks complain, e.g. about the channel layer; `manage.py check` reports those.
@@ -226,7 +227,7 @@ class Command(BaseCommand):
         self.out(data, cli.status_text(data))
 
     def do_queues(self, opts: dict[str, Any]) -> None:
-        named = [q.to_dict() for q in producer.inspector().named_queues()]
+        named = [q.to_dict() for q in producer.named_queues()]
         self.out({"named": named, "count": len(named)}, cli.queues_text(named))
 
     # -- dead-letter queue -----------------------------------------------------
