@@ -149,10 +149,11 @@ class WorkerControlView(AdminView):
         return Response({**body, "message": f"worker {self.action}d", "worker_id": worker_id})
 
 
-def _control_schema(action: str, resource: str, ok: Any, *extra: Any) -> Any:
+def _control_schema(action: str, resource: str, ok: Any, *extra: Any,
+                    errors: tuple[int, ...] = (404,)) -> Any:
     """The schema of a pause or resume operation."""
     return extend_schema(operation_id=f"{action}_{resource}", request=None, parameters=list(extra),
-                         responses=docs.admin(ok, 404), tags=["admin"])
+                         responses=docs.admin(ok, *errors), tags=["admin"])
 
 
 class WorkerPauseView(WorkerControlView):
@@ -304,7 +305,8 @@ class NamedQueuePauseView(NamedQueueControlView):
 
     action = "pause"
 
-    @_control_schema("pause", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM)
+    @_control_schema("pause", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM,
+                     errors=(400, 404))
     def post(self, request: Request, name: str) -> Response:
         """Pause the named queue."""
         return super().post(request, name)
@@ -315,7 +317,8 @@ class NamedQueueResumeView(NamedQueueControlView):
 
     action = "resume"
 
-    @_control_schema("resume", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM)
+    @_control_schema("resume", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM,
+                     errors=(400, 404))
     def post(self, request: Request, name: str) -> Response:
         """Resume the named queue."""
         return super().post(request, name)
