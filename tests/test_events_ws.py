@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -173,11 +174,15 @@ def test_a_script_event_carries_the_redis_time_of_its_transition(broker_for_lua:
     assert sub.get_message(timeout=1)["type"] == "subscribe"
     task = broker_for_lua.enqueue(make_spec(priority=2))
     message = sub.get_message(timeout=1)
+    email = broker_for_lua.enqueue(replace(make_spec(), queue="emails"))
+    in_emails = sub.get_message(timeout=1)
     sub.close()
     [submitted] = ev.expand(json.loads(message["data"]))
     assert submitted == {"type": "task.submitted", "timestamp": ms_to_iso(task.created_at),
                          "data": {"task_id": task.id, "type": task.type, "priority": "high",
-                                  "state": "pending"}}
+                                  "queue": "default", "state": "pending"}}
+    [elsewhere] = ev.expand(json.loads(in_emails["data"]))
+    assert (elsewhere["data"]["task_id"], elsewhere["data"]["queue"]) == (email.id, "emails")
 
 
 @pytest.fixture
