@@ -91,6 +91,19 @@ def test_cancel_publishes_task_cancelled() -> None:
     run(scenario)
 
 
+def test_queue_filter_passes_only_that_queues_task_events() -> None:
+    async def scenario() -> None:
+        client = await connect("/ws?queue=emails,reports&types=task.*")
+        producer.enqueue("echo", {})
+        wanted = producer.enqueue("echo", {}, queue="emails")
+        got = await next_event(client)
+        assert (got["data"]["task_id"], got["data"]["queue"]) == (wanted.id, "emails")
+        assert await client.receive_nothing(0.3)
+        await client.disconnect()
+
+    run(scenario)
+
+
 def test_type_filter_passes_only_matching_events() -> None:
     async def scenario() -> None:
         client = await connect("/ws?types=worker.*")
