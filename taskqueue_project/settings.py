@@ -49,6 +49,15 @@ def env_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def env_queues(text: str) -> dict[str, dict[str, int]]:
+    """``emails,default:4``: queue names, each with an optional number of shards."""
+    queues: dict[str, dict[str, int]] = {}
+    for item in env_list(text):
+        name, sep, shards = item.partition(":")
+        queues[name.strip()] = {"shards": int(shards)} if sep else {}
+    return queues
+
+
 # (environment variable, TASKQUEUE key, parser); defaults live in tasks_app/conf.py.
 TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("REDIS_URL", "REDIS_URL", str),
@@ -100,7 +109,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_HARDEN_SERVER", "HARDEN_SERVER", env_bool),
     ("TASKQUEUE_DURABILITY", "DURABILITY", str),
     ("TASKQUEUE_REPLICA_TIMEOUT", "REPLICA_TIMEOUT", float),
-    ("TASKQUEUE_QUEUES", "QUEUES", env_list),
+    ("TASKQUEUE_QUEUES", "QUEUES", env_queues),
     ("TASKQUEUE_SCHEDULES", "SCHEDULES", json.loads),
 )
 

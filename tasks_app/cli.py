@@ -152,6 +152,15 @@ def status_text(data: dict[str, Any]) -> str:
     ])
 
 
+def queues_text(named: list[dict[str, Any]]) -> str:
+    """``tq queues`` for a terminal."""
+    return table(
+        ["QUEUE", "SHARDS", "PENDING", "CRITICAL", "HIGH", "NORMAL", "LOW", "DELAYED", "DLQ",
+         "PAUSED"],
+        [[q["name"], q["shards"], q["depth"], *q["queue_depths"].values(), q["scheduled"],
+          q["dlq_size"], q["paused"]] for q in named])
+
+
 def dlq_text(data: dict[str, Any]) -> str:
     """``tq dlq list`` for a terminal."""
     entries = data["entries"]

@@ -3,7 +3,7 @@
 It shows queues, workers and the DLQ's size together, so it needs the three view
 permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming it.
 
-The page embeds a snapshot (queue depths, totals, workers, DLQ size) and a
+The page embeds a snapshot (queue depths, named queues, totals, workers, DLQ size) and a
 short-lived socket token (``ws_auth.SocketToken``: ``ws`` only, bound to the session);
 the browser then follows ``ws`` alone.
 ``dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
@@ -31,6 +31,7 @@ from tasks_app.live import auth as ws_auth
 from tasks_app.routing import websocket_url_path
 
 DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"
+QUEUES_ADMIN_URL_NAME = "admin:workers_app_queue_changelist"
 FEED_SIZE = 100
 WINDOW_SECONDS = 120
 
@@ -42,11 +43,13 @@ def snapshot() -> dict[str, Any]:
         queues = inspector.queue_stats()
         totals = inspector.totals()
         workers = inspector.workers()
+        named = producer.named_queues(inspector)
     except BrokerUnavailable as exc:
         return {"server_time": _now_ms(), "error": f"Redis is unreachable: {exc}"}
     return {
         "server_time": _now_ms(),
         "queues": [_queue_row(q) for q in queues],
+        "named": [q.to_dict() for q in named],
         "totals": totals,
         "dlq_size": totals["dlq_size"],
         "workers": [w.to_dict() for w in workers],
@@ -77,6 +80,7 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
         "token": socket_token(request),
         "snapshot_url": reverse("taskqueue:dashboard-snapshot"),
         "dlq_url": _reverse_or_none(DLQ_ADMIN_URL_NAME),
+        "queues_url": _reverse_or_none(QUEUES_ADMIN_URL_NAME),
         "feed_size": FEED_SIZE,
         "window_seconds": WINDOW_SECONDS,
     }
@@ -118,6 +122,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     state = snapshot()
     config = page_config(request)
     context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
+               "queues_url": config["queues_url"],
                "login_url": login_url(), "admin_url": _reverse_or_none("admin:index"),
                "error": state.get("error")}
     return render(request, "tasks_app/dashboard.html", context)

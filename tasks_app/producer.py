@@ -2,6 +2,7 @@
 
     from tasks_app import producer
     task = producer.enqueue("email", {"to": "a@example.com", "subject": "Hi"}, priority="high")
+    task = producer.enqueue("email", {"to": "b@example.com"}, queue="emails")
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tasks_app.connection import get_broker
 from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, is_uuid, new_task_id
 from tasks_app.core.errors import ValidationError
-from tasks_app.core.inspect import Inspector
+from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
@@ -29,7 +30,7 @@ PRODUCER_SCOPE = "producer"
 remembered per scope, and the scope is recorded as the tasks' owner (TASK_VISIBILITY)."""
 
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
-          "delay")
+          "delay", "queue")
 KNOWN_FIELDS = frozenset(FIELDS)
 
 
@@ -60,7 +61,8 @@ def task_defaults() -> tuple[int, int, int]:
 def enqueue(type: str, payload: dict[str, Any] | None = None, *, task_id: str | None = None,
             scope: str = PRODUCER_SCOPE, **options: Any) -> Task:
     """Create one task; options are priority, max_retries, timeout, metadata, delay,
-    scheduled_at.  ``task_id`` (a UUID) is generated unless given."""
+    scheduled_at, queue (a queue name; default "default").  ``task_id`` (a UUID) is
+    generated unless given."""
     task_spec = spec({"type": type, "payload": payload, **options}, task_id)
     return get_broker().submit([task_spec], scope=scope).tasks[0]
 
@@ -96,7 +98,8 @@ def _submit_spec(task_spec: TaskSpec, then: Callable[[Task], None] | None = None
 
 def enqueue_many(tasks: Iterable[Mapping[str, Any]], scope: str = PRODUCER_SCOPE
                  ) -> list[Task]:
-    """Create many tasks in one round trip, all or nothing (each a dict of FIELDS)."""
+    """Create many tasks in one round trip, all or nothing (each a dict of FIELDS; every
+    task in the same queue)."""
     return submit(tasks, scope=scope).tasks
 
 
@@ -107,10 +110,12 @@ def submit(tasks: Iterable[Mapping[str, Any]], idempotency_key: str | None = Non
     first call's tasks.
 
     Items are validated in order.  With a ``label``, an item's error names it
-    (``tasks[3]: ...``); ``clamp_time`` is passed to :func:`spec`.
+    (``tasks[3]: ...``); ``clamp_time`` is passed to :func:`spec`.  One call creates its
+    tasks atomically in one queue: an item in another queue than the first is refused.
     """
     defaults = task_defaults()
     specs = [_labelled(fields, label, i, defaults, clamp_time) for i, fields in enumerate(tasks)]
+    _one_queue(specs, label)
     return get_broker().submit(specs, idempotency_key, idempotency_ttl, scope=scope)
 
 
@@ -122,6 +127,16 @@ def _labelled(fields: Mapping[str, Any], label: str, index: int,
         if not label:
             raise
         raise ValidationError(f"{label}[{index}]: {exc}", exc.field) from None
+
+
+def _one_queue(specs: list[TaskSpec], label: str) -> None:
+    for i, item in enumerate(specs):
+        if item.queue != specs[0].queue:
+            where = f"{label}[{i}]: " if label else ""
+            raise ValidationError(
+                f"{where}queue must be the same for every task of one call ('{specs[0].queue}'"
+                f" here, not '{item.queue}'): a call is created atomically, in one queue",
+                "queue")
 
 
 def get(task_id: str) -> Task:
@@ -137,3 +152,11 @@ def cancel(task_id: str) -> Task:
 def inspector() -> Inspector:
     """Admin operations: queues, workers, the dead-letter queue, pause and resume."""
     return Inspector(get_broker())
+
+
+def named_queues(admin: Inspector | None = None) -> list[NamedQueueStats]:
+    """Every named queue's figures, the queue registry read afresh (so a queue another
+    process created a moment ago is listed; one HGETALL more)."""
+    admin = admin or inspector()
+    admin.broker.queues(fresh=True)
+    return admin.named_queues()

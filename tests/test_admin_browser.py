@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 DLQ_URL = "/django-admin/tasks_app/deadletterentry/"
 WORKERS_URL = "/django-admin/workers_app/worker/"
+QUEUES_URL = "/django-admin/workers_app/queue/"
 TASK_TIMEOUT = 10.0
 
 
@@ -125,6 +126,32 @@ def test_pause_and_resume_a_worker(superuser_page: Page, live_site: LiveSite,
     task = producer.enqueue("echo", {"after": "resume"})
     wait_for_state(task.id, "completed", TASK_TIMEOUT)
     wait_for(lambda: inspector.worker(live_worker.id).state == "idle", TASK_TIMEOUT)
+
+
+def test_pause_and_resume_a_named_queue(superuser_page: Page, live_site: LiveSite,
+                                        worker_pool: WorkerPool) -> None:
+    held = producer.enqueue("echo", {"queue": "emails"}, queue="emails")
+    page = superuser_page
+    worker_pool.start("--queues", "emails,default", inspector=Inspector(get_broker()))
+    wait_for_state(held.id, "completed", TASK_TIMEOUT)
+    page.goto(live_site.url(QUEUES_URL))
+    row = page.locator('tr[data-named-queue="emails"]')
+    expect(row.locator(".field-paused")).to_have_text("no")
+    with page.expect_navigation():
+        row.locator('input[value="Pause"]').click()
+    expect(page.locator(".messagelist .success")).to_have_text("Named queue “emails” paused.")
+    expect(row.locator(".field-paused")).to_have_text("paused")
+    waiting = producer.enqueue("echo", {}, queue="emails")
+    other = producer.enqueue("echo", {})
+    wait_for_state(other.id, "completed", TASK_TIMEOUT)
+    page.reload()
+    expect(row.locator(".field-depth")).to_have_text("1")
+    assert producer.get(waiting.id).state.value == "pending"
+    screenshot(page, "admin-queues")
+    with page.expect_navigation():
+        row.locator('input[value="Resume"]').click()
+    expect(row.locator(".field-paused")).to_have_text("no")
+    wait_for_state(waiting.id, "completed", TASK_TIMEOUT)
 
 
 def test_staff_without_permissions_get_the_admins_refusal(

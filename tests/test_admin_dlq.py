@@ -320,10 +320,35 @@ def test_queues_page_shows_depths_and_pauses_and_resumes(make_client: MakeClient
     assert client.post(f"{QUEUES}urgent/pause/").status_code == 404
 
 
+def test_queues_page_shows_named_queues_and_pauses_and_resumes_them(
+        make_client: MakeClient) -> None:
+    producer.enqueue_many([{"type": "echo", "queue": "emails", "priority": "high"}] * 2)
+    client = make_client("workers_app.view_queue", "workers_app.pause_queue")
+    html = client.get(QUEUES).content.decode()
+    row = html[html.index('data-named-queue="emails"'):].split("</tr>")[0]
+    assert 'field-depth">2<' in row and 'field-depths">0 / 2 / 0 / 0<' in row
+    assert 'field-paused">no<' in row and 'value="Pause"' in row
+    assert 'data-named-queue="default"' in html
+    paused = client.post(f"{QUEUES}named/emails/pause/", follow=True).content.decode()
+    assert "Named queue “emails” paused." in paused
+    assert [q.paused for q in producer.inspector().named_queues()] == [False, True]
+    row = paused[paused.index('data-named-queue="emails"'):].split("</tr>")[0]
+    assert 'value="Resume"' in row
+    client.post(f"{QUEUES}named/emails/resume/")
+    assert not any(q.paused for q in producer.inspector().named_queues())
+    assert client.post(f"{QUEUES}named/never-used/pause/").status_code == 404
+    assert client.post(f"{QUEUES}named/-bad/pause/").status_code == 404
+    assert client.get(f"{QUEUES}named/emails/pause/").status_code == 405
+
+
 def test_queues_page_needs_its_own_permission(make_client: MakeClient) -> None:
+    producer.enqueue("echo", {}, queue="emails")
     client = make_client("workers_app.view_queue")
-    assert 'value="Pause"' not in client.get(QUEUES).content.decode()
+    html = client.get(QUEUES).content.decode()
+    assert 'value="Pause"' not in html and 'data-named-queue="emails"' in html
     assert client.post(f"{QUEUES}high/pause/").status_code == 403
+    assert client.post(f"{QUEUES}named/emails/pause/").status_code == 403
+    assert not any(q.paused for q in producer.inspector().named_queues())
     assert client.get(WORKERS).status_code == 403
 
 

@@ -70,6 +70,9 @@ ROUTES = [
     Route("POST", "/admin/schedules/perm-sched/trigger",
           (perms.SCHEDULE_VIEW, perms.SCHEDULE_TRIGGER)),
     Route("DELETE", "/admin/schedules/perm-sched", (perms.SCHEDULE_VIEW, perms.SCHEDULE_DELETE)),
+    Route("GET", "/admin/named-queues", (perms.QUEUE_VIEW,)),
+    Route("POST", "/admin/named-queues/default/pause", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("POST", "/admin/named-queues/default/resume", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
 ]
 ALL = sorted({name for route in ROUTES for name in route.needs})
 IDS = [str(r) for r in ROUTES]
@@ -210,6 +213,8 @@ SAME_THING = [
     (("POST", f"/django-admin/workers_app/worker/{WORKER}/pause/", None), ROUTES[5]),
     (("GET", "/django-admin/workers_app/queue/", None), ROUTES[7]),
     (("POST", "/django-admin/workers_app/queue/high/pause/", None), ROUTES[8]),
+    (("POST", "/django-admin/workers_app/queue/named/default/pause/", None), ROUTES[11]),
+    (("POST", "/django-admin/workers_app/queue/named/default/resume/", None), ROUTES[12]),
 ]
 
 

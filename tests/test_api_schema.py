@@ -26,6 +26,8 @@ OPERATIONS = {
     ("/admin/schedules/{name}", "patch"), ("/admin/schedules/{name}", "delete"),
     ("/admin/schedules/{name}/pause", "post"), ("/admin/schedules/{name}/resume", "post"),
     ("/admin/schedules/{name}/trigger", "post"),
+    ("/admin/named-queues", "get"), ("/admin/named-queues/{name}/pause", "post"),
+    ("/admin/named-queues/{name}/resume", "post"),
 }
 
 

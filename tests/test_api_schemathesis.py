@@ -54,8 +54,9 @@ def schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
         command += ["--seed", seed]
     for header in headers:
         command += ["--header", header]
+    hooks = {"SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks"}
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT, check=False)
+                          timeout=RUN_TIMEOUT, check=False, env={**os.environ, **hooks})
 
 
 @pytest.mark.parametrize("auth", ["off", "on"])

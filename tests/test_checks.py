@@ -139,9 +139,9 @@ def test_a_bad_queue_name_has_its_own_id_not_the_settings_one() -> None:
     """taskqueue.E001 means "TASKQUEUE is not a dict / has unknown keys"; a TASKS alias with
     a blank queue name is another mistake and must not share its id."""
     tasks = {"default": {"BACKEND": "tasks_app.backends.TaskQueueBackend",
-                         "QUEUES": ["default", " "]}}
+                         "QUEUES": ["default", " ", "-emails"]}}
     found = [m for m in messages_with_ids(TASKS=tasks) if "queue name" in m[1]]
-    assert [i for i, _ in found] == ["taskqueue.E007"]
+    assert [i for i, _ in found] == ["taskqueue.E007", "taskqueue.E007"]
     assert "taskqueue.E001" not in taskqueue_ids(TASKS=tasks)
 
 

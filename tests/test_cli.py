@@ -551,3 +551,41 @@ def test_bare_dlq_is_dlq_list_and_takes_its_options() -> None:
     assert [e["task_id"] for e in data["entries"]] == [ids[-1]] and data["size"] == 2
     assert tq("dlq", "list", "--json").out == tq("dlq", "--json").out
     assert tq("dlq").code == 0 and "2 in the dead-letter queue" in tq("dlq").out
+
+
+# -- named queues -----------------------------------------------------------------------
+
+
+def test_enqueue_in_a_queue_get_shows_it_and_queues_lists_depths(inspector: Inspector) -> None:
+    created = tq("enqueue", "echo", "{}", "--queue", "emails", "--priority", "high").json()
+    assert created["queue"] == "emails"
+    assert tq("get", created["id"]).json()["queue"] == "emails"
+    tq("enqueue", "echo", "{}", "--delay", "60")
+    listed = tq("queues", "--json").json()
+    assert listed["count"] == 2
+    assert listed["named"][1] == {
+        "name": "emails", "shards": 1, "paused": False, "depth": 1,
+        "queue_depths": {"critical": 0, "high": 1, "normal": 0, "low": 0},
+        "scheduled": 0, "dlq_size": 0}
+    rows = tq("queues").rows()
+    assert rows["QUEUE"][:3] == ["QUEUE", "SHARDS", "PENDING"]
+    assert rows["emails"] == ["emails", "1", "1", "0", "1", "0", "0", "0", "0", "no"]
+    assert rows["default"][-3:] == ["1", "0", "no"]
+
+
+def test_pause_and_resume_a_named_queue(inspector: Inspector) -> None:
+    tq("enqueue", "echo", "{}", "--queue", "emails")
+    assert tq("pause", "--queue", "emails", "--json").json() == {"queue": "emails",
+                                                                 "paused": True}
+    assert tq("queues").rows()["emails"][-1] == "yes"
+    assert [q.paused for q in inspector.named_queues()] == [False, True]
+    assert tq("resume", "--queue", "emails").out.strip() == "queue emails resumed"
+    assert not any(q.paused for q in inspector.named_queues())
+
+
+def test_unknown_or_invalid_queue_names_are_refused() -> None:
+    run = tq("pause", "--queue", "never-used")
+    assert run.code == 1 and "QueueNotFound: never-used" in run.err
+    for args in (("pause", "--queue=-x"), ("enqueue", "echo", "{}", "--queue", "a b")):
+        run = tq(*args)
+        assert run.code != 0 and "invalid queue name" in run.err, run

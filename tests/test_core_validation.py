@@ -52,6 +52,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"delay": math.nan}, "delay", "seconds"),
     ({"delay": math.inf}, "delay", "seconds"),
     ({"delay": 5, "scheduled_at": "2030-01-01T00:00:00Z"}, "delay", "not both"),
+    ({"queue": ""}, "queue", "1 to 64 characters"),
+    ({"queue": "-emails"}, "queue", "starting with a letter"),
+    ({"queue": "e mails"}, "queue", "1 to 64 characters"),
+    ({"queue": "q" * 65}, "queue", "1 to 64 characters"),
+    ({"queue": 7}, "queue", "1 to 64 characters"),
 ]
 
 
@@ -74,6 +79,13 @@ def test_build_spec_names_the_bad_field(fields: dict[str, Any], field: str, mess
 ])
 def test_priority_by_number_or_name(given: Any, stored: int) -> None:
     assert _build(priority=given).priority == stored
+
+
+@pytest.mark.parametrize(("given", "stored"), [
+    (None, "default"), ("emails", "emails"), ("a.b-c_1", "a.b-c_1"), ("Q" * 64, "Q" * 64),
+])
+def test_queue_by_name(given: Any, stored: str) -> None:
+    assert _build(queue=given).queue == stored
 
 
 @pytest.mark.parametrize(("field", "value"), [

@@ -130,6 +130,32 @@ def test_enqueued_tasks_move_the_depth_chart_and_feed_within_2s(
     expect(row.locator(".processed")).to_have_text("8")
 
 
+def test_named_queues_show_their_depths_and_task_rows_their_queue(
+        operator_page: Page, live_site: LiveSite, worker_pool: WorkerPool) -> None:
+    producer.enqueue("echo", {}, queue="emails")  # the queue exists when the page loads
+    page = open_dashboard(operator_page, live_site)
+    emails = page.locator('#named-queues-body tr[data-named-queue="emails"]')
+    expect(emails.locator(".depth")).to_have_text("1")
+    expect(page.locator('#named-queues-body tr[data-named-queue="default"]')).to_be_visible()
+    tasks = producer.enqueue_many([{"type": "echo", "queue": "emails", "priority": "high"}] * 2)
+    expect(emails.locator(".depth")).to_have_text("3", timeout=PROMISE_MS)
+    expect(emails.locator(".high")).to_have_text("2", timeout=PROMISE_MS)
+    submitted = feed_row(page, "task.submitted", tasks[0].id)
+    expect(submitted.locator(".queue")).to_have_text("emails", timeout=PROMISE_MS)
+    producer.inspector().pause_named_queue("emails")
+    reports = producer.enqueue("echo", {}, queue="reports")
+    expect(emails.locator(".state")).to_have_text("paused", timeout=PROMISE_MS)
+    row = page.locator('#named-queues-body tr[data-named-queue="reports"]')
+    expect(row.locator(".depth")).to_have_text("1", timeout=PROMISE_MS)
+    expect(feed_row(page, "task.submitted", reports.id).locator(".queue")).to_have_text("reports")
+    worker_pool.start("--queues", "emails,reports", inspector=Inspector(get_broker()))
+    expect(row.locator(".depth")).to_have_text("0", timeout=5000)
+    expect(emails.locator(".depth")).to_have_text("3")  # paused: nothing taken
+    screenshot(page, "dashboard-named-queues")
+    assert page.locator("#queues-link").get_attribute("href") == \
+        "/django-admin/workers_app/queue/"
+
+
 def test_a_dead_lettered_task_shows_in_the_feed_and_the_dlq_count_within_2s(
         operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
     page = open_dashboard(operator_page, live_site)

@@ -208,16 +208,32 @@ def test_priority_outside_django_range_is_refused() -> None:
 
 
 def test_queue_names_are_validated_and_recorded() -> None:
-    with pytest.raises(InvalidTask, match="emails"):
-        demo_tasks.add.using(queue_name="emails")
+    for bad in ("-emails", "e mails", "q" * 65):
+        with pytest.raises(InvalidTask, match="not a valid queue name"):
+            demo_tasks.add.using(queue_name=bad)
+    result = demo_tasks.add.using(queue_name="reports").enqueue(1, 2)
+    assert producer.get(result.id).queue == "reports"
 
     queues = ["default", "emails"]
     with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": queues}}):
+        with pytest.raises(InvalidTask, match="reports"):
+            demo_tasks.add.using(queue_name="reports")
         result = demo_tasks.add.using(queue_name="emails").enqueue(1, 2)
         fetched = demo_tasks.add.get_result(result.id)
 
     assert fetched.task.queue_name == "emails"
     assert producer.get(result.id).metadata["django"]["queue_name"] == "emails"
+    assert producer.get(result.id).queue == "emails"
+
+
+def test_a_worker_serving_a_queue_runs_the_django_tasks_routed_there(
+        pool: WorkerPool, inspector: Inspector) -> None:
+    routed = demo_tasks.add.using(queue_name="emails").enqueue(2, 3)
+    elsewhere = demo_tasks.add.enqueue(1, 1)
+    pool.start("--queues", "emails", inspector=inspector)
+    assert finished(routed).return_value == 5
+    time.sleep(0.5)
+    assert producer.get(elsewhere.id).state.value == "pending"
 
 
 def test_enqueue_sends_task_enqueued() -> None:

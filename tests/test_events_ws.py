@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -85,6 +86,19 @@ def test_cancel_publishes_task_cancelled() -> None:
         producer.cancel(task.id)
         got = await next_event(client)
         assert (got["type"], got["data"]["task_id"]) == ("task.cancelled", task.id)
+        await client.disconnect()
+
+    run(scenario)
+
+
+def test_queue_filter_passes_only_that_queues_task_events() -> None:
+    async def scenario() -> None:
+        client = await connect("/ws?queue=emails,reports&types=task.*")
+        producer.enqueue("echo", {})
+        wanted = producer.enqueue("echo", {}, queue="emails")
+        got = await next_event(client)
+        assert (got["data"]["task_id"], got["data"]["queue"]) == (wanted.id, "emails")
+        assert await client.receive_nothing(0.3)
         await client.disconnect()
 
     run(scenario)
@@ -173,11 +187,15 @@ def test_a_script_event_carries_the_redis_time_of_its_transition(broker_for_lua:
     assert sub.get_message(timeout=1)["type"] == "subscribe"
     task = broker_for_lua.enqueue(make_spec(priority=2))
     message = sub.get_message(timeout=1)
+    email = broker_for_lua.enqueue(replace(make_spec(), queue="emails"))
+    in_emails = sub.get_message(timeout=1)
     sub.close()
     [submitted] = ev.expand(json.loads(message["data"]))
     assert submitted == {"type": "task.submitted", "timestamp": ms_to_iso(task.created_at),
                          "data": {"task_id": task.id, "type": task.type, "priority": "high",
                                   "queue": "default", "state": "pending"}}
+    [elsewhere] = ev.expand(json.loads(in_emails["data"]))
+    assert (elsewhere["data"]["task_id"], elsewhere["data"]["queue"]) == (email.id, "emails")
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ def test_the_reference_metrics_are_there_with_their_types_and_labels() -> None:
     assert types["taskqueue_queue_depth"] == "gauge"
     assert types["taskqueue_active_workers"] == "gauge"
     assert types["taskqueue_dlq_size"] == "gauge"
-    assert value(samples, "taskqueue_tasks_submitted_total", type="echo", priority="critical") == 1
+    assert value(samples, "taskqueue_tasks_submitted_total", type="echo", priority="critical",
+                 queue="default") == 1
     for name in ("critical", "high", "normal", "low"):
         expected = 1 if name == "critical" else 0
         assert value(samples, "taskqueue_queue_depth", priority=name) == expected
@@ -78,6 +79,7 @@ def test_counts_move_by_exactly_what_two_worker_processes_did(tmp_path: Path) ->
     _, after = scrape()
 
     def moved(name: str, **labels: str) -> float:
+        labels["queue"] = "default"
         return value(after, name, **labels) - value(before, name, **labels)
 
     assert moved("taskqueue_tasks_submitted_total", type="sleep", priority="high") == 40
@@ -99,8 +101,42 @@ def test_figures_survive_a_new_web_process_because_they_live_in_redis() -> None:
 
     reset_broker()
     _, second = scrape()
-    assert value(second, "taskqueue_tasks_submitted_total", type="echo", priority="low") == \
-        value(first, "taskqueue_tasks_submitted_total", type="echo", priority="low") == 1
+    labels = {"type": "echo", "priority": "low", "queue": "default"}
+    assert value(second, "taskqueue_tasks_submitted_total", **labels) == \
+        value(first, "taskqueue_tasks_submitted_total", **labels) == 1
+
+
+def test_counters_and_gauges_are_kept_per_named_queue(tmp_path: Path) -> None:
+    producer.enqueue_many([{"type": "echo", "queue": "emails", "priority": "high"}] * 3)
+    producer.enqueue("echo", {})
+    producer.enqueue("echo", {}, queue="reports", delay=60)
+    producer.inspector().pause_named_queue("reports")
+    _, samples = scrape()
+    assert value(samples, "taskqueue_tasks_submitted_total", type="echo", priority="high",
+                 queue="emails") == 3
+    assert value(samples, "taskqueue_tasks_submitted_total", type="echo", priority="low",
+                 queue="default") == 1
+    assert value(samples, "taskqueue_queue_depth", priority="high") == 3  # the sum, as before
+    assert value(samples, "taskqueue_named_queue_depth", queue="emails", priority="high") == 3
+    assert ("taskqueue_named_queue_depth", (("priority", "low"), ("queue", "emails"))) in samples
+    assert value(samples, "taskqueue_named_queue_depth", queue="default", priority="low") == 1
+    assert value(samples, "taskqueue_named_queue_scheduled", queue="reports") == 1
+    assert value(samples, "taskqueue_named_queue_paused", queue="reports") == 1
+    assert ("taskqueue_named_queue_paused", (("queue", "emails"),)) in samples
+    assert value(samples, "taskqueue_named_queue_paused", queue="emails") == 0
+    assert value(samples, "taskqueue_named_queue_dlq_size", queue="emails") == 0
+    inspector = Inspector(get_broker())
+    with WorkerPool(tmp_path) as pool:
+        pool.start("--queues", "emails", inspector=inspector)
+        wait_for(lambda: sum(inspector.named_queues()[1].depths.values()) == 0, timeout=10)
+        wait_for(lambda: inspector.running_count() == 0, timeout=5)
+    _, after = scrape()
+    assert value(after, "taskqueue_tasks_completed_total", type="echo", status="success",
+                 queue="emails") == 3
+    assert value(after, "taskqueue_task_duration_seconds_count", type="echo",
+                 queue="emails") == 3
+    assert value(after, "taskqueue_tasks_completed_total", type="echo", status="success",
+                 queue="default") == 0
 
 
 def test_redis_away_is_a_scrape_with_redis_up_zero() -> None:

@@ -205,6 +205,9 @@ CASES: list[Case] = [
     Case("GET", "/admin/queues", "admin"),
     Case("POST", "/admin/queues/high/pause", "admin"),
     Case("POST", "/admin/queues/high/resume", "admin"),
+    Case("GET", "/admin/named-queues", "admin"),
+    Case("POST", "/admin/named-queues/default/pause", "admin"),
+    Case("POST", "/admin/named-queues/default/resume", "admin"),
     Case("GET", "/admin/dlq", "admin"),
     Case("DELETE", "/admin/dlq", "admin"),
     Case("POST", "/admin/dlq/retry", "admin", {"retry_all": True}),
@@ -255,6 +258,7 @@ CASES: list[Case] = [
     Case("POST", "/django-admin/workers_app/worker/{worker}/pause/", "session"),
     Case("GET", "/django-admin/workers_app/queue/", "session"),
     Case("POST", "/django-admin/workers_app/queue/high/pause/", "session"),
+    Case("POST", "/django-admin/workers_app/queue/named/default/pause/", "session"),
     Case("GET", "/django-admin/tasks_app/", "session"),
     Case("GET", "/django-admin/no-such-page/", "session"),
 ]

@@ -220,6 +220,15 @@ def test_env_booleans(text: str, expected: bool) -> None:
     assert taskqueue_from_env({"TASKQUEUE_DEMO_HANDLERS": text}) == {"DEMO_HANDLERS": expected}
 
 
+def test_env_queues_name_queues_and_shards() -> None:
+    got = taskqueue_from_env({"TASKQUEUE_QUEUES": "emails, default:4"})
+    assert got == {"QUEUES": {"emails": {}, "default": {"shards": 4}}}
+    with override_settings(TASKQUEUE=got):
+        assert tq_settings.core_config().queues == (("emails", 1), ("default", 4))
+    with pytest.raises(ImproperlyConfigured, match="TASKQUEUE_QUEUES"):
+        taskqueue_from_env({"TASKQUEUE_QUEUES": "emails:many"})
+
+
 def test_env_values_pass_validation() -> None:
     environ = {name: "1" for name, _, parse in TASKQUEUE_ENV if parse is not str}
     environ["TASKQUEUE_HEARTBEAT_TIMEOUT"] = "2"

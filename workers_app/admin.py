@@ -1,4 +1,5 @@
-"""Django admin over workers and priority queues, whose state lives in Redis (no SQL rows).
+"""Django admin over workers, priority queues and named queues, whose state lives in Redis
+(no SQL rows).
 
 django-rq's pattern: unmanaged models give the sections and permissions; ``get_urls``
 replaces the ORM views with a list read through the Inspector and POST-only pause/resume.
@@ -18,7 +19,8 @@ from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
 from tasks_app.admin.support import RedisAdmin, page_context, redis_required
-from tasks_app.core.errors import WorkerNotFound
+from tasks_app.core.errors import QueueNotFound, WorkerNotFound
+from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_datetime
 from workers_app.models import Queue, Worker
@@ -106,16 +108,51 @@ class WorkerAdmin(RedisListAdmin):
 
 @admin.register(Queue)
 class QueueAdmin(RedisListAdmin):
-    """Priority queues: depths and paused flags; pause and resume."""
+    """Priority queues and named queues: depths and paused flags; pause and resume (the
+    same permissions for both, as in the REST API)."""
 
     change_list_template = "admin/workers_app/queue/change_list.html"
     view_permission = permissions.QUEUE_VIEW
     pause_permission = permissions.QUEUE_PAUSE
     list_title = "Queues"
 
+    def extra_urls(self) -> list[URLPattern]:
+        """Pause/resume of a priority, and of a named queue (POST only)."""
+        wrap = self.admin_site.admin_view
+        return [path("named/<str:ident>/<str:operation>/",
+                     wrap(require_POST(self.named_control_view)),
+                     name=self.url_name("named_control")),
+                *super().extra_urls()]
+
     def rows(self) -> list[Any]:
         """One line per priority, highest first."""
         return list(producer.inspector().queue_stats())
+
+    @redis_required
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The priorities, then every named queue."""
+        named = producer.named_queues() if self.has_view_permission(request) else []
+        return super().changelist_view(request, {"named": named, **(extra_context or {})})
+
+    @redis_required
+    def named_control_view(self, request: HttpRequest, ident: str,
+                           operation: str) -> HttpResponse:
+        """POST: pause or resume a named queue, then back to the list with a message."""
+        if operation not in OPERATIONS:
+            raise PermissionDenied
+        if not (self.has_view_permission(request) and self.has_pause_permission(request)):
+            raise PermissionDenied
+        if not valid_queue_name(ident):
+            raise Http404(f"no queue {ident!r}")
+        inspector = producer.inspector()
+        try:
+            (inspector.pause_named_queue if operation == "pause"
+             else inspector.resume_named_queue)(ident)
+        except QueueNotFound:
+            raise Http404(f"no queue {ident!r}") from None
+        messages.success(request, f"Named queue “{ident}” {operation}d.")
+        return HttpResponseRedirect(self.changelist_url())
 
     def control(self, ident: str, operation: str) -> str:
         """Pause or resume one priority (by name or number)."""

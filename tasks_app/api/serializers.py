@@ -13,6 +13,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from tasks_app.core.keys import QUEUE_NAME
 from tasks_app.core.states import Priority, TaskState
 from tasks_app.core.validation import MAX_DELAY_SECONDS, MAX_RETRIES_RANGE, TIMEOUT_RANGE
 
@@ -28,6 +29,7 @@ PRIORITY_INPUT: dict[str, Any] = {
     "nullable": True,
     "description": "0=low, 1=normal, 2=high, 3=critical, or the name (default: 0)",
 }
+QUEUE_NAME_PATTERN = f"^{QUEUE_NAME.pattern}$"
 ANY_JSON: dict[str, Any] = {"nullable": True, "description": "Any JSON value"}
 
 
@@ -77,6 +79,9 @@ class TaskCreate(serializers.Serializer):
     delay = serializers.FloatField(
         required=False, allow_null=True, min_value=0, max_value=MAX_DELAY_SECONDS,
         help_text="Run this many seconds from now (state 'scheduled'); not with scheduled_at")
+    queue = serializers.RegexField(
+        QUEUE_NAME_PATTERN, required=False, allow_null=True, max_length=64,
+        help_text="The named queue (default 'default'); every task of a batch in the same one")
 
 
 class Task(serializers.Serializer):
@@ -86,6 +91,7 @@ class Task(serializers.Serializer):
     type = serializers.CharField()
     payload = serializers.DictField()
     priority = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
+    queue = serializers.CharField(help_text="The named queue holding the task")
     state = EnumField(STATES, "TaskStateEnum")
     attempts = serializers.IntegerField(min_value=0)
     max_retries = serializers.IntegerField()
@@ -160,6 +166,31 @@ class QueueTotals(serializers.Serializer):
     cancelled = serializers.IntegerField(min_value=0, help_text="Tasks cancelled, ever")
 
 
+class NamedQueue(serializers.Serializer):
+    """One named queue, summed over its shards."""
+
+    name = serializers.CharField()
+    shards = serializers.IntegerField(min_value=1)
+    paused = serializers.BooleanField()
+    depth = serializers.IntegerField(min_value=0, help_text="Pending tasks, all priorities")
+    queue_depths = PriorityCounts(help_text="Pending tasks per priority")
+    scheduled = serializers.IntegerField(min_value=0, help_text="Scheduled and retrying tasks")
+    dlq_size = serializers.IntegerField(min_value=0, help_text="Its dead-letter entries")
+
+
+class NamedQueueList(serializers.Serializer):
+    """Every named queue (default first)."""
+
+    named = NamedQueue(many=True)
+    count = serializers.IntegerField(min_value=0)
+
+
+class NamedQueueControl(NamedQueue):
+    """A named queue after pause or resume."""
+
+    message = serializers.ChoiceField(choices=["queue paused", "queue resumed"])
+
+
 class QueueSnapshot(serializers.Serializer):
     """The statistics clients of the original server read, from one consistent read."""
 
@@ -167,6 +198,7 @@ class QueueSnapshot(serializers.Serializer):
     scheduled_count = serializers.IntegerField(min_value=0)
     dlq_size = serializers.IntegerField(min_value=0)
     totals = QueueTotals()
+    named = NamedQueue(many=True, help_text="Each named queue (the figures above sum them)")
 
 
 class QueueDepths(QueueSnapshot):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ValidationError
+from .keys import DEFAULT_QUEUE, valid_queue_name
 from .nesting import DEFAULT_MAX_DEPTH, check_depth
 from .registry import HandlerRegistry
 from .states import Priority
@@ -81,6 +82,16 @@ def _delay(value: Any) -> int:
     return int(value * 1000)
 
 
+def check_queue(value: Any) -> str:
+    """A queue name (None: the default queue)."""
+    if value is None:
+        return DEFAULT_QUEUE
+    if not valid_queue_name(value):
+        raise ValidationError("queue must be 1 to 64 characters from A-Z a-z 0-9 _ . -, "
+                              "starting with a letter or digit", "queue")
+    return str(value)
+
+
 def build_spec(
     registry: HandlerRegistry,
     task_id: str,
@@ -92,6 +103,7 @@ def build_spec(
     metadata: Any = None,
     scheduled_at: Any = None,
     delay: Any = None,
+    queue: Any = None,
     defaults: tuple[int, int, int] = (0, 3, 300),
     accept_unknown: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
@@ -126,4 +138,5 @@ def build_spec(
         scheduled_at_ms=scheduled_at if clamp_time or scheduled_at is None
         else parse_time(scheduled_at),
         delay_ms=None if delay is None else _delay(delay),
+        queue=check_queue(queue),
     )

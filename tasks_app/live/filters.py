@@ -1,4 +1,4 @@
-"""What a WebSocket client asked to receive: ``?types=task.*,worker.*&task_id=...``."""
+"""What a WebSocket client asked to receive: ``?types=task.*,worker.*&task_id=...&queue=...``."""
 
 from __future__ import annotations
 
@@ -23,13 +23,16 @@ class EventFilter:
     task_ids: frozenset[str] = frozenset()
     priorities: frozenset[str] = frozenset()
     owner: str | None = None
+    queues: frozenset[str] = frozenset()
 
     @classmethod
     def from_query_string(cls, raw: bytes) -> EventFilter:
-        """Parse ``types``, ``task_id`` and ``priority`` (each repeatable or comma-separated)."""
+        """Parse ``types``, ``task_id``, ``priority`` and ``queue`` (each repeatable or
+        comma-separated)."""
         query = parse_qs(raw.decode("latin-1"))
         return cls(_values(query, "types"), frozenset(_values(query, "task_id")),
-                   frozenset(_values(query, "priority")))
+                   frozenset(_values(query, "priority")),
+                   queues=frozenset(_values(query, "queue")))
 
     def match(self, event: Event) -> bool:
         """True when the client wants this event."""
@@ -40,6 +43,8 @@ class EventFilter:
         if self.owner is not None and kind.startswith("task.") and data.get("owner") != self.owner:
             return False
         if self.task_ids and data.get("task_id") not in self.task_ids:
+            return False
+        if self.queues and kind.startswith("task.") and data.get("queue") not in self.queues:
             return False
         wrong_priority = kind.startswith("task.") and data.get("priority") not in self.priorities
         return not (self.priorities and wrong_priority)

@@ -1,8 +1,9 @@
 """Prometheus metrics: every figure is read from Redis at scrape time.
 
-Counters and histograms come from the metrics hash the Lua scripts update (so
-they are cluster-wide and survive web server restarts); gauges come from the
-live queue state.  Declared once, here.
+Counters and histograms come from the metrics hashes the Lua scripts update, one per
+named queue (so they are cluster-wide and survive web server restarts); each of their
+series carries a ``queue`` label.  Gauges come from the live queue state: the documented
+ones sum over every queue, the ``named_queue_*`` ones are per queue.  Declared once, here.
 """
 
 from __future__ import annotations
@@ -53,12 +54,25 @@ class TaskQueueCollector(Collector):
     def _families(self) -> Iterator[Metric]:
         broker = get_broker()
         inspector = Inspector(broker)
-        snap = core_metrics.parse(broker.client.hgetall(broker.keys.metrics))
+        snap = by_queue(inspector.metrics_by_queue())
         yield from counters(snap)
         yield from histograms(snap)
         yield from queue_gauges(inspector)
+        yield from named_queue_gauges(inspector)
         yield from worker_gauges(inspector)
         yield from schedule_metrics(snap, Schedules(broker).count())
+
+
+def by_queue(raw: dict[str, dict[str, str]]) -> core_metrics.Snapshot:
+    """Every queue's metrics hash parsed into one snapshot, the queue as the last label."""
+    out = core_metrics.Snapshot()
+    for queue, fields in raw.items():
+        snap = core_metrics.parse(fields)
+        for name, values in snap.counters.items():
+            out.counters[name].update({(*k, queue): v for k, v in values.items()})
+        for name, hists in snap.histograms.items():
+            out.histograms[name].update({(*k, queue): h for k, h in hists.items()})
+    return out
 
 
 def _counter(name: str, doc: str, labels: list[str],
@@ -72,20 +86,23 @@ def _counter(name: str, doc: str, labels: list[str],
 def counters(snap: core_metrics.Snapshot) -> Iterator[Metric]:
     """Submitted, completed (by status), retried, cancelled and trimmed task counts."""
     c = snap.counters
-    yield _counter("tasks_submitted", "Tasks submitted", ["type", "priority"], c["submitted"])
+    yield _counter("tasks_submitted", "Tasks submitted", ["type", "priority", "queue"],
+                   c["submitted"])
     yield _counter("tasks_completed", "Tasks finished: status is success, failed (non-retryable "
-                   "error) or dead_letter (retries exhausted)", ["type", "status"], c["completed"])
-    yield _counter("task_retries", "Failed attempts that were scheduled for a retry", ["type"],
-                   c["retries"])
-    yield _counter("tasks_cancelled", "Tasks cancelled before they ran", ["type"], c["cancelled"])
+                   "error) or dead_letter (retries exhausted)", ["type", "status", "queue"],
+                   c["completed"])
+    yield _counter("task_retries", "Failed attempts that were scheduled for a retry",
+                   ["type", "queue"], c["retries"])
+    yield _counter("tasks_cancelled", "Tasks cancelled before they ran", ["type", "queue"],
+                   c["cancelled"])
     yield _counter("dlq_trimmed", "Dead-letter entries deleted with their tasks by "
                    "DLQ_MAX_ENTRIES (reason max_entries) or DLQ_MAX_AGE (reason max_age)",
-                   ["reason"], c["dlq_trimmed"])
+                   ["reason", "queue"], c["dlq_trimmed"])
 
 
 def _histogram(name: str, doc: str, label: str,
                values: dict[tuple[str, ...], core_metrics.Histogram]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
+    family = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=[label, "queue"])
     for label_values, hist in sorted(values.items()):
         family.add_metric(list(label_values), hist.cumulative(), hist.sum)
     return family
@@ -123,6 +140,26 @@ def queue_gauges(inspector: Inspector) -> Iterator[Metric]:
                             value=inspector.dlq_size())
 
 
+def named_queue_gauges(inspector: Inspector) -> Iterator[Metric]:
+    """Each named queue's depths per priority, scheduled count, DLQ size and paused flag."""
+    depth = GaugeMetricFamily(f"{PREFIX}_named_queue_depth", "Pending tasks of a named queue",
+                              labels=["queue", "priority"])
+    scheduled = GaugeMetricFamily(f"{PREFIX}_named_queue_scheduled",
+                                  "Scheduled and retrying tasks of a named queue",
+                                  labels=["queue"])
+    dlq = GaugeMetricFamily(f"{PREFIX}_named_queue_dlq_size",
+                            "Dead-letter entries of a named queue", labels=["queue"])
+    paused = GaugeMetricFamily(f"{PREFIX}_named_queue_paused", "1 while a named queue is paused",
+                               labels=["queue"])
+    for queue in inspector.named_queues():
+        for priority, n in queue.depths.items():
+            depth.add_metric([queue.name, priority], n)
+        scheduled.add_metric([queue.name], queue.scheduled)
+        dlq.add_metric([queue.name], queue.dlq_size)
+        paused.add_metric([queue.name], int(queue.paused))
+    yield from (depth, scheduled, dlq, paused)
+
+
 def worker_gauges(inspector: Inspector) -> Iterator[Metric]:
     """Live workers, slots and their use."""
     workers = inspector.workers()
@@ -143,9 +180,9 @@ def worker_gauges(inspector: Inspector) -> Iterator[Metric]:
 def schedule_metrics(snap: core_metrics.Snapshot, count: int) -> Iterator[Metric]:
     """Periodic schedules: runs and missed ticks per schedule, tick lag, how many exist."""
     yield _counter("schedule_runs", "Tasks periodic schedules created, one per tick run",
-                   ["schedule"], snap.counters["schedule_runs"])
+                   ["schedule", "queue"], snap.counters["schedule_runs"])
     yield _counter("schedule_missed", "Ticks of periodic schedules skipped (catchup "
-                   "'latest' or 'none', or beyond the cap of 'all')", ["schedule"],
+                   "'latest' or 'none', or beyond the cap of 'all')", ["schedule", "queue"],
                    snap.counters["schedule_missed"])
     yield _histogram("schedule_lag_seconds", "Creation of a schedule's task minus its tick",
                      "schedule", snap.histograms["schedule_lag"])

@@ -3,7 +3,8 @@
 A Django task becomes an ordinary taskqueue task whose type is the function's dotted
 path (``myapp.tasks.send_email``) and whose payload is ``{"args": [...], "kwargs": {...}}``;
 Django's own priority, queue name and backend alias are kept in its metadata under
-``"django"``.  Workers find the function through ``runner.resolve``, a registry resolver.
+``"django"``; the task goes to the taskqueue queue its ``queue_name`` names.  Workers
+find the function through ``runner.resolve``, a registry resolver.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tasks_app import producer
 from tasks_app.conf import tq_settings
 from tasks_app.core.broker import new_task_id
 from tasks_app.core.errors import TaskNotFound
+from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.nesting import too_deep
 from tasks_app.core.task import Task as QueueTask
 from tasks_app.core.task import ms_to_datetime
@@ -53,6 +55,8 @@ class TaskQueueBackend(BaseTaskBackend):
 
     OPTIONS: ``MAX_RETRIES`` and ``TIMEOUT`` (taskqueue's defaults otherwise),
     ``ENQUEUE_ON_COMMIT`` (enqueue when the transaction on ``DATABASE`` commits).
+    ``queue_name`` is the taskqueue queue the task goes to: any valid queue name unless the
+    TASKS entry lists its ``QUEUES``.
     """
 
     supports_defer = True
@@ -60,9 +64,18 @@ class TaskQueueBackend(BaseTaskBackend):
     supports_get_result = True
     supports_priority = True
 
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        if "QUEUES" not in params:  # a taskqueue queue comes to exist when used
+            self.queues = set()
+
     def validate_task(self, task: Task) -> None:
-        """Django's checks, plus: a worker must be able to import the function by its path."""
+        """Django's checks, plus: the queue name is a taskqueue queue name, and a worker
+        must be able to import the function by its path."""
         super().validate_task(task)
+        if not valid_queue_name(task.queue_name):
+            raise InvalidTask(f"Queue {task.queue_name!r} is not a valid queue name (1-64 of "
+                              "A-Z a-z 0-9 _ . -, starting with a letter or digit).")
         func = task.func
         if func.__module__ == "__main__" or "." in func.__qualname__:
             raise InvalidTask("Task function must be importable as <module>.<function> "
@@ -98,11 +111,10 @@ class TaskQueueBackend(BaseTaskBackend):
         return to_result(record, base, queue_aliases())
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        """Queue names must be non-empty strings."""
+        """Queue names must be taskqueue queue names."""
         return [checks.Error(f"Task backend {self.alias!r}: invalid queue name {name!r}.",
                              id="taskqueue.E007")
-                for name in sorted(self.queues, key=str)
-                if not isinstance(name, str) or not name.strip()]
+                for name in sorted(self.queues, key=str) if not valid_queue_name(name)]
 
     def _new_result(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         _check_depth(args, kwargs)
@@ -118,6 +130,7 @@ class TaskQueueBackend(BaseTaskBackend):
             "type": task.module_path,
             "payload": {"args": result.args, "kwargs": result.kwargs},
             "priority": queue_priority(task.priority),
+            "queue": task.queue_name,
             "metadata": {META_KEY: {"backend": self.alias, "queue_name": task.queue_name,
                                     "priority": task.priority}},
             "scheduled_at": task.run_after,

@@ -11,16 +11,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app import permissions as perms
+from tasks_app import producer
 from tasks_app.api import docs, inputs
 from tasks_app.api.health import eviction_warning, redis_status
 from tasks_app.api.permissions import IsAdmin
 from tasks_app.api.serializers import (
     PRIORITY_NAMES,
+    QUEUE_NAME_PATTERN,
     DLQCleared,
     DLQPage,
     DLQRetried,
     DLQRetry,
     Healthy,
+    NamedQueueControl,
+    NamedQueueList,
     QueueControl,
     QueuePurged,
     Queues,
@@ -32,9 +36,15 @@ from tasks_app.api.serializers import (
 )
 from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
-from tasks_app.core.errors import WorkerNotFound
+from tasks_app.core.errors import QueueNotFound, ValidationError, WorkerNotFound
+from tasks_app.core.inspect import Inspector, NamedQueueStats
+from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.states import Priority
 
+NAMED_QUEUE_PARAM = OpenApiParameter(
+    "name", str, OpenApiParameter.PATH, pattern=QUEUE_NAME_PATTERN,
+    description="A named queue, e.g. 'default' or 'emails'",
+)
 QUEUE_PARAM = OpenApiParameter(
     "priority", str, OpenApiParameter.PATH, enum=[*PRIORITY_NAMES, "0", "1", "2", "3"],
     description="A priority by name or number",
@@ -139,10 +149,11 @@ class WorkerControlView(AdminView):
         return Response({**body, "message": f"worker {self.action}d", "worker_id": worker_id})
 
 
-def _control_schema(action: str, resource: str, ok: Any, *extra: Any) -> Any:
+def _control_schema(action: str, resource: str, ok: Any, *extra: Any,
+                    errors: tuple[int, ...] = (404,)) -> Any:
     """The schema of a pause or resume operation."""
     return extend_schema(operation_id=f"{action}_{resource}", request=None, parameters=list(extra),
-                         responses=docs.admin(ok, 404), tags=["admin"])
+                         responses=docs.admin(ok, *errors), tags=["admin"])
 
 
 class WorkerPauseView(WorkerControlView):
@@ -175,10 +186,12 @@ class QueueListView(AdminView):
     @extend_schema(operation_id="list_queues", responses=docs.admin(Queues), tags=["admin"])
     def get(self, request: Request) -> Response:
         """All four priorities, highest first, with totals, from one consistent read."""
-        snap = inspector().queue_snapshot()
+        admin = inspector()
+        snap = admin.queue_snapshot()
         totals = snap.totals()
         return Response({**snap.to_dict(), "total_depth": totals["queued"],
-                         "running": totals["pending_unacked"]})
+                         "running": totals["pending_unacked"],
+                         "named": [q.to_dict() for q in producer.named_queues(admin)]})
 
 
 class QueueDetailView(AdminView):
@@ -243,6 +256,72 @@ class QueueResumeView(QueueControlView):
     def post(self, request: Request, priority: str) -> Response:
         """Resume the queue."""
         return super().post(request, priority)
+
+
+class NamedQueueListView(AdminView):
+    """`/admin/named-queues`: every named queue with its depths and paused flag."""
+
+    required_permissions = {"GET": (perms.QUEUE_VIEW,)}
+
+    @extend_schema(operation_id="list_named_queues", responses=docs.admin(NamedQueueList),
+                   tags=["admin"])
+    def get(self, request: Request) -> Response:
+        """The default queue first, then by name."""
+        named = [q.to_dict() for q in producer.named_queues()]
+        return Response({"named": named, "count": len(named)})
+
+
+class NamedQueueControlView(AdminView):
+    """`/admin/named-queues/{name}/pause|resume`: the same permissions as a priority's."""
+
+    required_permissions = {"POST": (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)}
+
+    action: ClassVar[str] = "pause"
+
+    def post(self, request: Request, name: str) -> Response:
+        """Workers take nothing from a paused queue (any priority); resume lets them again."""
+        if not valid_queue_name(name):
+            raise ValidationError("queue name must be 1 to 64 characters from A-Z a-z 0-9 _ . -,"
+                                  " starting with a letter or digit", "name")
+        admin = inspector()
+        if self.action == "pause":
+            admin.pause_named_queue(name)
+        else:
+            admin.resume_named_queue(name)
+        return Response({**named_queue(admin, name).to_dict(),
+                         "message": f"queue {self.action}d"})
+
+
+def named_queue(admin: Inspector, name: str) -> NamedQueueStats:
+    """One named queue's figures, or QueueNotFound."""
+    found = next((q for q in producer.named_queues(admin) if q.name == name), None)
+    if found is None:
+        raise QueueNotFound(name)
+    return found
+
+
+class NamedQueuePauseView(NamedQueueControlView):
+    """`/admin/named-queues/{name}/pause`."""
+
+    action = "pause"
+
+    @_control_schema("pause", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM,
+                     errors=(400, 404))
+    def post(self, request: Request, name: str) -> Response:
+        """Pause the named queue."""
+        return super().post(request, name)
+
+
+class NamedQueueResumeView(NamedQueueControlView):
+    """`/admin/named-queues/{name}/resume`."""
+
+    action = "resume"
+
+    @_control_schema("resume", "named_queue", NamedQueueControl, NAMED_QUEUE_PARAM,
+                     errors=(400, 404))
+    def post(self, request: Request, name: str) -> Response:
+        """Resume the named queue."""
+        return super().post(request, name)
 
 
 class DLQView(AdminView):

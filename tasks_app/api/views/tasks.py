@@ -69,10 +69,12 @@ class TaskListView(SubmitView):
     @extend_schema(operation_id="queue_depths", responses=docs.reads(QueueDepths), tags=["tasks"])
     def get(self, request: Request) -> Response:
         """Pending tasks for all four priorities, exact, with the queue statistics beside."""
-        snap = inspector().queue_snapshot()
+        admin = inspector()
+        snap = admin.queue_snapshot()
         depths = {q.name: q.depth for q in snap.queues}
+        named = [q.to_dict() for q in producer.named_queues(admin)]
         return Response({"queue_depths": depths, "total_pending": sum(depths.values()),
-                         **snap.to_dict()})
+                         **snap.to_dict(), "named": named})
 
     @extend_schema(operation_id="create_task", request=TaskCreate, parameters=[IDEMPOTENCY_HEADER],
                    responses=docs.creates(Task, 409), tags=["tasks"])

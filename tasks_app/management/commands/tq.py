@@ -22,6 +22,7 @@ from tasks_app import cli, producer
 from tasks_app.conf import tq_settings
 from tasks_app.core import errors
 from tasks_app.core.inspect import Inspector, Progress
+from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.nesting import text_depth, too_deep_message
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
@@ -37,13 +38,23 @@ def priority_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def queue_arg(value: str) -> str:
+    """argparse type: a queue name."""
+    if not valid_queue_name(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid queue name {value!r} (1-64 of A-Z a-z 0-9 _ . -, starting with a letter "
+            "or digit)")
+    return value
+
+
 class Aborted(Exception):
     """The operator did not confirm; nothing was changed."""
 
 
 class Command(BaseCommand):
-    help = ("Operate the queue: status; the dead-letter queue; pause, resume and purge; "
-            "enqueue, get and cancel tasks. Exit codes: 0 ok, 1 error, 2 usage, 3 not confirmed.")
+    help = ("Operate the queue: status; named queues; the dead-letter queue; pause, resume and "
+            "purge; enqueue, get and cancel tasks. Exit codes: 0 ok, 1 error, 2 usage, "
+            "3 not confirmed.")
     stealth_options = ("stdin",)
     # An operator's tool: it must work (and print only its own output) on a site whose
     # checks complain, e.g. about the channel layer; `manage.py check` reports those.
@@ -52,6 +63,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
         self.add_status(sub)
+        self.add_queues(sub)
         self.add_dlq(sub)
         self.add_control(sub)
         self.add_purge(sub)
@@ -70,6 +82,10 @@ class Command(BaseCommand):
     def add_status(self, sub: Any) -> None:
         status = sub.add_parser("status", help="queue depths, workers and DLQ size")
         self.json_flag(status)
+
+    def add_queues(self, sub: Any) -> None:
+        queues = sub.add_parser("queues", help="named queues: depths, scheduled, DLQ, paused")
+        self.json_flag(queues)
 
     def add_dlq(self, sub: Any) -> None:
         dlq = sub.add_parser("dlq", help="the dead-letter queue: list, show, retry, clear")
@@ -97,11 +113,13 @@ class Command(BaseCommand):
 
     def add_control(self, sub: Any) -> None:
         for action in ("pause", "resume"):
-            parser = sub.add_parser(action, help=f"{action} a worker or a priority")
+            parser = sub.add_parser(action, help=f"{action} a worker, a priority or a queue")
             target = parser.add_mutually_exclusive_group(required=True)
             target.add_argument("--worker", metavar="ID", help="worker id (see status)")
             target.add_argument("--priority", type=priority_arg,
                                 help="low, normal, high, critical or 0..3")
+            target.add_argument("--queue", type=queue_arg, metavar="NAME",
+                                help="a named queue, every priority (see queues)")
             self.json_flag(parser)
 
     def add_purge(self, sub: Any) -> None:
@@ -119,6 +137,8 @@ class Command(BaseCommand):
         enqueue.add_argument("--max-retries", type=int, default=None)
         enqueue.add_argument("--timeout", type=int, default=None)
         enqueue.add_argument("--delay", type=float, default=None)
+        enqueue.add_argument("--queue", type=queue_arg, default=None, metavar="NAME",
+                             help="the named queue (default: default)")
         enqueue.add_argument("--wait", action="store_true",
                              help="wait until the task finishes and print it again")
         self.json_flag(enqueue)
@@ -206,6 +226,10 @@ class Command(BaseCommand):
                 "dlq_size": inspector.dlq_size(), "workers": workers}
         self.out(data, cli.status_text(data))
 
+    def do_queues(self, opts: dict[str, Any]) -> None:
+        named = [q.to_dict() for q in producer.named_queues()]
+        self.out({"named": named, "count": len(named)}, cli.queues_text(named))
+
     # -- dead-letter queue -----------------------------------------------------
 
     def do_dlq_list(self, opts: dict[str, Any]) -> None:
@@ -276,6 +300,11 @@ class Command(BaseCommand):
             (inspector.pause_worker if paused else inspector.resume_worker)(wid)
             self.out({"worker": wid, "paused": paused}, f"worker {wid} {verb}")
             return
+        if opts["queue"] is not None:
+            name = opts["queue"]
+            (inspector.pause_named_queue if paused else inspector.resume_named_queue)(name)
+            self.out({"queue": name, "paused": paused}, f"queue {name} {verb}")
+            return
         p = Priority(opts["priority"])
         (inspector.pause_queue if paused else inspector.resume_queue)(p)
         self.out({"priority": p.label, "level": int(p), "paused": paused},
@@ -302,7 +331,7 @@ class Command(BaseCommand):
             payload = json.loads(opts["payload"])
         except (json.JSONDecodeError, RecursionError) as exc:
             raise self.usage(f"payload is not JSON: {exc}") from None
-        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay")
+        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay", "queue")
                    if opts[k] is not None}
         if "priority" in options and str(options["priority"]).isdigit():
             options["priority"] = int(options["priority"])

@@ -4,6 +4,8 @@
  * everything comes from the /ws event stream:
  *   queue.depth  -> pending per priority (the depth chart),
  *   queue.stats  -> cluster totals; their deltas give exact completed and failed per second,
+ *   (named queues: a queue.depth or task event with a queue refetches the snapshot's
+ *   per-queue figures, at most once a second),
  *   worker.*     -> the workers table, task.* -> the feed and which worker is busy.
  * When the socket drops it reconnects with exponential backoff (with jitter); before each
  * reconnect it fetches a fresh snapshot and socket token, so nothing missed stays wrong.
@@ -16,6 +18,7 @@
   const BACKOFF_MAX = 30000;
   const STABLE_AFTER = 5000;
   const LEFT_WORKER_KEPT = 60000;
+  const NAMED_REFRESH_MS = 1000;
   const RATE_AVERAGE_SECONDS = 5;
   const TASKS_TRACKED = 10000;
   const FEED_GROUPS = {
@@ -34,6 +37,7 @@
   const state = {
     clockOffset: 0,            // server clock minus browser clock, ms
     depths: zeroDepths(),
+    named: [],                 // per named queue: the API's figures (snapshot.named)
     depthSamples: [],          // [{t: browser ms, values}], newest last
     totals: null,              // the last cluster totals (snapshot or queue.stats)
     lastStatsAt: null,         // browser ms when those totals arrived
@@ -68,6 +72,7 @@
     const depths = zeroDepths();
     for (const q of snapshot.queues) depths[q.name] = q.depth;
     setDepths(depths);
+    state.named = snapshot.named || [];
     state.totals = {...snapshot.totals};
     state.lastStatsAt = Date.now();
     const seen = new Set();
@@ -139,6 +144,7 @@
 
   function onEvent(event) {
     const data = event.data || {};
+    if (event.type === "queue.depth" || data.queue) namedRefresh.soon();
     if (event.type === "queue.depth") setDepths(data.queue_depths || {});
     else if (event.type === "queue.stats") applyTotals(data);
     else if (event.type === "events.dropped") state.droppedUntil = Date.now() + 5000;
@@ -285,6 +291,30 @@
     }
   }
 
+  /** Refetch the named queues' figures (no event carries them), at most once a second. */
+  const namedRefresh = {
+    timer: null,
+    last: 0,
+    soon() {
+      if (this.timer) return;
+      const wait = Math.max(0, this.last + NAMED_REFRESH_MS - Date.now());
+      this.timer = setTimeout(() => this.run(), wait);
+    },
+    async run() {
+      this.last = Date.now();
+      try {
+        const reply = await fetch(config.snapshot_url, {credentials: "same-origin",
+                                                        headers: {Accept: "application/json"}});
+        const body = reply.ok ? await reply.json() : null;
+        if (body && body.snapshot && body.snapshot.named) {
+          state.named = body.snapshot.named;
+          render.soon();
+        }
+      } catch (err) { /* the socket's own reconnect resynchronises everything */ }
+      this.timer = null;
+    },
+  };
+
   /* --------------------------------------------------------------- render */
 
   const depthChart = new window.TQChart($("#depth-chart"), {
@@ -351,8 +381,34 @@
     depthChart.update(depthPoints(endSecond));
     rateChart.update(ratePoints(endSecond));
     renderLegends(endSecond);
+    renderNamedQueues();
     renderWorkers();
     renderFeed();
+  }
+
+  function renderNamedQueues() {
+    const body = $("#named-queues-body");
+    const rows = state.named.map((q) => {
+      const row = body.querySelector(`tr[data-named-queue="${CSS.escape(q.name)}"]`) || namedQueueRow(q.name);
+      const st = q.paused ? "paused" : "active";
+      row.dataset.state = st;
+      setCell(row, ".depth", fmt(q.depth));
+      for (const p of PRIORITIES) setCell(row, `.${p}`, fmt(q.queue_depths[p] || 0));
+      setCell(row, ".scheduled", fmt(q.scheduled));
+      setCell(row, ".dlq", fmt(q.dlq_size));
+      setCell(row, ".state", st);
+      row.querySelector(".state").className = `pill state ${st === "paused" ? "paused" : "idle"}`;
+      return row;
+    });
+    rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  function namedQueueRow(name) {
+    const row = $("#named-queue-row").content.firstElementChild.cloneNode(true);
+    row.dataset.namedQueue = name;
+    row.querySelector(".name").textContent = name;
+    return row;
   }
 
   function renderBanner() {
@@ -476,6 +532,7 @@
     const what = li.querySelector(".what");
     if (event.type.startsWith("task.")) {
       what.append(el("b", data.type), el("span", data.priority, `prio p-${data.priority}`),
+                  el("span", data.queue || "default", "queue"),
                   el("code", (data.task_id || "").slice(0, 8)));
       what.querySelector("code").title = data.task_id;
     } else if (event.type.startsWith("worker.")) {
