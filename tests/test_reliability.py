@@ -66,7 +66,23 @@ def test_fsync_window_is_measured_and_always_acks_only_durable_tasks() -> None:
 
 
 @pytest.mark.parametrize("script", ["worker_kills.py", "rolling_restarts.py",
-                                    "redis_restarts.py", "fsync_window.py"])
+                                    "redis_restarts.py", "fsync_window.py", "failover.py"])
 def test_scripts_document_their_quick_form(script: str) -> None:
     text = (ROOT / "reliability" / script).read_text()
     assert f"reliability/{script} --quick" in text
+
+
+@pytest.mark.parametrize("topology", ["sentinel", "cluster"])
+def test_failover_loses_no_replica_acknowledged_task(topology: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    run = subprocess.run([sys.executable, "reliability/failover.py", "--quick", "--topology",
+                          topology, "--durability", "replica"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=150)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "RESULT: PASS" in run.stdout, output
+    tag = f"[{topology}/replica]"
+    for condition in ("0 acknowledged tasks lost", "every acknowledged task that exists ends",
+                      "every task ends once or is listed with why it ran twice",
+                      "web and workers recover within the failover time + 5 s"):
+        assert f"PASS: {tag} {condition}" in run.stdout, output

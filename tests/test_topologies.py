@@ -331,3 +331,34 @@ def test_ws_clients_get_task_events_on_each_topology(
     with override_settings(TASKQUEUE={"REDIS_URL": topology.url},
                            CHANNEL_LAYERS=channel_layers(topology.url)):
         asyncio.run(scenario())
+
+
+def test_replica_durable_writes_follow_a_cluster_failover_without_restart(
+        cluster: RedisClusterSet) -> None:
+    """DURABILITY "replica" sends its writes straight to the node holding the key: after
+    that master is killed and its replica promoted, they must find the new owner (not
+    answer MOVED, or fail on the dead node, for ever)."""
+    broker = Broker.from_config(Config(redis_url=cluster.url, durability="replica"))
+    victim = serving_node(cluster, broker)
+
+    def submits() -> bool:
+        try:
+            task = broker.enqueue(make_spec())
+        except BrokerUnavailable:  # ReplicaTimeout included, while a replica syncs
+            return False
+        return broker.get(task.id).state is TaskState.PENDING
+
+    try:
+        wait_for(submits, 15.0, message="a replica-durable create (replicas in sync)")
+        victim.kill()
+        wait_until(lambda: len(cluster.primaries()) == cluster.masters, 30.0,
+                   "a replica promoted in the killed master's place")
+        victim.start()  # rejoins as a replica of the promoted one (WAIT needs a replica)
+        wait_until(cluster.healthy, 30.0, "the cluster to heal")
+        wait_for(submits, 15.0, message="a replica-durable create on the promoted master")
+        assert serving_node(cluster, broker) is not victim
+    finally:
+        broker.close()
+        if victim.process is None or victim.process.poll() is not None:
+            victim.start()
+        wait_until(cluster.healthy, 30.0, "the cluster to heal")

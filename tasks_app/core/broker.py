@@ -12,11 +12,12 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from . import errors
 from .config import Config
@@ -320,13 +321,20 @@ class Broker:
         writes of its own connection), in one round trip.  A write no replica confirmed in
         time raises :class:`ReplicaTimeout`: it happened on the master, and a retry of a
         fenced or idempotent call is safe."""
-        node = self._node_client(key)
         timeout_ms = max(1, int(self.config.replica_timeout * 1000))
         for _ in range(2):
+            node = self._node_client(key)
             pipe = node.pipeline(transaction=False)
             self.scripts.queue(name, key, args, pipe)
             pipe.execute_command("WAIT", 1, timeout_ms)
-            reply, acked = pipe.execute(raise_on_error=False)
+            try:
+                reply, acked = pipe.execute(raise_on_error=False)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._refresh_slots()  # the node may be gone: find the slot's owner again
+                raise
+            if isinstance(reply, redis.exceptions.MovedError):
+                self._refresh_slots()  # a failover moved the slot: ask its new owner
+                continue
             if isinstance(reply, redis.exceptions.NoScriptError) or (
                     isinstance(reply, redis.ResponseError)
                     and "function not found" in str(reply).lower()):
@@ -338,7 +346,15 @@ class Broker:
                 raise errors.ReplicaTimeout(
                     f"no replica confirmed the write within {self.config.replica_timeout:g}s")
             return reply
-        raise errors.BrokerUnavailable("the scripts could not be loaded")
+        raise errors.BrokerUnavailable("the scripts could not be loaded, or the slot moved")
+
+    def _refresh_slots(self) -> None:
+        """On a Redis Cluster, read the slot map again.  ``_replicated`` pipelines go to
+        one node directly, so the cluster client never sees their MOVED replies or
+        connection errors: without this a failover would leave them on the old master."""
+        if self.cluster:
+            with suppress(redis.RedisError, RedisClusterException):
+                self.client.nodes_manager.initialize()
 
     def _node_client(self, key: str) -> Any:
         """A client whose pipelines reach the node holding ``key`` (itself, except on a
