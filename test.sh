@@ -3,7 +3,10 @@
 #   ./test.sh            the suite in .venv (the newest Python 3.11+ on PATH)
 #   ./test.sh --matrix   the suite twice: Python 3.11 with Django 5.2 (and the django-tasks
 #                        backport) in .venv-py311, then the newest Python 3.12+ with the
-#                        newest Django the package allows (6.x) in .venv-py3XX. CI runs this.
+#                        newest Django the package allows (6.x) in .venv-py3XX, then the
+#                        behaviour tests on a real Redis Cluster and a real Sentinel set
+#                        (TQ_TEST_TOPOLOGY=cluster|sentinel ./test.sh runs one of those
+#                        sessions alone). CI runs this.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -23,6 +26,13 @@ if [ "${1:-}" = "--matrix" ]; then
     venv=".venv-py$(echo "${python#python}" | tr -d .)"
     echo "=== $python in $venv ===" >&2
     TQ_PYTHON="$python" TQ_VENV="$PWD/$venv" ./test.sh "$@" || status=$?
+  done
+  # The behaviour tests once more on a real Redis Cluster and a real Sentinel set (the
+  # newest Python only: the topology, not the interpreter, is what these sessions vary).
+  for topology in cluster sentinel; do
+    echo "=== $newer on a Redis $topology ===" >&2
+    TQ_TEST_TOPOLOGY="$topology" TQ_PYTHON="$newer" TQ_VENV="$PWD/$venv" ./test.sh "$@" \
+      || status=$?
   done
   exit "$status"
 fi

@@ -247,3 +247,16 @@ def test_an_upgrade_from_the_single_queue_layout_keeps_every_task(
     while isinstance(jobs := broker.take(WORKER, (0, 1, 2, 3), 4), list):
         got += jobs
     assert [j.id for j in got] == old + [new.id]
+
+
+def test_a_paused_priority_stays_paused_in_a_queue_that_appears_later(broker: Broker) -> None:
+    Inspector(broker).pause_queue(3)
+    critical = broker.enqueue(in_queue("late", priority=3))
+    low = broker.enqueue(in_queue("late", priority=0))
+    broker.serving = Serving.parse("late")
+    register(broker)
+    jobs = broker.take(WORKER, (0, 1, 2, 3), 5)
+    assert isinstance(jobs, list) and [j.id for j in jobs] == [low.id]
+    Inspector(broker).resume_queue(3)
+    jobs = broker.take(WORKER, (0, 1, 2, 3), 5)
+    assert isinstance(jobs, list) and [j.id for j in jobs] == [critical.id]

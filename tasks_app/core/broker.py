@@ -223,12 +223,21 @@ class Broker:
             return
         n = self.config.queue_shards(queue)
         with redis_errors():
-            if not self.client.hsetnx(self.keys.queues, queue, n):
+            added = bool(self.client.hsetnx(self.keys.queues, queue, n))
+            if not added:
                 stored = int(self.client.hget(self.keys.queues, queue) or 0)
                 if stored < n:  # shards are only ever added: tasks may wait in every one
                     self.client.hset(self.keys.queues, queue, n)
+            # A priority paused across the namespace (its source of truth is the home
+            # shard's set) is paused in a queue that appears later too.
+            paused = [p for p in self.client.smembers(self.keys.paused_queues) if p != "q"]
         self._registered.add(queue)
         self._queues_at = -QUEUES_TTL
+        if paused and (added or n > 1):
+            for keys in self.queue_shards(queue):
+                if keys is not self.keys:
+                    for p in paused:
+                        self.run_script("control", keys.workers, ["queue", p, "pause"])
 
     def _producer_shard(self, queue: str, idem: str) -> Keys:
         shards = self.queue_shards(queue)
