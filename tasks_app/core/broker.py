@@ -624,6 +624,19 @@ class Broker:
         return [attempt.id, worker_id, attempt.fence, error, kind, random.randrange(1 << 30),
                 spent]
 
+    # -- progress of running attempts (progress.py) ---------------------------
+
+    def progress(self, attempt: Attempt, done: float, total: float | None,
+                 message: str) -> int:
+        """Record a running attempt's progress (values checked by :mod:`.progress`) and send
+        its task.progress event; returns the time written (ms).  Raises
+        :class:`StaleLease` when the attempt lost its lease."""
+        from .progress import number_arg
+
+        keys = self._attempt_shard(attempt)
+        args = [attempt.id, attempt.fence, number_arg(done), number_arg(total), message]
+        return int(self.run_script("progress", keys.task(attempt.id), args))
+
     def requeue(self, task_id: str, worker_id: str, fence: str, where: str = "") -> None:
         """Put a running task back at its place in line without counting the attempt."""
         self.run_script("requeue", self.shard(where).pending, [task_id, worker_id, fence])
