@@ -242,6 +242,8 @@ class TaskSpec:
     scheduled_at_ms: int | None = None
     delay_ms: int | None = None
     queue: str = "default"
+    unique_for_ms: int | None = None  # unique tasks (unique.py): how long the key holds
+    unique_key: str | None = None  # the caller's key, not yet scoped; None: not unique
 
     def script_args(self) -> list[Any]:
         """The nine values the enqueue script takes per task."""
