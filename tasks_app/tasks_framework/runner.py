@@ -93,7 +93,7 @@ def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ProgressContext(TaskContext):
+class ProgressContext(TaskContext):  # type: ignore[misc]
     """Django's task context, plus ``progress()`` (see the queue's ``TaskContext.progress``)."""
 
     queue_context: QueueContext
