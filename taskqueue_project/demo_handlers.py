@@ -55,3 +55,15 @@ def email(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 def crash(payload: dict[str, Any], ctx: TaskContext) -> None:
     """End the running process at once, as a segfault or an OOM kill would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@handler("steps")
+def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Work through ``steps`` steps of ``interval`` seconds, reporting progress after each."""
+    total = max(0, min(int(payload.get("steps", 5)), 10_000))
+    interval = max(0.0, min(float(payload.get("interval", 0.5)), 60.0))
+    ctx.progress(0, total, "starting")
+    for done in range(1, total + 1):
+        time.sleep(interval)
+        ctx.progress(done, total, f"step {done} of {total}")
+    return {"steps": total}

@@ -57,3 +57,11 @@ async def async_add(a: float, b: float) -> float:
     """``add``, as a coroutine."""
     await asyncio.sleep(0)
     return a + b
+
+
+@task(takes_context=True)
+def counted(context: TaskContext, steps: int) -> int:
+    """Report progress after each of ``steps`` steps (ctx.progress from a Django task)."""
+    for done in range(1, steps + 1):
+        context.progress(done, steps, f"step {done}")  # type: ignore[attr-defined]
+    return steps

@@ -30,7 +30,7 @@ PRODUCER_SCOPE = "producer"
 remembered per scope, and the scope is recorded as the tasks' owner (TASK_VISIBILITY)."""
 
 FIELDS = ("type", "payload", "priority", "max_retries", "timeout", "metadata", "scheduled_at",
-          "delay", "queue")
+          "delay", "queue", "unique_for", "unique_key")
 KNOWN_FIELDS = frozenset(FIELDS)
 
 
@@ -61,8 +61,9 @@ def task_defaults() -> tuple[int, int, int]:
 def enqueue(type: str, payload: dict[str, Any] | None = None, *, task_id: str | None = None,
             scope: str = PRODUCER_SCOPE, **options: Any) -> Task:
     """Create one task; options are priority, max_retries, timeout, metadata, delay,
-    scheduled_at, queue (a queue name; default "default").  ``task_id`` (a UUID) is
-    generated unless given."""
+    scheduled_at, queue (a queue name; default "default"), unique_for (seconds) and
+    unique_key (see core/unique.py: within unique_for, the existing task is returned).
+    ``task_id`` (a UUID) is generated unless given."""
     task_spec = spec({"type": type, "payload": payload, **options}, task_id)
     return get_broker().submit([task_spec], scope=scope).tasks[0]
 

@@ -116,3 +116,13 @@ def test_schedules_are_documented() -> None:
     assert {"name", "type", "task", "cron", "every", "timezone", "catchup"} <= set(body)
     shown = doc["components"]["schemas"]["Schedule"]["properties"]
     assert {"next_run_at", "last_run_at", "last_task_id", "paused", "error"} <= set(shown)
+
+
+def test_unique_tasks_and_progress_are_documented() -> None:
+    parts = schema()["components"]["schemas"]
+    body = parts["TaskCreateRequest"]["properties"]
+    assert (body["unique_for"]["minimum"], body["unique_for"]["maximum"]) == (1, 30 * 86400)
+    assert body["unique_key"]["maxLength"] == 200 and body["unique_key"]["pattern"]
+    assert "existing" in parts["TaskBatch"]["properties"]
+    assert "progress" in parts["Task"]["properties"]
+    assert set(parts["Progress"]["properties"]) == {"done", "total", "message", "updated_at"}

@@ -589,3 +589,22 @@ def test_unknown_or_invalid_queue_names_are_refused() -> None:
     for args in (("pause", "--queue=-x"), ("enqueue", "echo", "{}", "--queue", "a b")):
         run = tq(*args)
         assert run.code != 0 and "invalid queue name" in run.err, run
+
+
+# -- unique tasks and progress ----------------------------------------------------------
+
+
+def test_enqueue_unique_for_prints_the_existing_task_and_get_shows_progress() -> None:
+    first = tq("enqueue", "echo", '{"n": 1}', "--unique-for", "60").json()
+    again = tq("enqueue", "echo", '{"n": 1}', "--unique-for", "60").json()
+    assert again["id"] == first["id"]
+    keyed = tq("enqueue", "echo", '{"n": 2}', "--unique-for", "60", "--unique-key", "k").json()
+    assert tq("enqueue", "echo", '{"n": 3}', "--unique-for", "60",
+              "--unique-key", "k").json()["id"] == keyed["id"]
+    assert tq("enqueue", "echo", "{}", "--unique-for", "0").code != 0
+    broker = get_broker()
+    register(broker)
+    job = take(broker)
+    broker.progress(job, 2, 5, "two of five")
+    shown = tq("get", job.id).json()["progress"]
+    assert (shown["done"], shown["total"], shown["message"]) == (2, 5, "two of five")

@@ -156,6 +156,27 @@ def test_named_queues_show_their_depths_and_task_rows_their_queue(
         "/django-admin/workers_app/queue/"
 
 
+def test_a_running_task_reporting_progress_shows_a_bar_until_it_ends(
+        operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
+    page = open_dashboard(operator_page, live_site)
+    expect(page.locator("#progress-panel")).to_be_hidden()
+    task = producer.enqueue("steps", {"steps": 10, "interval": 0.3})
+    row = page.locator(f'#progress-list li[data-task-id="{task.id}"]')
+    expect(row.locator(".type")).to_have_text("steps", timeout=5000)
+    expect(row.locator(".figures")).to_contain_text("/ 10")
+    expect(row.locator(".message")).to_contain_text("of 10")
+    bar = row.locator(".bar")
+    wait_until(page, lambda: int(bar.get_attribute("aria-valuenow") or 0) >= 2, 5000)
+    assert bar.get_attribute("aria-valuemax") == "10"
+    width = float(bar.locator("i").evaluate("node => parseFloat(node.style.width)"))
+    assert 0 < width < 100
+    assert feed_row(page, "task.progress", task.id).count() == 0  # bars, not feed lines
+    screenshot(page, "dashboard-progress")
+    expect(feed_row(page, "task.completed", task.id)).to_have_count(1, timeout=8000)
+    expect(row).to_have_count(0)
+    expect(page.locator("#progress-panel")).to_be_hidden()
+
+
 def test_a_dead_lettered_task_shows_in_the_feed_and_the_dlq_count_within_2s(
         operator_page: Page, live_site: LiveSite, live_worker: WorkerProcess) -> None:
     page = open_dashboard(operator_page, live_site)

@@ -130,6 +130,16 @@ def test_takes_context_gets_the_running_attempt(worker: Any) -> None:
                                  "priority": 0, "args": []}
 
 
+def test_takes_context_can_report_progress(worker: Any) -> None:
+    result = demo_tasks.counted.enqueue(steps=5)
+
+    done = finished(result)
+
+    assert done.return_value == 5
+    shown = producer.get(result.id).to_dict()["progress"]
+    assert (shown["done"], shown["total"], shown["message"]) == (5, 5, "step 5")
+
+
 def test_context_attempt_counts_retries(worker: Any) -> None:
     result = demo_tasks.flaky.enqueue(fail_times=1)
 

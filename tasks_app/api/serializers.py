@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from tasks_app.core.keys import QUEUE_NAME
 from tasks_app.core.states import Priority, TaskState
+from tasks_app.core.unique import MAX_UNIQUE_FOR, MAX_UNIQUE_KEY, UNIQUE_KEY_PATTERN
 from tasks_app.core.validation import MAX_DELAY_SECONDS, MAX_RETRIES_RANGE, TIMEOUT_RANGE
 
 PRIORITY_NAMES = [p.label for p in sorted(Priority, reverse=True)]
@@ -82,6 +83,24 @@ class TaskCreate(serializers.Serializer):
     queue = serializers.RegexField(
         QUEUE_NAME_PATTERN, required=False, allow_null=True, max_length=64,
         help_text="The named queue (default 'default'); every task of a batch in the same one")
+    unique_for = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_UNIQUE_FOR,
+        help_text="Seconds during which a create with the same unique key returns this task "
+                  "(200) instead of creating one, unless it ended failed, dead_letter or "
+                  "cancelled")
+    unique_key = serializers.RegexField(
+        UNIQUE_KEY_PATTERN.pattern, required=False, allow_null=True, max_length=MAX_UNIQUE_KEY,
+        help_text="The unique key (needs unique_for; default: a hash of queue, type and "
+                  "payload); scoped to the caller")
+
+
+class Progress(serializers.Serializer):
+    """The latest attempt's last progress report."""
+
+    done = serializers.FloatField(min_value=0)
+    total = serializers.FloatField(min_value=0, allow_null=True)
+    message = serializers.CharField(allow_blank=True, max_length=200)
+    updated_at = serializers.DateTimeField()
 
 
 class Task(serializers.Serializer):
@@ -106,6 +125,7 @@ class Task(serializers.Serializer):
     completed_at = serializers.DateTimeField(required=False)
     scheduled_at = serializers.DateTimeField(required=False)
     next_retry_at = serializers.DateTimeField(required=False)
+    progress = Progress(required=False, help_text="Set once a running attempt reports progress")
 
 
 class TaskBatchCreate(serializers.Serializer):
@@ -119,6 +139,10 @@ class TaskBatch(serializers.Serializer):
 
     tasks = Task(many=True)
     count = serializers.IntegerField(min_value=0)
+    existing = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), required=False,
+        help_text="Indexes of tasks not created: in their place is the existing task their "
+                  "unique key names")
 
 
 class PriorityCounts(serializers.Serializer):

@@ -114,6 +114,9 @@ class Submitted:
 
     tasks: list[Task]
     duplicate: bool
+    existing: frozenset[int] = frozenset()
+    """Indexes of tasks that were not created: the task returned in their place is the
+    existing one their unique key names (unique.py)."""
 
 
 DURABLE_SCRIPTS = frozenset({"enqueue", "cancel", "ack", "fail", "finish", "retry",
@@ -425,17 +428,52 @@ class Broker:
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
         if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
             self.register_queue(queue)
-        keys = self._producer_shard(queue, idem)
+        uniques = _unique_keys(specs, scope)
+        route = self._unique_route(queue, idem, uniques) if uniques else idem
+        keys = self._producer_shard(queue, route)
         args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope]
         for spec in specs:
             args.extend(spec.script_args())
+        if uniques:
+            for spec, key in zip(specs, uniques, strict=True):
+                args.extend((key, spec.unique_for_ms or ""))
         reply = self.run_script("enqueue", keys.seq, args)
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)
         now = int(reply[0])
+        if uniques:
+            return self._unique_submitted(specs, reply[1:], now, scope)
         tasks = [_created(spec, now, scope) if int(created) else self.get(spec.id)
                  for spec, created in zip(specs, reply[1:], strict=True)]
         return Submitted(tasks, duplicate=False)
+
+    # -- unique tasks (unique.py) -------------------------------------------
+
+    def _unique_route(self, queue: str, idem: str, uniques: list[str]) -> str:
+        """What picks the shard of a call with unique keys: its idempotency key, else its
+        first unique key.  On a sharded queue every unique key of the call must map to that
+        shard (a later create with the same key must find it there)."""
+        route = idem or next(key for key in uniques if key)
+        n = len(self.queue_shards(queue))
+        if n > 1:
+            pick = zlib.crc32(route.encode()) % n
+            for i, key in enumerate(uniques):
+                if key and zlib.crc32(key.encode()) % n != pick:
+                    raise errors.ValidationError(
+                        f"tasks[{i}]: unique_key maps to another shard of queue '{queue}' than "
+                        "the rest of this call: create it in a call of its own", "unique_key")
+        return route
+
+    def _unique_submitted(self, specs: Sequence[TaskSpec], created: list[Any], now: int,
+                          scope: str) -> Submitted:
+        tasks, existing = [], set()
+        for i, (spec, reply) in enumerate(zip(specs, created, strict=True)):
+            if isinstance(reply, str) and not reply.isdigit():  # the id its unique key holds
+                tasks.append(self.get(reply))
+                existing.add(i)
+            else:
+                tasks.append(_created(spec, now, scope) if int(reply) else self.get(spec.id))
+        return Submitted(tasks, duplicate=False, existing=frozenset(existing))
 
     def _existing(self, ids: list[str]) -> list[Task]:
         tasks = []
@@ -632,6 +670,19 @@ class Broker:
         spent = "" if duration is None else f"{duration:.6f}"
         return [attempt.id, worker_id, attempt.fence, error, kind, random.randrange(1 << 30),
                 spent]
+
+    # -- progress of running attempts (progress.py) ---------------------------
+
+    def progress(self, attempt: Attempt, done: float, total: float | None,
+                 message: str) -> int:
+        """Record a running attempt's progress (values checked by :mod:`.progress`) and send
+        its task.progress event; returns the time written (ms).  Raises
+        :class:`StaleLease` when the attempt lost its lease."""
+        from .progress import number_arg
+
+        keys = self._attempt_shard(attempt)
+        args = [attempt.id, attempt.fence, number_arg(done), number_arg(total), message]
+        return int(self.run_script("progress", keys.task(attempt.id), args))
 
     def requeue(self, task_id: str, worker_id: str, fence: str, where: str = "") -> None:
         """Put a running task back at its place in line without counting the attempt."""
@@ -836,6 +887,14 @@ def _failed(reply: list[Any]) -> Outcome:
         attempt=int(attempt),
         worker_id=worker or "",
     )
+
+
+def _unique_keys(specs: Sequence[TaskSpec], scope: str) -> list[str]:
+    """Each task's unique key scoped to the caller ('' for none); [] when no task has one."""
+    if all(spec.unique_key is None for spec in specs):
+        return []
+    return [scoped(scope, spec.unique_key) if spec.unique_key is not None else ""
+            for spec in specs]
 
 
 def _created(spec: TaskSpec, now: int, owner: str) -> Task:

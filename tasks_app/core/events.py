@@ -20,6 +20,7 @@ TASK_RETRYING = "task.retrying"
 TASK_DEAD_LETTERED = "task.dead_lettered"
 TASK_CANCELLED = "task.cancelled"
 TASK_REQUEUED = "task.requeued"  # an attempt that never ran went back in line, uncounted
+TASK_PROGRESS = "task.progress"  # a running attempt reported progress (a few a second at most)
 WORKER_JOINED = "worker.joined"
 WORKER_LEFT = "worker.left"
 WORKER_PAUSED = "worker.paused"
@@ -79,6 +80,17 @@ def _dead_lettered(x: list[Any]) -> dict[str, Any]:
     return {"error": x[0], "reason": x[1], "message_id": x[2]}
 
 
+def _number(text: str) -> int | float | None:
+    if text == "":
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _progress(x: list[Any]) -> dict[str, Any]:
+    return {"done": _number(x[0]), "total": _number(x[1]), "message": x[2]}
+
+
 _ROWS = {
     "submitted": (TASK_SUBMITTED, _submitted),
     "started": (TASK_STARTED, _started),
@@ -88,6 +100,7 @@ _ROWS = {
     "dead_lettered": (TASK_DEAD_LETTERED, _dead_lettered),
     "cancelled": (TASK_CANCELLED, lambda x: {}),
     "requeued": (TASK_REQUEUED, lambda x: {"state": "pending"}),
+    "progress": (TASK_PROGRESS, _progress),
 }
 
 

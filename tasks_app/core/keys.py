@@ -138,6 +138,11 @@ class Keys:
         """String holding the task ids an Idempotency-Key created, per caller ``scope``."""
         return f"{self.prefix}idem:{scoped(scope, key)}"
 
+    def unique(self, key: str, scope: str) -> str:
+        """String holding the id of the task created under a unique key, per caller
+        ``scope``; it expires after the task's unique_for (see unique.py)."""
+        return f"{self.prefix}unique:{scoped(scope, key)}"
+
     def rate_limit(self, client: str, window: int) -> str:
         """Counter of one client's requests in one fixed rate-limit window (no hash tag:
         these keys spread over a cluster)."""
@@ -251,6 +256,7 @@ class Keys:
                 " return PREFIX .. 'worker:' .. w .. ':active' end",
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
+                "local function k_unique(key) return PREFIX .. 'unique:' .. key end",
                 "",
             ]
         )

@@ -20,6 +20,21 @@ class TaskContext:
     max_retries: int
     priority: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    reporter: Any = field(default=None, repr=False, compare=False)
+    """Where :meth:`progress` goes (a :class:`.progress.Reporter`); None: nowhere."""
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> bool:
+        """Report how far the attempt got (throttled to a few writes a second; the last
+        report is always written when the handler returns).  Returns True when recorded or
+        kept for the next write, False when Redis could not be reached; raises
+        :class:`.errors.StaleLease` when the attempt lost its lease (stop working: its
+        outcome will be discarded), TypeError or ValueError for bad values."""
+        if self.reporter is None:
+            from .progress import validate
+
+            validate(done, total, message)
+            return False
+        return bool(self.reporter.report(done, total, message))
 
 
 Handler = Callable[[dict[str, Any], TaskContext], Any]

@@ -41,6 +41,8 @@ NAMES = (
     # periodic schedules (schedules.py)
     "schedule_save",
     "schedule_fire",
+    # running tasks report progress (progress.py)
+    "progress",
 )
 NOTIFY_CAP = 64
 

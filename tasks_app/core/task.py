@@ -67,6 +67,7 @@ class Task:
     has_result: bool = False
     owner: str | None = None  # the creating principal; never in to_dict
     queue: str = "default"
+    progress: JSON | None = None  # the last progress report of the latest attempt
 
     @classmethod
     def from_hash(cls, raw: dict[str, str], queue: str = "default") -> Task:
@@ -96,6 +97,7 @@ class Task:
             dead_at=_int(raw, "dead_at"),
             dlq_reason=raw.get("dlq_reason"),
             owner=raw.get("owner"),
+            progress=_progress(raw),
         )
 
     def to_dict(self) -> JSON:
@@ -125,7 +127,25 @@ class Task:
             "next_retry_at": ms_to_iso(self.next_retry_at),
         }
         out.update({k: v for k, v in optional.items() if v is not None})
+        if self.progress is not None:
+            out["progress"] = {**self.progress,
+                               "updated_at": ms_to_iso(self.progress["updated_at"])}
         return out
+
+
+def _progress(raw: dict[str, str]) -> JSON | None:
+    """The stored progress report, if it belongs to the task's latest attempt (a retry
+    starts without one): ``{done, total, message, updated_at}`` (ms)."""
+    stored = _json(raw, "progress")
+    if not stored or stored.get("attempt") != int(raw.get("attempts", 0)):
+        return None
+    return {"done": _whole(stored["done"]), "total": _whole(stored.get("total")),
+            "message": stored.get("message", ""), "updated_at": int(stored["updated_at"])}
+
+
+def _whole(value: Any) -> Any:
+    """Integral floats as ints (Lua numbers are floats)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @dataclass(frozen=True)
@@ -222,6 +242,8 @@ class TaskSpec:
     scheduled_at_ms: int | None = None
     delay_ms: int | None = None
     queue: str = "default"
+    unique_for_ms: int | None = None  # unique tasks (unique.py): how long the key holds
+    unique_key: str | None = None  # the caller's key, not yet scoped; None: not unique
 
     def script_args(self) -> list[Any]:
         """The nine values the enqueue script takes per task."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from . import unique
 from .errors import ValidationError
 from .keys import DEFAULT_QUEUE, valid_queue_name
 from .nesting import DEFAULT_MAX_DEPTH, check_depth
@@ -108,6 +110,8 @@ def build_spec(
     accept_unknown: bool = False,
     max_depth: int = DEFAULT_MAX_DEPTH,
     clamp_time: bool = False,
+    unique_for: Any = None,
+    unique_key: Any = None,
 ) -> TaskSpec:
     """Validate one task's fields; raise :class:`ValidationError` naming the bad field.
 
@@ -125,7 +129,7 @@ def build_spec(
         prio = Priority.parse(default_priority if priority is None else priority)
     except ValueError as exc:
         raise ValidationError(str(exc), "priority") from None
-    return TaskSpec(
+    spec = TaskSpec(
         id=task_id,
         type=_type(type, registry, accept_unknown),
         payload=check_depth("payload", _object("payload", payload), max_depth),
@@ -140,3 +144,7 @@ def build_spec(
         delay_ms=None if delay is None else _delay(delay),
         queue=check_queue(queue),
     )
+    if unique_for is None and unique_key is None:
+        return spec
+    unique_ms, key = unique.check(unique_for, unique_key, spec.queue, spec.type, spec.payload)
+    return replace(spec, unique_for_ms=unique_ms, unique_key=key)

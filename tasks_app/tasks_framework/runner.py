@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +88,19 @@ def _starting(task: Task, payload: dict[str, Any], ctx: QueueContext
     result = to_result(producer.get(ctx.task_id), task, queue_aliases())
     _tell(task_started, result)
     if task.takes_context:
-        args = [TaskContext(task_result=result), *args]
+        args = [ProgressContext(task_result=result, queue_context=ctx), *args]
     return result, args, kwargs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressContext(TaskContext):  # type: ignore[misc]
+    """Django's task context, plus ``progress()`` (see the queue's ``TaskContext.progress``)."""
+
+    queue_context: QueueContext
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> bool:
+        """Report how far the task got; see :meth:`tasks_app.core.registry.TaskContext.progress`."""
+        return self.queue_context.progress(done, total, message)
 
 
 def _finished(result: TaskResult, value: Any) -> Any:

@@ -6,13 +6,14 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks_app.core import tracing
 from tasks_app.core.errors import NonRetryableError, UnknownTaskType
+from tasks_app.core.progress import Reporter
 from tasks_app.core.registry import HandlerRegistry, TaskContext
 from tasks_app.core.task import Job
 
@@ -73,8 +74,10 @@ def time_limit(seconds: float) -> Iterator[None]:
 class Executor:
     """Calls handlers from a registry; one per slot process."""
 
-    def __init__(self, registry: HandlerRegistry, unknown_is_permanent: bool = False) -> None:
+    def __init__(self, registry: HandlerRegistry, unknown_is_permanent: bool = False,
+                 progress: Callable[[Job], Reporter] | None = None) -> None:
         self.registry = registry
+        self.progress = progress  # builds the progress reporter of each attempt
         # With ACCEPT_UNKNOWN_TYPES the web takes types it has no handler for: a worker
         # without one fails them for good rather than retrying what cannot succeed.
         self.unknown_is_permanent = unknown_is_permanent
@@ -110,13 +113,18 @@ class Executor:
 
     def _call(self, job: Job) -> Any:
         handler = self.registry.get(job.type)
+        reporter = self.progress(job) if self.progress else None
         ctx = TaskContext(job.id, job.type, job.attempt, job.max_retries, job.priority,
-                          job.metadata)
-        if handler.is_async:
-            return self._event_loop().run_until_complete(_limited(handler.func(job.payload, ctx),
-                                                                  job.timeout))
-        with time_limit(job.timeout):
-            return handler.func(job.payload, ctx)
+                          job.metadata, reporter)
+        try:
+            if handler.is_async:
+                return self._event_loop().run_until_complete(
+                    _limited(handler.func(job.payload, ctx), job.timeout))
+            with time_limit(job.timeout):
+                return handler.func(job.payload, ctx)
+        finally:
+            if reporter is not None:
+                reporter.flush()  # the last progress report arrives before the outcome
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():

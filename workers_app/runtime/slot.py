@@ -22,6 +22,7 @@ from tasks_app.core import broker as brokermod
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable
+from tasks_app.core.progress import Reporter
 from tasks_app.core.registry import HandlerRegistry
 from tasks_app.core.task import Job
 
@@ -66,7 +67,8 @@ class SlotProcess:
     def __init__(self, spec: SlotSpec) -> None:
         self.spec = spec
         self.broker = spec.broker or Broker.from_config(spec.config)
-        self.executor = Executor(spec.registry, spec.config.accept_unknown_types)
+        self.executor = Executor(spec.registry, spec.config.accept_unknown_types,
+                                 progress=self._progress_reporter)
         self._delays = Backoff(0.1)
         self.held: deque[Job] = deque()  # taken, not started yet
         self.done: list[tuple[Job, Report]] = []  # run, outcome not recorded yet
@@ -82,6 +84,11 @@ class SlotProcess:
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
         self.supervisor = spec.supervisor_pid or os.getppid()
+
+    def _progress_reporter(self, job: Job) -> Reporter:
+        """Where the handler's ctx.progress() of this attempt goes (fenced, throttled)."""
+        return Reporter(lambda done, total, message: self.broker.progress(job, done, total,
+                                                                          message))
 
     def orphaned(self) -> bool:
         """True once the supervisor is gone (this process was re-parented)."""

@@ -79,11 +79,13 @@ class TaskListView(SubmitView):
     @extend_schema(operation_id="create_task", request=TaskCreate, parameters=[IDEMPOTENCY_HEADER],
                    responses=docs.creates(Task, 409), tags=["tasks"])
     def post(self, request: Request) -> Response:
-        """Create one task: 201, or 200 with the original for a repeated Idempotency-Key."""
+        """Create one task: 201, or 200 with the original for a repeated Idempotency-Key, or
+        with the existing task its unique key names (unique_for)."""
         submitted = submit(request, [inputs.body_object(request.data)])
         if not submitted.tasks:
             raise Conflict("the task created with this Idempotency-Key no longer exists")
-        return Response(submitted.tasks[0].to_dict(), status=200 if submitted.duplicate else 201)
+        found = submitted.duplicate or bool(submitted.existing)
+        return Response(submitted.tasks[0].to_dict(), status=200 if found else 201)
 
 
 class TaskBatchView(SubmitView):
@@ -93,13 +95,17 @@ class TaskBatchView(SubmitView):
                    parameters=[IDEMPOTENCY_HEADER], responses=docs.creates(TaskBatch),
                    tags=["tasks"])
     def post(self, request: Request) -> Response:
-        """Create every task or none."""
+        """Create every task or none (a task whose unique key names an existing task is not
+        created: the existing one takes its place, its index in ``existing``)."""
         items = inputs.batch_items(request.data)
         objects = (inputs.body_object(item, f"tasks[{i}]") for i, item in enumerate(items))
         submitted = submit(request, objects, label="tasks")
         tasks = [task.to_dict() for task in submitted.tasks]
-        body = {"tasks": tasks, "count": len(tasks)}
-        return Response(body, status=200 if submitted.duplicate else 201)
+        body: dict[str, Any] = {"tasks": tasks, "count": len(tasks)}
+        if submitted.existing:
+            body["existing"] = sorted(submitted.existing)
+        nothing_new = submitted.duplicate or len(submitted.existing) == len(tasks)
+        return Response(body, status=200 if nothing_new else 201)
 
 
 class TaskDetailView(ApiView):

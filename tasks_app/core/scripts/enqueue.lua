@@ -4,9 +4,12 @@
 --   lifetime in ms, owner (the creating principal, stored as the task's 'owner' field
 --   and carried in its events; '' = none), then per task 9 values:
 --   id, type, payload_json, priority, max_retries, timeout, metadata_json,
---   scheduled_at_ms ('' = none), delay_ms ('' = none)
+--   scheduled_at_ms ('' = none), delay_ms ('' = none);
+--   then, only when some task is unique (unique.py), per task 2 values: its unique key
+--   already scoped to the caller ('' = none) and unique_for in ms
 -- Returns: {now_ms, created_1, ..., created_n}; created is 1, or 0 when a task
---   with that id already exists (so a retried call never duplicates);
+--   with that id already exists (so a retried call never duplicates), or the id of the
+--   existing task its unique key names (nothing created for it);
 --   or {'duplicate', id_1, ..., id_k} when the idempotency key was used before
 --   (nothing is created; the ids are the tasks that first call created).
 -- Errors: TQ:QUEUE_FULL when the pending backlog would pass CFG_MAX_PENDING.
@@ -26,6 +29,39 @@ if idem ~= '' then
   end
 end
 
+-- Unique tasks: a section only calls with unique keys have (so plain calls pay nothing).
+-- A key holds the id of the task created under it until unique_for runs out (PX); it
+-- blocks while that task exists and has not ended failed, dead_letter or cancelled.  A
+-- task blocked by it gets the existing id as its reply, and is not created.
+local dup_of, unique_set = nil, nil
+if #ARGV > FIRST - 1 + n * W then
+  dup_of, unique_set = {}, {}
+  local U = FIRST + n * W
+  local held = {}  -- key -> the task that holds it after this call
+  for i = 0, n - 1 do
+    local key = ARGV[U + 2 * i]
+    if key ~= '' then
+      local id = ARGV[FIRST + i * W]
+      local prior = held[key]
+      if not prior then
+        local stored = redis.call('GET', k_unique(key))
+        if stored then
+          local state = redis.call('HGET', k_task(stored), 'state')
+          if state and state ~= 'failed' and state ~= 'dead_letter' and state ~= 'cancelled' then
+            prior = stored
+          end
+        end
+      end
+      if prior and prior ~= id then
+        dup_of[id] = prior
+      elseif not prior then
+        held[key] = id
+        unique_set[#unique_set + 1] = {key, id, ARGV[U + 2 * i + 1]}
+      end
+    end
+  end
+end
+
 local function due_of(base)
   local at, delay = ARGV[base + 7], ARGV[base + 8]
   if at ~= '' then return tonumber(at) end
@@ -38,6 +74,9 @@ local backlog = redis.call('ZCARD', K_PENDING)
 -- Redis, is created once), and how many of them are due now.
 local adding = 0
 local fresh = {}
+if dup_of then
+  for id in pairs(dup_of) do fresh[id] = false end
+end
 for i = 0, n - 1 do
   local id = ARGV[FIRST + i * W]
   if fresh[id] == nil then
@@ -61,7 +100,7 @@ for i = 0, n - 1 do
   local b = FIRST + i * W
   local id, p = ARGV[b], ARGV[b + 3]
   if not fresh[id] then
-    out[#out + 1] = 0
+    out[#out + 1] = dup_of and dup_of[id] or 0
   else
     fresh[id] = false  -- a later copy of this id in the batch is a duplicate
     local due = due_of(b)
@@ -120,5 +159,10 @@ if idem ~= '' then
   local ids = {}
   for i = 0, n - 1 do ids[#ids + 1] = ARGV[FIRST + i * W] end
   redis.call('SET', k_idem(idem), table.concat(ids, ','), 'PX', tonumber(ARGV[3]))
+end
+if unique_set then
+  for _, u in ipairs(unique_set) do
+    redis.call('SET', k_unique(u[1]), u[2], 'PX', tonumber(u[3]))
+  end
 end
 return out

@@ -139,6 +139,12 @@ class Command(BaseCommand):
         enqueue.add_argument("--delay", type=float, default=None)
         enqueue.add_argument("--queue", type=queue_arg, default=None, metavar="NAME",
                              help="the named queue (default: default)")
+        enqueue.add_argument("--unique-for", type=int, default=None, metavar="SECONDS",
+                             help="while a task with the same unique key, created less than "
+                                  "this ago, has not failed or been cancelled, print it "
+                                  "instead of creating one")
+        enqueue.add_argument("--unique-key", default=None, metavar="KEY",
+                             help="the unique key (default: a hash of queue, type, payload)")
         enqueue.add_argument("--wait", action="store_true",
                              help="wait until the task finishes and print it again")
         self.json_flag(enqueue)
@@ -331,7 +337,8 @@ class Command(BaseCommand):
             payload = json.loads(opts["payload"])
         except (json.JSONDecodeError, RecursionError) as exc:
             raise self.usage(f"payload is not JSON: {exc}") from None
-        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay", "queue")
+        options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay", "queue",
+                                        "unique_for", "unique_key")
                    if opts[k] is not None}
         if "priority" in options and str(options["priority"]).isdigit():
             options["priority"] = int(options["priority"])

@@ -44,6 +44,7 @@
     rate: new Map(),           // second (browser ms, floored) -> {completed, failed}
     workers: new Map(),        // id -> worker record (see upsertWorker)
     taskWorker: new Map(),     // running task id -> worker id
+    progress: new Map(),       // running task id -> its last task.progress data (and when)
     feed: [],                  // newest first; the feed shows config.feed_size of them
     feedFilter: "all",
     feedPaused: false,
@@ -149,8 +150,9 @@
     else if (event.type === "queue.stats") applyTotals(data);
     else if (event.type === "events.dropped") state.droppedUntil = Date.now() + 5000;
     else if (event.type.startsWith("worker.")) onWorkerEvent(event, data);
-    else if (event.type.startsWith("task.")) onTaskEvent(event, data);
-    if (!event.type.startsWith("queue.") && event.type !== "worker.heartbeat") addToFeed(event);
+    else if (event.type.startsWith("task.")) { onTaskEvent(event, data); onProgressEvent(event, data); }
+    if (!event.type.startsWith("queue.") && event.type !== "worker.heartbeat"
+        && event.type !== "task.progress") addToFeed(event);
     render.soon();
   }
 
@@ -193,6 +195,59 @@
       w.running.delete(data.task_id);
       state.taskWorker.delete(data.task_id);
     }
+  }
+
+  /* ------------------------------------------------- progress of running tasks */
+
+  const PROGRESS_SHOWN = 20;
+  const PROGRESS_STALE_MS = 300000;  // a bar whose task's end event was thinned away goes
+  const PROGRESS_ENDS = ["task.completed", "task.failed", "task.requeued", "task.cancelled",
+                         "task.dead_lettered"];
+
+  function onProgressEvent(event, data) {
+    if (event.type === "task.progress") {
+      state.progress.set(data.task_id, {...data, seenAt: Date.now()});
+    } else if (PROGRESS_ENDS.includes(event.type)) {
+      state.progress.delete(data.task_id);
+    }
+  }
+
+  function renderProgress() {
+    const list = $("#progress-list");
+    for (const [id, p] of state.progress) {
+      if (Date.now() - p.seenAt > PROGRESS_STALE_MS) state.progress.delete(id);
+    }
+    const shown = [...state.progress.values()].slice(-PROGRESS_SHOWN);
+    $("#progress-panel").hidden = shown.length === 0;
+    const rows = shown.map((p) => {
+      const row = list.querySelector(`li[data-task-id="${CSS.escape(p.task_id)}"]`) || progressRow(p);
+      const known = typeof p.total === "number" && p.total > 0;
+      const share = known ? Math.min(1, p.done / p.total) : null;
+      const bar = row.querySelector(".bar");
+      bar.classList.toggle("unknown", !known);
+      bar.querySelector("i").style.width = known ? `${(share * 100).toFixed(1)}%` : "100%";
+      if (known) {
+        bar.setAttribute("aria-valuemax", String(p.total));
+        bar.setAttribute("aria-valuenow", String(p.done));
+      } else {
+        bar.removeAttribute("aria-valuemax");
+        bar.removeAttribute("aria-valuenow");
+      }
+      setCell(row, ".figures", known ? `${fmt(p.done)} / ${fmt(p.total)} (${Math.floor(share * 100)}%)` : fmt(p.done));
+      setCell(row, ".message", p.message || "");
+      return row;
+    });
+    rows.forEach((row, i) => { if (list.children[i] !== row) list.insertBefore(row, list.children[i] || null); });
+    while (list.children.length > rows.length) list.lastElementChild.remove();
+  }
+
+  function progressRow(p) {
+    const row = $("#progress-row").content.firstElementChild.cloneNode(true);
+    row.dataset.taskId = p.task_id;
+    row.querySelector(".type").textContent = p.type;
+    row.querySelector(".id").textContent = p.task_id.slice(0, 8);
+    row.querySelector(".id").title = p.task_id;
+    return row;
   }
 
   /** A thinned stream can lose a task's end: a worker runs at most `concurrency` tasks. */
@@ -382,6 +437,7 @@
     rateChart.update(ratePoints(endSecond));
     renderLegends(endSecond);
     renderNamedQueues();
+    renderProgress();
     renderWorkers();
     renderFeed();
   }
