@@ -167,7 +167,8 @@ def test_schedule_metrics_are_scraped() -> None:
     types, samples = scrape()
     assert types["taskqueue_schedule_runs"] == "counter"
     assert types["taskqueue_schedule_lag_seconds"] == "histogram"
-    assert value(samples, "taskqueue_schedule_runs_total", schedule="m") == 1
-    assert value(samples, "taskqueue_schedule_missed_total", schedule="m") == 1
-    assert value(samples, "taskqueue_schedule_lag_seconds_count", schedule="m") == 1
+    assert value(samples, "taskqueue_schedule_runs_total", schedule="m", queue="default") == 1
+    assert value(samples, "taskqueue_schedule_missed_total", schedule="m", queue="default") == 1
+    assert value(samples, "taskqueue_schedule_lag_seconds_count", schedule="m",
+                 queue="default") == 1
     assert value(samples, "taskqueue_schedules") == 1

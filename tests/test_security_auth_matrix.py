@@ -29,6 +29,8 @@ from websockets.sync.client import connect
 
 from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
+from tasks_app.core.registry import registry
+from tasks_app.core.schedules import Schedules, parse_schedule
 from tasks_app.models import APIKey
 from tests.api_support import broker, create, redis_snapshot
 from tests.browser import seed_database
@@ -68,6 +70,8 @@ def world() -> World:
         (dlq_id,) = dead_letter(broker(), 1, error=MARK, worker_id=f"dlq-{MARK}")
         task = create(payload={"secret": MARK})
         worker_id = register(broker(), f"worker-{MARK}")
+        Schedules(broker()).create(parse_schedule({"name": "matrix", "type": "echo",
+                                                   "every": 60}, registry))
     staff = User.objects.create(username="staffer", is_staff=True, is_superuser=True,
                                 password="!unusable")  # no hashing: the matrix is large
     user = User.objects.create(username="plain", password="!unusable")
@@ -208,6 +212,14 @@ CASES: list[Case] = [
     Case("GET", "/admin/named-queues", "admin"),
     Case("POST", "/admin/named-queues/default/pause", "admin"),
     Case("POST", "/admin/named-queues/default/resume", "admin"),
+    Case("GET", "/admin/schedules", "admin"),
+    Case("POST", "/admin/schedules", "admin", {"name": "m1", "type": "echo", "every": 60}),
+    Case("GET", "/admin/schedules/matrix", "admin"),
+    Case("PATCH", "/admin/schedules/matrix", "admin", {"every": 30}),
+    Case("POST", "/admin/schedules/matrix/pause", "admin"),
+    Case("POST", "/admin/schedules/matrix/resume", "admin"),
+    Case("POST", "/admin/schedules/matrix/trigger", "admin"),
+    Case("DELETE", "/admin/schedules/matrix", "admin"),
     Case("GET", "/admin/dlq", "admin"),
     Case("DELETE", "/admin/dlq", "admin"),
     Case("POST", "/admin/dlq/retry", "admin", {"retry_all": True}),

@@ -100,8 +100,8 @@ def test_trimmed_entries_are_counted_by_reason_in_the_metrics(bounded: Any) -> N
     Janitor(aged).run_once()
     types, samples = scrape()
     assert types["taskqueue_dlq_trimmed"] == "counter"
-    assert value(samples, "taskqueue_dlq_trimmed_total", reason="max_entries") == 3
-    assert value(samples, "taskqueue_dlq_trimmed_total", reason="max_age") == 2
+    assert value(samples, "taskqueue_dlq_trimmed_total", reason="max_entries", queue="default") == 3
+    assert value(samples, "taskqueue_dlq_trimmed_total", reason="max_age", queue="default") == 2
     assert value(samples, "taskqueue_dlq_size") == 0
 
 
