@@ -213,8 +213,10 @@ SAME_THING = [
     (("POST", f"/django-admin/workers_app/worker/{WORKER}/pause/", None), ROUTES[5]),
     (("GET", "/django-admin/workers_app/queue/", None), ROUTES[7]),
     (("POST", "/django-admin/workers_app/queue/high/pause/", None), ROUTES[8]),
-    (("POST", "/django-admin/workers_app/queue/named/default/pause/", None), ROUTES[11]),
-    (("POST", "/django-admin/workers_app/queue/named/default/resume/", None), ROUTES[12]),
+    (("POST", "/django-admin/workers_app/queue/named/default/pause/", None),
+     next(r for r in ROUTES if r.path == "/admin/named-queues/default/pause")),
+    (("POST", "/django-admin/workers_app/queue/named/default/resume/", None),
+     next(r for r in ROUTES if r.path == "/admin/named-queues/default/resume")),
 ]
 
 
