@@ -21,6 +21,7 @@ from tasks_app.core.broker import Submitted, is_uuid, new_task_id
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
+from tasks_app.core.schedules import Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
 
@@ -160,3 +161,19 @@ def named_queues(admin: Inspector | None = None) -> list[NamedQueueStats]:
     admin = admin or inspector()
     admin.broker.queues(fresh=True)
     return admin.named_queues()
+
+
+def schedules() -> Schedules:
+    """Periodic schedules: list, read, pause, resume, trigger, delete (the REST API, the CLI,
+    the Django admin and the dashboard share it)."""
+    return Schedules(get_broker())
+
+
+def schedule_spec(body: Any, name: str | None = None) -> ScheduleSpec:
+    """A schedule definition validated as the REST API validates it (ValidationError naming
+    the field); ``name`` is the schedule's when it exists."""
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object", None)
+    return parse_schedule(body, registry, name=name,
+                          accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
+                          max_depth=tq_settings.MAX_JSON_DEPTH, defaults=task_defaults())
