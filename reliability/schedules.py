@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -75,6 +76,18 @@ def read_ticks(prefix: str) -> dict[str, list[tuple[int, int]]]:
     return found
 
 
+def engine_missed() -> int:
+    """Ticks the engine itself reported skipped (``taskqueue_schedule_missed_total``)."""
+    from tasks_app.connection import get_broker
+    from tasks_app.core import metrics
+
+    broker = get_broker()
+    keys = {broker.keys.metrics, broker.keys.of("default", 0).metrics}
+    return sum(v for key in keys
+               for v in metrics.parse(broker.client.hgetall(key)).counters["schedule_missed"]
+               .values())
+
+
 def percentile(values: list[int], q: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
@@ -87,13 +100,14 @@ def main() -> int:
     parser.add_argument("--schedules", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--concurrency", type=int, default=2, help="slots per worker (2)")
     args = parser.parse_args()
     n, workers_n, seconds, lag_limit = (100, 2, 30.0, 2000) if args.quick else \
         (1_000, 4, 600.0, 1000)
     n = args.schedules or n
     workers_n = args.workers or workers_n
     seconds = args.seconds or seconds
-    conc = 2
+    conc = args.concurrency
     run = Run("schedules")
     env = fast_env(lease=30.0, heartbeat=1.0, recovery=2.0)
     server = start_redis(run)
@@ -120,7 +134,9 @@ def main() -> int:
     cpu1 = redis_cpu(broker.client)
     time.sleep(SETTLE)
     alive = all(w.alive for w in workers)
+    load = os.getloadavg()
     try:
+        reported_missed = engine_missed()
         ticks = read_ticks(broker.keys.prefix)
     finally:
         for w in workers:
@@ -128,6 +144,8 @@ def main() -> int:
         server.stop()
 
     lags: list[int] = []
+    missed_by_every: Counter[int] = Counter()
+    lag_over_1s = 0
     duplicates = missed = expected_total = observed = extra = 0
     for name, sched in defined.items():
         step = (sched.spec.every or 1) * 1000
@@ -139,8 +157,10 @@ def main() -> int:
         expected_total += len(expected)
         observed += len(in_window)
         missed += len(expected - in_window)
+        missed_by_every[sched.spec.every or 0] += len(expected - in_window)
         extra += len(in_window - expected)
         lags += [created - tick for tick, created in ticks.get(name, []) if tick <= window_end]
+    lag_over_1s = sum(1 for lag in lags if lag >= 1000)
     cpu = cpu1 - cpu0
     ticks_in_window = max(observed, 1)
     window = (window_end - t0 * 1000) / 1000
@@ -153,13 +173,20 @@ def main() -> int:
         ("ticks per second", f"{observed / max(window, 1):.1f}", ""),
         ("duplicate ticks", duplicates, "== 0"),
         ("missed ticks (workers alive)", missed, "== 0"),
+        ("  of which every=1 / every=2 / every>=3",
+         f"{missed_by_every[1]} / {missed_by_every[2]} / "
+         f"{sum(v for k, v in missed_by_every.items() if k >= 3)}", ""),
+        ("ticks the engine reported missed (schedule.missed)", reported_missed, ""),
         ("tasks off the schedule's grid", extra, "== 0"),
         ("tick lag p50 (ms)", percentile(lags, 0.50), ""),
         ("tick lag p99 (ms)", percentile(lags, 0.99), ""),
         ("tick lag max (ms)", max(lags, default=0), f"< {lag_limit}"),
+        ("ticks with lag >= 1 s", lag_over_1s, ""),
         ("Redis CPU in the window (s)", f"{cpu:.2f}", ""),
         ("Redis CPU per tick (ms, incl. task fetch/ack)", f"{cpu / ticks_in_window * 1000:.3f}",
          ""),
+        ("host load average 1/5/15 min at the end", "/".join(f"{x:.1f}" for x in load),
+         f"{os.cpu_count()} CPUs"),
     ]
     table(f"Periodic schedules ({'quick' if args.quick else 'full'})", rows)
     return verdict([
