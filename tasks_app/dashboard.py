@@ -28,10 +28,8 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.views.decorators.cache import never_cache
 
 from tasks_app import permissions, producer
-from tasks_app.core.broker import redis_errors
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import QueueStats
-from tasks_app.core.schedules import Schedule
 from tasks_app.live import auth as ws_auth
 from tasks_app.routing import websocket_url_path
 
@@ -76,23 +74,9 @@ def schedule_panel() -> dict[str, Any]:
     found = producer.schedules().all()
     found.sort(key=lambda s: (s.paused, s.next_run_at or 0, s.name))
     shown = found[:SCHEDULES_SHOWN]
-    states = _last_states(shown)
+    states = producer.last_task_states(shown)
     return {"count": len(found),
             "items": [{**s.to_dict(), "last_state": states.get(s.name)} for s in shown]}
-
-
-def _last_states(found: list[Schedule]) -> dict[str, str]:
-    """The state of each schedule's last task; one pipelined read (not atomic)."""
-    with_task = [s for s in found if s.last_task_id]
-    if not with_task:
-        return {}
-    broker = producer.schedules().broker
-    with redis_errors():
-        pipe = broker.client.pipeline(transaction=False)
-        for s in with_task:
-            pipe.hget(broker.keys.task(s.last_task_id or ""), "state")
-        states = pipe.execute()
-    return {s.name: str(state or "gone") for s, state in zip(with_task, states, strict=True)}
 
 
 def _queue_row(stats: QueueStats) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from django.db import transaction
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core import tracing
-from tasks_app.core.broker import Submitted, is_uuid, new_task_id
+from tasks_app.core.broker import Submitted, is_uuid, new_task_id, redis_errors
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
-from tasks_app.core.schedules import Schedules, ScheduleSpec, parse_schedule
+from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
 
@@ -177,3 +177,18 @@ def schedule_spec(body: Any, name: str | None = None) -> ScheduleSpec:
     return parse_schedule(body, registry, name=name,
                           accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
                           max_depth=tq_settings.MAX_JSON_DEPTH, defaults=task_defaults())
+
+
+def last_task_states(found: list[Schedule]) -> dict[str, str]:
+    """The state of each schedule's last task, by schedule name ("gone" once its record
+    expired; schedules that never ran are left out); one pipelined read (not atomic)."""
+    with_task = [s for s in found if s.last_task_id]
+    if not with_task:
+        return {}
+    broker = get_broker()
+    with redis_errors():
+        pipe = broker.client.pipeline(transaction=False)
+        for s in with_task:
+            pipe.hget(broker.keys.task(s.last_task_id or ""), "state")
+        states = pipe.execute()
+    return {s.name: str(state or "gone") for s, state in zip(with_task, states, strict=True)}
