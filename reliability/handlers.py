@@ -60,3 +60,8 @@ def rel_poison_exit(payload: dict[str, Any], ctx: TaskContext) -> None:
     ``sys.exit()``, or ``os._exit(0)``)."""
     _write("S", ctx)
     os._exit(0)
+
+
+@handler("rel.tick")
+def rel_tick(payload: dict[str, Any], ctx: TaskContext) -> None:
+    """Do nothing (a periodic schedule's task: reliability/schedules.py counts the tasks)."""

@@ -195,3 +195,41 @@ def show_text(data: dict[str, Any]) -> str:
     if task.get("metadata"):
         lines += ["", "metadata:", pretty(task["metadata"])]
     return "\n".join(lines)
+
+
+def timing(data: dict[str, Any]) -> str:
+    """A schedule's timing: ``every 30s`` or ``cron 0 3 * * * (Europe/Paris)``."""
+    if data.get("every") is not None:
+        return f"every {data['every']}s"
+    return f"cron {data['cron']} ({data['timezone']})"
+
+
+def schedules_text(found: list[dict[str, Any]]) -> str:
+    """``tq schedules list`` for a terminal."""
+    if not found:
+        return "no schedules"
+    rows = [[s["name"], s["queue"], s.get("task") or s.get("type"), timing(s),
+             s["next_run_at"], s["last_run_at"], s["last_task_id"], s["paused"],
+             clip(s["error"] or "", DLQ_ERROR_WIDTH)] for s in found]
+    return "\n".join([table(["NAME", "QUEUE", "TYPE", "WHEN", "NEXT RUN", "LAST RUN",
+                             "LAST TASK", "PAUSED", "ERROR"], rows),
+                      f"{len(found)} schedule{'' if len(found) == 1 else 's'}"])
+
+
+def schedule_text(data: dict[str, Any]) -> str:
+    """``tq schedules show`` for a terminal."""
+    what = ("task", data["task"]) if data.get("task") else ("type", data["type"])
+    rows = [("name", data["name"]), what, ("queue", data["queue"]), ("when", timing(data)),
+            ("catchup", data["catchup"]), ("priority", data["priority"]),
+            ("max retries", data["max_retries"]), ("timeout", data["timeout"]),
+            ("paused", data["paused"]), ("next run", data["next_run_at"]),
+            ("last run", data["last_run_at"]), ("last tick", data["last_scheduled_for"]),
+            ("last task", data["last_task_id"]), ("origin", data["origin"]),
+            ("version", data["version"]), ("error", data["error"])]
+    width = max(len(k) for k, _ in rows) + 1
+    lines = [f"{(k + ':').ljust(width)} {cell(v)}" for k, v in rows]
+    if data.get("task"):
+        lines += ["", "args:", pretty(data["args"]), "", "kwargs:", pretty(data["kwargs"])]
+    else:
+        lines += ["", "payload:", pretty(data["payload"])]
+    return "\n".join(lines)

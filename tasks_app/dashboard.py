@@ -3,6 +3,9 @@
 It shows queues, workers and the DLQ's size together, so it needs the three view
 permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming it.
 
+Staff who also hold ``permissions.SCHEDULE_VIEW`` see the periodic schedules (next runs,
+and the state of each one's last task); the others' snapshots leave them out.
+
 The page embeds a snapshot (queue depths, named queues, totals, workers, DLQ size) and a
 short-lived socket token (``ws_auth.SocketToken``: ``ws`` only, bound to the session);
 the browser then follows ``ws`` alone.
@@ -32,21 +35,27 @@ from tasks_app.routing import websocket_url_path
 
 DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"
 QUEUES_ADMIN_URL_NAME = "admin:workers_app_queue_changelist"
+SCHEDULES_ADMIN_URL_NAME = "admin:workers_app_schedule_changelist"
+SCHEDULES_SHOWN = 20
+"""The schedules panel lists the active schedules whose next run is soonest, then the
+paused ones, this many in all."""
 FEED_SIZE = 100
 WINDOW_SECONDS = 120
 
 
-def snapshot() -> dict[str, Any]:
-    """Queues, totals and workers as Redis has them now (or the error if it is away)."""
+def snapshot(schedules: bool = False) -> dict[str, Any]:
+    """Queues, totals and workers (and the schedules when asked) as Redis has them now (or
+    the error if it is away)."""
     try:
         inspector = producer.inspector()
         queues = inspector.queue_stats()
         totals = inspector.totals()
         workers = inspector.workers()
         named = producer.named_queues(inspector)
+        panel = schedule_panel() if schedules else None
     except BrokerUnavailable as exc:
         return {"server_time": _now_ms(), "error": f"Redis is unreachable: {exc}"}
-    return {
+    state = {
         "server_time": _now_ms(),
         "queues": [_queue_row(q) for q in queues],
         "named": [q.to_dict() for q in named],
@@ -54,6 +63,20 @@ def snapshot() -> dict[str, Any]:
         "dlq_size": totals["dlq_size"],
         "workers": [w.to_dict() for w in workers],
     }
+    if panel is not None:
+        state["schedules"] = panel
+    return state
+
+
+def schedule_panel() -> dict[str, Any]:
+    """The soonest ``SCHEDULES_SHOWN`` schedules (the API's shape) with their last task's
+    state (``last_state``: a task state, "gone", or None before the first run)."""
+    found = producer.schedules().all()
+    found.sort(key=lambda s: (s.paused, s.next_run_at or 0, s.name))
+    shown = found[:SCHEDULES_SHOWN]
+    states = producer.last_task_states(shown)
+    return {"count": len(found),
+            "items": [{**s.to_dict(), "last_state": states.get(s.name)} for s in shown]}
 
 
 def _queue_row(stats: QueueStats) -> dict[str, Any]:
@@ -81,6 +104,7 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
         "snapshot_url": reverse("taskqueue:dashboard-snapshot"),
         "dlq_url": _reverse_or_none(DLQ_ADMIN_URL_NAME),
         "queues_url": _reverse_or_none(QUEUES_ADMIN_URL_NAME),
+        "schedules_url": _reverse_or_none(SCHEDULES_ADMIN_URL_NAME),
         "feed_size": FEED_SIZE,
         "window_seconds": WINDOW_SECONDS,
     }
@@ -109,6 +133,11 @@ def permission_refusal(request: HttpRequest) -> JsonResponse | None:
                         status=403)
 
 
+def may_see_schedules(request: HttpRequest) -> bool:
+    """Whether the page shows the schedules panel (the schedules' view permission)."""
+    return request.user.has_perm(permissions.SCHEDULE_VIEW)
+
+
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The dashboard page with its initial state embedded (staff with the view permissions;
@@ -119,10 +148,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     refusal = permission_refusal(request)
     if refusal is not None:
         return refusal
-    state = snapshot()
+    state = snapshot(may_see_schedules(request))
     config = page_config(request)
     context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
-               "queues_url": config["queues_url"],
+               "queues_url": config["queues_url"], "schedules_url": config["schedules_url"],
+               "show_schedules": may_see_schedules(request),
                "login_url": login_url(), "admin_url": _reverse_or_none("admin:index"),
                "error": state.get("error")}
     return render(request, "tasks_app/dashboard.html", context)
@@ -138,7 +168,7 @@ def snapshot_view(request: HttpRequest) -> JsonResponse:
     refusal = permission_refusal(request)
     if refusal is not None:
         return refusal
-    state = snapshot()
+    state = snapshot(may_see_schedules(request))
     status = 503 if "error" in state else 200
     return JsonResponse({"token": socket_token(request), "snapshot": state}, status=status)
 

@@ -17,10 +17,11 @@ from django.db import transaction
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core import tracing
-from tasks_app.core.broker import Submitted, is_uuid, new_task_id
+from tasks_app.core.broker import Submitted, is_uuid, new_task_id, redis_errors
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
+from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec
 
@@ -161,3 +162,34 @@ def named_queues(admin: Inspector | None = None) -> list[NamedQueueStats]:
     admin = admin or inspector()
     admin.broker.queues(fresh=True)
     return admin.named_queues()
+
+
+def schedules() -> Schedules:
+    """Periodic schedules: list, read, pause, resume, trigger, delete (the REST API, the CLI,
+    the Django admin and the dashboard share it)."""
+    return Schedules(get_broker())
+
+
+def schedule_spec(body: Any, name: str | None = None) -> ScheduleSpec:
+    """A schedule definition validated as the REST API validates it (ValidationError naming
+    the field); ``name`` is the schedule's when it exists."""
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object", None)
+    return parse_schedule(body, registry, name=name,
+                          accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
+                          max_depth=tq_settings.MAX_JSON_DEPTH, defaults=task_defaults())
+
+
+def last_task_states(found: list[Schedule]) -> dict[str, str]:
+    """The state of each schedule's last task, by schedule name ("gone" once its record
+    expired; schedules that never ran are left out); one pipelined read (not atomic)."""
+    with_task = [s for s in found if s.last_task_id]
+    if not with_task:
+        return {}
+    broker = get_broker()
+    with redis_errors():
+        pipe = broker.client.pipeline(transaction=False)
+        for s in with_task:
+            pipe.hget(broker.keys.task(s.last_task_id or ""), "state")
+        states = pipe.execute()
+    return {s.name: str(state or "gone") for s, state in zip(with_task, states, strict=True)}

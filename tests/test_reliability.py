@@ -65,8 +65,17 @@ def test_fsync_window_is_measured_and_always_acks_only_durable_tasks() -> None:
     assert "[everysec] ack -> durable window max (s)" in out
 
 
+def test_schedules_tick_once_each_without_a_miss() -> None:
+    out = run_quick("schedules.py", timeout=150)
+    for condition in ("0 duplicate ticks", "0 missed ticks while workers lived",
+                      "every task is on its schedule's grid"):
+        assert f"PASS: {condition}" in out
+    assert "tick lag p99 (ms)" in out and "Redis CPU per tick" in out
+
+
 @pytest.mark.parametrize("script", ["worker_kills.py", "rolling_restarts.py",
-                                    "redis_restarts.py", "fsync_window.py", "failover.py"])
+                                    "redis_restarts.py", "fsync_window.py", "failover.py",
+                                    "schedules.py"])
 def test_scripts_document_their_quick_form(script: str) -> None:
     text = (ROOT / "reliability" / script).read_text()
     assert f"reliability/{script} --quick" in text

@@ -29,8 +29,7 @@ from websockets.sync.client import connect
 
 from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
-from tasks_app.core.registry import registry
-from tasks_app.core.schedules import Schedules, parse_schedule
+from tasks_app.core.schedules import Schedules, ScheduleSpec
 from tasks_app.models import APIKey
 from tests.api_support import broker, create, redis_snapshot
 from tests.browser import seed_database
@@ -58,9 +57,10 @@ class World:
     key_id: str
     staff: User
     user: User
+    schedule: str = ""
 
     def secrets(self) -> list[str]:
-        return [MARK, self.task_id, self.dlq_id, self.worker_id]
+        return [MARK, self.task_id, self.dlq_id, self.worker_id, self.schedule]
 
 
 @pytest.fixture
@@ -70,14 +70,15 @@ def world() -> World:
         (dlq_id,) = dead_letter(broker(), 1, error=MARK, worker_id=f"dlq-{MARK}")
         task = create(payload={"secret": MARK})
         worker_id = register(broker(), f"worker-{MARK}")
-        Schedules(broker()).create(parse_schedule({"name": "matrix", "type": "echo",
-                                                   "every": 60}, registry))
+        schedule = Schedules(broker()).create(ScheduleSpec(
+            f"sched-{MARK}", "echo", payload={"secret": MARK}, every=3600)).name
     staff = User.objects.create(username="staffer", is_staff=True, is_superuser=True,
                                 password="!unusable")  # no hashing: the matrix is large
     user = User.objects.create(username="plain", password="!unusable")
     group = Group.objects.create(name=f"g-{MARK}")
     key, _ = APIKey.objects.create_key(name=f"k-{MARK}")
-    return World(task["id"], dlq_id, worker_id, user.pk, group.pk, str(key.pk), staff, user)
+    return World(task["id"], dlq_id, worker_id, user.pk, group.pk, str(key.pk), staff, user,
+                 schedule)
 
 
 # ---- credentials -------------------------------------------------------------------------
@@ -175,7 +176,7 @@ class Case:
 def fill(text: str, w: World) -> str:
     """Put the seeded ids into a path or a form value."""
     return text.format(task=w.task_id, dlq=w.dlq_id, worker=w.worker_id, user=w.user_id,
-                       group=w.group_id, key=w.key_id)
+                       group=w.group_id, key=w.key_id, schedule=w.schedule)
 
 
 def admin_model_cases(model: str, obj: str) -> list[Case]:
@@ -212,20 +213,21 @@ CASES: list[Case] = [
     Case("GET", "/admin/named-queues", "admin"),
     Case("POST", "/admin/named-queues/default/pause", "admin"),
     Case("POST", "/admin/named-queues/default/resume", "admin"),
-    Case("GET", "/admin/schedules", "admin"),
-    Case("POST", "/admin/schedules", "admin", {"name": "m1", "type": "echo", "every": 60}),
-    Case("GET", "/admin/schedules/matrix", "admin"),
-    Case("PATCH", "/admin/schedules/matrix", "admin", {"every": 30}),
-    Case("POST", "/admin/schedules/matrix/pause", "admin"),
-    Case("POST", "/admin/schedules/matrix/resume", "admin"),
-    Case("POST", "/admin/schedules/matrix/trigger", "admin"),
-    Case("DELETE", "/admin/schedules/matrix", "admin"),
     Case("GET", "/admin/dlq", "admin"),
     Case("DELETE", "/admin/dlq", "admin"),
     Case("POST", "/admin/dlq/retry", "admin", {"retry_all": True}),
     Case("POST", "/admin/dlq/retry", "admin", {"task_id": "{dlq}"}),
     Case("POST", "/admin/tasks/{dlq}/retry", "admin"),
     Case("DELETE", "/admin/queues/high", "admin"),
+    Case("GET", "/admin/schedules", "admin"),
+    Case("POST", "/admin/schedules", "admin", {"name": "new-sched", "type": "echo", "every": 60}),
+    Case("GET", "/admin/schedules/{schedule}", "admin"),
+    Case("PUT", "/admin/schedules/{schedule}", "admin", {"type": "echo", "every": 60}),
+    Case("PATCH", "/admin/schedules/{schedule}", "admin", {"every": 60}),
+    Case("DELETE", "/admin/schedules/{schedule}", "admin"),
+    Case("POST", "/admin/schedules/{schedule}/pause", "admin"),
+    Case("POST", "/admin/schedules/{schedule}/resume", "admin"),
+    Case("POST", "/admin/schedules/{schedule}/trigger", "admin"),
     # Public by design: the landing page (links only), logging in, the schema and its docs page
     Case("GET", "/", "public"),
     Case("POST", "/api/v1/auth/token", "public", {"username": "staffer", "password": "wrong"}),
@@ -271,6 +273,19 @@ CASES: list[Case] = [
     Case("GET", "/django-admin/workers_app/queue/", "session"),
     Case("POST", "/django-admin/workers_app/queue/high/pause/", "session"),
     Case("POST", "/django-admin/workers_app/queue/named/default/pause/", "session"),
+    Case("GET", "/django-admin/workers_app/schedule/", "session"),
+    Case("GET", "/django-admin/workers_app/schedule/add/", "session"),
+    Case("POST", "/django-admin/workers_app/schedule/add/", "session",
+         {"name": "new-sched", "type": "echo", "every": "60", "priority": "low",
+          "catchup": "latest"}),
+    Case("GET", "/django-admin/workers_app/schedule/{schedule}/change/", "session"),
+    Case("POST", "/django-admin/workers_app/schedule/{schedule}/change/", "session",
+         {"type": "echo", "every": "60", "priority": "low", "catchup": "latest",
+          "version": "1"}),
+    Case("POST", "/django-admin/workers_app/schedule/{schedule}/pause/", "session"),
+    Case("POST", "/django-admin/workers_app/schedule/{schedule}/trigger/", "session"),
+    Case("GET", "/django-admin/workers_app/schedule/{schedule}/delete/", "session"),
+    Case("POST", "/django-admin/workers_app/schedule/{schedule}/delete/", "session"),
     Case("GET", "/django-admin/tasks_app/", "session"),
     Case("GET", "/django-admin/no-such-page/", "session"),
 ]
@@ -378,6 +393,8 @@ def test_control_staff_session_does_see_the_data(world: World) -> None:
         assert world.dlq_id in page.content.decode()
         reply = client.get(f"/api/v1/tasks/{world.task_id}", headers={"X-API-Key": ADMIN_KEY})
         assert MARK in reply.content.decode()
+        page = client.get("/django-admin/workers_app/schedule/")
+        assert world.schedule in page.content.decode()
         metrics = client.get("/metrics", headers={"X-API-Key": ADMIN_KEY})
         assert metrics.status_code == 200 and b"taskqueue_queue_depth" in metrics.content
 

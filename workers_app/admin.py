@@ -1,5 +1,5 @@
-"""Django admin over workers, priority queues and named queues, whose state lives in Redis
-(no SQL rows).
+"""Django admin over workers, priority queues, named queues and periodic schedules, whose
+state lives in Redis (no SQL rows).
 
 django-rq's pattern: unmanaged models give the sections and permissions; ``get_urls``
 replaces the ORM views with a list read through the Inspector and POST-only pause/resume.
@@ -18,12 +18,13 @@ from django.urls import URLPattern, path
 from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
+from tasks_app.admin.schedules import ScheduleAdmin
 from tasks_app.admin.support import RedisAdmin, page_context, redis_required
 from tasks_app.core.errors import QueueNotFound, WorkerNotFound
 from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_datetime
-from workers_app.models import Queue, Worker
+from workers_app.models import Queue, Schedule, Worker
 
 OPERATIONS = ("pause", "resume")
 
@@ -163,3 +164,6 @@ class QueueAdmin(RedisListAdmin):
         inspector = producer.inspector()
         (inspector.pause_queue if operation == "pause" else inspector.resume_queue)(priority)
         return f"Queue “{priority.label}” {operation}d."
+
+
+admin.site.register(Schedule, ScheduleAdmin)

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks_app import permissions as perms
+from tasks_app import producer
 from tasks_app.api import docs
 from tasks_app.api.serializers import (
     Schedule,
@@ -23,12 +24,8 @@ from tasks_app.api.serializers import (
     ScheduleWrite,
 )
 from tasks_app.api.views.admin import AdminView
-from tasks_app.conf import tq_settings
-from tasks_app.connection import get_broker
 from tasks_app.core.errors import ValidationError
-from tasks_app.core.registry import registry
-from tasks_app.core.schedules import Schedules, ScheduleSpec, parse_schedule
-from tasks_app.producer import task_defaults
+from tasks_app.core.schedules import Schedules, ScheduleSpec
 
 NAME_PARAM = OpenApiParameter("name", str, OpenApiParameter.PATH,
                               pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
@@ -39,16 +36,12 @@ QUEUE_FILTER = OpenApiParameter("queue", str, OpenApiParameter.QUERY, required=F
 
 def schedules() -> Schedules:
     """The schedules of the shared broker."""
-    return Schedules(get_broker())
+    return producer.schedules()
 
 
 def parse(body: Any, name: str | None = None) -> ScheduleSpec:
     """A definition from a request body, validated as tasks are (400 naming the field)."""
-    if not isinstance(body, dict):
-        raise ValidationError("request body must be a JSON object", None)
-    return parse_schedule(body, registry, name=name,
-                          accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
-                          max_depth=tq_settings.MAX_JSON_DEPTH, defaults=task_defaults())
+    return producer.schedule_spec(body, name)
 
 
 class ScheduleListView(AdminView):

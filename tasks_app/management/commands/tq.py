@@ -68,6 +68,7 @@ class Command(BaseCommand):
         self.add_control(sub)
         self.add_purge(sub)
         self.add_tasks(sub)
+        self.add_schedules(sub)
 
     @staticmethod
     def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -153,12 +154,35 @@ class Command(BaseCommand):
             parser.add_argument("id")
             self.json_flag(parser)
 
+    def add_schedules(self, sub: Any) -> None:
+        sched = sub.add_parser("schedules", help="periodic schedules: list, show, pause, "
+                                                 "resume, trigger, delete")
+        self.json_flag(sched)  # bare "schedules" is "schedules list"
+        actions = sched.add_subparsers(dest="schedules_action", metavar="ACTION")
+        listing = actions.add_parser("list", help="every schedule with its next and last run "
+                                                  "(default)")
+        listing.add_argument("--queue", type=queue_arg, default=None, metavar="NAME",
+                             help="only the schedules of this queue")
+        self.json_flag(listing)
+        for name, text in (("show", "one schedule: definition and state"),
+                           ("pause", "create no tasks until resumed"),
+                           ("resume", "create tasks again from the next tick after now"),
+                           ("trigger", "create one task now (also while paused)"),
+                           ("delete", "delete a schedule (the tasks it created stay)")):
+            parser = actions.add_parser(name, help=text)
+            parser.add_argument("name", help="the schedule's name")
+            if name == "delete":
+                self.yes_flag(parser)
+            self.json_flag(parser)
+
     # -- dispatch ------------------------------------------------------------
 
     def handle(self, *args: Any, **opts: Any) -> None:
         action = opts["action"]
         if action == "dlq":
             action = "dlq_" + (opts.get("dlq_action") or "list")
+        if action == "schedules":
+            action = "schedules_" + (opts.get("schedules_action") or "list")
         self.opts = opts
         self.stdin = opts.get("stdin") or sys.stdin
         try:
@@ -357,3 +381,33 @@ class Command(BaseCommand):
     def do_cancel(self, opts: dict[str, Any]) -> None:
         self.out(producer.cancel(opts["id"]).to_dict())
 
+
+    # -- schedules ---------------------------------------------------------------
+
+    def do_schedules_list(self, opts: dict[str, Any]) -> None:
+        found = [s.to_dict() for s in producer.schedules().all(opts.get("queue"))]
+        self.out({"schedules": found, "count": len(found)}, cli.schedules_text(found))
+
+    def do_schedules_show(self, opts: dict[str, Any]) -> None:
+        data = producer.schedules().get(opts["name"]).to_dict()
+        self.out(data, cli.schedule_text(data))
+
+    def do_schedules_pause(self, opts: dict[str, Any]) -> None:
+        data = producer.schedules().pause(opts["name"]).to_dict()
+        self.out(data, f"schedule {opts['name']} paused")
+
+    def do_schedules_resume(self, opts: dict[str, Any]) -> None:
+        data = producer.schedules().resume(opts["name"]).to_dict()
+        self.out(data, f"schedule {opts['name']} resumed (next run {data['next_run_at']})")
+
+    def do_schedules_trigger(self, opts: dict[str, Any]) -> None:
+        task_id = producer.schedules().trigger(opts["name"])
+        self.out({"name": opts["name"], "task_id": task_id},
+                 f"schedule {opts['name']} triggered: task {task_id}")
+
+    def do_schedules_delete(self, opts: dict[str, Any]) -> None:
+        store = producer.schedules()
+        store.get(opts["name"])  # ScheduleNotFound before asking
+        self.confirm(f"Delete the schedule {opts['name']}?")
+        store.delete(opts["name"])
+        self.out({"name": opts["name"], "deleted": True}, f"schedule {opts['name']} deleted")

@@ -5,7 +5,8 @@
  *   queue.depth  -> pending per priority (the depth chart),
  *   queue.stats  -> cluster totals; their deltas give exact completed and failed per second,
  *   (named queues: a queue.depth or task event with a queue refetches the snapshot's
- *   per-queue figures, at most once a second),
+ *   per-queue figures, at most once a second; so does a schedule.* event, which also
+ *   refreshes the schedules panel: next runs and the state of each last task),
  *   worker.*     -> the workers table, task.* -> the feed and which worker is busy.
  * When the socket drops it reconnects with exponential backoff (with jitter); before each
  * reconnect it fetches a fresh snapshot and socket token, so nothing missed stays wrong.
@@ -38,6 +39,7 @@
     clockOffset: 0,            // server clock minus browser clock, ms
     depths: zeroDepths(),
     named: [],                 // per named queue: the API's figures (snapshot.named)
+    schedules: null,           // snapshot.schedules: {count, items} (null: not shown)
     depthSamples: [],          // [{t: browser ms, values}], newest last
     totals: null,              // the last cluster totals (snapshot or queue.stats)
     lastStatsAt: null,         // browser ms when those totals arrived
@@ -74,6 +76,7 @@
     for (const q of snapshot.queues) depths[q.name] = q.depth;
     setDepths(depths);
     state.named = snapshot.named || [];
+    state.schedules = snapshot.schedules || null;
     state.totals = {...snapshot.totals};
     state.lastStatsAt = Date.now();
     const seen = new Set();
@@ -145,7 +148,7 @@
 
   function onEvent(event) {
     const data = event.data || {};
-    if (event.type === "queue.depth" || data.queue) namedRefresh.soon();
+    if (event.type === "queue.depth" || data.queue || event.type.startsWith("schedule.")) namedRefresh.soon();
     if (event.type === "queue.depth") setDepths(data.queue_depths || {});
     else if (event.type === "queue.stats") applyTotals(data);
     else if (event.type === "events.dropped") state.droppedUntil = Date.now() + 5000;
@@ -363,6 +366,7 @@
         const body = reply.ok ? await reply.json() : null;
         if (body && body.snapshot && body.snapshot.named) {
           state.named = body.snapshot.named;
+          state.schedules = body.snapshot.schedules || null;
           render.soon();
         }
       } catch (err) { /* the socket's own reconnect resynchronises everything */ }
@@ -438,6 +442,7 @@
     renderLegends(endSecond);
     renderNamedQueues();
     renderProgress();
+    renderSchedules();
     renderWorkers();
     renderFeed();
   }
@@ -458,6 +463,54 @@
     });
     rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
     while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  function renderSchedules() {
+    const body = $("#schedules-body");
+    if (!body || !state.schedules) return;
+    const items = state.schedules.items;
+    $("#schedules-empty").hidden = items.length > 0;
+    $("#schedules-table").hidden = items.length === 0;
+    const more = state.schedules.count - items.length;
+    $("#schedules-count").textContent = more > 0 ? `${items.length} soonest of ${state.schedules.count}` : "";
+    const rows = items.map((s) => {
+      const row = body.querySelector(`tr[data-schedule="${CSS.escape(s.name)}"]`) || scheduleRow(s.name);
+      const st = s.error ? "error" : (s.paused ? "paused" : "active");
+      row.dataset.state = st;
+      setCell(row, ".queue", s.queue);
+      setCell(row, ".when", s.every !== null ? `every ${s.every}s` : `${s.cron} (${s.timezone})`);
+      setCell(row, ".next", s.next_run_at ? `${clock(s.next_run_at)} (${untilText(s.next_run_at)})` : "—");
+      setCell(row, ".last", s.last_run_at ? clock(s.last_run_at) : "—");
+      const result = row.querySelector(".result");
+      result.textContent = s.last_state || "—";
+      result.className = `pill result ${s.last_state || ""}`;
+      result.title = s.last_task_id || "";
+      row.dataset.lastTask = s.last_task_id || "";
+      const pill = row.querySelector(".state");
+      pill.textContent = st;
+      pill.className = `pill state ${st === "active" ? "idle" : st}`;
+      pill.title = s.error || "";
+      return row;
+    });
+    rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  function scheduleRow(name) {
+    const row = $("#schedule-row").content.firstElementChild.cloneNode(true);
+    row.dataset.schedule = name;
+    row.querySelector(".name").textContent = name;
+    return row;
+  }
+
+  function clock(iso) {
+    return new Date(iso).toLocaleTimeString("en-GB");
+  }
+
+  function untilText(iso) {
+    const seconds = Math.round((parseTime(iso) - serverNow()) / 1000);
+    if (seconds <= 0) return "due";
+    return seconds < 120 ? `in ${seconds}s` : seconds < 7200 ? `in ${Math.round(seconds / 60)}m` : `in ${Math.round(seconds / 3600)}h`;
   }
 
   function namedQueueRow(name) {
@@ -593,6 +646,13 @@
       what.querySelector("code").title = data.task_id;
     } else if (event.type.startsWith("worker.")) {
       what.append(el("code", data.worker_id));
+    } else if (event.type.startsWith("schedule.")) {
+      li.querySelector(".badge").textContent = `schedule ${kind}`;
+      what.append(el("b", data.schedule), el("span", data.queue || "default", "queue"));
+      if (data.task_id) {
+        what.append(el("code", data.task_id.slice(0, 8)));
+        what.querySelector("code").title = data.task_id;
+      }
     } else {
       what.append(el("span", "task events thinned: over the per-second limit"));
     }
@@ -618,6 +678,9 @@
       case "task.dead_lettered": return d.reason || d.error || "";
       case "worker.joined": return [d.hostname, d.concurrency ? `${d.concurrency} slots` : ""].filter(Boolean).join(" \u00b7 ");
       case "worker.left": return d.reason || "";
+      case "schedule.fired": return `tick ${new Date(d.scheduled_for).toLocaleTimeString("en-GB")} \u00b7 lag ${duration(d.lag)}`;
+      case "schedule.missed": return `${d.missed} tick(s) missed \u00b7 next ${new Date(d.next_run_at).toLocaleTimeString("en-GB")}`;
+      case "schedule.error": return d.error || "";
       case "events.dropped": return `limit ${d.limit_per_second}/s, resuming in ${duration(d.resume_in)}`;
       default: return "";
     }
