@@ -23,6 +23,7 @@ Ticks are computed from the worker's clock (the ``now`` callable; keep hosts in 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from collections import deque
@@ -543,8 +544,17 @@ class Schedules:
             with redis_errors():
                 names = self.broker.client.zrangebyscore(keys.schedules, "-inf", now,
                                                          start=0, num=DUE_BATCH)
-            for name in names:
-                created += self.fire_one(queue, name, handles)
+                # Every worker reads the same due list: each walks it in its own random
+                # order, so they share the work instead of all racing for the same
+                # schedule (the loser's claim is a no-op), and reads the definitions in
+                # one round trip.
+                random.shuffle(names)
+                pipe = self.broker.client.pipeline(transaction=False)
+                for name in names:
+                    pipe.hgetall(keys.schedule(name))
+                stored = pipe.execute() if names else []
+            for name, raw in zip(names, stored, strict=True):
+                created += self.fire_one(queue, name, handles, stored=raw)
             with redis_errors():
                 head = self.broker.client.zrange(keys.schedules, 0, 0, withscores=True)
             if head:
@@ -554,11 +564,13 @@ class Schedules:
         return Fired(created, wait, reports)
 
     def fire_one(self, queue: str, name: str, handles: Callable[[str], bool] | None = None,
-                 ) -> list[str]:
+                 stored: dict[str, str] | None = None) -> list[str]:
         """Fire one schedule's due ticks if they are still due and unclaimed; the task ids
-        created (none when another worker claimed them or the schedule changed)."""
-        with redis_errors():
-            stored = self.broker.client.hgetall(self._keys(queue).schedule(name))
+        created (none when another worker claimed them or the schedule changed).
+        ``stored``: its record as just read (else it is read here)."""
+        if stored is None:
+            with redis_errors():
+                stored = self.broker.client.hgetall(self._keys(queue).schedule(name))
         if not stored or stored.get("enabled") != "1" or not stored.get("next_run_at"):
             return []
         sched = Schedule.from_hash(queue, stored)
