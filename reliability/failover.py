@@ -504,11 +504,10 @@ def scenario(kind: str, durability: str, kills_n: int, quick: bool, seed: int) -
     try:
         wait_port(web_port, web)
         rest_queues = len(queues) > 1 and rest_takes_queue(web_port, queues[1])
-        if not rest_queues:  # make the queues known before the workers start
-            from tasks_app.connection import get_broker
+        from tasks_app.connection import get_broker
 
-            for q in queues[1:]:
-                get_broker().register_queue(q)
+        for q in queues[1:]:  # known before the workers start (--queues checks the names)
+            get_broker().register_queue(q)
         serve = ",".join(f"{q}:1" for q in queues)
         for i in range(WORKERS):
             wid = f"fo{i}-{uuid.uuid4().hex[:6]}"

@@ -112,7 +112,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On a Cluster or Sentinel session, keep only the behaviour tests of TOPOLOGY_FILES."""
+    """On a Cluster or Sentinel session, keep only the behaviour tests of TOPOLOGY_FILES; in
+    the secondary leg of ./test.sh --matrix, leave out the soaks (marked ``once``): they
+    test the engine's behaviour under faults, which the interpreter does not change."""
+    if os.environ.get("TQ_MATRIX_SECONDARY") == "1":
+        soaks = [item for item in items if item.get_closest_marker("once")]
+        if soaks:
+            config.hook.pytest_deselected(items=soaks)
+            items[:] = [item for item in items if not item.get_closest_marker("once")]
     if not TOPOLOGY:
         return
     keep = [item for item in items if item.path.name in TOPOLOGY_FILES]

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.once  # a soak: the newest-Python leg of --matrix runs it
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
