@@ -15,8 +15,9 @@ from tasks_app.core.schedules import Schedules, ScheduleSpec
 from tests.api_support import broker
 from tests.procs import WorkerPool, wait_for
 
-DURATION = 20.0
-"""Seconds the schedule runs (the issue's figure is 60 s; CI keeps it short)."""
+DURATION = 60.0
+"""Seconds the schedule runs (the issue's minute; marked ``once``, so one leg of the
+matrix runs it)."""
 SCHEDULES = {"tick": {"type": "echo", "every": 1},
              "orphan": {"type": "nobody-handles-this", "every": 1}}
 ENV = {"TASKQUEUE_SCHEDULES": json.dumps(SCHEDULES)}
@@ -36,6 +37,7 @@ def ticks_of(name: str) -> list[tuple[int, int]]:
     return sorted(out)
 
 
+@pytest.mark.once
 @pytest.mark.timeout(DURATION + 90)
 def test_one_task_per_tick_while_workers_are_killed_and_restarted(
         pool: WorkerPool, inspector: Inspector) -> None:
