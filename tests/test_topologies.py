@@ -245,9 +245,12 @@ def test_the_cli_enqueues_and_reads_on_each_topology(
         made = tq("enqueue", "echo", '{"a": 1}', "--json")
         task_id = json.loads(made.out)["id"]
         got = tq("get", task_id, "--json")
+        status = tq("status", "--json")
+        queues = tq("queues", "--json")
         cancelled = tq("cancel", task_id, "--json")
-    assert (made.code, got.code, cancelled.code) == (0, 0, 0)
+    assert (made.code, got.code, status.code, queues.code, cancelled.code) == (0, 0, 0, 0, 0)
     assert json.loads(got.out)["state"] == "pending"
+    assert "pending" in status.out and "default" in queues.out
     assert json.loads(cancelled.out)["state"] == "cancelled"
 
 
