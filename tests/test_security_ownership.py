@@ -263,3 +263,24 @@ def test_ws_delivers_task_events_only_to_their_owner_and_admins(
     assert sorted(seen["admin"]) == sorted(seen["a"] + seen["b"])
     for event in events_a + events_b + events_admin:
         assert "owner" not in event["data"], event
+
+
+def test_ws_keeps_schedule_events_from_owner_filtered_clients(owner_server: LiveServer) -> None:
+    """Schedules are admin business: a client limited to its own tasks gets none of their
+    events (which name the schedule, its type and the task it created)."""
+    from tasks_app.core.registry import registry
+    from tasks_app.core.schedules import Schedules, parse_schedule
+
+    url = f"{owner_server.ws_url}/ws?types=schedule.*,task.*"
+    with connect(f"{url}&api_key={KEY_A}") as sock_a, \
+            connect(f"{url}&api_key={ADMIN_KEY}") as sock_admin:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        schedules = Schedules(broker())
+        schedules.create(parse_schedule({"name": "nightly", "type": "echo", "every": 3600},
+                                        registry))
+        task_id = schedules.trigger("nightly")
+        events_a, events_admin = received(sock_a), received(sock_admin)
+    assert events_a == []
+    assert ("schedule.fired", task_id) in [(e["type"], e["data"].get("task_id"))
+                                           for e in events_admin]
+

@@ -42,6 +42,8 @@ class EventFilter:
         data = event.get("data", {})
         if self.owner is not None and kind.startswith("task.") and data.get("owner") != self.owner:
             return False
+        if self.owner is not None and kind.startswith("schedule."):
+            return False  # schedules are the operators' business (their tasks have no owner)
         if self.task_ids and data.get("task_id") not in self.task_ids:
             return False
         if self.queues and kind.startswith("task.") and data.get("queue") not in self.queues:
