@@ -339,7 +339,8 @@ def test_the_package_ships_its_scripts_templates_static_files_and_migrations(
         p.name for p in (REPO / "tasks_app/core/scripts").glob("*.lua"))
     assert "tasks_app/dashboard.html" in found["templates"]
     assert "admin/workers_app/worker/change_list.html" in found["templates"]
-    assert len(found["templates"]) == 8
+    assert len(found["templates"]) == 12
+    assert "admin/tasks_app/schedule/change_list.html" in found["templates"]
     assert {"tasks_app/dashboard.js", "tasks_app/charts.js",
             "tasks_app/dashboard.css"} <= set(found["static"])
     assert {"0001_initial.py", "0002_deadletterentry.py"} <= set(found["migrations"])

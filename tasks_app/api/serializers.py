@@ -212,7 +212,7 @@ class NamedQueueList(serializers.Serializer):
 class NamedQueueControl(NamedQueue):
     """A named queue after pause or resume."""
 
-    message = serializers.ChoiceField(choices=["queue paused", "queue resumed"])
+    message = EnumField(["queue paused", "queue resumed"], "QueuePauseMessageEnum")
 
 
 class QueueSnapshot(serializers.Serializer):
@@ -298,7 +298,7 @@ class QueueControl(serializers.Serializer):
     queue = EnumField(PRIORITY_NAMES, "PriorityNameEnum")
     priority = serializers.IntegerField(min_value=0, max_value=3)
     paused = serializers.BooleanField()
-    message = serializers.ChoiceField(choices=["queue paused", "queue resumed"])
+    message = EnumField(["queue paused", "queue resumed"], "QueuePauseMessageEnum")
 
 
 class QueuePurged(serializers.Serializer):
