@@ -30,7 +30,8 @@ AUTH_ENV = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": CLIENT_KEY,
 RUN_TIMEOUT = 600
 # Each test runs a whole fuzz in a subprocess bounded by RUN_TIMEOUT; the suite's default
 # 120 s would cut it off first on a loaded 2-core machine.
-pytestmark = [pytest.mark.schemathesis, pytest.mark.timeout(RUN_TIMEOUT + 30)]
+pytestmark = [pytest.mark.schemathesis, pytest.mark.timeout(RUN_TIMEOUT + 30),
+              pytest.mark.once]  # version-independent: the newest-Python leg runs it
 DEFAULT_SEED = "20261125"
 
 

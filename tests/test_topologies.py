@@ -29,6 +29,9 @@ from tests.test_cli import tq
 from tests.test_security_login import PASSWORD, login
 from tests.topologies import MASTER_NAME, RedisClusterSet, SentinelSet, wait_until
 
+pytestmark = pytest.mark.once  # version-independent: the newest-Python leg runs it
+
+
 # -- URLs -------------------------------------------------------------------------
 
 
