@@ -95,6 +95,33 @@ def test_running_and_completed_tasks_still_block() -> None:
         200, first.body["id"], "completed")
 
 
+@pytest.mark.parametrize("end", ["completed", "failed", "cancelled"])
+def test_a_key_without_unique_for_holds_until_its_task_ends(end: str,
+                                                            redis_client: redis.Redis) -> None:
+    first = post({"unique_key": "one-at-a-time", "max_retries": 0})
+    assert first.status == 201
+    pending = post({"unique_key": "one-at-a-time"})
+    assert (pending.status, pending.body["id"]) == (200, first.body["id"])
+    b = broker()
+    if end == "cancelled":
+        assert call("DELETE", f"/api/v1/tasks/{first.body['id']}").status == 200
+    else:
+        register(b)
+        job = take(b)
+        running = post({"unique_key": "one-at-a-time"})
+        assert (running.status, running.body["id"]) == (200, first.body["id"])
+        if end == "completed":
+            b.ack(job, "w1", "{}")
+        else:
+            b.fail(job, "w1", "boom", permanent=True)
+    assert b.get(first.body["id"]).state.value == end
+    after = post({"unique_key": "one-at-a-time"})
+    assert after.status == 201 and after.body["id"] != first.body["id"]
+    assert post({"unique_key": "one-at-a-time"}).body["id"] == after.body["id"]
+    (key,) = redis_client.scan_iter("tq:*:unique:*")
+    assert 0 < redis_client.pttl(key) <= 30 * 86400 * 1000
+
+
 def test_keys_of_two_callers_do_not_collide() -> None:
     with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL, **AUTH_ON}):
         a = post({"unique_key": "nightly", "unique_for": 600}, **{"X-API-Key": KEY_A})
@@ -125,7 +152,7 @@ def test_a_batch_creates_the_others_and_names_the_existing_ones(
 @pytest.mark.parametrize(("body", "field"), [
     ({"unique_for": 0}, "unique_for"), ({"unique_for": 30 * 86400 + 1}, "unique_for"),
     ({"unique_for": 1.5}, "unique_for"), ({"unique_for": True}, "unique_for"),
-    ({"unique_key": "k"}, "unique_key"), ({"unique_for": 5, "unique_key": ""}, "unique_key"),
+    ({"unique_key": ""}, "unique_key"), ({"unique_for": 5, "unique_key": ""}, "unique_key"),
     ({"unique_for": 5, "unique_key": "has space"}, "unique_key"),
     ({"unique_for": 5, "unique_key": "x" * 201}, "unique_key")])
 def test_bad_unique_fields_are_400(body: dict[str, Any], field: str) -> None:
@@ -139,7 +166,9 @@ def test_the_producer_takes_unique_for_too(redis_client: redis.Redis) -> None:
     submitted = producer.submit([{"type": "echo", "payload": {"n": 1}, "unique_for": 60}])
     assert submitted.existing == {0} and submitted.tasks[0].id == first.id
     with pytest.raises(ValidationError):
-        producer.enqueue("echo", unique_key="k")
+        producer.enqueue("echo", unique_key="no spaces")
+    alone = producer.enqueue("echo", unique_key="k")
+    assert producer.enqueue("echo", {"other": "payload"}, unique_key="k").id == alone.id
 
 
 def test_a_sharded_queue_finds_the_key_in_the_same_shard(redis_client: redis.Redis) -> None:

@@ -90,8 +90,8 @@ class TaskCreate(serializers.Serializer):
                   "cancelled")
     unique_key = serializers.RegexField(
         UNIQUE_KEY_PATTERN.pattern, required=False, allow_null=True, max_length=MAX_UNIQUE_KEY,
-        help_text="The unique key (needs unique_for; default: a hash of queue, type and "
-                  "payload); scoped to the caller")
+        help_text="The unique key, scoped to the caller (default with unique_for: a hash of "
+                  "queue, type and payload); alone, it holds until its task ends in any state")
 
 
 class Progress(serializers.Serializer):

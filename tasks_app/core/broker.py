@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
-from . import errors
+from . import errors, unique
 from .config import Config
 from .keys import BAND, DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
 from .queues import Serving
@@ -436,7 +436,8 @@ class Broker:
             args.extend(spec.script_args())
         if uniques:
             for spec, key in zip(specs, uniques, strict=True):
-                args.extend((key, spec.unique_for_ms or ""))
+                window = spec.unique_for_ms
+                args.extend((key, "" if window is None else unique.script_window(window)))
         reply = self.run_script("enqueue", keys.seq, args)
         if reply[0] == "duplicate":
             return Submitted(self._existing(reply[1:]), duplicate=True)

@@ -32,7 +32,9 @@ end
 -- Unique tasks: a section only calls with unique keys have (so plain calls pay nothing).
 -- A key holds the id of the task created under it until unique_for runs out (PX); it
 -- blocks while that task exists and has not ended failed, dead_letter or cancelled.  A
--- task blocked by it gets the existing id as its reply, and is not created.
+-- key whose window comes negative (a unique_key with no unique_for) is stored as 'e:<id>'
+-- for minus that long and stops blocking once its task has ended in any state, completed
+-- included.  A task blocked by a key gets the existing id as its reply, and is not created.
 local dup_of, unique_set = nil, nil
 if #ARGV > FIRST - 1 + n * W then
   dup_of, unique_set = {}, {}
@@ -46,8 +48,11 @@ if #ARGV > FIRST - 1 + n * W then
       if not prior then
         local stored = redis.call('GET', k_unique(key))
         if stored then
+          local until_ended = string.sub(stored, 1, 2) == 'e:'
+          if until_ended then stored = string.sub(stored, 3) end
           local state = redis.call('HGET', k_task(stored), 'state')
-          if state and state ~= 'failed' and state ~= 'dead_letter' and state ~= 'cancelled' then
+          if state and state ~= 'failed' and state ~= 'dead_letter' and state ~= 'cancelled'
+              and not (until_ended and state == 'completed') then
             prior = stored
           end
         end
@@ -162,7 +167,12 @@ if idem ~= '' then
 end
 if unique_set then
   for _, u in ipairs(unique_set) do
-    redis.call('SET', k_unique(u[1]), u[2], 'PX', tonumber(u[3]))
+    local window = tonumber(u[3])
+    if window < 0 then
+      redis.call('SET', k_unique(u[1]), 'e:' .. u[2], 'PX', -window)
+    else
+      redis.call('SET', k_unique(u[1]), u[2], 'PX', window)
+    end
   end
 end
 return out

@@ -145,7 +145,8 @@ class Command(BaseCommand):
                                   "this ago, has not failed or been cancelled, print it "
                                   "instead of creating one")
         enqueue.add_argument("--unique-key", default=None, metavar="KEY",
-                             help="the unique key (default: a hash of queue, type, payload)")
+                             help="the unique key (default with --unique-for: a hash of queue, "
+                                  "type, payload; alone: held until its task ends)")
         enqueue.add_argument("--wait", action="store_true",
                              help="wait until the task finishes and print it again")
         self.json_flag(enqueue)
