@@ -67,3 +67,19 @@ def steps(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         time.sleep(interval)
         ctx.progress(done, total, f"step {done} of {total}")
     return {"steps": total}
+
+
+def _total(value: Any) -> float:
+    """The sum of the numbers in a result or a nested list of results."""
+    if isinstance(value, list):
+        return sum(_total(item) for item in value)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+@handler("count")
+def count(payload: dict[str, Any], ctx: TaskContext) -> float:
+    """For trying workflows: ``payload["add"]`` (default 1) plus the sum of the parent
+    results, after sleeping ``payload["seconds"]`` (default 0).  A chain of N counts
+    ends at N; a group of N with a count ``then`` ends at N + 1."""
+    time.sleep(float(payload.get("seconds", 0)))
+    return float(payload.get("add", 1)) + _total(ctx.parent_results)

@@ -1,8 +1,12 @@
-"""The Python API for producers: enqueue, enqueue_on_commit, enqueue_many, get, cancel.
+"""The Python API for producers: enqueue, enqueue_on_commit, enqueue_many, get, cancel,
+and workflows (chain, group).
 
     from tasks_app import producer
     task = producer.enqueue("email", {"to": "a@example.com", "subject": "Hi"}, priority="high")
     task = producer.enqueue("email", {"to": "b@example.com"}, queue="emails")
+    flow = producer.chain(producer.step("fetch", {"url": u}), producer.step("parse"))
+    flow = producer.group(*[producer.step("resize", {"n": i}) for i in range(9)],
+                          then=producer.step("zip"))
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.registry import registry
 from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
-from tasks_app.core.validation import build_spec
+from tasks_app.core.validation import build_spec, check_queue
+from tasks_app.core.workflows import Plan, Workflow, Workflows, compile_plan
 
 PRODUCER_SCOPE = "producer"
 """The caller Python code enqueues as unless it passes ``scope`` (e.g.
@@ -193,3 +198,63 @@ def last_task_states(found: list[Schedule]) -> dict[str, str]:
             pipe.hget(broker.keys.task(s.last_task_id or ""), "state")
         states = pipe.execute()
     return {s.name: str(state or "gone") for s, state in zip(with_task, states, strict=True)}
+
+
+# -- workflows: chains and groups (core/workflows.py) --------------------------------------
+
+def step(type: str, payload: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    """A task step of a workflow: the body a create takes (priority, max_retries, timeout,
+    metadata; not queue, scheduled_at, delay or unique keys)."""
+    return {"type": type, "payload": payload, **options}
+
+
+def chain(*steps: Mapping[str, Any], queue: str | None = None,
+          scope: str = PRODUCER_SCOPE) -> Workflow:
+    """Create a workflow running ``steps`` one after another (each a :func:`step` or a
+    nested ``{"chain": [...]}`` / ``{"group": [...], "then": ...}``); each step's handler
+    gets the previous step's result as ``ctx.parent_results``."""
+    return workflow({"chain": list(steps)}, queue=queue, scope=scope)
+
+
+def group(*steps: Mapping[str, Any], then: Mapping[str, Any] | None = None,
+          queue: str | None = None, scope: str = PRODUCER_SCOPE) -> Workflow:
+    """Create a workflow running ``steps`` at once; ``then`` runs once every one of them
+    has completed, with their results in order as ``ctx.parent_results``."""
+    tree: dict[str, Any] = {"group": list(steps)}
+    if then is not None:
+        tree["then"] = then
+    return workflow(tree, queue=queue, scope=scope)
+
+
+def workflow_plan(tree: Any, queue: str | None = None, label: str = "") -> Plan:
+    """Validate a workflow tree (ValidationError naming the step and field) without
+    creating anything.  ``queue`` (or the tree's own ``queue``) is where every step runs."""
+    if isinstance(tree, Mapping) and "queue" in tree:
+        if tree["queue"] is None or (queue is not None and tree["queue"] != queue):
+            raise ValidationError("queue must name a queue (once)", "queue")
+        queue = tree["queue"]
+    name = check_queue(queue)
+    defaults = task_defaults()
+    return compile_plan(tree, lambda fields, _: spec(fields, defaults=defaults), name)
+
+
+def workflow(tree: Any, *, queue: str | None = None, scope: str = PRODUCER_SCOPE) -> Workflow:
+    """Create a workflow from its tree (``{"chain": [...]}`` or ``{"group": [...],
+    "then": ...}``, nested at will) and return it with every step's task id."""
+    return Workflows(get_broker()).create(workflow_plan(tree, queue), owner=scope)
+
+
+def get_workflow(workflow_id: str) -> Workflow:
+    """A workflow and its steps' states (raises WorkflowNotFound)."""
+    return Workflows(get_broker()).get(workflow_id)
+
+
+def cancel_workflow(workflow_id: str) -> Workflow:
+    """Cancel a workflow's steps that have not started (raises WorkflowNotFound, or
+    WorkflowNotCancellable once it has completed)."""
+    return Workflows(get_broker()).cancel(workflow_id)
+
+
+def workflows() -> Workflows:
+    """Workflows: create, read, cancel and list the latest (the admin and dashboard)."""
+    return Workflows(get_broker())

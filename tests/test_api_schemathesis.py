@@ -23,6 +23,7 @@ from tests.factories import register
 from tests.servers import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
+ST_CONFIG = ROOT / "reliability" / "schemathesis.toml"
 CLIENT_KEY = "schemathesis-client-key"
 ADMIN_KEY = "schemathesis-admin-key"
 AUTH_ENV = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": CLIENT_KEY,
@@ -46,8 +47,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
     """Run the schemathesis CLI against the live schema."""
-    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/api/schema/",
-               "--checks", "all", "--exclude-checks", "use_after_free",
+    command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ST_CONFIG),
+               "run", f"{url}/api/schema/",
                "--max-examples", "100", "--workers", "2", "--suppress-health-check", "all",
                "--request-timeout", "10", "--no-color",
                # The schedule endpoints' schema does not yet state which fields a

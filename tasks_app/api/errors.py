@@ -29,6 +29,8 @@ CORE_ERRORS: dict[type[core.TaskQueueError], tuple[int, str | None]] = {
     core.TaskNotFound: (404, "task not found"),
     core.WorkerNotFound: (404, "worker not found"),
     core.ScheduleNotFound: (404, "schedule not found"),
+    core.WorkflowNotFound: (404, "workflow not found"),
+    core.WorkflowNotCancellable: (409, "workflow cannot be cancelled in current state"),
     core.ScheduleExists: (409, None),
     core.ScheduleChanged: (409, "the schedule changed meanwhile: read it again"),
     core.QueueNotFound: (404, "queue not found"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import (
@@ -16,6 +17,7 @@ from tasks_app.api.inputs import MAX_BATCH
 from tasks_app.conf import tq_settings
 from tasks_app.core.registry import registry
 from tasks_app.core.validation import MAX_TYPE_LENGTH, TYPE_PATTERN
+from tasks_app.core.workflows import STEP_REFUSED
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -85,6 +87,33 @@ def _task_create(schema: dict[str, Any]) -> None:
     schema["not"] = NOT_BOTH_TIMES
 
 
+def _workflow_create(schemas: dict[str, Any]) -> None:
+    """The recursive workflow body: a chain or a group of steps, a step being a task body
+    (without the fields a step may not set) or a nested chain or group."""
+    task = copy.deepcopy(schemas["TaskCreateRequest"])
+    for name in STEP_REFUSED:
+        task["properties"].pop(name, None)
+    task.pop("not", None)
+    step = {"$ref": "#/components/schemas/WorkflowStep"}
+    steps = {"type": "array", "minItems": 1, "items": step}
+    queue = copy.deepcopy(schemas["WorkflowCreateRequest"]["properties"]["queue"])
+    schemas["WorkflowTaskStep"] = task
+    schemas["WorkflowChain"] = {"type": "object", "required": ["chain"],
+                                "additionalProperties": False, "properties": {"chain": steps}}
+    schemas["WorkflowGroup"] = {"type": "object", "required": ["group"],
+                                "additionalProperties": False,
+                                "properties": {"group": steps, "then": step}}
+    schemas["WorkflowStep"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in
+                                         ("WorkflowTaskStep", "WorkflowChain", "WorkflowGroup")]}
+    chain = copy.deepcopy(schemas["WorkflowChain"])
+    group = copy.deepcopy(schemas["WorkflowGroup"])
+    chain["properties"]["queue"] = group["properties"]["queue"] = queue
+    schemas["WorkflowCreateRequest"] = {
+        "oneOf": [chain, group],
+        "description": "A chain or a group (with an optional then step) of steps, nested at "
+                       "will; queue: where every step runs (default 'default')"}
+
+
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool
                 ) -> dict[str, Any]:
     """drf-spectacular postprocessing hook."""
@@ -95,6 +124,8 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
         batch = schemas["TaskBatchCreateRequest"]
         batch["additionalProperties"] = False
         batch["properties"]["tasks"].update(minItems=1, maxItems=MAX_BATCH)
+    if "WorkflowCreateRequest" in schemas and "TaskCreateRequest" in schemas:
+        _workflow_create(schemas)
     if "DLQRetryRequest" in schemas:
         schemas["DLQRetryRequest"] = {**DLQ_RETRY,
                                       "description": "task_id, message_id, or retry_all: true"}

@@ -504,3 +504,49 @@ class ScheduleTriggered(serializers.Serializer):
     message = serializers.ChoiceField(choices=["schedule triggered"])
     name = serializers.CharField()
     task_id = serializers.UUIDField()
+
+
+class WorkflowCreate(serializers.Serializer):
+    """A chain (``chain``: steps) or a group (``group``: steps, optional ``then``: a step);
+    a step is a task body (without queue, scheduled_at, delay, unique_for, unique_key) or a
+    nested chain or group.  The schema is written out in schema.py (it is recursive)."""
+
+    chain = serializers.ListField(child=serializers.DictField(), required=False)
+    group = serializers.ListField(child=serializers.DictField(), required=False)
+    then = serializers.DictField(required=False)
+    queue = serializers.RegexField(QUEUE_NAME_PATTERN, required=False, max_length=64)
+
+
+class WorkflowStep(serializers.Serializer):
+    """One task of a workflow."""
+
+    index = serializers.IntegerField(min_value=0)
+    task_id = serializers.UUIDField()
+    type = serializers.CharField()
+    state = serializers.ChoiceField(choices=["waiting", "pending", "scheduled", "running",
+                                             "retrying", "completed", "failed", "dead_letter",
+                                             "cancelled"],
+                                    help_text="'waiting': its task is created when the steps "
+                                              "it waits on have completed")
+    after = serializers.ListField(child=serializers.IntegerField(min_value=0),
+                                  help_text="The steps it waits on, in the order of its "
+                                            "parent_results")
+
+
+class Workflow(serializers.Serializer):
+    """A workflow and each step's task."""
+
+    id = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=["pending", "running", "completed", "failed",
+                                             "cancelled"])
+    queue = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    failed_step = serializers.UUIDField(allow_null=True,
+                                        help_text="The task whose failure failed the workflow")
+    step_count = serializers.IntegerField(min_value=1)
+    step_states = serializers.DictField(child=serializers.IntegerField(min_value=0))
+    structure = serializers.JSONField(help_text="The request's shape, each task body "
+                                                "replaced by its step index")
+    steps = WorkflowStep(many=True)

@@ -6,12 +6,15 @@ from django.urls import URLPattern, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tasks_app.api import schema  # noqa: F401  (registers the schema extensions)
-from tasks_app.api.views import admin, auth, schedules, tasks
+from tasks_app.api.views import admin, auth, schedules, tasks, workflows
 
 urlpatterns: list[URLPattern] = [
     path("api/v1/tasks", tasks.TaskListView.as_view(), name="tasks"),
     path("api/v1/tasks/batch", tasks.TaskBatchView.as_view(), name="tasks-batch"),
     path("api/v1/tasks/<str:task_id>", tasks.TaskDetailView.as_view(), name="task"),
+    path("api/v1/workflows", workflows.WorkflowListView.as_view(), name="workflows"),
+    path("api/v1/workflows/<str:workflow_id>", workflows.WorkflowDetailView.as_view(),
+         name="workflow"),
     path("api/v1/auth/token", auth.TokenView.as_view(), name="token"),
     path("api/v1/auth/token/refresh", auth.TokenRefreshingView.as_view(), name="token-refresh"),
     path("api/v1/auth/token/revoke", auth.TokenRevokeView.as_view(), name="token-revoke"),

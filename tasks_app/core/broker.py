@@ -847,6 +847,10 @@ def _owner(owners: list[tuple[int, int, str]], slot: int) -> str:
     return next((owner for low, high, owner in owners if low <= slot <= high), "")
 
 
+TAKEN = 12
+"""Values per task in a take's reply (see take in scripts/lib.lua)."""
+
+
 def first_ref(keys: Keys) -> str:
     """The shard ref of a shard's keys."""
     return shard_ref(keys.queue, keys.shard)
@@ -856,8 +860,8 @@ def _taken(reply: list[Any], keys: Keys) -> list[Job] | str:
     """The tasks a dequeue on that shard handed out, or why none."""
     if reply[0] != "task":
         return str(reply[0])
-    return [Job.from_reply(["task", *reply[2 + 11 * i:13 + 11 * i]], keys.queue, keys.shard)
-            for i in range(int(reply[1]))]
+    return [Job.from_reply(["task", *reply[2 + TAKEN * i:2 + TAKEN * (i + 1)]], keys.queue,
+                           keys.shard) for i in range(int(reply[1]))]
 
 
 def _outcome(kind: str, reply: list[Any]) -> Outcome | None:

@@ -83,3 +83,11 @@ class ScheduleExists(TaskQueueError):
 
 class ScheduleChanged(TaskQueueError):
     """The schedule changed since it was read (another writer got there first)."""
+
+
+class WorkflowNotFound(TaskQueueError):
+    """No workflow with that id exists (or the caller may not see it)."""
+
+
+class WorkflowNotCancellable(InvalidTransition):
+    """The workflow has completed: there is nothing left to cancel."""

@@ -31,6 +31,10 @@ QUEUE_STATS = "queue.stats"  # cluster-wide totals, at most once a second when c
 SCHEDULE_FIRED = "schedule.fired"  # a periodic schedule created the task of a tick
 SCHEDULE_MISSED = "schedule.missed"  # ticks skipped (catchup policy, or beyond its cap)
 SCHEDULE_ERROR = "schedule.error"  # a worker has no handler for a due schedule's type
+WORKFLOW_COMPLETED = "workflow.completed"  # every step of a chain/group workflow completed
+WORKFLOW_FAILED = "workflow.failed"  # a step ended failed or dead_letter (data.failed_step)
+WORKFLOW_CANCELLED = "workflow.cancelled"
+WORKFLOW_RESUMED = "workflow.resumed"  # its failed steps were retried: it runs again
 
 Event = dict[str, Any]
 
@@ -119,6 +123,22 @@ def _schedule_row(kind: str, row: list[Any], queue: str) -> tuple[str, dict[str,
 
 _SCHEDULE_ROWS = ("schedule_fired", "schedule_missed", "schedule_error")
 
+_WORKFLOW_ROWS = {"wf_completed": WORKFLOW_COMPLETED, "wf_failed": WORKFLOW_FAILED,
+                  "wf_cancelled": WORKFLOW_CANCELLED, "wf_resumed": WORKFLOW_RESUMED}
+
+
+def _workflow_row(row: list[Any], queue: str) -> tuple[str, dict[str, Any]]:
+    """A workflow event: ``[kind, workflow_id, "", "", owner, failed step's task id]``."""
+    kind, workflow_id, _, _, owner, failed = row[:6]
+    data: dict[str, Any] = {"workflow_id": workflow_id, "queue": queue,
+                            "state": _WORKFLOW_ROWS[kind].split(".")[1].replace("resumed",
+                                                                               "running")}
+    if failed:
+        data["failed_step"] = failed
+    if owner:
+        data["owner"] = owner
+    return _WORKFLOW_ROWS[kind], data
+
 
 def expand(message: dict[str, Any]) -> list[Event]:
     """The task events of one message the Lua scripts published, in the wire format.
@@ -136,6 +156,10 @@ def expand(message: dict[str, Any]) -> list[Event]:
         if row[0] in _SCHEDULE_ROWS:
             name, sdata = _schedule_row(row[0], row, queue)
             out.append({"type": name, "timestamp": stamp, "data": sdata})
+            continue
+        if row[0] in _WORKFLOW_ROWS:
+            name, wdata = _workflow_row(row, queue)
+            out.append({"type": name, "timestamp": stamp, "data": wdata})
             continue
         kind, task_id, ttype, priority, owner, *extra = row
         name, build = _ROWS[kind]

@@ -257,6 +257,8 @@ class Keys:
                 "local function k_worker_wake(w) return PREFIX .. 'worker:' .. w .. ':wake' end",
                 "local function k_idem(key) return PREFIX .. 'idem:' .. key end",
                 "local function k_unique(key) return PREFIX .. 'unique:' .. key end",
+                "local function k_workflow(id) return PREFIX .. 'workflow:' .. id end",
+                "local function k_workflows() return PREFIX .. 'workflows' end",
                 "",
             ]
         )
@@ -282,6 +284,19 @@ class Keys:
     def schedules_wake(self) -> str:
         """List the scheduler loops block on; pushed when a schedule is created or changed."""
         return f"{self.prefix}schedules-wake"
+
+    # -- workflows: chains and groups (see workflows.py) ------------------------------------
+
+    def workflow(self, workflow_id: str) -> str:
+        """Hash holding one workflow: its state, and per step its body, its count of steps
+        still to complete before it starts, its result and the steps waiting on it."""
+        return f"{self.prefix}workflow:{workflow_id}"
+
+    @property
+    def workflows(self) -> str:
+        """Sorted set of the shard's workflow ids scored by creation (ms): the listing."""
+        return f"{self.prefix}workflows"
+
 
 def scoped(scope: str, name: str) -> str:
     """``name`` inside ``scope`` as ``<len(scope)>:<scope>:<name>``: the length prefix

@@ -22,6 +22,9 @@ class TaskContext:
     metadata: dict[str, Any] = field(default_factory=dict)
     reporter: Any = field(default=None, repr=False, compare=False)
     """Where :meth:`progress` goes (a :class:`.progress.Reporter`); None: nowhere."""
+    parent_results: Any = None
+    """In a workflow step: the previous step's result, or a group's results in member order
+    (see core/workflows.py); None outside a workflow and for its first steps."""
 
     def progress(self, done: float, total: float | None = None, message: str = "") -> bool:
         """Report how far the attempt got (throttled to a few writes a second; the last

@@ -43,6 +43,9 @@ NAMES = (
     "schedule_fire",
     # running tasks report progress (progress.py)
     "progress",
+    # chains and groups (workflows.py)
+    "workflow_create",
+    "workflow_cancel",
 )
 NOTIFY_CAP = 64
 

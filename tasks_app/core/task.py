@@ -168,6 +168,9 @@ class Job:
     started_at: int
     queue: str = "default"
     shard: int = 0
+    parent_results: JSON = None
+    """A workflow step's: the result of the step before it, or a group's results in order
+    (workflows.py); None for a task outside a workflow or a workflow's first steps."""
 
     @property
     def where(self) -> str:
@@ -177,9 +180,8 @@ class Job:
     @classmethod
     def from_reply(cls, reply: list[Any], queue: str = "default", shard: int = 0) -> Job:
         """Parse the ``{'task', ...}`` reply of the dequeue script (run on that shard)."""
-        _, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started = (
-            reply
-        )
+        (_, tid, prio, fence, attempt, ttype, payload, meta, retries, timeout, wait, started,
+         parents) = reply
         return cls(
             id=_s(tid),
             priority=int(prio),
@@ -194,6 +196,7 @@ class Job:
             started_at=int(started),
             queue=queue,
             shard=shard,
+            parent_results=json.loads(parents) if parents else None,
         )
 
 

@@ -115,7 +115,7 @@ class Executor:
         handler = self.registry.get(job.type)
         reporter = self.progress(job) if self.progress else None
         ctx = TaskContext(job.id, job.type, job.attempt, job.max_retries, job.priority,
-                          job.metadata, reporter)
+                          job.metadata, reporter, job.parent_results)
         try:
             if handler.is_async:
                 return self._event_loop().run_until_complete(

@@ -1,11 +1,12 @@
 -- cancel: pending | scheduled | retrying -> cancelled, leaving its queue or
--- schedule in the same step, so it can never run afterwards.
+-- schedule in the same step, so it can never run afterwards.  A workflow step's cancel
+-- cancels its workflow.
 -- KEYS[1]: the sequence key (routing)
 -- ARGV: id
 -- Returns: {'ok'}.  Errors: TQ:NOT_FOUND, TQ:NOT_CANCELLABLE <state>.
 local id = ARGV[1]
 local tk = k_task(id)
-local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner')
+local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner', 'wf')
 local state, p = f[1], f[2]
 if not state then return tq_error('NOT_FOUND', id) end
 if state == 'pending' then
@@ -20,5 +21,6 @@ local now = now_ms()
 finish(tk, 'cancelled', now)
 count('cancelled', f[3])
 event({'cancelled', id, f[3], p, f[4] or ''})
+if f[5] then wf_cancel(f[5], now) end  -- a cancelled step cancels its workflow
 emit()
 return {'ok'}

@@ -3,7 +3,7 @@
 -- KEYS[1]: the pending set
 -- ARGV: worker_id, n, then the priorities the worker serves, highest first
 -- Returns: {'task', count, then per task: id, priority, fence, attempts, type, payload,
---           metadata, max_retries, timeout, queue_wait_us, started_at}
+--           metadata, max_retries, timeout, queue_wait_us, started_at, parent_results}
 --   queue_wait_us is the time since the task last became pending; it is also
 --   stored on the task as 'wait_us'.
 --       or {'empty'}, {'paused'} (worker paused), {'unregistered'}.

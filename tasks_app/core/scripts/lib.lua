@@ -7,6 +7,9 @@
 
 local PRIORITY_NAMES = {['0'] = 'low', ['1'] = 'normal', ['2'] = 'high', ['3'] = 'critical'}
 
+-- Workflow hooks of the transitions (defined in the workflow section below).
+local wf_done, wf_failed, wf_resume, wf_cancel
+
 -- The Redis clock, read once per script (one TIME): milliseconds as a number and
 -- microseconds as an exact integer string (Lua numbers print with 14 digits).
 local CLOCK_MS, CLOCK_US = nil, nil
@@ -120,7 +123,7 @@ end
 
 -- failed | dead_letter -> pending at the back of its queue: attempts reset, the last
 -- attempt's traces cleared, the dead-letter entry (if any) deleted, the record kept.
-local function rerun(id, p, now)
+local function repend(id, p, now)
   local tk = k_task(id)
   local mid = redis.call('HGET', tk, 'dlq_id')
   if mid then redis.call('XDEL', K_DLQ, mid) end
@@ -129,6 +132,14 @@ local function rerun(id, p, now)
   redis.call('HDEL', tk, 'error', 'dlq_id', 'dlq_reason', 'dead_at', 'worker_id',
     'started_at', 'completed_at', 'result', 'next_retry_at')
   make_pending(id, p, now, nil)
+end
+
+-- The same for a retry asked by an operator: a workflow step's retry may resume its
+-- workflow (wf_resume).
+local function rerun(id, p, now)
+  repend(id, p, now)
+  local wf = redis.call('HMGET', k_task(id), 'wf', 'wfs')
+  if wf[1] then wf_resume(wf[1], now) end
 end
 
 -- The task id a dead-letter stream entry names (nil if it names none).
@@ -250,7 +261,7 @@ end
 local function fail_attempt(id, now, err, kind)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retries', 'priority', 'worker_id', 'type',
-    'owner')
+    'owner', 'wf', 'wfs')
   local attempts, max_retries, p, worker, ttype = tonumber(f[1]), tonumber(f[2]), f[3], f[4], f[5]
   release_lease(id, worker)
   local state, extra
@@ -279,6 +290,7 @@ local function fail_attempt(id, now, err, kind)
   elseif state == 'dead_letter' then
     event({'dead_lettered', id, ttype, p, owner, err, 'max retries exceeded', extra})
   end
+  if f[7] and state ~= 'retrying' then wf_failed(f[7], f[8], now) end
   return {state, extra, ttype, p, attempts, worker}
 end
 
@@ -313,7 +325,7 @@ end
 local function complete(id, worker, fence, result, spent, released)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'fence', 'started_at', 'error', 'type', 'priority',
-    'attempts', 'owner')
+    'attempts', 'owner', 'wf', 'wfs')
   if not f[1] then return {'missing'} end
   if f[2] ~= fence then return {'stale'} end
   if f[1] == 'completed' then return {'already'} end
@@ -327,14 +339,162 @@ local function complete(id, worker, fence, result, spent, released)
   count('completed', f[5], 'success')
   observe('duration', BUCKETS_DURATION, f[5], tonumber(spent))
   event({'completed', id, f[5], f[6], f[8] or '', worker, tonumber(f[7]), spent})
+  if f[9] then wf_done(f[9], f[10], result, now) end
   return {'ok', f[3], now}
+end
+
+-- Workflows (chains and groups, core/workflows.py).  A workflow lives in one hash in its
+-- queue shard: 'state' ('active', 'completed', 'failed', 'cancelled'), 'left' (steps not
+-- yet completed), 'failing' (steps now ended failed or dead-lettered), and per step i:
+-- 'id:i' its task id, 's:i' its body (a JSON array: type, payload, priority, max_retries,
+-- timeout, metadata), 'w:i' how many steps must still complete before it starts, 'n:i'
+-- the steps waiting on it ('j,k'), 'a:i' the shape of its parent results (step numbers in
+-- JSON lists, '' for none), and once reached 'r:i' its result, 'd:i' done, 'x:i' (its
+-- task was cancelled by the workflow's failure) or 'h:i' (ready while the workflow was
+-- not active).  A step's task is created when it becomes ready, in the script that
+-- completed the last step it waited on: nothing polls and no crash can fall in between.
+
+-- Create step i's task, pending, with its parents' results filled into its shape.
+local function wf_start(wk, i, now)
+  local f = redis.call('HMGET', wk, 'id:' .. i, 's:' .. i, 'a:' .. i, 'owner', 'id')
+  local b = cjson.decode(f[2])
+  local id, ttype, p = f[1], b[1], b[3]
+  local fields = {'id', id, 'type', ttype, 'payload', b[2], 'priority', p,
+    'max_retries', b[4], 'timeout', b[5], 'metadata', b[6], 'attempts', 0,
+    'created_at', now, 'wf', f[5], 'wfs', i}
+  if f[4] ~= '' then
+    fields[#fields + 1] = 'owner'
+    fields[#fields + 1] = f[4]
+  end
+  if f[3] ~= '' then
+    fields[#fields + 1] = 'parents'
+    fields[#fields + 1] = (string.gsub(f[3], '%d+', function(d)
+      return redis.call('HGET', wk, 'r:' .. d) or 'null'
+    end))
+  end
+  redis.call('HSET', k_task(id), unpack(fields))
+  make_pending(id, p, now, nil)
+  count('submitted', ttype .. '\t' .. PRIORITY_NAMES[p])
+  event({'submitted', id, ttype, p, f[4], 'pending', ''})
+end
+
+local function wf_event(wk, kind, now)
+  local f = redis.call('HMGET', wk, 'id', 'owner', 'failed_step')
+  event({kind, f[1], '', '', f[2], f[3] or ''})
+end
+
+-- The workflow's end: completed and cancelled ones expire with the results; a failed one
+-- is kept (a retry of its failed steps may resume it) until it is cancelled.
+local function wf_end(wk, state, now)
+  redis.call('HSET', wk, 'state', state, 'ended_at', now, 'updated_at', now)
+  if state == 'failed' then
+    redis.call('PERSIST', wk)
+  else
+    redis.call('PEXPIRE', wk, CFG_RESULT_TTL_MS)
+  end
+  count('workflows', state)
+  wf_event(wk, 'wf_' .. state, now)
+end
+
+-- Cancel every step whose task exists and has not started (pending, scheduled or
+-- retrying), marking it 'x:i' so a resumed workflow can put it back.
+local function wf_cancel_unstarted(wk, now)
+  local n = tonumber(redis.call('HGET', wk, 'n'))
+  for i = 0, n - 1 do
+    local id = redis.call('HGET', wk, 'id:' .. i)
+    local tk = k_task(id)
+    local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner')
+    local cancel = true
+    if f[1] == 'pending' then
+      redis.call('ZREM', K_PENDING, id)
+    elseif f[1] == 'scheduled' or f[1] == 'retrying' then
+      redis.call('ZREM', k_delayed(f[2]), id)
+      redis.call('HDEL', tk, 'next_retry_at')
+    else
+      cancel = false
+    end
+    if cancel then
+      finish(tk, 'cancelled', now)
+      redis.call('HSET', wk, 'x:' .. i, 1)
+      count('cancelled', f[3])
+      event({'cancelled', id, f[3], f[2], f[4] or ''})
+    end
+  end
+end
+
+-- Step i completed with `result`: record it, start the steps that waited on it alone.
+wf_done = function(wid, i, result, now)
+  local wk = k_workflow(wid)
+  local state = redis.call('HGET', wk, 'state')
+  if not state or redis.call('HSETNX', wk, 'd:' .. i, 1) == 0 then return end
+  redis.call('HSET', wk, 'r:' .. i, result, 'updated_at', now)
+  for j in string.gmatch(redis.call('HGET', wk, 'n:' .. i), '%d+') do
+    if redis.call('HINCRBY', wk, 'w:' .. j, -1) == 0 then
+      if state == 'active' then wf_start(wk, j, now) else redis.call('HSET', wk, 'h:' .. j, 1) end
+    end
+  end
+  if redis.call('HINCRBY', wk, 'left', -1) == 0 and state == 'active' then
+    wf_end(wk, 'completed', now)
+  end
+end
+
+-- Step i ended failed or dead_letter: the workflow fails, its unstarted steps cancelled.
+wf_failed = function(wid, i, now)
+  local wk = k_workflow(wid)
+  local state = redis.call('HGET', wk, 'state')
+  if not state then return end
+  redis.call('HINCRBY', wk, 'failing', 1)
+  if state ~= 'active' then return end
+  redis.call('HSET', wk, 'failed_step', redis.call('HGET', wk, 'id:' .. i))
+  wf_cancel_unstarted(wk, now)
+  wf_end(wk, 'failed', now)
+end
+
+-- A failed step was put back in line (a DLQ or operator retry): once no step is left
+-- failed, the workflow is active again, its cancelled and held steps back in line.
+wf_resume = function(wid, now)
+  local wk = k_workflow(wid)
+  local f = redis.call('HMGET', wk, 'state', 'failing', 'n')
+  if not f[1] then return end
+  local failing = math.max(tonumber(f[2]) - 1, 0)
+  redis.call('HSET', wk, 'failing', failing)
+  if f[1] ~= 'failed' or failing > 0 then return end
+  redis.call('HSET', wk, 'state', 'active', 'updated_at', now)
+  redis.call('HDEL', wk, 'failed_step', 'ended_at')
+  for i = 0, tonumber(f[3]) - 1 do
+    local g = redis.call('HMGET', wk, 'x:' .. i, 'h:' .. i)
+    if g[1] then
+      redis.call('HDEL', wk, 'x:' .. i)
+      local id = redis.call('HGET', wk, 'id:' .. i)
+      repend(id, redis.call('HGET', k_task(id), 'priority'), now)
+    end
+    if g[2] then
+      redis.call('HDEL', wk, 'h:' .. i)
+      wf_start(wk, i, now)
+    end
+  end
+  wf_event(wk, 'wf_resumed', now)
+end
+
+-- Cancel a workflow (asked for, or one of its steps was cancelled): its unstarted steps
+-- are cancelled; running ones finish, and start nothing after them.
+-- Returns the state it had ('completed' and 'cancelled' ones are left alone).
+wf_cancel = function(wid, now)
+  local wk = k_workflow(wid)
+  local state = redis.call('HGET', wk, 'state')
+  if state == 'active' or state == 'failed' then
+    wf_cancel_unstarted(wk, now)
+    wf_end(wk, 'cancelled', now)
+  end
+  return state
 end
 
 -- Take up to n tasks for a worker slot: the highest-priority pending tasks (FIFO within a
 -- priority) of the priorities `prios` (strings, highest first) that are not paused, each
 -- starting an attempt under a fresh fence (its queue wait observed).
--- Returns {'task', count, then per task the 11 values id, priority, fence, attempts, type,
---   payload, metadata, max_retries, timeout, queue_wait_us, started_at},
+-- Returns {'task', count, then per task the 12 values id, priority, fence, attempts, type,
+--   payload, metadata, max_retries, timeout, queue_wait_us, started_at, parent results
+--   (a workflow step's, JSON; '' for none)},
 --   or {'empty'} (also while the shard's queue is paused), {'paused'} (worker paused),
 --   {'unregistered'}.
 local function take(worker, prios, n)
@@ -376,7 +536,7 @@ local function take(worker, prios, n)
       local id, p = item[1], item[2]
       local tk = k_task(id)
       local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
-        'timeout', 'enqueued_us', 'attempts', 'owner', 'fence')
+        'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents', 'wf')
       if f[1] == 'pending' then  -- else a stale entry (the record expired or moved on)
         if not now then now, us = clock() end
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
@@ -388,9 +548,11 @@ local function take(worker, prios, n)
         observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
         started[#started + 1] = id
-        for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now}) do
+        for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now,
+            f[11] or ''}) do
           out[#out + 1] = v
         end
+        if f[12] then redis.call('HSETNX', k_workflow(f[12]), 'started_at', now) end
       end
     end
   end

@@ -13,12 +13,13 @@ local n = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', K_PENDING, id)
   local tk = k_task(id)
-  local f = redis.call('HMGET', tk, 'state', 'type', 'owner')
+  local f = redis.call('HMGET', tk, 'state', 'type', 'owner', 'wf')
   if f[1] == 'pending' then
     finish(tk, 'cancelled', now)
     count('cancelled', f[2])
     n = n + 1
     event({'cancelled', id, f[2], p, f[3] or ''})
+    if f[4] then wf_cancel(f[4], now) end
   end
 end
 emit()

@@ -1,0 +1,58 @@
+"""The workflow API: create a chain or group, read it, cancel what has not started."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tasks_app import producer
+from tasks_app.api import docs, inputs
+from tasks_app.api.authentication import principal_id
+from tasks_app.api.serializers import Workflow, WorkflowCreate
+from tasks_app.api.views.tasks import SubmitView
+from tasks_app.core.errors import WorkflowNotFound
+from tasks_app.core.workflows import Workflow as StoredWorkflow
+from tasks_app.visibility import may_see, viewer_scope
+
+
+def visible_workflow(request: Request, workflow_id: str) -> StoredWorkflow:
+    """The workflow, or 404 for one this caller may not see (as for tasks)."""
+    found = producer.get_workflow(workflow_id)
+    viewer = viewer_scope(request.user)
+    if viewer is not None and not may_see(viewer, found.owner):
+        raise WorkflowNotFound(workflow_id)
+    return found
+
+
+class WorkflowListView(SubmitView):
+    """`/api/v1/workflows`: create a chain or a group (POST)."""
+
+    @extend_schema(operation_id="create_workflow", request=WorkflowCreate,
+                   responses={201: OpenApiResponse(Workflow, description="Created"),
+                              **docs.errors(400, 401, 413, 415, 429, 503)},
+                   tags=["workflows"])
+    def post(self, request: Request) -> Response:
+        """Validate every step (a 400 names the step and field; nothing is created), then
+        create the workflow and its first steps' tasks in one atomic call."""
+        tree = inputs.body_object(request.data)
+        flow = producer.workflow(tree, scope=principal_id(request.user))
+        return Response(flow.to_dict(), status=201)
+
+
+class WorkflowDetailView(SubmitView):
+    """`/api/v1/workflows/{id}`: read (GET), cancel what has not started (DELETE)."""
+
+    @extend_schema(operation_id="get_workflow", responses=docs.reads(Workflow, 404),
+                   tags=["workflows"])
+    def get(self, request: Request, workflow_id: str) -> Response:
+        """The workflow's state and each step's task id and state."""
+        return Response(visible_workflow(request, workflow_id).to_dict())
+
+    @extend_schema(operation_id="cancel_workflow", responses=docs.reads(Workflow, 404, 409),
+                   tags=["workflows"])
+    def delete(self, request: Request, workflow_id: str) -> Response:
+        """Cancel: steps not started are cancelled, running ones finish and start nothing
+        after them; 409 once the workflow has completed."""
+        visible_workflow(request, workflow_id)
+        return Response(producer.cancel_workflow(workflow_id).to_dict())

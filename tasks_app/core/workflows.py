@@ -1,0 +1,340 @@
+"""Workflows: chains and groups of tasks, advanced inside the scripts that end their steps.
+
+A workflow is a tree: ``{"chain": [step, ...]}`` runs its steps one after another;
+``{"group": [step, ...], "then": step}`` runs its members at once and, with ``then``, one
+more step once every member has completed.  A step is a task body (as for a create) or a
+nested chain or group.
+
+:func:`compile_plan` turns the tree into numbered task steps, each knowing which steps it
+waits on.  ``workflow_create.lua`` writes the plan into one hash in the workflow's queue
+shard and creates the tasks of the steps that wait on nothing; from then on every
+transition script that ends a step (lib.lua's workflow section) advances the workflow in
+the same atomic call: a completed step's result is recorded and the steps whose last
+predecessor it was are created, pending; a step that ends ``failed`` or ``dead_letter``
+fails the workflow and cancels its unstarted steps; a retry of that step resumes it; a
+cancelled step cancels it.
+
+A step receives its parents' results as ``ctx.parent_results``: the previous step's result
+after a task or chain, a list of the members' results (in member order) after a group,
+recursively (a group of groups gives a list of lists).  Its payload is never rewritten.
+
+Every step runs in the workflow's queue (one queue shard: a Redis Cluster runs a script
+on one slot), so a step may not name its own ``queue``, nor a ``scheduled_at``, ``delay``
+or unique key (it is created when its turn comes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .broker import Broker, is_uuid, new_task_id, redis_errors
+from .keys import Keys
+from .task import TaskSpec, ms_to_iso
+
+MAX_STEPS = 10_000
+"""The most task steps one workflow may have."""
+MAX_NESTING = 32
+"""How deep chains and groups may nest."""
+STEP_REFUSED = ("queue", "scheduled_at", "delay", "unique_for", "unique_key")
+"""Task fields a step may not have (it runs in its workflow's queue, when its turn comes)."""
+STATES = ("pending", "running", "completed", "failed", "cancelled")
+
+Shape = int | list["Shape"]
+"""What a node hands the step after it: a step number (its result), or a list of shapes
+(a group's members, in order)."""
+
+
+@dataclass
+class Step:
+    """One task of a workflow: its spec, what it waits on and who waits on it."""
+
+    index: int
+    spec: TaskSpec
+    after: Shape | None
+    successors: list[int] = field(default_factory=list)
+
+    @property
+    def waits_on(self) -> list[int]:
+        """The step numbers it waits on, in the order of its parent results."""
+        return _leaves(self.after) if self.after is not None else []
+
+
+@dataclass
+class Plan:
+    """A validated workflow: its numbered steps and its structure (the request's shape
+    with each task body replaced by its step number)."""
+
+    id: str
+    queue: str
+    steps: list[Step]
+    structure: Any
+
+
+def _leaves(shape: Shape) -> list[int]:
+    if isinstance(shape, int):
+        return [shape]
+    return [leaf for part in shape for leaf in _leaves(part)]
+
+
+def compile_plan(tree: Any, make_spec: Callable[[Mapping[str, Any], str], TaskSpec],
+                 queue: str, workflow_id: str | None = None) -> Plan:
+    """Validate a workflow tree and number its steps; raise :class:`~.errors.ValidationError`
+    naming the step and field (``chain[2].group[0]: timeout must be ...``).
+
+    ``make_spec(fields, label)`` validates one task body (the caller's rules and defaults);
+    every step runs in ``queue``.  Nothing is written."""
+    builder = _Builder(make_spec, queue)
+    if not isinstance(tree, Mapping) or not ("chain" in tree or "group" in tree):
+        raise errors.ValidationError("a workflow must be a JSON object with 'chain' (a list "
+                                     "of steps) or 'group' (and an optional 'then')", "chain")
+    structure = builder.node(tree, "", None, 0)[1]
+    return Plan(workflow_id or new_task_id(), queue, builder.steps, structure)
+
+
+class _Builder:
+    def __init__(self, make_spec: Callable[[Mapping[str, Any], str], TaskSpec],
+                 queue: str) -> None:
+        self.make_spec = make_spec
+        self.queue = queue
+        self.steps: list[Step] = []
+
+    def node(self, node: Any, path: str, after: Shape | None, depth: int) -> tuple[Shape, Any]:
+        """Add one node's steps after ``after``; return (its output shape, its structure)."""
+        if depth > MAX_NESTING:
+            raise errors.ValidationError(
+                f"{path or 'workflow'}: chains and groups nest at most {MAX_NESTING} deep",
+                "chain")
+        if not isinstance(node, Mapping):
+            raise errors.ValidationError(f"{path}: a step must be a JSON object", path)
+        if "chain" in node or "group" in node:
+            return self.flow(node, path, after, depth)
+        return self.task(node, path, after)
+
+    def flow(self, node: Mapping[str, Any], path: str, after: Shape | None,
+             depth: int) -> tuple[Shape, Any]:
+        kind = "chain" if "chain" in node else "group"
+        allowed = {"chain"} if kind == "chain" else {"group", "then"}
+        if not path:
+            allowed.add("queue")
+        unknown = sorted(set(node) - allowed)
+        if unknown:
+            where = f"{path}: " if path else ""
+            raise errors.ValidationError(f"{where}unknown field '{unknown[0]}' in a {kind}",
+                                         unknown[0])
+        members = node[kind]
+        here = f"{path}.{kind}" if path else kind
+        if not isinstance(members, list) or not members:
+            raise errors.ValidationError(f"{here} must be a non-empty list of steps", kind)
+        if kind == "chain":
+            shapes = []
+            out = after
+            for i, member in enumerate(members):
+                out, sub = self.node(member, f"{here}[{i}]", out, depth + 1)
+                shapes.append(sub)
+            assert out is not None
+            return out, {"chain": shapes}
+        outs: list[Shape] = []
+        subs = []
+        for i, member in enumerate(members):
+            out, sub = self.node(member, f"{here}[{i}]", after, depth + 1)
+            outs.append(out)
+            subs.append(sub)
+        if "then" not in node:
+            return outs, {"group": subs}
+        then_path = f"{path}.then" if path else "then"
+        out, then = self.node(node["then"], then_path, outs, depth + 1)
+        return out, {"group": subs, "then": then}
+
+    def task(self, body: Mapping[str, Any], path: str, after: Shape | None
+             ) -> tuple[Shape, Any]:
+        refused = [name for name in STEP_REFUSED if name in body]
+        if refused:
+            raise errors.ValidationError(
+                f"{path}: a workflow step may not set '{refused[0]}' (steps run in the "
+                "workflow's queue, when their turn comes)", refused[0])
+        if len(self.steps) >= MAX_STEPS:
+            raise errors.ValidationError(f"a workflow has at most {MAX_STEPS} steps", path)
+        try:
+            spec = self.make_spec(body, path)
+        except errors.ValidationError as exc:
+            raise errors.ValidationError(f"{path}: {exc}", exc.field) from None
+        index = len(self.steps)
+        step = Step(index, TaskSpec(**{**spec.__dict__, "queue": self.queue}), after)
+        for parent in step.waits_on:
+            self.steps[parent].successors.append(index)
+        self.steps.append(step)
+        return index, index
+
+
+def script_args(plan: Plan, owner: str) -> list[Any]:
+    """The ARGV of ``workflow_create.lua``."""
+    args: list[Any] = [plan.id, owner, json.dumps(plan.structure, separators=(",", ":")),
+                       len(plan.steps)]
+    for step in plan.steps:
+        spec = step.spec
+        body = [spec.type, _json(spec.payload), str(spec.priority), str(spec.max_retries),
+                str(spec.timeout), _json(spec.metadata)]
+        args += [spec.id, _json(body), len(step.waits_on),
+                 ",".join(map(str, step.successors)),
+                 "" if step.after is None else json.dumps(step.after, separators=(",", ":"))]
+    return args
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepState:
+    """One step as a reader sees it."""
+
+    index: int
+    task_id: str
+    type: str
+    state: str
+    after: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "task_id": self.task_id, "type": self.type,
+                "state": self.state, "after": self.after}
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow as the API shows it.
+
+    ``state``: ``pending`` (no step started yet), ``running``, ``completed``, ``failed``
+    (a step ended failed or dead-lettered; its retry resumes the workflow) or
+    ``cancelled``.  A step whose task does not exist yet is ``waiting`` while the workflow
+    is active, ``cancelled`` once it ended otherwise than completed."""
+
+    id: str
+    state: str
+    queue: str
+    owner: str
+    created_at: int
+    updated_at: int
+    ended_at: int | None
+    failed_step: str | None
+    structure: Any
+    steps: list[StepState]
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.state] = counts.get(step.state, 0) + 1
+        return {
+            "id": self.id, "state": self.state, "queue": self.queue,
+            "created_at": ms_to_iso(self.created_at), "updated_at": ms_to_iso(self.updated_at),
+            "ended_at": ms_to_iso(self.ended_at),
+            "failed_step": self.failed_step, "step_count": len(self.steps),
+            "step_states": counts, "structure": self.structure,
+            "steps": [step.to_dict() for step in self.steps],
+        }
+
+
+class Workflows:
+    """Create, read and cancel the workflows of one namespace."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def create(self, plan: Plan, owner: str = "") -> Workflow:
+        """Write the plan and create its first steps' tasks (one script, all or nothing)."""
+        broker = self.broker
+        broker.register_queue(plan.queue)
+        keys = broker._producer_shard(plan.queue, "")
+        broker.run_script("workflow_create", keys.seq, script_args(plan, owner))
+        return self.get(plan.id)
+
+    def _locate(self, workflow_id: str) -> tuple[Keys, dict[str, str]] | None:
+        shards = self.broker.all_shards()
+        fields = ("id", "state", "queue", "owner", "created_at", "updated_at", "ended_at",
+                  "failed_step", "structure", "n", "started_at")
+        with redis_errors():
+            pipe = self.broker.client.pipeline(transaction=False)
+            for keys in shards:
+                pipe.hmget(keys.workflow(workflow_id), fields)
+            found = pipe.execute()
+        for keys, values in zip(shards, found, strict=True):
+            if values[0] is not None:
+                return keys, dict(zip(fields, values, strict=True))
+        return None
+
+    def get(self, workflow_id: str) -> Workflow:
+        """The workflow and the state of each step; raises
+        :class:`~.errors.WorkflowNotFound`."""
+        if not is_uuid(workflow_id):
+            raise errors.WorkflowNotFound(workflow_id)
+        located = self._locate(workflow_id)
+        if located is None:
+            raise errors.WorkflowNotFound(workflow_id)
+        keys, meta = located
+        n = int(meta["n"])
+        client = self.broker.client
+        with redis_errors():
+            names = [f"{kind}:{i}" for i in range(n) for kind in ("id", "s", "a")]
+            values = client.hmget(keys.workflow(workflow_id), names)
+            pipe = client.pipeline(transaction=False)
+            for i in range(n):
+                pipe.hget(keys.task(values[3 * i]), "state")
+            states = pipe.execute()
+        active = meta["state"] == "active"
+        steps = []
+        for i in range(n):
+            task_id, body, after = values[3 * i: 3 * i + 3]
+            state = states[i] or ("waiting" if active or meta["state"] == "completed"
+                                  else "cancelled")
+            steps.append(StepState(i, task_id, json.loads(body)[0], state,
+                                   _leaves(json.loads(after)) if after else []))
+        state = meta["state"]
+        if state == "active":
+            state = "running" if meta["started_at"] else "pending"
+        return Workflow(
+            id=workflow_id, state=state, queue=meta["queue"], owner=meta["owner"] or "",
+            created_at=int(meta["created_at"]), updated_at=int(meta["updated_at"]),
+            ended_at=int(meta["ended_at"]) if meta["ended_at"] else None,
+            failed_step=meta["failed_step"], structure=json.loads(meta["structure"]),
+            steps=steps)
+
+    def cancel(self, workflow_id: str) -> Workflow:
+        """Cancel a workflow that has not completed (its unstarted steps with it); raises
+        :class:`~.errors.WorkflowNotFound` or :class:`~.errors.WorkflowNotCancellable`."""
+        if not is_uuid(workflow_id):
+            raise errors.WorkflowNotFound(workflow_id)
+        located = self._locate(workflow_id)
+        if located is None:
+            raise errors.WorkflowNotFound(workflow_id)
+        keys = located[0]
+        (before,) = self.broker.run_script("workflow_cancel", keys.seq, [workflow_id])
+        if before == "":
+            raise errors.WorkflowNotFound(workflow_id)
+        if before == "completed":
+            raise errors.WorkflowNotCancellable("workflow cannot be cancelled in current state",
+                                                "completed")
+        return self.get(workflow_id)
+
+    def recent(self, limit: int = 20) -> list[Workflow]:
+        """The latest workflows of every queue shard (newest first) that still exist."""
+        shards = self.broker.all_shards()
+        with redis_errors():
+            pipe = self.broker.client.pipeline(transaction=False)
+            for keys in shards:
+                pipe.zrevrange(keys.workflows, 0, limit - 1, withscores=True)
+            listed = pipe.execute()
+        ids = sorted(((score, wid) for rows in listed for wid, score in rows), reverse=True)
+        out: list[Workflow] = []
+        for _, wid in ids:
+            if len(out) >= limit:
+                break
+            try:
+                out.append(self.get(wid))
+            except errors.WorkflowNotFound:
+                continue
+        return out
