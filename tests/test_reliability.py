@@ -97,3 +97,10 @@ def test_failover_loses_no_replica_acknowledged_task(topology: str) -> None:
                       "every task ends once or is listed with why it ran twice",
                       "web and workers recover within the failover time + 5 s"):
         assert f"PASS: {tag} {condition}" in run.stdout, output
+
+
+def test_workflows_complete_exactly_under_worker_kills() -> None:
+    out = run_quick("workflows.py", timeout=240)
+    for condition in ("every workflow completed", "every step's task completed",
+                      "the final figures are exact (each step counted once, parents in full)"):
+        assert f"PASS: {condition}" in out

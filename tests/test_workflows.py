@@ -14,7 +14,9 @@ from django.test import override_settings
 
 from tasks_app import producer
 from tasks_app.conf import tq_settings
+from tasks_app.core import metrics
 from tasks_app.core.broker import Broker
+from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.task import Job
 from tests.api_support import broker, call, error
@@ -74,6 +76,27 @@ def test_a_chain_runs_in_order_and_hands_each_step_the_previous_result(b: Broker
     done = producer.get_workflow(flow.id)
     assert done.state == "completed" and b.get(ids[2]).result == 111
     assert b.get(ids[1]).payload == {"add": 10}  # the payload is never rewritten
+    counted = metrics.parse(b.client.hgetall(b.keys.metrics)).counters["workflows"]
+    assert (counted[("created",)], counted[("completed",)]) == (1, 1)
+
+
+@pytest.mark.standalone  # reads the events off one server's pub/sub
+def test_workflow_events_name_the_workflow_and_its_failed_step(b: Broker) -> None:
+    pubsub = b.client.pubsub()
+    pubsub.psubscribe("*")
+    flow = producer.chain(producer.step("fail", {"permanent": True}), count(1))
+    job = b.take(WORKER, (0, 1, 2, 3), 1)
+    assert isinstance(job, list)
+    b.fail(job[0], WORKER, "boom", permanent=True)
+    seen = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        if message["type"] == "pmessage" and "events.compact" in str(message["data"]):
+            seen += expand(json.loads(message["data"]))
+    pubsub.close()
+    failed = [e for e in seen if e["type"] == "workflow.failed"]
+    assert len(failed) == 1, [e["type"] for e in seen]
+    assert failed[0]["data"] == {"workflow_id": flow.id, "queue": "default", "state": "failed",
+                                 "failed_step": flow.steps[0].task_id, "owner": "producer"}
 
 
 def test_a_group_then_step_gets_every_members_result_in_member_order(b: Broker) -> None:

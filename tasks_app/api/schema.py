@@ -94,7 +94,7 @@ def _workflow_create(schemas: dict[str, Any]) -> None:
     for name in STEP_REFUSED:
         task["properties"].pop(name, None)
     task.pop("not", None)
-    step = {"$ref": "#/components/schemas/WorkflowStep"}
+    step = {"$ref": "#/components/schemas/WorkflowStepBody"}
     steps = {"type": "array", "minItems": 1, "items": step}
     queue = copy.deepcopy(schemas["WorkflowCreateRequest"]["properties"]["queue"])
     schemas["WorkflowTaskStep"] = task
@@ -103,7 +103,7 @@ def _workflow_create(schemas: dict[str, Any]) -> None:
     schemas["WorkflowGroup"] = {"type": "object", "required": ["group"],
                                 "additionalProperties": False,
                                 "properties": {"group": steps, "then": step}}
-    schemas["WorkflowStep"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in
+    schemas["WorkflowStepBody"] = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in
                                          ("WorkflowTaskStep", "WorkflowChain", "WorkflowGroup")]}
     chain = copy.deepcopy(schemas["WorkflowChain"])
     group = copy.deepcopy(schemas["WorkflowGroup"])

@@ -168,7 +168,7 @@ class Job:
     started_at: int
     queue: str = "default"
     shard: int = 0
-    parent_results: JSON = None
+    parent_results: Any = None
     """A workflow step's: the result of the step before it, or a group's results in order
     (workflows.py); None for a task outside a workflow or a workflow's first steps."""
 

@@ -95,6 +95,8 @@ def counters(snap: core_metrics.Snapshot) -> Iterator[Metric]:
                    ["type", "queue"], c["retries"])
     yield _counter("tasks_cancelled", "Tasks cancelled before they ran", ["type", "queue"],
                    c["cancelled"])
+    yield _counter("workflows", "Workflows (chains and groups) by state: created, completed, "
+                   "failed, cancelled", ["state", "queue"], c["workflows"])
     yield _counter("dlq_trimmed", "Dead-letter entries deleted with their tasks by "
                    "DLQ_MAX_ENTRIES (reason max_entries) or DLQ_MAX_AGE (reason max_age)",
                    ["reason", "queue"], c["dlq_trimmed"])
