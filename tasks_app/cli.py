@@ -233,3 +233,30 @@ def schedule_text(data: dict[str, Any]) -> str:
     else:
         lines += ["", "payload:", pretty(data["payload"])]
     return "\n".join(lines)
+
+
+def workflows_text(found: list[dict[str, Any]]) -> str:
+    """``tq workflows list`` for a terminal."""
+    if not found:
+        return "no workflows"
+    rows = [[w["id"], w["state"], w["queue"], w["step_count"], _step_counts(w),
+             w["created_at"], w["failed_step"]] for w in found]
+    return "\n".join([table(["ID", "STATE", "QUEUE", "STEPS", "STEP STATES", "CREATED",
+                             "FAILED STEP"], rows),
+                      f"{len(found)} workflow{'' if len(found) == 1 else 's'}"])
+
+
+def _step_counts(data: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(data["step_states"].items()))
+
+
+def workflow_text(data: dict[str, Any]) -> str:
+    """``tq workflows show`` for a terminal: the workflow, then one row per step."""
+    head = [("id", data["id"]), ("state", data["state"]), ("queue", data["queue"]),
+            ("created", data["created_at"]), ("ended", data["ended_at"]),
+            ("failed step", data["failed_step"]), ("steps", _step_counts(data))]
+    width = max(len(k) for k, _ in head) + 1
+    lines = [f"{(k + ':').ljust(width)} {cell(v)}" for k, v in head]
+    rows = [[s["index"], s["task_id"], s["type"], s["state"],
+             ",".join(map(str, s["after"])) or "-"] for s in data["steps"]]
+    return "\n".join([*lines, "", table(["STEP", "TASK", "TYPE", "STATE", "AFTER"], rows)])

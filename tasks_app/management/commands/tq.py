@@ -69,6 +69,7 @@ class Command(BaseCommand):
         self.add_purge(sub)
         self.add_tasks(sub)
         self.add_schedules(sub)
+        self.add_workflows(sub)
 
     @staticmethod
     def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +177,22 @@ class Command(BaseCommand):
                 self.yes_flag(parser)
             self.json_flag(parser)
 
+    def add_workflows(self, sub: Any) -> None:
+        flows = sub.add_parser("workflows", help="chains and groups: list, show, cancel")
+        self.json_flag(flows)  # bare "workflows" is "workflows list"
+        actions = flows.add_subparsers(dest="workflows_action", metavar="ACTION")
+        listing = actions.add_parser("list", help="the latest workflows, newest first "
+                                                  "(default)")
+        listing.add_argument("--limit", type=int, default=20, metavar="N")
+        self.json_flag(listing)
+        for name, text in (("show", "one workflow: its steps and where it stopped"),
+                           ("cancel", "cancel the steps that have not started")):
+            parser = actions.add_parser(name, help=text)
+            parser.add_argument("id", help="the workflow's id")
+            if name == "cancel":
+                self.yes_flag(parser)
+            self.json_flag(parser)
+
     # -- dispatch ------------------------------------------------------------
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -184,6 +201,8 @@ class Command(BaseCommand):
             action = "dlq_" + (opts.get("dlq_action") or "list")
         if action == "schedules":
             action = "schedules_" + (opts.get("schedules_action") or "list")
+        if action == "workflows":
+            action = "workflows_" + (opts.get("workflows_action") or "list")
         self.opts = opts
         self.stdin = opts.get("stdin") or sys.stdin
         try:
@@ -412,3 +431,22 @@ class Command(BaseCommand):
         self.confirm(f"Delete the schedule {opts['name']}?")
         store.delete(opts["name"])
         self.out({"name": opts["name"], "deleted": True}, f"schedule {opts['name']} deleted")
+
+    # -- workflows ---------------------------------------------------------------
+
+    def do_workflows_list(self, opts: dict[str, Any]) -> None:
+        limit = opts.get("limit") or 20
+        if not 1 <= limit <= 1000:
+            raise self.usage("--limit must be from 1 to 1000")
+        found = [w.to_dict() for w in producer.workflows().recent(limit)]
+        self.out({"workflows": found, "count": len(found)}, cli.workflows_text(found))
+
+    def do_workflows_show(self, opts: dict[str, Any]) -> None:
+        data = producer.get_workflow(opts["id"]).to_dict()
+        self.out(data, cli.workflow_text(data))
+
+    def do_workflows_cancel(self, opts: dict[str, Any]) -> None:
+        producer.get_workflow(opts["id"])  # WorkflowNotFound before asking
+        self.confirm(f"Cancel the workflow {opts['id']}?")
+        data = producer.cancel_workflow(opts["id"]).to_dict()
+        self.out(data, f"workflow {opts['id']} cancelled")
