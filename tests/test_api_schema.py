@@ -26,6 +26,8 @@ OPERATIONS = {
     ("/admin/schedules/{name}", "patch"), ("/admin/schedules/{name}", "delete"),
     ("/admin/schedules/{name}/pause", "post"), ("/admin/schedules/{name}/resume", "post"),
     ("/admin/schedules/{name}/trigger", "post"),
+    ("/api/v1/workflows", "post"), ("/api/v1/workflows/{workflow_id}", "get"),
+    ("/api/v1/workflows/{workflow_id}", "delete"),
     ("/admin/named-queues", "get"), ("/admin/named-queues/{name}/pause", "post"),
     ("/admin/named-queues/{name}/resume", "post"),
 }
