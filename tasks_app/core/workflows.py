@@ -256,7 +256,7 @@ class Workflows:
     def _locate(self, workflow_id: str) -> tuple[Keys, dict[str, str]] | None:
         shards = self.broker.all_shards()
         fields = ("id", "state", "queue", "owner", "created_at", "updated_at", "ended_at",
-                  "failed_step", "structure", "n", "started_at")
+                  "failed_step", "structure", "n")
         with redis_errors():
             pipe = self.broker.client.pipeline(transaction=False)
             for keys in shards:
@@ -279,23 +279,25 @@ class Workflows:
         n = int(meta["n"])
         client = self.broker.client
         with redis_errors():
-            names = [f"{kind}:{i}" for i in range(n) for kind in ("id", "s", "a")]
+            names = [f"{kind}:{i}" for i in range(n) for kind in ("id", "s", "a", "d")]
             values = client.hmget(keys.workflow(workflow_id), names)
             pipe = client.pipeline(transaction=False)
             for i in range(n):
-                pipe.hget(keys.task(values[3 * i]), "state")
+                pipe.hget(keys.task(values[4 * i]), "state")
             states = pipe.execute()
         active = meta["state"] == "active"
         steps = []
         for i in range(n):
-            task_id, body, after = values[3 * i: 3 * i + 3]
-            state = states[i] or ("waiting" if active or meta["state"] == "completed"
-                                  else "cancelled")
+            task_id, body, after, done = values[4 * i: 4 * i + 4]
+            # a step's record may have expired (RESULT_TTL) while its workflow runs on
+            gone = "completed" if done else "waiting" if active else "cancelled"
+            state = states[i] or gone
             steps.append(StepState(i, task_id, json.loads(body)[0], state,
                                    _leaves(json.loads(after)) if after else []))
         state = meta["state"]
-        if state == "active":
-            state = "running" if meta["started_at"] else "pending"
+        if state == "active":  # pending until a step's task left the line
+            started = any(step.state not in ("waiting", "pending") for step in steps)
+            state = "running" if started else "pending"
         return Workflow(
             id=workflow_id, state=state, queue=meta["queue"], owner=meta["owner"] or "",
             created_at=int(meta["created_at"]), updated_at=int(meta["updated_at"]),

@@ -372,8 +372,13 @@ local function wf_start(wk, i, now)
       return redis.call('HGET', wk, 'r:' .. d) or 'null'
     end))
   end
+  local seq = redis.call('INCR', K_SEQ)
+  for _, v in ipairs({'state', 'pending', 'seq', seq, 'enqueued_us', now_us(), 'updated_at', now}) do
+    fields[#fields + 1] = v
+  end
   redis.call('HSET', k_task(id), unpack(fields))
-  make_pending(id, p, now, nil)
+  redis.call('ZADD', K_PENDING, pending_score(p, seq), id)
+  notify(p, 1)
   count('submitted', ttype .. '\t' .. PRIORITY_NAMES[p])
   event({'submitted', id, ttype, p, f[4], 'pending', ''})
 end
@@ -425,10 +430,11 @@ end
 -- Step i completed with `result`: record it, start the steps that waited on it alone.
 wf_done = function(wid, i, result, now)
   local wk = k_workflow(wid)
-  local state = redis.call('HGET', wk, 'state')
-  if not state or redis.call('HSETNX', wk, 'd:' .. i, 1) == 0 then return end
-  redis.call('HSET', wk, 'r:' .. i, result, 'updated_at', now)
-  for j in string.gmatch(redis.call('HGET', wk, 'n:' .. i), '%d+') do
+  local f = redis.call('HMGET', wk, 'state', 'd:' .. i, 'n:' .. i)
+  local state = f[1]
+  if not state or f[2] then return end
+  redis.call('HSET', wk, 'r:' .. i, result, 'd:' .. i, 1, 'updated_at', now)
+  for j in string.gmatch(f[3], '%d+') do
     if redis.call('HINCRBY', wk, 'w:' .. j, -1) == 0 then
       if state == 'active' then wf_start(wk, j, now) else redis.call('HSET', wk, 'h:' .. j, 1) end
     end
@@ -536,7 +542,7 @@ local function take(worker, prios, n)
       local id, p = item[1], item[2]
       local tk = k_task(id)
       local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
-        'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents', 'wf')
+        'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents')
       if f[1] == 'pending' then  -- else a stale entry (the record expired or moved on)
         if not now then now, us = clock() end
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
@@ -552,7 +558,6 @@ local function take(worker, prios, n)
             f[11] or ''}) do
           out[#out + 1] = v
         end
-        if f[12] then redis.call('HSETNX', k_workflow(f[12]), 'started_at', now) end
       end
     end
   end
