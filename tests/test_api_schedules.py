@@ -114,6 +114,19 @@ def test_put_replaces_and_patch_changes_some_fields() -> None:
     renamed = call("PUT", "/admin/schedules/nightly", {"name": "other", "type": "echo",
                                                        "every": 5})
     assert error(renamed)[0] == 400 and "name" in error(renamed)[2]
+    same = call("PUT", "/admin/schedules/nightly", {"name": "nightly", "type": "echo",
+                                                    "every": 5})
+    assert same.status == 200 and same.body["every"] == 5  # repeating the path's name is fine
+
+
+def test_a_patch_without_a_body_is_400_and_changes_nothing() -> None:
+    before = post().body
+    reply = call("PATCH", "/admin/schedules/nightly")
+    assert error(reply) == (400, "Bad Request", "request body must be a JSON object")
+    after = call("GET", "/admin/schedules/nightly").body
+    assert after["version"] == before["version"]
+    empty = call("PATCH", "/admin/schedules/nightly", {})  # an empty object changes no field
+    assert empty.status == 200 and empty.body["cron"] == before["cron"]
 
 
 def test_pause_resume_trigger_and_delete() -> None:

@@ -114,8 +114,15 @@ def test_schedules_are_documented() -> None:
     doc = schema()
     create = doc["paths"]["/admin/schedules"]["post"]
     assert set(create["responses"]) >= {"201", "400", "409"}
-    body = doc["components"]["schemas"]["ScheduleWriteRequest"]["properties"]
-    assert {"name", "type", "task", "cron", "every", "timezone", "catchup"} <= set(body)
+    parts = doc["components"]["schemas"]
+    create_body = parts["ScheduleCreateRequest"]
+    assert "name" in create_body["required"] and create_body["additionalProperties"] is False
+    assert {"name", "type", "task", "cron", "every", "timezone", "catchup"} <= set(
+        create_body["properties"])
+    for write in ("ScheduleWriteRequest", "PatchedScheduleWriteRequest"):  # the path names it
+        assert "name" not in parts[write]["properties"]
+        assert parts[write]["additionalProperties"] is False
+    assert parts["ScheduleWriteRequest"]["properties"]["every"]["maximum"] == 366 * 86400
     shown = doc["components"]["schemas"]["Schedule"]["properties"]
     assert {"next_run_at", "last_run_at", "last_task_id", "paused", "error"} <= set(shown)
 

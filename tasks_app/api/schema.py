@@ -124,6 +124,12 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
         batch = schemas["TaskBatchCreateRequest"]
         batch["additionalProperties"] = False
         batch["properties"]["tasks"].update(minItems=1, maxItems=MAX_BATCH)
+    for name in ("ScheduleCreateRequest", "ScheduleWriteRequest", "PatchedScheduleWriteRequest"):
+        if name in schemas:  # unknown fields are refused
+            schemas[name]["additionalProperties"] = False
+    for name in ("ScheduleWriteRequest", "PatchedScheduleWriteRequest"):
+        if name in schemas:  # the path names the schedule (a body may repeat it, unchanged)
+            schemas[name]["properties"].pop("name", None)
     if "WorkflowCreateRequest" in schemas and "TaskCreateRequest" in schemas:
         _workflow_create(schemas)
     if "DLQRetryRequest" in schemas:

@@ -14,6 +14,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from tasks_app.core.keys import QUEUE_NAME
+from tasks_app.core.schedules import MAX_EVERY
 from tasks_app.core.states import Priority, TaskState
 from tasks_app.core.unique import MAX_UNIQUE_FOR, MAX_UNIQUE_KEY, UNIQUE_KEY_PATTERN
 from tasks_app.core.validation import MAX_DELAY_SECONDS, MAX_RETRIES_RANGE, TIMEOUT_RANGE
@@ -416,8 +417,9 @@ class ScheduleWrite(serializers.Serializer):
     """A schedule's definition (POST, PUT; PATCH sends any of the fields)."""
 
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", required=False,
-                                  help_text="Unique in the namespace; required by POST (the "
-                                            "path names it for PUT and PATCH)")
+                                  allow_null=True,
+                                  help_text="The path names it for PUT and PATCH (if given, "
+                                            "the same)")
     type = serializers.CharField(required=False, help_text="Task type (or give task)")
     task = serializers.CharField(required=False,
                                  help_text="A Django task's path, instead of type")
@@ -430,6 +432,7 @@ class ScheduleWrite(serializers.Serializer):
     cron = serializers.CharField(required=False, allow_null=True,
                                  help_text="5-field cron expression (exactly one of cron, every)")
     every = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                     max_value=MAX_EVERY,
                                      help_text="Interval in seconds (exactly one of cron, every)")
     timezone = serializers.CharField(required=False, allow_null=True,
                                      help_text="IANA time zone of cron (default UTC)")
@@ -448,6 +451,13 @@ class ScheduleWrite(serializers.Serializer):
                                                 "100 (all), or none")
     enabled = serializers.BooleanField(required=False, allow_null=True,
                                        help_text="False: created paused")
+
+
+class ScheduleCreate(ScheduleWrite):
+    """A new schedule's definition (POST): its name is required."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+                                  help_text="Unique in the namespace")
 
 
 class Schedule(serializers.Serializer):

@@ -18,6 +18,7 @@ from tasks_app import producer
 from tasks_app.api import docs
 from tasks_app.api.serializers import (
     Schedule,
+    ScheduleCreate,
     ScheduleDeleted,
     ScheduleList,
     ScheduleTriggered,
@@ -58,7 +59,7 @@ class ScheduleListView(AdminView):
         found = [s.to_dict() for s in schedules().all(queue)]
         return Response({"schedules": found, "count": len(found)})
 
-    @extend_schema(operation_id="create_schedule", request=ScheduleWrite,
+    @extend_schema(operation_id="create_schedule", request=ScheduleCreate,
                    responses={201: Schedule, **docs.errors(400, 401, 403, 409, 413, 415, 503)},
                    tags=["admin"])
     def post(self, request: Request) -> Response:
@@ -99,6 +100,8 @@ class ScheduleDetailView(AdminView):
         setting task clears type and payload (and the other way round)."""
         store = schedules()
         old = store.get(name)
+        if request.stream is None:  # no body at all (an empty JSON object is a no-op)
+            raise ValidationError("request body must be a JSON object", None)
         if not isinstance(request.data, dict):
             raise ValidationError("request body must be a JSON object", None)
         merged = {**old.spec.definition(), **request.data}
