@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,17 +269,20 @@ class CompletionEvents:
 # -- queue state -------------------------------------------------------------------------
 
 
-def task_fields(ids: list[str], *names: str) -> dict[str, list[Any]]:
-    """Selected fields of many task hashes (None for a task that does not exist)."""
+def task_fields(ids: list[str], *names: str, queues: Mapping[str, str] | None = None
+                ) -> dict[str, list[Any]]:
+    """Selected fields of many task hashes (None for a task that does not exist); with
+    ``queues`` (task id -> queue name) each is read in its queue's keys."""
     from tasks_app.connection import get_broker
 
     broker = get_broker()
     out: dict[str, list[Any]] = {}
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start:start + 1000]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
         pipe = broker.client.pipeline(transaction=False)
         for tid in chunk:
-            pipe.hmget(broker.keys.task(tid), *names)
+            keys = broker.keys.of(queues[tid]) if queues else broker.keys
+            pipe.hmget(keys.task(tid), *names)
         for tid, values in zip(chunk, pipe.execute(), strict=True):
             out[tid] = [v.decode() if isinstance(v, bytes) else v for v in values]
     return out

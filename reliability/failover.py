@@ -63,6 +63,7 @@ from reliability.common import (  # noqa: E402
     fast_env,
     setup_django,
     table,
+    task_fields,
     verdict,
     wait_slots,
     wait_until,
@@ -433,23 +434,6 @@ def rest_takes_queue(port: int, queue: str) -> bool:
     return bool(json.loads(data).get("queue") == queue)
 
 
-def task_fields(tasks: dict[str, str], *names: str) -> dict[str, list[Any]]:
-    """Fields of many task records, each in its queue's keys (None where none exists)."""
-    from tasks_app.connection import get_broker
-
-    broker = get_broker()
-    ids = list(tasks)
-    out: dict[str, list[Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        pipe = broker.client.pipeline(transaction=False)
-        for tid in chunk:
-            pipe.hmget(broker.keys.of(tasks[tid]).task(tid), *names)
-        for tid, values in zip(chunk, pipe.execute(), strict=True):
-            out[tid] = [v.decode() if isinstance(v, bytes) else v for v in values]
-    return out
-
-
 def wait_port(port: int, web: Proc, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -561,12 +545,13 @@ def scenario(kind: str, durability: str, kills_n: int, quick: bool, seed: int) -
         ids = {c.task_id: c.queue for c in clients.creates if c.task_id}
 
         def done() -> bool:
-            return all(v[0] in ("completed", None) for v in task_fields(ids, "state").values())
+            found = task_fields(list(ids), "state", queues=ids)
+            return all(v[0] in ("completed", None) for v in found.values())
 
         wait_until(done, timeout=60 if quick else 120)
         time.sleep(1.5)  # the last completion events
         drained = time.time()
-        fields = task_fields(ids, "state", "attempts")
+        fields = task_fields(list(ids), "state", "attempts", queues=ids)
         alive = web.alive and all(w.alive for w in workers)
         slots_alive = sum(len(w.slot_pids()) for w in workers)
     finally:

@@ -635,7 +635,7 @@ class Broker:
         order = self.take_order() if want else []
         # The common case, one shard: its outcomes and the next take in one call.
         first = order[0] if order else None
-        together = first is not None and (not groups or list(groups) == [first_ref(first)])
+        together = first is not None and (not groups or list(groups) == [first.ref])
         outcomes: list[Outcome | None] = [None] * len(ended)
         nxt: list[Job] | str = []
         for where, indexes in groups.items():
@@ -700,7 +700,7 @@ class Broker:
         by_shard: dict[str, list[tuple[str, str]]] = {}
         for task_id, fence, *rest in running:
             by_shard.setdefault(rest[0] if rest else "", []).append((task_id, fence))
-        shards = {shard_ref(k.queue, k.shard): k for k in self.served()}
+        shards = {k.ref: k for k in self.served()}
         for where in by_shard:
             shards.setdefault(where, self.shard(where))
         paused = False
@@ -849,11 +849,6 @@ def _owner(owners: list[tuple[int, int, str]], slot: int) -> str:
 
 TAKEN = 12
 """Values per task in a take's reply (see take in scripts/lib.lua)."""
-
-
-def first_ref(keys: Keys) -> str:
-    """The shard ref of a shard's keys."""
-    return shard_ref(keys.queue, keys.shard)
 
 
 def _taken(reply: list[Any], keys: Keys) -> list[Job] | str:

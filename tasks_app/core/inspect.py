@@ -12,7 +12,7 @@ from typing import Any
 
 from . import errors, metrics
 from .broker import Broker, redis_errors
-from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, pending_band, shard_ref
+from .keys import DEFAULT_QUEUE, PRIORITIES, Keys, pending_band
 from .states import Priority, TaskState
 from .task import Task, ms_to_iso
 
@@ -474,7 +474,7 @@ class Inspector:
             n, newest = replies[2 * k], replies[2 * k + 1]
             count += int(n)
             if newest:
-                marks[shard_ref(keys.queue, keys.shard)] = int(newest[0][1]) - low
+                marks[keys.ref] = int(newest[0][1]) - low
         return PurgeTarget(int(priority), count, marks or None)
 
     def purge(self, priority: int, up_to: dict[str, int] | None = None,
@@ -620,7 +620,7 @@ class Inspector:
         for i, task_id in enumerate(task_ids):
             hits = [k for k, keys in enumerate(shards) if found[k * len(task_ids) + i]]
             keys = shards[hits[0]] if hits else self.keys
-            out.setdefault(shard_ref(keys.queue, keys.shard), []).append(task_id)
+            out.setdefault(keys.ref, []).append(task_id)
         return out
 
     def dlq_retry(self, task_id: str) -> None:

@@ -82,6 +82,11 @@ class Keys:
             raise ValueError(f"invalid shard salt {salt!r}")
         self.prefix = f"tq:{{{shard_tag(namespace, queue, shard, salt)}}}:"
 
+    @property
+    def ref(self) -> str:
+        """This shard named in one string (:func:`shard_ref`)."""
+        return shard_ref(self.queue, self.shard)
+
     def of(self, queue: str, shard: int = 0, salt: str = "") -> Keys:
         """The keys of another queue shard of the same namespace."""
         return Keys(self.namespace, queue, shard, salt)
