@@ -43,6 +43,8 @@ NAMES = (
     "schedule_fire",
     # running tasks report progress (progress.py)
     "progress",
+    # per-type limits (limits.py)
+    "limits",
 )
 NOTIFY_CAP = 64
 
