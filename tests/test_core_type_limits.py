@@ -216,6 +216,7 @@ def test_a_queue_registered_later_gets_the_limits(broker: Broker, limits: TypeLi
 @pytest.mark.parametrize(("body", "field"), [
     ({"concurrency": 0}, "concurrency"), ({"concurrency": "2"}, "concurrency"),
     ({"concurrency": True}, "concurrency"), ({"rate": "10/d"}, "rate"),
+    ({"concurrency": None, "rate": "1/s"}, "concurrency"), ({"rate": "\u0661/s"}, "rate"),
     ({"rate": "0/s"}, "rate"), ({"rate": 10}, "rate"), ({}, "concurrency"),
     ({"concurrency": 1, "burst": 2}, "burst"), ([], "body")])
 def test_bad_limits_name_the_field(body: object, field: str) -> None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .broker import Broker
     from .keys import Keys
 
-RATE = re.compile(r"([1-9]\d{0,8})/([smh])")
+RATE = re.compile(r"[1-9][0-9]{0,8}/[smh]")
 """A rate: N starts per second, minute or hour."""
 WINDOW_MS = {"s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_CONCURRENCY = 1_000_000
@@ -83,21 +83,22 @@ def parse_limit(body: Any) -> TypeLimit:
     >= 1) and/or ``rate`` ("N/s", "N/m" or "N/h", N >= 1); other fields are refused.
     Raises :class:`ValidationError` naming the field."""
     if not isinstance(body, Mapping):
-        raise errors.ValidationError("must be an object with concurrency and/or rate", "body")
+        raise errors.ValidationError("body must be an object with concurrency and/or rate",
+                                     "body")
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
-        raise errors.ValidationError(f"unknown field {unknown[0]!r}", unknown[0])
+        raise errors.ValidationError(f"unknown field '{unknown[0]}'", unknown[0])
+    if not body:
+        raise errors.ValidationError("concurrency or rate (or both) is required", "concurrency")
     concurrency, rate = body.get("concurrency"), body.get("rate")
-    if concurrency is not None and (
+    if "concurrency" in body and (
             isinstance(concurrency, bool) or not isinstance(concurrency, int)
             or not 1 <= concurrency <= MAX_CONCURRENCY):
         raise errors.ValidationError(
             f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}", "concurrency")
-    if rate is not None and (not isinstance(rate, str) or not RATE.fullmatch(rate)):
+    if "rate" in body and (not isinstance(rate, str) or not RATE.fullmatch(rate)):
         raise errors.ValidationError(
             'rate must be "N/s", "N/m" or "N/h" with N a whole number from 1', "rate")
-    if concurrency is None and rate is None:
-        raise errors.ValidationError("give concurrency, rate or both", "concurrency")
     return TypeLimit(concurrency, rate)
 
 
@@ -135,13 +136,13 @@ class TypeLimits:
         return self.get(task_type)
 
     def clear(self, task_type: str) -> TypeLimitState:
-        """Remove a type's limits (its parked tasks go back in line); returns what they
-        were.  Raises :class:`TypeLimitNotFound`."""
-        state = self.get(task_type)
+        """Remove a type's limits (its parked tasks go back in line); returns the type with
+        no limits and its counts.  Raises :class:`TypeLimitNotFound`."""
+        self.get(task_type)
         with redis_errors():
             self.broker.client.hdel(self.keys.type_limits, task_type)
         self._copy(self.broker.all_shards(), {task_type: ""})
-        return state
+        return self._states([task_type], {task_type: "||"})[0]
 
     def sync(self, limits: Mapping[str, TypeLimit]) -> list[str]:
         """Write TASKQUEUE["TYPE_LIMITS"]: each type whose setting differs from what the
