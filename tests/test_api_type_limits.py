@@ -66,3 +66,19 @@ def test_bad_limits_are_400_naming_the_field_and_change_nothing(body: Any, field
 def test_a_bad_type_is_400() -> None:
     status, _, message = error(call("PUT", "/admin/types/%C3%A9/limits", {"concurrency": 1}))
     assert status == 400 and message.startswith("type must be")
+
+
+def test_metrics_show_running_parked_and_throttled_per_type() -> None:
+    from tests.test_metrics import scrape, value
+
+    call("PUT", "/admin/types/echo/limits", {"concurrency": 1})
+    for _ in range(3):
+        create(type="echo")
+    register(broker(), "w1", concurrency=4)
+    broker().take("w1", (3, 2, 1, 0), 4)
+    types, samples = scrape()
+    assert types["taskqueue_type_running"] == "gauge"
+    assert types["taskqueue_type_throttled"] == "counter"
+    assert value(samples, "taskqueue_type_running", type="echo") == 1
+    assert value(samples, "taskqueue_type_parked", type="echo") == 2
+    assert value(samples, "taskqueue_type_throttled_total", type="echo", queue="default") == 2
