@@ -79,6 +79,7 @@ ROUTES = [
     Route("PUT", "/admin/types/perm-type/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE),
           {"concurrency": 3}),
     Route("DELETE", "/admin/types/perm-type/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("DELETE", "/admin/types/perm-other/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
 ]
 ALL = sorted({name for route in ROUTES for name in route.needs})
 IDS = [str(r) for r in ROUTES]
@@ -96,6 +97,7 @@ def seeded() -> None:
     register(broker(), WORKER)
     Schedules(broker()).create(ScheduleSpec("perm-sched", "echo", every=10))
     TypeLimits(broker()).set("perm-type", TypeLimit(concurrency=2))
+    TypeLimits(broker()).set("perm-other", TypeLimit(rate="5/s"))
 
 
 def user_with(*names: str, staff: bool = True, superuser: bool = False) -> User:
@@ -235,6 +237,12 @@ SAME_THING = [
      route_of("POST", "/admin/named-queues/default/pause")),
     (("POST", "/django-admin/workers_app/queue/named/default/resume/", None),
      route_of("POST", "/admin/named-queues/default/resume")),
+    (("POST", "/django-admin/workers_app/queue/type-limits/",
+      {"action": "set", "type": "perm-type", "concurrency": "3"}),
+     route_of("PUT", "/admin/types/perm-type/limits")),
+    (("POST", "/django-admin/workers_app/queue/type-limits/",
+      {"action": "clear", "type": "perm-type"}),
+     route_of("DELETE", "/admin/types/perm-other/limits")),
     (("GET", "/django-admin/workers_app/schedule/", None), route_of("GET", "/admin/schedules")),
     (("POST", "/django-admin/workers_app/schedule/perm-sched/pause/", None),
      route_of("POST", "/admin/schedules/perm-sched/pause")),
