@@ -30,6 +30,7 @@ TOPOLOGY_FILES = frozenset({
     "test_core_fencing.py", "test_events_e2e.py", "test_events_ws.py", "test_metrics.py",
     "test_admin_dlq.py", "test_django_tasks.py", "test_worker_delivery.py",
     "test_worker_scheduling.py", "test_worker_shutdown.py", "test_hotpath_batching.py",
+    "test_core_type_limits.py",
 })
 
 

@@ -123,13 +123,10 @@ def test_every_way_out_of_running_gives_the_slot_back(
     (job,) = take_jobs(broker, 1)
     assert job.id == first and take_ids(broker) == []
     end(broker, job)
-    assert limits.get("email").running in (0, 1)  # 1: finish took the next one at once
     broker.promote()  # a retried one is due again
-    taken = set(take_ids(broker))
-    running = limits.get("email").running
-    assert running == 1 and (taken or end is end_by_finish_batch)
-    state = broker.get(second).state
-    assert state in (TaskState.RUNNING, TaskState.PENDING)
+    take_ids(broker)
+    states = [broker.get(i).state for i in (first, second)]
+    assert states.count(TaskState.RUNNING) == 1, states  # the slot came back, and was used
     assert broker.client.hget(broker.keys.type_running, "email") == "1"
 
 
