@@ -85,7 +85,7 @@ def test_a_limited_type_waits_in_order_while_others_flow_past(
 def broker_job(broker: Broker, task_id: str) -> Job:
     """The running attempt of a task as its worker holds it (id and fence)."""
     f = broker.client.hmget(broker.keys.task(task_id), "fence", "type")
-    return Job(task_id, 1, f[0], 1, f[1], None, None, 0, 60, 0.0, 0)
+    return Job(task_id, 1, f[0], 1, f[1], {}, {}, 0, 60, 0.0, 0)
 
 
 def end_by_ack(broker: Broker, job: Job) -> None:
