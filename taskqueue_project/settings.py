@@ -111,6 +111,7 @@ TASKQUEUE_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("TASKQUEUE_REPLICA_TIMEOUT", "REPLICA_TIMEOUT", float),
     ("TASKQUEUE_QUEUES", "QUEUES", env_queues),
     ("TASKQUEUE_SCHEDULES", "SCHEDULES", json.loads),
+    ("TASKQUEUE_TYPE_LIMITS", "TYPE_LIMITS", json.loads),
 )
 
 

@@ -216,6 +216,15 @@ def schedules_text(found: list[dict[str, Any]]) -> str:
                       f"{len(found)} schedule{'' if len(found) == 1 else 's'}"])
 
 
+def limits_text(found: list[dict[str, Any]]) -> str:
+    """``tq limits`` for a terminal."""
+    if not found:
+        return "no type limits"
+    rows = [[t["type"], t["concurrency"], t["rate"], t["running"], t["parked"]] for t in found]
+    return "\n".join([table(["TYPE", "CONCURRENCY", "RATE", "RUNNING", "PARKED"], rows),
+                      f"{len(found)} limited type{'' if len(found) == 1 else 's'}"])
+
+
 def schedule_text(data: dict[str, Any]) -> str:
     """``tq schedules show`` for a terminal."""
     what = ("task", data["task"]) if data.get("task") else ("type", data["type"])

@@ -76,6 +76,9 @@ DEFAULTS: dict[str, Any] = {
     # Periodic schedules, synced into Redis when a worker starts (settings win for the names
     # they define): {"nightly": {"type": "report", "cron": "0 3 * * *", ...}}.
     "SCHEDULES": (),
+    # Per-type limits, written into Redis when a worker starts (a change at run time lasts
+    # until the setting changes): {"email": {"concurrency": 5, "rate": "100/s"}}.
+    "TYPE_LIMITS": (),
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -268,6 +271,22 @@ def schedule_map(key: str, value: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def type_limit_map(key: str, value: Any) -> tuple[Any, ...]:
+    """Accept a dict of task type -> {"concurrency": n, "rate": "N/s"}; the value is a tuple
+    of (type, ``TypeLimit``) pairs."""
+    from tasks_app.core.errors import ValidationError
+    from tasks_app.core.limits import check_type, parse_limit
+
+    if value in ((), []):
+        return ()
+    if not isinstance(value, Mapping):
+        raise invalid(key, value, "a dict of task type -> limits")
+    try:
+        return tuple((check_type(name), parse_limit(limit)) for name, limit in value.items())
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"TASKQUEUE[{key!r}]: {exc.field}: {exc}") from None
+
+
 VALIDATORS: dict[str, Validator] = {
     "REDIS_URL": redis_url,
     "NAMESPACE": matching(NAMESPACE_PATTERN, "1-64 characters from A-Z a-z 0-9 _ . -"),
@@ -322,6 +341,7 @@ VALIDATORS: dict[str, Validator] = {
     "DURABILITY": matching(re.compile(r"local|replica"), '"local" or "replica"'),
     "REPLICA_TIMEOUT": number(),
     "SCHEDULES": schedule_map,
+    "TYPE_LIMITS": type_limit_map,
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

@@ -6,7 +6,8 @@ permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming
 Staff who also hold ``permissions.SCHEDULE_VIEW`` see the periodic schedules (next runs,
 and the state of each one's last task); the others' snapshots leave them out.
 
-The page embeds a snapshot (queue depths, named queues, totals, workers, DLQ size) and a
+The page embeds a snapshot (queue depths, named queues, per-type limits, totals, workers,
+DLQ size) and a
 short-lived socket token (``ws_auth.SocketToken``: ``ws`` only, bound to the session);
 the browser then follows ``ws`` alone.
 ``dashboard/snapshot`` gives a fresh snapshot and token after a reconnect.
@@ -52,6 +53,7 @@ def snapshot(schedules: bool = False) -> dict[str, Any]:
         totals = inspector.totals()
         workers = inspector.workers()
         named = producer.named_queues(inspector)
+        limits = [s.to_dict() for s in producer.type_limits().all()]
         panel = schedule_panel() if schedules else None
     except BrokerUnavailable as exc:
         return {"server_time": _now_ms(), "error": f"Redis is unreachable: {exc}"}
@@ -59,6 +61,7 @@ def snapshot(schedules: bool = False) -> dict[str, Any]:
         "server_time": _now_ms(),
         "queues": [_queue_row(q) for q in queues],
         "named": [q.to_dict() for q in named],
+        "type_limits": limits,
         "totals": totals,
         "dlq_size": totals["dlq_size"],
         "workers": [w.to_dict() for w in workers],

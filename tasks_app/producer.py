@@ -24,6 +24,7 @@ from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, is_uuid, new_task_id, redis_errors
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.inspect import Inspector, NamedQueueStats
+from tasks_app.core.limits import TypeLimits
 from tasks_app.core.registry import registry
 from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
@@ -167,6 +168,11 @@ def named_queues(admin: Inspector | None = None) -> list[NamedQueueStats]:
     admin = admin or inspector()
     admin.broker.queues(fresh=True)
     return admin.named_queues()
+
+
+def type_limits() -> TypeLimits:
+    """The per-type limits of the shared broker."""
+    return TypeLimits(get_broker())
 
 
 def schedules() -> Schedules:

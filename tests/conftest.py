@@ -31,6 +31,7 @@ TOPOLOGY_FILES = frozenset({
     "test_admin_dlq.py", "test_django_tasks.py", "test_worker_delivery.py",
     "test_worker_scheduling.py", "test_worker_shutdown.py", "test_hotpath_batching.py",
     "test_workflows.py", "test_unique_tasks.py", "test_core_schedules.py", "test_progress.py",
+    "test_core_type_limits.py",
 })
 
 

@@ -20,6 +20,7 @@ from tasks_app import permissions as perms
 from tasks_app.api.tokens import access_for
 from tasks_app.api.views.admin import AdminView
 from tasks_app.conf import tq_settings
+from tasks_app.core.limits import TypeLimit, TypeLimits
 from tasks_app.core.schedules import Schedules, ScheduleSpec
 from tasks_app.models import APIKey
 from tests.api_support import Reply, broker, call, error, redis_snapshot
@@ -73,6 +74,12 @@ ROUTES = [
     Route("GET", "/admin/named-queues", (perms.QUEUE_VIEW,)),
     Route("POST", "/admin/named-queues/default/pause", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
     Route("POST", "/admin/named-queues/default/resume", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("GET", "/admin/types", (perms.QUEUE_VIEW,)),
+    Route("GET", "/admin/types/perm-type/limits", (perms.QUEUE_VIEW,)),
+    Route("PUT", "/admin/types/perm-type/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE),
+          {"concurrency": 3}),
+    Route("DELETE", "/admin/types/perm-type/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
+    Route("DELETE", "/admin/types/perm-other/limits", (perms.QUEUE_VIEW, perms.QUEUE_PAUSE)),
 ]
 ALL = sorted({name for route in ROUTES for name in route.needs})
 IDS = [str(r) for r in ROUTES]
@@ -89,6 +96,8 @@ def seeded() -> None:
     dead_letter(broker(), 2)
     register(broker(), WORKER)
     Schedules(broker()).create(ScheduleSpec("perm-sched", "echo", every=10))
+    TypeLimits(broker()).set("perm-type", TypeLimit(concurrency=2))
+    TypeLimits(broker()).set("perm-other", TypeLimit(rate="5/s"))
 
 
 def user_with(*names: str, staff: bool = True, superuser: bool = False) -> User:
@@ -228,6 +237,12 @@ SAME_THING = [
      route_of("POST", "/admin/named-queues/default/pause")),
     (("POST", "/django-admin/workers_app/queue/named/default/resume/", None),
      route_of("POST", "/admin/named-queues/default/resume")),
+    (("POST", "/django-admin/workers_app/queue/type-limits/",
+      {"action": "set", "type": "perm-type", "concurrency": "3"}),
+     route_of("PUT", "/admin/types/perm-type/limits")),
+    (("POST", "/django-admin/workers_app/queue/type-limits/",
+      {"action": "clear", "type": "perm-type"}),
+     route_of("DELETE", "/admin/types/perm-other/limits")),
     (("GET", "/django-admin/workers_app/schedule/", None), route_of("GET", "/admin/schedules")),
     (("POST", "/django-admin/workers_app/schedule/perm-sched/pause/", None),
      route_of("POST", "/admin/schedules/perm-sched/pause")),

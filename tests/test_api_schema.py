@@ -28,6 +28,8 @@ OPERATIONS = {
     ("/admin/schedules/{name}/trigger", "post"),
     ("/api/v1/workflows", "post"), ("/api/v1/workflows/{workflow_id}", "get"),
     ("/api/v1/workflows/{workflow_id}", "delete"),
+    ("/admin/types", "get"), ("/admin/types/{task_type}/limits", "get"),
+    ("/admin/types/{task_type}/limits", "put"), ("/admin/types/{task_type}/limits", "delete"),
     ("/admin/named-queues", "get"), ("/admin/named-queues/{name}/pause", "post"),
     ("/admin/named-queues/{name}/resume", "post"),
 }
@@ -135,3 +137,9 @@ def test_unique_tasks_and_progress_are_documented() -> None:
     assert "existing" in parts["TaskBatch"]["properties"]
     assert "progress" in parts["Task"]["properties"]
     assert set(parts["Progress"]["properties"]) == {"done", "total", "message", "updated_at"}
+
+
+def test_type_limits_body_refuses_unknown_and_empty_bodies() -> None:
+    body = schema()["components"]["schemas"]["TypeLimitWriteRequest"]
+    assert body["additionalProperties"] is False and body["minProperties"] == 1
+    assert body["properties"]["rate"]["pattern"] == "^[1-9][0-9]{0,8}/[smh]$"

@@ -33,6 +33,7 @@ from tests.browser import (  # noqa: F401  (the *_fixture names are fixtures)
     watch,
     worker_pool_fixture,
 )
+from tests.factories import register
 from tests.procs import WorkerPool, WorkerProcess
 
 if TYPE_CHECKING:
@@ -154,6 +155,25 @@ def test_named_queues_show_their_depths_and_task_rows_their_queue(
     screenshot(page, "dashboard-named-queues")
     assert page.locator("#queues-link").get_attribute("href") == \
         "/django-admin/workers_app/queue/"
+
+
+def test_limited_types_show_their_running_and_parked_counts(
+        operator_page: Page, live_site: LiveSite) -> None:
+    from tasks_app.core.limits import TypeLimit
+
+    page = open_dashboard(operator_page, live_site)
+    expect(page.locator("#type-limits-panel")).to_be_hidden()  # no limits: no panel
+    producer.type_limits().set("echo", TypeLimit(1, "5/s"))
+    for _ in range(3):
+        producer.enqueue("echo", {})
+    register(get_broker(), "w-limits", concurrency=4)
+    get_broker().take("w-limits", (3, 2, 1, 0), 4)  # one runs, two wait for the limit
+    row = page.locator('#type-limits-body tr[data-type="echo"]')
+    expect(row.locator(".parked")).to_have_text("2", timeout=PROMISE_MS)
+    expect(row.locator(".running")).to_have_text("1")
+    expect(row.locator(".rate")).to_have_text("5/s")
+    assert page.locator("#type-limits-link").get_attribute("href") == \
+        "/django-admin/workers_app/queue/#type-limits"
 
 
 def test_a_running_task_reporting_progress_shows_a_bar_until_it_ends(

@@ -75,9 +75,15 @@ def test_schedules_tick_once_each_without_a_miss() -> None:
     assert "tick lag p99 (ms)" in out and "Redis CPU per tick" in out
 
 
+def test_type_limits_hold_a_rate_and_a_concurrency_with_real_workers() -> None:
+    out = run_quick("type_limits.py", timeout=150)
+    assert "PASS: echo rate within 10% of 20/s over 10 s" in out
+    assert "PASS: at most 2 sleep attempts at once, and 2 reached" in out
+
+
 @pytest.mark.parametrize("script", ["worker_kills.py", "rolling_restarts.py",
                                     "redis_restarts.py", "fsync_window.py", "failover.py",
-                                    "schedules.py"])
+                                    "schedules.py", "type_limits.py"])
 def test_scripts_document_their_quick_form(script: str) -> None:
     text = (ROOT / "reliability" / script).read_text()
     assert f"reliability/{script} --quick" in text

@@ -233,6 +233,7 @@ def test_env_values_pass_validation() -> None:
     environ = {name: "1" for name, _, parse in TASKQUEUE_ENV if parse is not str}
     environ["TASKQUEUE_HEARTBEAT_TIMEOUT"] = "2"
     environ["TASKQUEUE_SCHEDULES"] = '{"s": {"type": "t", "every": 1}}'  # JSON, not a number
+    environ["TASKQUEUE_TYPE_LIMITS"] = '{"email": {"concurrency": 1}}'
     with override_settings(TASKQUEUE=taskqueue_from_env(environ)):
         config = tq_settings.core_config()
     assert config.lease_seconds == 1.0
@@ -252,3 +253,19 @@ def test_schedules_are_validated_naming_the_schedule_and_field() -> None:
             read({"SCHEDULES": {"nightly": bad}}, "SCHEDULES")
     with pytest.raises(ImproperlyConfigured, match="'bad name'"):
         read({"SCHEDULES": {"bad name": {"type": "x", "every": 5}}}, "SCHEDULES")
+
+
+def test_type_limits_are_validated_naming_the_type_field() -> None:
+    from tasks_app.core.limits import TypeLimit
+
+    good = {"email": {"concurrency": 5, "rate": "100/s"}, "sms": {"rate": "10/m"}}
+    with override_settings(TASKQUEUE={"TYPE_LIMITS": good}):
+        assert tq_settings.core_config().type_limits == (
+            ("email", TypeLimit(5, "100/s")), ("sms", TypeLimit(None, "10/m")))
+    for bad, field in (({"email": {"concurrency": 0}}, "concurrency"),
+                       ({"email": {"rate": "5 per s"}}, "rate"),
+                       ({"email": {"burst": 1}}, "burst"), ({"email": {}}, "concurrency"),
+                       ({"": {"concurrency": 1}}, "type"), (["email"], "")):
+        with (override_settings(TASKQUEUE={"TYPE_LIMITS": bad}),
+              pytest.raises(ImproperlyConfigured, match=f"TYPE_LIMITS.*{field}")):
+            tq_settings.core_config()

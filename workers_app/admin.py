@@ -1,5 +1,5 @@
-"""Django admin over workers, priority queues, named queues and periodic schedules, whose
-state lives in Redis (no SQL rows).
+"""Django admin over workers, priority queues, named queues, per-type limits and periodic
+schedules, whose state lives in Redis (no SQL rows).
 
 django-rq's pattern: unmanaged models give the sections and permissions; ``get_urls``
 replaces the ORM views with a list read through the Inspector and POST-only pause/resume.
@@ -20,8 +20,9 @@ from django.views.decorators.http import require_POST
 from tasks_app import permissions, producer
 from tasks_app.admin.schedules import ScheduleAdmin
 from tasks_app.admin.support import RedisAdmin, page_context, redis_required
-from tasks_app.core.errors import QueueNotFound, WorkerNotFound
+from tasks_app.core.errors import QueueNotFound, TypeLimitNotFound, ValidationError, WorkerNotFound
 from tasks_app.core.keys import valid_queue_name
+from tasks_app.core.limits import check_type, parse_limit
 from tasks_app.core.states import Priority
 from tasks_app.core.task import ms_to_datetime
 from workers_app.models import Queue, Schedule, Worker
@@ -123,6 +124,8 @@ class QueueAdmin(RedisListAdmin):
         return [path("named/<str:ident>/<str:operation>/",
                      wrap(require_POST(self.named_control_view)),
                      name=self.url_name("named_control")),
+                path("type-limits/", wrap(require_POST(self.type_limits_view)),
+                     name=self.url_name("type_limits")),
                 *super().extra_urls()]
 
     def rows(self) -> list[Any]:
@@ -133,8 +136,26 @@ class QueueAdmin(RedisListAdmin):
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The priorities, then every named queue."""
-        named = producer.named_queues() if self.has_view_permission(request) else []
-        return super().changelist_view(request, {"named": named, **(extra_context or {})})
+        allowed = self.has_view_permission(request)
+        named = producer.named_queues() if allowed else []
+        limits = [s.to_dict() for s in producer.type_limits().all()] if allowed else []
+        return super().changelist_view(request, {"named": named, "type_limits": limits,
+                                                 **(extra_context or {})})
+
+    @redis_required
+    def type_limits_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: set (``action=set``: type, concurrency, rate) or remove (``action=clear``)
+        a type's limits, with the REST API's permissions and validation."""
+        if not (self.has_view_permission(request) and self.has_pause_permission(request)):
+            raise PermissionDenied
+        form = request.POST
+        try:
+            messages.success(request, change_type_limits(form))
+        except ValidationError as exc:
+            messages.error(request, f"Limits not changed: {exc}")
+        except TypeLimitNotFound:
+            messages.error(request, f"“{form.get('type')}” has no limits.")
+        return HttpResponseRedirect(self.changelist_url())
 
     @redis_required
     def named_control_view(self, request: HttpRequest, ident: str,
@@ -164,6 +185,22 @@ class QueueAdmin(RedisListAdmin):
         inspector = producer.inspector()
         (inspector.pause_queue if operation == "pause" else inspector.resume_queue)(priority)
         return f"Queue “{priority.label}” {operation}d."
+
+
+def change_type_limits(form: Any) -> str:
+    """Apply the type-limits form of the queue list; return the message to show."""
+    task_type = check_type(form.get("type", "").strip())
+    if form.get("action") == "clear":
+        producer.type_limits().clear(task_type)
+        return f"Limits of “{task_type}” removed."
+    given: dict[str, Any] = {}
+    if form.get("concurrency", "").strip():
+        raw = form["concurrency"].strip()
+        given["concurrency"] = int(raw) if raw.lstrip("-").isdigit() else raw
+    if form.get("rate", "").strip():
+        given["rate"] = form["rate"].strip()
+    producer.type_limits().set(task_type, parse_limit(given))
+    return f"Limits of “{task_type}” set."
 
 
 admin.site.register(Schedule, ScheduleAdmin)

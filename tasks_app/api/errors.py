@@ -34,6 +34,7 @@ CORE_ERRORS: dict[type[core.TaskQueueError], tuple[int, str | None]] = {
     core.ScheduleExists: (409, None),
     core.ScheduleChanged: (409, "the schedule changed meanwhile: read it again"),
     core.QueueNotFound: (404, "queue not found"),
+    core.TypeLimitNotFound: (404, "type limits not found"),
     core.NotInDeadLetterQueue: (404, "task not found in dead letter queue"),
     core.NotCancellable: (409, "task cannot be cancelled in current state"),
     core.NotRetryable: (409, "task cannot be retried in current state"),

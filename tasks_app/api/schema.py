@@ -135,6 +135,8 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
     if "DLQRetryRequest" in schemas:
         schemas["DLQRetryRequest"] = {**DLQ_RETRY,
                                       "description": "task_id, message_id, or retry_all: true"}
+    if "TypeLimitWriteRequest" in schemas:
+        schemas["TypeLimitWriteRequest"].update(additionalProperties=False, minProperties=1)
     for operation in _operations(result):
         if "requestBody" in operation:
             operation["requestBody"]["required"] = True

@@ -560,3 +560,32 @@ class Workflow(serializers.Serializer):
     structure = serializers.JSONField(help_text="The request's shape, each task body "
                                                 "replaced by its step index")
     steps = WorkflowStep(many=True)
+class TypeLimitWrite(serializers.Serializer):
+    """A type's limits: concurrency, rate or both (no other field)."""
+
+    concurrency = serializers.IntegerField(
+        required=False, min_value=1, max_value=1_000_000,
+        help_text="At most this many attempts of the type running at once")
+    rate = serializers.RegexField(
+        r"^[1-9][0-9]{0,8}/[smh]$", required=False,
+        help_text='At most N starts per second, minute or hour ("100/s"): a token bucket of '
+                  "N tokens refilled at N per window")
+
+
+class TypeLimitState(serializers.Serializer):
+    """A limited type: its limits (null: none) and its attempts running and tasks parked."""
+
+    type = serializers.CharField()
+    concurrency = serializers.IntegerField(min_value=1, allow_null=True)
+    rate = serializers.CharField(allow_null=True)
+    running = serializers.IntegerField(min_value=0,
+                                       help_text="Attempts of the type running (counted)")
+    parked = serializers.IntegerField(
+        min_value=0, help_text="Its pending tasks waiting for the limit (in the depths)")
+
+
+class TypeLimitList(serializers.Serializer):
+    """Every limited type, by name."""
+
+    types = TypeLimitState(many=True)
+    count = serializers.IntegerField(min_value=0)

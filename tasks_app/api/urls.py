@@ -6,7 +6,7 @@ from django.urls import URLPattern, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tasks_app.api import schema  # noqa: F401  (registers the schema extensions)
-from tasks_app.api.views import admin, auth, schedules, tasks, workflows
+from tasks_app.api.views import admin, auth, limits, schedules, tasks, workflows
 
 urlpatterns: list[URLPattern] = [
     path("api/v1/tasks", tasks.TaskListView.as_view(), name="tasks"),
@@ -47,6 +47,9 @@ urlpatterns: list[URLPattern] = [
          name="schedule-resume"),
     path("admin/schedules/<str:name>/trigger", schedules.ScheduleTriggerView.as_view(),
          name="schedule-trigger"),
+    path("admin/types", limits.TypeLimitListView.as_view(), name="type-limits"),
+    path("admin/types/<str:task_type>/limits", limits.TypeLimitView.as_view(),
+         name="type-limit"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="taskqueue:schema"), name="docs"),
 ]

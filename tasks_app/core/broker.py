@@ -241,6 +241,10 @@ class Broker:
                 if keys is not self.keys:
                     for p in paused:
                         self.run_script("control", keys.workers, ["queue", p, "pause"])
+        if added or n > 1:  # and the namespace's per-type limits
+            from .limits import TypeLimits
+
+            TypeLimits(self).copy_to(self.queue_shards(queue))
 
     def _producer_shard(self, queue: str, idem: str) -> Keys:
         shards = self.queue_shards(queue)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .limits import TypeLimit
     from .schedules import ScheduleSpec
 
 
@@ -53,6 +54,8 @@ class Config:
     """The configured queues and their number of shards (others have one)."""
     schedules: tuple[ScheduleSpec, ...] = ()
     """The periodic schedules of TASKQUEUE["SCHEDULES"], synced when a worker starts."""
+    type_limits: tuple[tuple[str, TypeLimit], ...] = ()
+    """The per-type limits of TASKQUEUE["TYPE_LIMITS"], written when a worker starts."""
 
     def queue_shards(self, queue: str) -> int:
         """How many shards the configuration gives a queue."""

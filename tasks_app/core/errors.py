@@ -77,6 +77,10 @@ class ScheduleNotFound(TaskQueueError):
     """No periodic schedule of that name exists."""
 
 
+class TypeLimitNotFound(TaskQueueError):
+    """The task type has no limits."""
+
+
 class ScheduleExists(TaskQueueError):
     """A periodic schedule of that name exists already."""
 

@@ -228,15 +228,16 @@ class Inspector:
 
         def build(pipe: Any, keys: Keys) -> None:
             for p in PRIORITIES:
-                pipe.zcount(keys.pending, *pending_band(p))
+                count_pending(pipe, keys, p)
                 pipe.zcard(keys.delayed(p))
 
         replies = self._fan(shards, build)
         with redis_errors():
             paused = self.client.smembers(self.keys.paused_queues)
-        per = 2 * len(PRIORITIES)
-        stats = [QueueStats(p, sum(int(replies[k * per + 2 * p]) for k in range(len(shards))),
-                            sum(int(replies[k * per + 2 * p + 1]) for k in range(len(shards))),
+        per = 3 * len(PRIORITIES)
+        rows = [[int(n) for n in replies[k * per:(k + 1) * per]] for k in range(len(shards))]
+        stats = [QueueStats(p, sum(row[3 * p] + row[3 * p + 1] for row in rows),
+                            sum(row[3 * p + 2] for row in rows),
                             str(p) in paused) for p in PRIORITIES]
         return sorted(stats, key=lambda s: -s.priority)
 
@@ -249,7 +250,7 @@ class Inspector:
 
         def build(pipe: Any, keys: Keys) -> None:
             for p in PRIORITIES:
-                pipe.zcount(keys.pending, *pending_band(p))
+                count_pending(pipe, keys, p)
                 pipe.zcard(keys.delayed(p))
             pipe.xlen(keys.dlq)
 
@@ -260,8 +261,11 @@ class Inspector:
         sums: dict[str, list[int]] = {name: [0] * per for name in names}
         for k, (name, _) in enumerate(shards):
             row = sums[name]
-            for i in range(per):
-                row[i] += int(replies[k * per + i])
+            got = [int(n) for n in replies[k * (per + 4):(k + 1) * (per + 4)]]
+            for p in PRIORITIES:  # pending + parked, then delayed
+                row[2 * p] += got[3 * p] + got[3 * p + 1]
+                row[2 * p + 1] += got[3 * p + 2]
+            row[-1] += got[-1]
         out = []
         for name in names:
             row = sums[name]
@@ -465,16 +469,18 @@ class Inspector:
         shards = self._shards()
 
         def build(pipe: Any, keys: Keys) -> None:
-            pipe.zcount(keys.pending, low, high)
-            pipe.zrevrangebyscore(keys.pending, high, low, start=0, num=1, withscores=True)
+            for key in (keys.pending, keys.parked_all):  # parked tasks are pending too
+                pipe.zcount(key, low, high)
+                pipe.zrevrangebyscore(key, high, low, start=0, num=1, withscores=True)
 
         replies = self._fan(shards, build)
         count, marks = 0, {}
         for k, keys in enumerate(shards):
-            n, newest = replies[2 * k], replies[2 * k + 1]
-            count += int(n)
+            got = replies[4 * k:4 * k + 4]
+            count += int(got[0]) + int(got[2])
+            newest = [int(found[0][1]) for found in (got[1], got[3]) if found]
             if newest:
-                marks[keys.ref] = int(newest[0][1]) - low
+                marks[keys.ref] = max(newest) - low
         return PurgeTarget(int(priority), count, marks or None)
 
     def purge(self, priority: int, up_to: dict[str, int] | None = None,
@@ -724,3 +730,11 @@ def _entry(message_id: str, fields: dict[str, str], raw: dict[str, str],
         priority=int(fields["priority"]) if fields.get("priority") else None,
         attempts=int(fields["attempts"]) if fields.get("attempts") else None,
     )
+
+
+def count_pending(pipe: Any, keys: Keys, priority: int) -> None:
+    """Queue the two counts whose sum is a shard's pending depth of a priority: its pending
+    set and its parked tasks (pending too, set aside by a per-type limit: see limits.py)."""
+    band = pending_band(priority)
+    pipe.zcount(keys.pending, *band)
+    pipe.zcount(keys.parked_all, *band)

@@ -234,13 +234,16 @@ class Keys:
             "K_PENDING": "pending", "K_LEASES": "leases", "K_WORKERS": "workers",
             "K_DLQ": "dlq", "K_PAUSED": "paused", "K_PAUSED_WORKERS": "paused-workers",
             "K_SEQ": "seq", "K_FENCE": "fence", "K_SCHEDULE_WAKE": "schedule-wake",
-            "K_METRICS": "metrics",
+            "K_METRICS": "metrics", "K_LIMITS": "limits", "K_RUNNING": "type-running",
+            "K_TOKENS": "type-tokens", "K_PARKED": "parked", "K_PARKED_DUE": "parked-due",
         }
         assert all(getattr(self, attr).endswith(":" + suffix) for attr, suffix in (
             ("pending", "pending"), ("leases", "leases"), ("workers", "workers"),
             ("dlq", "dlq"), ("paused_queues", "paused"), ("paused_workers", "paused-workers"),
             ("seq", "seq"), ("fence", "fence"), ("schedule_wake", "schedule-wake"),
-            ("metrics", "metrics")))
+            ("metrics", "metrics"), ("limits", "limits"), ("type_running", "type-running"),
+            ("type_tokens", "type-tokens"), ("parked_all", "parked"),
+            ("parked_due", "parked-due")))
         return "\n".join(
             [
                 "local PREFIX, QUEUE",
@@ -264,6 +267,7 @@ class Keys:
                 "local function k_unique(key) return PREFIX .. 'unique:' .. key end",
                 "local function k_workflow(id) return PREFIX .. 'workflow:' .. id end",
                 "local function k_workflows() return PREFIX .. 'workflows' end",
+                "local function k_parked(t) return PREFIX .. 'parked:' .. t end",
                 "",
             ]
         )
@@ -301,6 +305,52 @@ class Keys:
     def workflows(self) -> str:
         """Sorted set of the shard's workflow ids scored by creation (ms): the listing."""
         return f"{self.prefix}workflows"
+    # -- per-type limits (see limits.py) ----------------------------------------------------
+
+    @property
+    def type_limits(self) -> str:
+        """Hash type -> limit spec: the namespace's source of truth (home slot), copied to
+        every shard's :attr:`limits`."""
+        return f"tq:{{{self.namespace}}}:type-limits"
+
+    @property
+    def type_limits_seeded(self) -> str:
+        """Hash type -> the spec TASKQUEUE["TYPE_LIMITS"] last wrote (home slot)."""
+        return f"tq:{{{self.namespace}}}:type-limits-seeded"
+
+    @property
+    def limits(self) -> str:
+        """Hash type -> ``concurrency|n|window_ms`` (empty parts: no such limit): the limits
+        this shard's take enforces."""
+        return f"{self.prefix}limits"
+
+    @property
+    def type_running(self) -> str:
+        """Hash type -> attempts of a limited type running from this shard (their starts
+        counted; a type's field is deleted at 0)."""
+        return f"{self.prefix}type-running"
+
+    @property
+    def type_tokens(self) -> str:
+        """Hash type -> ``tokens|ms``: a rate-limited type's token bucket."""
+        return f"{self.prefix}type-tokens"
+
+    def parked(self, task_type: str) -> str:
+        """Sorted set of a limited type's pending tasks set aside while it is at its limit,
+        scored as in :attr:`pending` (so they go back at their place)."""
+        return f"{self.prefix}parked:{task_type}"
+
+    @property
+    def parked_all(self) -> str:
+        """Sorted set of every parked task of the shard, scored as in :attr:`pending`: what
+        the depth counts add to the pending set's."""
+        return f"{self.prefix}parked"
+
+    @property
+    def parked_due(self) -> str:
+        """Sorted set of rate-limited types with parked tasks, scored by when their next
+        token is due (ms): promote.lua moves them back then."""
+        return f"{self.prefix}parked-due"
 
 
 def scoped(scope: str, name: str) -> str:

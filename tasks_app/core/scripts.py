@@ -46,6 +46,8 @@ NAMES = (
     # chains and groups (workflows.py)
     "workflow_create",
     "workflow_cancel",
+    # per-type limits (limits.py)
+    "limits",
 )
 NOTIFY_CAP = 64
 

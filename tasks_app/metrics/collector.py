@@ -24,6 +24,7 @@ from tasks_app.core import metrics as core_metrics
 from tasks_app.core.broker import redis_errors
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.limits import TypeLimits
 from tasks_app.core.schedules import Schedules
 from tasks_app.core.states import Priority
 
@@ -60,6 +61,7 @@ class TaskQueueCollector(Collector):
         yield from queue_gauges(inspector)
         yield from named_queue_gauges(inspector)
         yield from worker_gauges(inspector)
+        yield from type_limit_gauges(TypeLimits(broker))
         yield from schedule_metrics(snap, Schedules(broker).count())
 
 
@@ -97,6 +99,8 @@ def counters(snap: core_metrics.Snapshot) -> Iterator[Metric]:
                    c["cancelled"])
     yield _counter("workflows", "Workflows (chains and groups) by state: created, completed, "
                    "failed, cancelled", ["state", "queue"], c["workflows"])
+    yield _counter("type_throttled", "Takes that found a task's type at its concurrency or "
+                   "rate limit (the task waited, parked)", ["type", "queue"], c["throttled"])
     yield _counter("dlq_trimmed", "Dead-letter entries deleted with their tasks by "
                    "DLQ_MAX_ENTRIES (reason max_entries) or DLQ_MAX_AGE (reason max_age)",
                    ["reason", "queue"], c["dlq_trimmed"])
@@ -160,6 +164,19 @@ def named_queue_gauges(inspector: Inspector) -> Iterator[Metric]:
         dlq.add_metric([queue.name], queue.dlq_size)
         paused.add_metric([queue.name], int(queue.paused))
     yield from (depth, scheduled, dlq, paused)
+
+
+def type_limit_gauges(limits: TypeLimits) -> Iterator[Metric]:
+    """Each limited type's running attempts and parked tasks."""
+    running = GaugeMetricFamily(f"{PREFIX}_type_running",
+                                "Attempts of a limited type running now", labels=["type"])
+    parked = GaugeMetricFamily(f"{PREFIX}_type_parked",
+                               "Pending tasks of a limited type waiting for its limit",
+                               labels=["type"])
+    for state in limits.all():
+        running.add_metric([state.type], state.running)
+        parked.add_metric([state.type], state.parked)
+    yield from (running, parked)
 
 
 def worker_gauges(inspector: Inspector) -> Iterator[Metric]:

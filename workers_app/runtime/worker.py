@@ -27,6 +27,7 @@ from tasks_app.core.broker import Beat, Broker, Outcome
 from tasks_app.core.config import Config
 from tasks_app.core.errors import BrokerUnavailable, StaleLease, TaskQueueError
 from tasks_app.core.keys import PRIORITIES
+from tasks_app.core.limits import TypeLimits
 from tasks_app.core.queues import Serving
 from tasks_app.core.redis_policy import eviction_policy
 from tasks_app.core.registry import HandlerRegistry
@@ -123,6 +124,7 @@ class Worker:
             return 1
         self._warn_if_evicting()
         self._sync_schedules()
+        self._sync_type_limits()
         self.hooks.worker_event(self.id, "joined", state="idle", concurrency=self.concurrency,
                                 hostname=socket.gethostname())
         log.info("worker %s started: %d slot(s), priorities %s, queues %s", self.id,
@@ -172,6 +174,16 @@ class Worker:
             return
         if changed:
             log.info("schedules synced from settings: %s", ", ".join(changed))
+
+    def _sync_type_limits(self) -> None:
+        """Write TASKQUEUE["TYPE_LIMITS"] into Redis (those whose setting changed)."""
+        try:
+            changed = TypeLimits(self.broker).sync(dict(self.config.type_limits))
+        except TaskQueueError as exc:
+            log.error("could not write the type limits of the settings: %s", exc)
+            return
+        if changed:
+            log.info("type limits written from settings: %s", ", ".join(changed))
 
     def _warn_if_evicting(self) -> None:
         """Log a WARNING when Redis may evict the queue's keys (checked once, at startup)."""

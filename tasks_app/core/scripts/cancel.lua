@@ -10,7 +10,7 @@ local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner', 'wf')
 local state, p = f[1], f[2]
 if not state then return tq_error('NOT_FOUND', id) end
 if state == 'pending' then
-  redis.call('ZREM', K_PENDING, id)
+  if redis.call('ZREM', K_PENDING, id) == 0 then drop_parked(id, f[3]) end
 elseif state == 'scheduled' or state == 'retrying' then
   redis.call('ZREM', k_delayed(p), id)
 else

@@ -75,6 +75,7 @@ local function due_of(base)
 end
 
 local backlog = redis.call('ZCARD', K_PENDING)
+local parked = redis.call('ZCARD', K_PARKED)  -- pending too (see admit in lib.lua)
 -- One pass to decide: which ids are new (a repeated id, in the batch or in
 -- Redis, is created once), and how many of them are due now.
 local adding = 0
@@ -90,8 +91,8 @@ for i = 0, n - 1 do
     if fresh[id] and (not due or due <= now) then adding = adding + 1 end
   end
 end
-if adding > 0 and backlog + adding > CFG_MAX_PENDING then
-  return tq_error('QUEUE_FULL', tostring(backlog))
+if adding > 0 and backlog + parked + adding > CFG_MAX_PENDING then
+  return tq_error('QUEUE_FULL', tostring(backlog + parked))
 end
 
 local out = {now}

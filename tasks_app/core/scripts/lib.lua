@@ -28,9 +28,11 @@ end
 
 local EVENTS = {}
 local COUNTS, HISTS = {}, {}
+local LIMITS_ON, LIMIT_SPECS = nil, {}  -- per call: see the per-type limits below
 local function fresh(key)
   set_prefix(key)
   CLOCK_MS, CLOCK_US = nil, nil
+  LIMITS_ON, LIMIT_SPECS = nil, {}
   EVENTS = {}
   COUNTS, HISTS = {}, {}
 end
@@ -205,6 +207,128 @@ local function observe(name, bounds, label, seconds)
   h.buckets[index] = (h.buckets[index] or 0) + 1
 end
 
+-- Per-type limits (see core/limits.py).  K_LIMITS: type -> 'concurrency|n|window_ms' (an
+-- empty part: no such limit); K_RUNNING: type -> attempts whose start was counted (the
+-- task record's 'lim'); K_TOKENS: type -> 'tokens|ms', a token bucket of capacity n
+-- refilled at n per window; k_parked(type) and K_PARKED: pending tasks set aside while
+-- their type is at its limit, scored as in K_PENDING; K_PARKED_DUE: rate-limited types
+-- with parked tasks, scored by when their next token is due.  A shard without limits pays
+-- one EXISTS per call that takes or ends attempts.
+local function limits_on()
+  if LIMITS_ON == nil then LIMITS_ON = redis.call('EXISTS', K_LIMITS, K_RUNNING) > 0 end
+  return LIMITS_ON
+end
+
+-- The limit of type t, {c, n, w} (nil fields: no such limit), or false; read once per call.
+local function limit_of(t)
+  local s = LIMIT_SPECS[t]
+  if s == nil then
+    local raw = redis.call('HGET', K_LIMITS, t)
+    s = false
+    if raw then
+      local c, n, w = string.match(raw, '^(%d*)|(%d*)|(%d*)$')
+      s = {c = tonumber(c), n = tonumber(n), w = tonumber(w)}
+    end
+    LIMIT_SPECS[t] = s
+  end
+  return s
+end
+
+-- The tokens type t has at `now` (its bucket starts full).
+local function tokens(t, s, now)
+  local raw = redis.call('HGET', K_TOKENS, t)
+  if not raw then return s.n end
+  local have, at = string.match(raw, '^([^|]*)|(%d+)$')
+  return math.min(s.n, tonumber(have) + math.max(now - tonumber(at), 0) * s.n / s.w)
+end
+
+local function running_of(t)
+  return tonumber(redis.call('HGET', K_RUNNING, t) or '0')
+end
+
+-- Note when type t's next token is due (promote.lua moves its parked tasks back then).
+local function due_later(t, s, have, now)
+  local due = now + math.ceil((1 - have) * s.w / s.n)
+  if redis.call('ZADD', K_PARKED_DUE, 'NX', due, t) == 1 then
+    redis.call('LPUSH', K_SCHEDULE_WAKE, '1')
+    redis.call('LTRIM', K_SCHEDULE_WAKE, 0, 0)
+  end
+end
+
+-- take's check of a popped pending task of limited type t: true when it may start (its
+-- start counted: running count, token, 'lim' on its record); else it is parked at its
+-- place in line (nothing else changes: it stays pending).
+local function admit(id, t, p)
+  local s = limit_of(t)
+  if not s then return true end
+  local now = now_ms()
+  local have = s.n and tokens(t, s, now)
+  if (s.c and running_of(t) >= s.c) or (have and have < 1) then
+    local score = pending_score(p, redis.call('HGET', k_task(id), 'seq'))
+    redis.call('ZADD', k_parked(t), score, id)
+    redis.call('ZADD', K_PARKED, score, id)
+    count('throttled', t)
+    if have and have < 1 then due_later(t, s, have, now) end
+    return false
+  end
+  if have then redis.call('HSET', K_TOKENS, t, (have - 1) .. '|' .. now) end
+  redis.call('HINCRBY', K_RUNNING, t, 1)
+  redis.call('HSET', k_task(id), 'lim', '1')
+  return true
+end
+
+-- Move the head of type t's parked tasks back into pending (kept scores), as many as may
+-- start now (with `all`, or when t has no limit any more: up to 1000); when a token is
+-- what the rest wait for, note when it is due.  Returns how many moved.
+local function wake_parked(t, now, all)
+  local key = k_parked(t)
+  local s = not all and limit_of(t)
+  local n = 1000
+  local have = s and s.n and tokens(t, s, now)
+  if s and s.c then n = math.min(n, s.c - running_of(t)) end
+  if have then n = math.min(n, math.floor(have)) end
+  local items = n > 0 and redis.call('ZRANGE', key, 0, n - 1, 'WITHSCORES') or {}
+  for i = 1, #items, 2 do
+    redis.call('ZADD', K_PENDING, items[i + 1], items[i])
+    redis.call('ZREM', K_PARKED, items[i])
+    notify(BAND_PRIORITY[math.floor(tonumber(items[i + 1]) / BAND)], 1)
+  end
+  local moved = #items / 2
+  if moved > 0 then redis.call('ZREMRANGEBYRANK', key, 0, moved - 1) end
+  if have and have - moved < 1 and redis.call('EXISTS', key) == 1 then
+    due_later(t, s, have - moved, now)
+  end
+  return moved
+end
+
+-- An attempt leaves running: if its start was counted, its type's count goes down and
+-- the parked tasks that may now start go back in line.
+local function limit_release(id, now)
+  if not limits_on() then return end
+  local tk = k_task(id)
+  if redis.call('HDEL', tk, 'lim') == 0 then return end
+  local t = redis.call('HGET', tk, 'type')
+  if redis.call('HINCRBY', K_RUNNING, t, -1) <= 0 then redis.call('HDEL', K_RUNNING, t) end
+  wake_parked(t, now or now_ms())
+end
+
+-- A pending task leaves the queue (cancel, purge): out of its type's parked set too.
+local function drop_parked(id, t)
+  if redis.call('ZREM', K_PARKED, id) == 1 and t then redis.call('ZREM', k_parked(t), id) end
+end
+
+-- The rate-limited types whose next token is due: their parked tasks go back in line.
+-- Returns when the next one is due (ms), or nil.
+local function wake_due_types(now)
+  for _, t in ipairs(redis.call('ZRANGEBYSCORE', K_PARKED_DUE, '-inf', now)) do
+    redis.call('ZREM', K_PARKED_DUE, t)
+    wake_parked(t, now)
+  end
+  local first = redis.call('ZRANGE', K_PARKED_DUE, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2])
+end
+-- End of per-type limits.
+
 -- A running attempt is held by its worker's active set; its lease is the worker's heartbeat
 -- (see recover.lua).  A task of a worker that left the registry waits in K_LEASES instead,
 -- where recover (or a late heartbeat of that worker) finds it.
@@ -225,6 +349,7 @@ local function put_back(id, worker, now)
   redis.call('HINCRBY', tk, 'attempts', -1)
   redis.call('HDEL', tk, 'worker_id', 'started_at')
   redis.call('HSET', tk, 'fence', new_fence(), 'returned_fence', f[5] or '')
+  limit_release(id, now)
   make_pending(id, f[1], now, f[2])
   event({'requeued', id, f[3], f[1], f[4] or ''})
 end
@@ -264,6 +389,7 @@ local function fail_attempt(id, now, err, kind)
     'owner', 'wf', 'wfs')
   local attempts, max_retries, p, worker, ttype = tonumber(f[1]), tonumber(f[2]), f[3], f[4], f[5]
   release_lease(id, worker)
+  limit_release(id, now)
   local state, extra
   if kind == 'permanent' then
     redis.call('HSET', tk, 'error', err)
@@ -332,6 +458,7 @@ local function complete(id, worker, fence, result, spent, released)
   if f[1] ~= 'running' then return {'stale'} end
   local now = now_ms()
   if released then released[#released + 1] = id else release_lease(id, worker) end
+  limit_release(id, now)
   if f[4] then redis.call('HDEL', tk, 'error') end
   redis.call('HSET', tk, 'result', result, 'state', 'completed', 'completed_at', now,
     'updated_at', now)
@@ -543,7 +670,8 @@ local function take(worker, prios, n)
       local tk = k_task(id)
       local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
         'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents')
-      if f[1] == 'pending' then  -- else a stale entry (the record expired or moved on)
+      -- else a stale entry (the record expired or moved on), or a parked one (see admit)
+      if f[1] == 'pending' and (not limits_on() or admit(id, f[2], p)) then
         if not now then now, us = clock() end
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
         -- Unique per attempt: the clock, then one more than the last fence's count.

@@ -1,4 +1,5 @@
--- promote: scheduled | retrying tasks whose time has come -> pending.
+-- promote: scheduled | retrying tasks whose time has come -> pending, and the parked tasks
+-- of rate-limited types whose next token is due back in line.
 -- KEYS[1]: the schedule wake-up list
 -- ARGV: max tasks to move per priority
 -- Returns: {moved, ms until the next task is due, or -1 when none is}
@@ -21,6 +22,8 @@ for p = 3, 0, -1 do
     if next_due < 0 or due < next_due then next_due = due end
   end
 end
+local token_due = limits_on() and wake_due_types(now)
+if token_due and (next_due < 0 or token_due < next_due) then next_due = token_due end
 if next_due >= 0 then next_due = math.max(0, next_due - now) end
 emit()
 return {moved, next_due}

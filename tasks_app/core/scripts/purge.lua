@@ -8,12 +8,18 @@
 local p, limit, upto = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ids = redis.call('ZRANGEBYSCORE', K_PENDING, band_low(p), pending_score(p, upto),
   'LIMIT', 0, limit)
+if #ids < limit then  -- then the parked ones (pending too: see admit in lib.lua)
+  local parked = redis.call('ZRANGEBYSCORE', K_PARKED, band_low(p), pending_score(p, upto),
+    'LIMIT', 0, limit - #ids)
+  for _, id in ipairs(parked) do ids[#ids + 1] = id end
+end
 local now = now_ms()
 local n = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', K_PENDING, id)
   local tk = k_task(id)
   local f = redis.call('HMGET', tk, 'state', 'type', 'owner', 'wf')
+  drop_parked(id, f[2])
   if f[1] == 'pending' then
     finish(tk, 'cancelled', now)
     count('cancelled', f[2])
@@ -23,4 +29,5 @@ for _, id in ipairs(ids) do
   end
 end
 emit()
-return {n, redis.call('ZCOUNT', K_PENDING, band_low(p), band_high(p)), #ids}
+return {n, redis.call('ZCOUNT', K_PENDING, band_low(p), band_high(p))
+  + redis.call('ZCOUNT', K_PARKED, band_low(p), band_high(p)), #ids}

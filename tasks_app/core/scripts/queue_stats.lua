@@ -18,6 +18,7 @@ end
 tally_running(redis.call('ZRANGE', K_LEASES, 0, -1))
 for p = 0, 3 do
   out[#out + 1] = redis.call('ZCOUNT', K_PENDING, band_low(p), band_high(p))
+    + redis.call('ZCOUNT', K_PARKED, band_low(p), band_high(p))
   out[#out + 1] = redis.call('ZCARD', k_delayed(p))
   out[#out + 1] = running[tostring(p)]
   out[#out + 1] = redis.call('SISMEMBER', K_PAUSED, tostring(p))

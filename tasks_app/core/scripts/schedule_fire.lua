@@ -19,8 +19,9 @@ if mode == 'tick' and (f[1] ~= ARGV[3] or f[3] ~= '1') then return {'stale'} end
 local ttype, payload, p = ARGV[7], ARGV[8], ARGV[9]
 local n, FIRST = tonumber(ARGV[12]), 13
 local backlog = redis.call('ZCARD', K_PENDING)
-if n > 0 and backlog + n > CFG_MAX_PENDING then
-  return tq_error('QUEUE_FULL', tostring(backlog))
+local parked = redis.call('ZCARD', K_PARKED)  -- pending too (see admit in lib.lua)
+if n > 0 and backlog + parked + n > CFG_MAX_PENDING then
+  return tq_error('QUEUE_FULL', tostring(backlog + parked))
 end
 local now, us = clock()
 local seq = 0

@@ -23,6 +23,7 @@ from tasks_app.conf import tq_settings
 from tasks_app.core import errors
 from tasks_app.core.inspect import Inspector, Progress
 from tasks_app.core.keys import valid_queue_name
+from tasks_app.core.limits import check_type, parse_limit
 from tasks_app.core.nesting import text_depth, too_deep_message
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
@@ -70,6 +71,7 @@ class Command(BaseCommand):
         self.add_tasks(sub)
         self.add_schedules(sub)
         self.add_workflows(sub)
+        self.add_limits(sub)
 
     @staticmethod
     def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +194,22 @@ class Command(BaseCommand):
             if name == "cancel":
                 self.yes_flag(parser)
             self.json_flag(parser)
+    def add_limits(self, sub: Any) -> None:
+        limits = sub.add_parser("limits", help="per-type concurrency and rate limits: list, "
+                                               "set, clear")
+        self.json_flag(limits)  # bare "limits" is "limits list"
+        actions = limits.add_subparsers(dest="limits_action", metavar="ACTION")
+        self.json_flag(actions.add_parser("list", help="every limited type (default)"))
+        put = actions.add_parser("set", help="set a type's limits (replacing its old ones)")
+        put.add_argument("type", help="the task type")
+        put.add_argument("--concurrency", type=int, default=None, metavar="N",
+                         help="at most N attempts running at once")
+        put.add_argument("--rate", default=None, metavar="N/s|N/m|N/h",
+                         help="at most N starts per second, minute or hour (token bucket)")
+        self.json_flag(put)
+        clear = actions.add_parser("clear", help="remove a type's limits")
+        clear.add_argument("type", help="the task type")
+        self.json_flag(clear)
 
     # -- dispatch ------------------------------------------------------------
 
@@ -203,6 +221,8 @@ class Command(BaseCommand):
             action = "schedules_" + (opts.get("schedules_action") or "list")
         if action == "workflows":
             action = "workflows_" + (opts.get("workflows_action") or "list")
+        if action == "limits":
+            action = "limits_" + (opts.get("limits_action") or "list")
         self.opts = opts
         self.stdin = opts.get("stdin") or sys.stdin
         try:
@@ -450,3 +470,22 @@ class Command(BaseCommand):
         self.confirm(f"Cancel the workflow {opts['id']}?")
         data = producer.cancel_workflow(opts["id"]).to_dict()
         self.out(data, f"workflow {opts['id']} cancelled")
+    # -- per-type limits ---------------------------------------------------------
+
+    def do_limits_list(self, opts: dict[str, Any]) -> None:
+        found = [state.to_dict() for state in producer.type_limits().all()]
+        self.out({"types": found, "count": len(found)}, cli.limits_text(found))
+
+    def do_limits_set(self, opts: dict[str, Any]) -> None:
+        given = {k: opts[k] for k in ("concurrency", "rate") if opts.get(k) is not None}
+        try:
+            limit = parse_limit(given)
+            task_type = check_type(opts["type"])
+        except errors.ValidationError as exc:
+            raise self.usage(str(exc)) from None
+        data = producer.type_limits().set(task_type, limit).to_dict()
+        self.out(data, cli.limits_text([data]))
+
+    def do_limits_clear(self, opts: dict[str, Any]) -> None:
+        data = producer.type_limits().clear(opts["type"]).to_dict()
+        self.out(data, f"limits of {opts['type']} removed")

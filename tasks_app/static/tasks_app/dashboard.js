@@ -39,6 +39,7 @@
     clockOffset: 0,            // server clock minus browser clock, ms
     depths: zeroDepths(),
     named: [],                 // per named queue: the API's figures (snapshot.named)
+    typeLimits: [],            // per limited type: limits, running, parked (snapshot.type_limits)
     schedules: null,           // snapshot.schedules: {count, items} (null: not shown)
     depthSamples: [],          // [{t: browser ms, values}], newest last
     totals: null,              // the last cluster totals (snapshot or queue.stats)
@@ -76,6 +77,7 @@
     for (const q of snapshot.queues) depths[q.name] = q.depth;
     setDepths(depths);
     state.named = snapshot.named || [];
+    state.typeLimits = snapshot.type_limits || [];
     state.schedules = snapshot.schedules || null;
     state.totals = {...snapshot.totals};
     state.lastStatsAt = Date.now();
@@ -366,6 +368,7 @@
         const body = reply.ok ? await reply.json() : null;
         if (body && body.snapshot && body.snapshot.named) {
           state.named = body.snapshot.named;
+          state.typeLimits = body.snapshot.type_limits || [];
           state.schedules = body.snapshot.schedules || null;
           render.soon();
         }
@@ -441,6 +444,7 @@
     rateChart.update(ratePoints(endSecond));
     renderLegends(endSecond);
     renderNamedQueues();
+    renderTypeLimits();
     renderProgress();
     renderSchedules();
     renderWorkers();
@@ -459,6 +463,27 @@
       setCell(row, ".dlq", fmt(q.dlq_size));
       setCell(row, ".state", st);
       row.querySelector(".state").className = `pill state ${st === "paused" ? "paused" : "idle"}`;
+      return row;
+    });
+    rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  /** Read-only: each limited type's limits and counts (refreshed with the named queues). */
+  function renderTypeLimits() {
+    const body = $("#type-limits-body");
+    $("#type-limits-panel").hidden = state.typeLimits.length === 0;
+    const rows = state.typeLimits.map((t) => {
+      let row = body.querySelector(`tr[data-type="${CSS.escape(t.type)}"]`);
+      if (!row) {
+        row = $("#type-limit-row").content.firstElementChild.cloneNode(true);
+        row.dataset.type = t.type;
+        row.querySelector(".name").textContent = t.type;
+      }
+      setCell(row, ".concurrency", t.concurrency === null ? "—" : fmt(t.concurrency));
+      setCell(row, ".rate", t.rate || "—");
+      setCell(row, ".running", fmt(t.running));
+      setCell(row, ".parked", fmt(t.parked));
       return row;
     });
     rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
