@@ -18,6 +18,7 @@ from tasks_app.core import metrics
 from tasks_app.core.broker import Broker
 from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
+from tasks_app.core.limits import TypeLimit, TypeLimits
 from tasks_app.core.task import Job
 from tests.api_support import broker, call, error
 from tests.factories import WORKER, register
@@ -271,3 +272,22 @@ def test_owner_visibility_hides_another_callers_workflow() -> None:
         assert call("GET", f"/api/v1/workflows/{wid}", **{"X-API-Key": KEY_A}).status == 200
         assert call("GET", f"/api/v1/workflows/{wid}", **{"X-API-Key": ADMIN_KEY}).status == 200
         assert call("POST", "/api/v1/workflows", {"chain": [{"type": "count"}]}).status == 401
+
+
+def test_a_group_of_a_limited_type_runs_within_its_limit_and_cancels_cleanly(
+        b: Broker) -> None:
+    store = TypeLimits(b)
+    store.set("count", TypeLimit(concurrency=1))
+    try:
+        flow = producer.group(*[count(i) for i in range(4)], then=producer.step("echo"))
+        first = b.take(WORKER, (0, 1, 2, 3), 16)
+        assert isinstance(first, list) and len(first) == 1  # the others wait, parked
+        assert Inspector(b).queue_depths()["low"] == 3  # parked members are still pending
+        producer.cancel_workflow(flow.id)
+        assert Inspector(b).queue_depths()["low"] == 0  # cancelled out of the parked set too
+        b.ack(first[0], WORKER, "1")
+        assert b.take(WORKER, (0, 1, 2, 3), 16) == "empty"
+        states = [s.state for s in producer.get_workflow(flow.id).steps]
+        assert states == ["completed", "cancelled", "cancelled", "cancelled", "cancelled"]
+    finally:
+        store.clear("count")

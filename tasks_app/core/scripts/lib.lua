@@ -538,7 +538,7 @@ local function wf_cancel_unstarted(wk, now)
     local f = redis.call('HMGET', tk, 'state', 'priority', 'type', 'owner')
     local cancel = true
     if f[1] == 'pending' then
-      redis.call('ZREM', K_PENDING, id)
+      if redis.call('ZREM', K_PENDING, id) == 0 then drop_parked(id, f[3]) end
     elseif f[1] == 'scheduled' or f[1] == 'retrying' then
       redis.call('ZREM', k_delayed(f[2]), id)
       redis.call('HDEL', tk, 'next_retry_at')
