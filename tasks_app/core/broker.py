@@ -119,6 +119,9 @@ class Submitted:
     existing one their unique key names (unique.py)."""
 
 
+LIMITS_RECHECK = 2.0
+"""Seconds a producer trusts what it read of the namespace's type limits."""
+
 DURABLE_SCRIPTS = frozenset({"enqueue", "cancel", "ack", "fail", "finish", "retry",
                              "dlq_retry", "dlq_delete", "purge"})
 """The scripts whose writes a "replica" durability confirms with a replica (WAIT)."""
@@ -147,6 +150,7 @@ class Broker:
         self._queues_at = -QUEUES_TTL
         self._registered: set[str] = set()
         self._salts: dict[str, str] = {}
+        self._limits_known: tuple[float, bool] = (0.0, False)  # (until, any type limited)
         self.serving: Serving | None = None
         self.cluster = type(client).__name__ == "RedisCluster"
         """True on a Redis Cluster: a blocking wait then watches one slot's keys."""
@@ -218,6 +222,18 @@ class Broker:
         """The keys of every shard of every known queue (the home shard first)."""
         return [keys for name in sorted(self.queues(), key=lambda q: q != DEFAULT_QUEUE)
                 for keys in self.queue_shards(name)]
+
+    def has_type_limits(self) -> bool:
+        """Whether the namespace limits any task type (read at most every 2 s): only then do
+        creates count parked tasks toward MAX_PENDING (one read saved per create).  A limit
+        set in the last 2 s may go uncounted by a producer for that long."""
+        until, known = self._limits_known
+        now = time.monotonic()
+        if now >= until:
+            with redis_errors():
+                known = bool(self.client.exists(self.keys.type_limits))
+            self._limits_known = (now + LIMITS_RECHECK, known)
+        return known
 
     def register_queue(self, queue: str) -> None:
         """Record a queue (and its configured shard count) in the namespace's registry, once
@@ -435,7 +451,8 @@ class Broker:
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self._producer_shard(queue, route)
-        args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope]
+        args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope,
+                           "1" if self.has_type_limits() else ""]
         for spec in specs:
             args.extend(spec.script_args())
         if uniques:

@@ -2,7 +2,9 @@
 -- KEYS[1]: the sequence key (routes the call to the namespace's slot)
 -- ARGV: n, idempotency key already scoped to its caller (keys.scoped; '' = none), its
 --   lifetime in ms, owner (the creating principal, stored as the task's 'owner' field
---   and carried in its events; '' = none), then per task 9 values:
+--   and carried in its events; '' = none), '1' when the namespace has per-type limits
+--   (parked tasks then count toward CFG_MAX_PENDING; '' skips that read), then per task
+--   9 values:
 --   id, type, payload_json, priority, max_retries, timeout, metadata_json,
 --   scheduled_at_ms ('' = none), delay_ms ('' = none);
 --   then, only when some task is unique (unique.py), per task 2 values: its unique key
@@ -18,7 +20,7 @@ local idem = ARGV[2]
 local owner = ARGV[4] ~= '' and ARGV[4] or nil
 local now, us = clock()
 local W = 9
-local FIRST = 5
+local FIRST = 6
 
 if idem ~= '' then
   local prior = redis.call('GET', k_idem(idem))
@@ -75,7 +77,8 @@ local function due_of(base)
 end
 
 local backlog = redis.call('ZCARD', K_PENDING)
-local parked = redis.call('ZCARD', K_PARKED)  -- pending too (see admit in lib.lua)
+-- parked tasks are pending too (see admit in lib.lua); only limited namespaces have any
+local parked = ARGV[5] == '1' and redis.call('ZCARD', K_PARKED) or 0
 -- One pass to decide: which ids are new (a repeated id, in the batch or in
 -- Redis, is created once), and how many of them are due now.
 local adding = 0
