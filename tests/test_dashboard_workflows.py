@@ -85,6 +85,16 @@ def test_the_panel_follows_a_workflow_until_it_ends(
     expect(failed.locator(".steps")).to_have_text("1 / 3")
     expect(failed.locator(".stopped")).to_have_text("step 1 (fail, failed)")
     assert page.locator("#workflows-body tr").first.get_attribute("data-workflow") == broken.id
+    line = page.locator('#feed li[data-type="workflow.failed"]').first
+    expect(line.locator(".badge")).to_have_text("failed")
+    expect(line.locator(".what")).to_have_text(f"workflowdefault{broken.id[:8]}")
+    expect(line.locator(".detail")).to_have_text(f"failed step {broken.steps[1].task_id[:8]}")
+    done = page.locator('#feed li[data-type="workflow.completed"]').first
+    expect(done.locator(".what")).to_contain_text(flow.id[:8])
+    page.click('button[data-feed-filter="failures"]')
+    expect(page.locator('#feed li[data-type="workflow.failed"]')).to_have_count(1)
+    expect(page.locator('#feed li[data-type="workflow.completed"]')).to_have_count(0)
+    page.click('button[data-feed-filter="all"]')
     link = failed.locator("a.id")
     expect(link).to_have_text(broken.id[:8])
     screenshot(page, "dashboard-workflows")

@@ -26,7 +26,8 @@
   const FEED_GROUPS = {
     all: () => true,
     tasks: (e) => e.type.startsWith("task."),
-    failures: (e) => ["task.failed", "task.dead_lettered", "task.retrying", "events.dropped"].includes(e.type),
+    failures: (e) => ["task.failed", "task.dead_lettered", "task.retrying", "events.dropped",
+                      "workflow.failed"].includes(e.type),
     workers: (e) => e.type.startsWith("worker."),
   };
 
@@ -692,6 +693,10 @@
         what.append(el("code", data.task_id.slice(0, 8)));
         what.querySelector("code").title = data.task_id;
       }
+    } else if (event.type.startsWith("workflow.")) {
+      what.append(el("b", "workflow"), el("span", data.queue || "default", "queue"),
+                  el("code", (data.workflow_id || "").slice(0, 8)));
+      what.querySelector("code").title = data.workflow_id;
     } else {
       what.append(el("span", "task events thinned: over the per-second limit"));
     }
@@ -717,6 +722,7 @@
       case "task.dead_lettered": return d.reason || d.error || "";
       case "worker.joined": return [d.hostname, d.concurrency ? `${d.concurrency} slots` : ""].filter(Boolean).join(" \u00b7 ");
       case "worker.left": return d.reason || "";
+      case "workflow.failed": return d.failed_step ? `failed step ${d.failed_step.slice(0, 8)}` : "";
       case "schedule.fired": return `tick ${new Date(d.scheduled_for).toLocaleTimeString("en-GB")} \u00b7 lag ${duration(d.lag)}`;
       case "schedule.missed": return `${d.missed} tick(s) missed \u00b7 next ${new Date(d.next_run_at).toLocaleTimeString("en-GB")}`;
       case "schedule.error": return d.error || "";
