@@ -5,6 +5,9 @@ permissions (``permissions.DASHBOARD``); staff missing one get a JSON 403 naming
 
 Staff who also hold ``permissions.SCHEDULE_VIEW`` see the periodic schedules (next runs,
 and the state of each one's last task); the others' snapshots leave them out.
+Likewise ``permissions.WORKFLOW_VIEW`` shows the latest workflows (read-only: the admin
+has the actions): every client's, as the REST API shows them to staff holding it
+(``visibility.workflow_scope``); staff without it see no panel.
 
 The page embeds a snapshot (queue depths, named queues, per-type limits, totals, workers,
 DLQ size) and a
@@ -31,22 +34,27 @@ from django.views.decorators.cache import never_cache
 from tasks_app import permissions, producer
 from tasks_app.core.errors import BrokerUnavailable
 from tasks_app.core.inspect import QueueStats
+from tasks_app.core.workflows import Workflow
 from tasks_app.live import auth as ws_auth
 from tasks_app.routing import websocket_url_path
 
 DLQ_ADMIN_URL_NAME = "admin:tasks_app_deadletterentry_changelist"
 QUEUES_ADMIN_URL_NAME = "admin:workers_app_queue_changelist"
 SCHEDULES_ADMIN_URL_NAME = "admin:workers_app_schedule_changelist"
+WORKFLOWS_ADMIN_URL_NAME = "admin:tasks_app_workflow_changelist"
+WORKFLOW_ADMIN_URL_NAME = "admin:tasks_app_workflow_change"
 SCHEDULES_SHOWN = 20
 """The schedules panel lists the active schedules whose next run is soonest, then the
 paused ones, this many in all."""
 FEED_SIZE = 100
 WINDOW_SECONDS = 120
+WORKFLOWS_SHOWN = 20
+"""The workflows panel lists this many of the latest workflows."""
 
 
-def snapshot(schedules: bool = False) -> dict[str, Any]:
-    """Queues, totals and workers (and the schedules when asked) as Redis has them now (or
-    the error if it is away)."""
+def snapshot(schedules: bool = False, workflows: bool = False) -> dict[str, Any]:
+    """Queues, totals and workers (and the schedules and the workflows when asked) as Redis
+    has them now (or the error if it is away)."""
     try:
         inspector = producer.inspector()
         queues = inspector.queue_stats()
@@ -55,6 +63,7 @@ def snapshot(schedules: bool = False) -> dict[str, Any]:
         named = producer.named_queues(inspector)
         limits = [s.to_dict() for s in producer.type_limits().all()]
         panel = schedule_panel() if schedules else None
+        flows = workflow_panel() if workflows else None
     except BrokerUnavailable as exc:
         return {"server_time": _now_ms(), "error": f"Redis is unreachable: {exc}"}
     state = {
@@ -68,7 +77,26 @@ def snapshot(schedules: bool = False) -> dict[str, Any]:
     }
     if panel is not None:
         state["schedules"] = panel
+    if flows is not None:
+        state["workflows"] = flows
     return state
+
+
+def workflow_panel() -> list[dict[str, Any]]:
+    """The latest ``WORKFLOWS_SHOWN`` workflows, newest first: state, steps done of all,
+    where a failed one stopped and its admin page."""
+    return [_workflow_row(flow) for flow in producer.workflows().recent(WORKFLOWS_SHOWN)]
+
+
+def _workflow_row(flow: Workflow) -> dict[str, Any]:
+    """One line of the workflows panel."""
+    failed = next((s for s in flow.steps if s.task_id == flow.failed_step), None)
+    return {"id": flow.id, "state": flow.state, "queue": flow.queue,
+            "done": sum(s.state == "completed" for s in flow.steps), "total": len(flow.steps),
+            "failed_step": None if failed is None else {
+                "index": failed.index, "task_id": failed.task_id, "type": failed.type,
+                "state": failed.state},
+            "url": _reverse_or_none(WORKFLOW_ADMIN_URL_NAME, flow.id)}
 
 
 def schedule_panel() -> dict[str, Any]:
@@ -108,15 +136,16 @@ def page_config(request: HttpRequest) -> dict[str, Any]:
         "dlq_url": _reverse_or_none(DLQ_ADMIN_URL_NAME),
         "queues_url": _reverse_or_none(QUEUES_ADMIN_URL_NAME),
         "schedules_url": _reverse_or_none(SCHEDULES_ADMIN_URL_NAME),
+        "workflows_url": _reverse_or_none(WORKFLOWS_ADMIN_URL_NAME),
         "feed_size": FEED_SIZE,
         "window_seconds": WINDOW_SECONDS,
     }
 
 
-def _reverse_or_none(name: str) -> str | None:
+def _reverse_or_none(name: str, *args: str) -> str | None:
     """The URL named ``name``, or None when the site does not route it (e.g. no admin)."""
     try:
-        return reverse(name)
+        return reverse(name, args=args or None)
     except NoReverseMatch:
         return None
 
@@ -141,6 +170,11 @@ def may_see_schedules(request: HttpRequest) -> bool:
     return request.user.has_perm(permissions.SCHEDULE_VIEW)
 
 
+def may_see_workflows(request: HttpRequest) -> bool:
+    """Whether the page shows the workflows panel (the workflows' view permission)."""
+    return request.user.has_perm(permissions.WORKFLOW_VIEW)
+
+
 @never_cache
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The dashboard page with its initial state embedded (staff with the view permissions;
@@ -151,11 +185,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     refusal = permission_refusal(request)
     if refusal is not None:
         return refusal
-    state = snapshot(may_see_schedules(request))
+    state = snapshot(may_see_schedules(request), may_see_workflows(request))
     config = page_config(request)
     context = {"config": config, "initial": state, "dlq_url": config["dlq_url"],
                "queues_url": config["queues_url"], "schedules_url": config["schedules_url"],
                "show_schedules": may_see_schedules(request),
+               "show_workflows": may_see_workflows(request),
+               "workflows_url": config["workflows_url"],
                "login_url": login_url(), "admin_url": _reverse_or_none("admin:index"),
                "error": state.get("error")}
     return render(request, "tasks_app/dashboard.html", context)
@@ -171,7 +207,7 @@ def snapshot_view(request: HttpRequest) -> JsonResponse:
     refusal = permission_refusal(request)
     if refusal is not None:
         return refusal
-    state = snapshot(may_see_schedules(request))
+    state = snapshot(may_see_schedules(request), may_see_workflows(request))
     status = 503 if "error" in state else 200
     return JsonResponse({"token": socket_token(request), "snapshot": state}, status=status)
 

@@ -1,5 +1,5 @@
 """Database models of the Django edge: API keys created in the Django admin, and the
-dead-letter queue as an unmanaged model (its rows live in Redis, never in SQL)."""
+dead-letter queue and workflows as unmanaged models (their rows live in Redis, never in SQL)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,21 @@ class DeadLetterEntry(models.Model):
 
     def __str__(self) -> str:
         return self.task_id
+
+
+class Workflow(models.Model):
+    """A chain or group of tasks (stored in its queue shard's hash, not in the database).
+
+    The model exists for the Django admin (a section) and for its permissions;
+    ``tasks_app.admin.workflows`` reads and cancels workflows through ``producer``.
+    """
+
+    id = models.CharField(max_length=64, primary_key=True)
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("cancel_workflow", "Can cancel workflows")]
+
+    def __str__(self) -> str:
+        return self.id

@@ -1,7 +1,8 @@
 """Permission names shared by the Django admin, the REST admin API and the dashboard.
 
-The unmanaged models declare them (``models.DeadLetterEntry``, ``workers_app.models``);
-everything that checks one reads its name here, so the three surfaces cannot drift apart.
+The unmanaged models declare them (``models.DeadLetterEntry``, ``models.Workflow``,
+``workers_app.models``); everything that checks one reads its name here, so the surfaces
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ SCHEDULE_ADD = "workers_app.add_schedule"
 SCHEDULE_CHANGE = "workers_app.change_schedule"  # also pause and resume
 SCHEDULE_DELETE = "workers_app.delete_schedule"
 SCHEDULE_TRIGGER = "workers_app.trigger_schedule"
+WORKFLOW_VIEW = "tasks_app.view_workflow"  # everyone's workflows (see visibility.py)
+WORKFLOW_CANCEL = "tasks_app.cancel_workflow"
 
 # The dashboard shows queues, workers and the DLQ's size together: it needs all three.
 DASHBOARD = (QUEUE_VIEW, WORKER_VIEW, DLQ_VIEW)

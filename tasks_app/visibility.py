@@ -3,13 +3,17 @@
 With ``"all"`` every client sees every task.  With ``"owner"`` a client sees only the
 tasks it created (the task's ``owner``, named by :func:`principal_id`); admins, and
 everyone while auth is off, still see all of them.
+
+Workflows follow the same rule, except that a staff *user* sees and cancels other
+clients' workflows only while holding the Django admin's permissions for the same thing
+(``permissions.WORKFLOW_VIEW``, ``WORKFLOW_CANCEL``): :func:`workflow_scope`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tasks_app.api.authentication import is_admin_principal, principal_id
+from tasks_app.api.authentication import KeyPrincipal, is_admin_principal, principal_id
 from tasks_app.conf import tq_settings
 
 ALL = "all"
@@ -26,3 +30,14 @@ def viewer_scope(user: Any) -> str | None:
 def may_see(viewer: str | None, owner: str | None) -> bool:
     """True when a viewer (from :func:`viewer_scope`) may see a task with that owner."""
     return viewer is None or owner == viewer
+
+
+def workflow_scope(user: Any, needed: tuple[str, ...]) -> str | None:
+    """As :func:`viewer_scope`, for workflows: a staff user (not an admin key) lacking one
+    of ``needed`` is scoped to its own workflows, as a client is."""
+    scope = viewer_scope(user)
+    if scope is not None or tq_settings.TASK_VISIBILITY == ALL or not tq_settings.AUTH_ENABLED:
+        return scope
+    if isinstance(user, KeyPrincipal) or all(user.has_perm(name) for name in needed):
+        return None
+    return principal_id(user)

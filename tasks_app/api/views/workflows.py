@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.api import docs, inputs
 from tasks_app.api.authentication import principal_id
 from tasks_app.api.serializers import Workflow, WorkflowCreate
 from tasks_app.api.views.tasks import SubmitView
 from tasks_app.core.errors import WorkflowNotFound
 from tasks_app.core.workflows import Workflow as StoredWorkflow
-from tasks_app.visibility import may_see, viewer_scope
+from tasks_app.visibility import may_see, workflow_scope
+
+VIEW = (permissions.WORKFLOW_VIEW,)
+CANCEL = (*VIEW, permissions.WORKFLOW_CANCEL)
+"""What a staff user needs to reach past its own workflows (as in the Django admin)."""
 
 
-def visible_workflow(request: Request, workflow_id: str) -> StoredWorkflow:
-    """The workflow, or 404 for one this caller may not see (as for tasks)."""
+def visible_workflow(request: Request, workflow_id: str,
+                     needed: tuple[str, ...] = VIEW) -> StoredWorkflow:
+    """The workflow, or 404 for one this caller may not see (as for tasks); 403 for one
+    it may see but lacks ``needed`` for (a staff user, see ``workflow_scope``)."""
     found = producer.get_workflow(workflow_id)
-    viewer = viewer_scope(request.user)
-    if viewer is not None and not may_see(viewer, found.owner):
+    if not may_see(workflow_scope(request.user, VIEW), found.owner):
         raise WorkflowNotFound(workflow_id)
+    if not may_see(workflow_scope(request.user, needed), found.owner):
+        raise PermissionDenied(permissions.missing(
+            [name for name in needed if not request.user.has_perm(name)]))
     return found
 
 
@@ -49,10 +58,10 @@ class WorkflowDetailView(SubmitView):
         """The workflow's state and each step's task id and state."""
         return Response(visible_workflow(request, workflow_id).to_dict())
 
-    @extend_schema(operation_id="cancel_workflow", responses=docs.reads(Workflow, 404, 409),
+    @extend_schema(operation_id="cancel_workflow", responses=docs.reads(Workflow, 403, 404, 409),
                    tags=["workflows"])
     def delete(self, request: Request, workflow_id: str) -> Response:
         """Cancel: steps not started are cancelled, running ones finish and start nothing
         after them; 409 once the workflow has completed."""
-        visible_workflow(request, workflow_id)
+        visible_workflow(request, workflow_id, CANCEL)
         return Response(producer.cancel_workflow(workflow_id).to_dict())

@@ -6,7 +6,8 @@
  *   queue.stats  -> cluster totals; their deltas give exact completed and failed per second,
  *   (named queues: a queue.depth or task event with a queue refetches the snapshot's
  *   per-queue figures, at most once a second; so does a schedule.* event, which also
- *   refreshes the schedules panel: next runs and the state of each last task),
+ *   refreshes the schedules panel: next runs and the state of each last task; a workflow.*
+ *   event or a task event with a queue refreshes the workflows panel the same way),
  *   worker.*     -> the workers table, task.* -> the feed and which worker is busy.
  * When the socket drops it reconnects with exponential backoff (with jitter); before each
  * reconnect it fetches a fresh snapshot and socket token, so nothing missed stays wrong.
@@ -25,7 +26,8 @@
   const FEED_GROUPS = {
     all: () => true,
     tasks: (e) => e.type.startsWith("task."),
-    failures: (e) => ["task.failed", "task.dead_lettered", "task.retrying", "events.dropped"].includes(e.type),
+    failures: (e) => ["task.failed", "task.dead_lettered", "task.retrying", "events.dropped",
+                      "workflow.failed"].includes(e.type),
     workers: (e) => e.type.startsWith("worker."),
   };
 
@@ -41,6 +43,7 @@
     named: [],                 // per named queue: the API's figures (snapshot.named)
     typeLimits: [],            // per limited type: limits, running, parked (snapshot.type_limits)
     schedules: null,           // snapshot.schedules: {count, items} (null: not shown)
+    workflows: null,           // snapshot.workflows: the latest, newest first (null: not shown)
     depthSamples: [],          // [{t: browser ms, values}], newest last
     totals: null,              // the last cluster totals (snapshot or queue.stats)
     lastStatsAt: null,         // browser ms when those totals arrived
@@ -79,6 +82,7 @@
     state.named = snapshot.named || [];
     state.typeLimits = snapshot.type_limits || [];
     state.schedules = snapshot.schedules || null;
+    state.workflows = snapshot.workflows || null;
     state.totals = {...snapshot.totals};
     state.lastStatsAt = Date.now();
     const seen = new Set();
@@ -150,7 +154,8 @@
 
   function onEvent(event) {
     const data = event.data || {};
-    if (event.type === "queue.depth" || data.queue || event.type.startsWith("schedule.")) namedRefresh.soon();
+    if (event.type === "queue.depth" || data.queue || event.type.startsWith("schedule.")
+        || event.type.startsWith("workflow.")) namedRefresh.soon();
     if (event.type === "queue.depth") setDepths(data.queue_depths || {});
     else if (event.type === "queue.stats") applyTotals(data);
     else if (event.type === "events.dropped") state.droppedUntil = Date.now() + 5000;
@@ -370,6 +375,7 @@
           state.named = body.snapshot.named;
           state.typeLimits = body.snapshot.type_limits || [];
           state.schedules = body.snapshot.schedules || null;
+          state.workflows = body.snapshot.workflows || null;
           render.soon();
         }
       } catch (err) { /* the socket's own reconnect resynchronises everything */ }
@@ -447,6 +453,7 @@
     renderTypeLimits();
     renderProgress();
     renderSchedules();
+    renderWorkflows();
     renderWorkers();
     renderFeed();
   }
@@ -525,6 +532,39 @@
     const row = $("#schedule-row").content.firstElementChild.cloneNode(true);
     row.dataset.schedule = name;
     row.querySelector(".name").textContent = name;
+    return row;
+  }
+
+  function renderWorkflows() {
+    const body = $("#workflows-body");
+    if (!body || !state.workflows) return;
+    const items = state.workflows;
+    $("#workflows-empty").hidden = items.length > 0;
+    $("#workflows-table").hidden = items.length === 0;
+    const rows = items.map((w) => {
+      const row = body.querySelector(`tr[data-workflow="${CSS.escape(w.id)}"]`) || workflowRow(w);
+      row.dataset.state = w.state;
+      setCell(row, ".queue", w.queue);
+      setCell(row, ".steps", `${fmt(w.done)} / ${fmt(w.total)}`);
+      const f = w.failed_step;
+      setCell(row, ".stopped", f ? `step ${f.index} (${f.type}, ${f.state})` : "—");
+      row.querySelector(".stopped").title = f ? f.task_id : "";
+      const pill = row.querySelector(".state");
+      pill.textContent = w.state;
+      pill.className = `pill state ${w.state === "running" ? "busy" : w.state === "completed" ? "idle" : w.state}`;
+      return row;
+    });
+    rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null); });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  function workflowRow(w) {
+    const row = $("#workflow-row").content.firstElementChild.cloneNode(true);
+    row.dataset.workflow = w.id;
+    const link = row.querySelector(".id");
+    link.textContent = w.id.slice(0, 8);
+    link.title = w.id;
+    if (w.url) link.href = w.url;
     return row;
   }
 
@@ -678,6 +718,10 @@
         what.append(el("code", data.task_id.slice(0, 8)));
         what.querySelector("code").title = data.task_id;
       }
+    } else if (event.type.startsWith("workflow.")) {
+      what.append(el("b", "workflow"), el("span", data.queue || "default", "queue"),
+                  el("code", (data.workflow_id || "").slice(0, 8)));
+      what.querySelector("code").title = data.workflow_id;
     } else {
       what.append(el("span", "task events thinned: over the per-second limit"));
     }
@@ -703,6 +747,7 @@
       case "task.dead_lettered": return d.reason || d.error || "";
       case "worker.joined": return [d.hostname, d.concurrency ? `${d.concurrency} slots` : ""].filter(Boolean).join(" \u00b7 ");
       case "worker.left": return d.reason || "";
+      case "workflow.failed": return d.failed_step ? `failed step ${d.failed_step.slice(0, 8)}` : "";
       case "schedule.fired": return `tick ${new Date(d.scheduled_for).toLocaleTimeString("en-GB")} \u00b7 lag ${duration(d.lag)}`;
       case "schedule.missed": return `${d.missed} tick(s) missed \u00b7 next ${new Date(d.next_run_at).toLocaleTimeString("en-GB")}`;
       case "schedule.error": return d.error || "";
