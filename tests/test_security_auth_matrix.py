@@ -27,6 +27,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tasks_app import producer
 from tasks_app.api.tokens import access_for
 from tasks_app.conf import tq_settings
 from tasks_app.core.schedules import Schedules, ScheduleSpec
@@ -58,9 +59,10 @@ class World:
     staff: User
     user: User
     schedule: str = ""
+    workflow: str = ""
 
     def secrets(self) -> list[str]:
-        return [MARK, self.task_id, self.dlq_id, self.worker_id, self.schedule]
+        return [MARK, self.task_id, self.dlq_id, self.worker_id, self.schedule, self.workflow]
 
 
 @pytest.fixture
@@ -72,13 +74,15 @@ def world() -> World:
         worker_id = register(broker(), f"worker-{MARK}")
         schedule = Schedules(broker()).create(ScheduleSpec(
             f"sched-{MARK}", "echo", payload={"secret": MARK}, every=3600)).name
+        workflow = producer.chain(producer.step("echo", {"secret": MARK}),
+                                  producer.step("echo")).id
     staff = User.objects.create(username="staffer", is_staff=True, is_superuser=True,
                                 password="!unusable")  # no hashing: the matrix is large
     user = User.objects.create(username="plain", password="!unusable")
     group = Group.objects.create(name=f"g-{MARK}")
     key, _ = APIKey.objects.create_key(name=f"k-{MARK}")
     return World(task["id"], dlq_id, worker_id, user.pk, group.pk, str(key.pk), staff, user,
-                 schedule)
+                 schedule, workflow)
 
 
 # ---- credentials -------------------------------------------------------------------------
@@ -176,7 +180,8 @@ class Case:
 def fill(text: str, w: World) -> str:
     """Put the seeded ids into a path or a form value."""
     return text.format(task=w.task_id, dlq=w.dlq_id, worker=w.worker_id, user=w.user_id,
-                       group=w.group_id, key=w.key_id, schedule=w.schedule)
+                       group=w.group_id, key=w.key_id, schedule=w.schedule,
+                       workflow=w.workflow)
 
 
 def admin_model_cases(model: str, obj: str) -> list[Case]:
@@ -201,6 +206,9 @@ CASES: list[Case] = [
     Case("POST", "/api/v1/tasks/batch", "client", {"tasks": [{"type": "echo"}]}),
     Case("GET", "/api/v1/tasks/{task}", "client"),
     Case("DELETE", "/api/v1/tasks/{task}", "client"),
+    Case("POST", "/api/v1/workflows", "client", {"chain": [{"type": "echo"}]}),
+    Case("GET", "/api/v1/workflows/{workflow}", "client"),
+    Case("DELETE", "/api/v1/workflows/{workflow}", "client"),
     # REST API: admin
     Case("GET", "/admin/health", "admin"),
     Case("GET", "/admin/workers", "admin"),
@@ -280,6 +288,9 @@ CASES: list[Case] = [
     Case("POST", "/django-admin/workers_app/queue/type-limits/", "session",
          {"action": "set", "type": "echo", "concurrency": "1"}),
     Case("GET", "/django-admin/workers_app/schedule/", "session"),
+    Case("GET", "/django-admin/tasks_app/workflow/", "session"),
+    Case("GET", "/django-admin/tasks_app/workflow/{workflow}/change/", "session"),
+    Case("POST", "/django-admin/tasks_app/workflow/{workflow}/cancel/", "session"),
     Case("GET", "/django-admin/workers_app/schedule/add/", "session"),
     Case("POST", "/django-admin/workers_app/schedule/add/", "session",
          {"name": "new-sched", "type": "echo", "every": "60", "priority": "low",
