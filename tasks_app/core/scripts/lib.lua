@@ -28,11 +28,12 @@ end
 
 local EVENTS = {}
 local COUNTS, HISTS = {}, {}
-local LIMITS_ON, LIMIT_SPECS = nil, {}  -- per call: see the per-type limits below
+-- per call: see the per-type limits below
+local LIMITS_ON, LIMIT_SPECS, RUNNING, NONE_PARKED = nil, {}, {}, {}
 local function fresh(key)
   set_prefix(key)
   CLOCK_MS, CLOCK_US = nil, nil
-  LIMITS_ON, LIMIT_SPECS = nil, {}
+  LIMITS_ON, LIMIT_SPECS, RUNNING, NONE_PARKED = nil, {}, {}, {}
   EVENTS = {}
   COUNTS, HISTS = {}, {}
 end
@@ -242,8 +243,10 @@ local function tokens(t, s, now)
   return math.min(s.n, tonumber(have) + math.max(now - tonumber(at), 0) * s.n / s.w)
 end
 
+-- Type t's running count: read once per call, then kept by the HINCRBYs of the call.
 local function running_of(t)
-  return tonumber(redis.call('HGET', K_RUNNING, t) or '0')
+  if RUNNING[t] == nil then RUNNING[t] = tonumber(redis.call('HGET', K_RUNNING, t) or '0') end
+  return RUNNING[t]
 end
 
 -- Note when type t's next token is due (promote.lua moves its parked tasks back then).
@@ -255,32 +258,33 @@ local function due_later(t, s, have, now)
   end
 end
 
--- take's check of a popped pending task of limited type t: true when it may start (its
--- start counted: running count, token, 'lim' on its record); else it is parked at its
--- place in line (nothing else changes: it stays pending).
+-- take's check of a popped pending task of limited type t: true when it may start, with
+-- a second true when its start is counted (running count, token; take then writes 'lim'
+-- on its record); else it is parked at its place in line (it stays pending).
 local function admit(id, t, p)
   local s = limit_of(t)
-  if not s then return true end
+  if not s then return true, false end
   local now = now_ms()
   local have = s.n and tokens(t, s, now)
   if (s.c and running_of(t) >= s.c) or (have and have < 1) then
     local score = pending_score(p, redis.call('HGET', k_task(id), 'seq'))
     redis.call('ZADD', k_parked(t), score, id)
     redis.call('ZADD', K_PARKED, score, id)
+    NONE_PARKED[t] = nil
     count('throttled', t)
     if have and have < 1 then due_later(t, s, have, now) end
-    return false
+    return false, false
   end
   if have then redis.call('HSET', K_TOKENS, t, (have - 1) .. '|' .. now) end
-  redis.call('HINCRBY', K_RUNNING, t, 1)
-  redis.call('HSET', k_task(id), 'lim', '1')
-  return true
+  RUNNING[t] = redis.call('HINCRBY', K_RUNNING, t, 1)
+  return true, true
 end
 
 -- Move the head of type t's parked tasks back into pending (kept scores), as many as may
 -- start now (with `all`, or when t has no limit any more: up to 1000); when a token is
 -- what the rest wait for, note when it is due.  Returns how many moved.
 local function wake_parked(t, now, all)
+  if NONE_PARKED[t] then return 0 end  -- found empty earlier in this call
   local key = k_parked(t)
   local s = not all and limit_of(t)
   local n = 1000
@@ -294,6 +298,7 @@ local function wake_parked(t, now, all)
     notify(BAND_PRIORITY[math.floor(tonumber(items[i + 1]) / BAND)], 1)
   end
   local moved = #items / 2
+  if n > 0 and moved == 0 then NONE_PARKED[t] = true end
   if moved > 0 then redis.call('ZREMRANGEBYRANK', key, 0, moved - 1) end
   if have and have - moved < 1 and redis.call('EXISTS', key) == 1 then
     due_later(t, s, have - moved, now)
@@ -308,7 +313,11 @@ local function limit_release(id, now)
   local tk = k_task(id)
   if redis.call('HDEL', tk, 'lim') == 0 then return end
   local t = redis.call('HGET', tk, 'type')
-  if redis.call('HINCRBY', K_RUNNING, t, -1) <= 0 then redis.call('HDEL', K_RUNNING, t) end
+  RUNNING[t] = redis.call('HINCRBY', K_RUNNING, t, -1)
+  if RUNNING[t] <= 0 then
+    redis.call('HDEL', K_RUNNING, t)
+    RUNNING[t] = 0
+  end
   wake_parked(t, now or now_ms())
 end
 
@@ -671,14 +680,21 @@ local function take(worker, prios, n)
       local f = redis.call('HMGET', tk, 'state', 'type', 'payload', 'metadata', 'max_retries',
         'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents')
       -- else a stale entry (the record expired or moved on), or a parked one (see admit)
-      if f[1] == 'pending' and (not limits_on() or admit(id, f[2], p)) then
+      local starts, counted = f[1] == 'pending', false
+      if starts and limits_on() then starts, counted = admit(id, f[2], p) end
+      if starts then
         if not now then now, us = clock() end
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
         -- Unique per attempt: the clock, then one more than the last fence's count.
         local fence = us .. '-' .. (tonumber(string.match(f[10] or '', '-(%d+)$') or '0') + 1)
         local attempts = tonumber(f[8]) + 1
-        redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
-          'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
+        if counted then
+          redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
+            'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait, 'lim', '1')
+        else
+          redis.call('HSET', tk, 'state', 'running', 'worker_id', worker, 'started_at', now,
+            'updated_at', now, 'fence', fence, 'attempts', attempts, 'wait_us', wait)
+        end
         observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
         started[#started + 1] = id
