@@ -65,3 +65,11 @@ def counted(context: TaskContext, steps: int) -> int:
     for done in range(1, steps + 1):
         context.progress(done, steps, f"step {done}")  # type: ignore[attr-defined]
     return steps
+
+
+@task(takes_context=True)
+def add_parents(context: TaskContext, extra: float = 0) -> float:
+    """In a workflow: ``extra`` plus the sum of the numbers among the parent results."""
+    parents = context.parent_results  # type: ignore[attr-defined]
+    values = parents if isinstance(parents, list) else [parents]
+    return extra + sum(v for v in values if isinstance(v, int | float))

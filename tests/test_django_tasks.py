@@ -710,3 +710,14 @@ def test_a_task_whose_slot_dies_sends_task_finished_from_the_supervisor(
     assert ended["status"] == str(TaskResultStatus.FAILED) and ended["finished"]
     assert ended["pid"] == worker.pid  # the supervisor, which saw its slot die
     assert ended["errors"] and "lost" in ended["errors"][0]
+
+
+def test_a_django_task_step_reads_parent_results_from_its_context(worker: Any) -> None:
+    flow = producer.group(producer.step(f"{MODULE}.add", {"args": [1, 2]}),
+                          producer.step(f"{MODULE}.add", {"args": [3, 4]}),
+                          then=producer.step(f"{MODULE}.add_parents", {"kwargs": {"extra": 1}}))
+    deadline = time.monotonic() + 30
+    while producer.get_workflow(flow.id).state != "completed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert producer.get_workflow(flow.id).state == "completed"
+    assert producer.get(flow.steps[2].task_id).result == 11  # 1 + (1 + 2) + (3 + 4)

@@ -102,6 +102,12 @@ class ProgressContext(TaskContext):  # type: ignore[misc]
         """Report how far the task got; see :meth:`tasks_app.core.registry.TaskContext.progress`."""
         return self.queue_context.progress(done, total, message)
 
+    @property
+    def parent_results(self) -> Any:
+        """In a workflow step: the results of the steps before it (see core/workflows.py);
+        None otherwise."""
+        return self.queue_context.parent_results
+
 
 def _finished(result: TaskResult, value: Any) -> Any:
     """Tell task_finished listeners of a success; the value normalised to JSON types, as
