@@ -22,6 +22,10 @@ SCHEDULE_DELETE = "workers_app.delete_schedule"
 SCHEDULE_TRIGGER = "workers_app.trigger_schedule"
 WORKFLOW_VIEW = "tasks_app.view_workflow"  # everyone's workflows (see visibility.py)
 WORKFLOW_CANCEL = "tasks_app.cancel_workflow"
+WORKFLOW_READ = (WORKFLOW_VIEW,)
+WORKFLOW_CANCELLING = (WORKFLOW_VIEW, WORKFLOW_CANCEL)
+"""What a staff user needs to reach past its own workflows: the same in the REST API, the
+Django admin and the dashboard."""
 
 # The dashboard shows queues, workers and the DLQ's size together: it needs all three.
 DASHBOARD = (QUEUE_VIEW, WORKER_VIEW, DLQ_VIEW)

@@ -339,7 +339,10 @@ def test_the_package_ships_its_scripts_templates_static_files_and_migrations(
         p.name for p in (REPO / "tasks_app/core/scripts").glob("*.lua"))
     assert "tasks_app/dashboard.html" in found["templates"]
     assert "admin/workers_app/worker/change_list.html" in found["templates"]
-    assert len(found["templates"]) == 12
+    shipped = sorted(str(p.relative_to(REPO / app / "templates"))
+                     for app in ("tasks_app", "workers_app")
+                     for p in (REPO / app / "templates").rglob("*.html"))
+    assert sorted(found["templates"]) == shipped  # every template of the apps, no other
     assert "admin/tasks_app/schedule/change_list.html" in found["templates"]
     assert {"tasks_app/dashboard.js", "tasks_app/charts.js",
             "tasks_app/dashboard.css"} <= set(found["static"])

@@ -21,12 +21,14 @@ from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
 from tasks_app.admin.support import RedisAdmin, page_context, redis_required
-from tasks_app.api.views.workflows import CANCEL, VIEW
 from tasks_app.core import errors
 from tasks_app.core.states import TaskState
 from tasks_app.core.task import ms_to_datetime
 from tasks_app.core.workflows import StepState, Workflow
 from tasks_app.models import Workflow as WorkflowModel
+
+VIEW = permissions.WORKFLOW_READ
+CANCEL = permissions.WORKFLOW_CANCELLING
 
 LIST_SIZE = 100
 """The list shows this many of the latest workflows."""

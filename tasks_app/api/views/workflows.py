@@ -16,9 +16,8 @@ from tasks_app.core.errors import WorkflowNotFound
 from tasks_app.core.workflows import Workflow as StoredWorkflow
 from tasks_app.visibility import may_see, workflow_scope
 
-VIEW = (permissions.WORKFLOW_VIEW,)
-CANCEL = (*VIEW, permissions.WORKFLOW_CANCEL)
-"""What a staff user needs to reach past its own workflows (as in the Django admin)."""
+VIEW = permissions.WORKFLOW_READ
+CANCEL = permissions.WORKFLOW_CANCELLING
 
 
 def visible_workflow(request: Request, workflow_id: str,
