@@ -116,9 +116,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On a Cluster or Sentinel session, keep only the behaviour tests of TOPOLOGY_FILES; in
     the secondary leg of ./test.sh --matrix, leave out the soaks (marked ``once``): they
-    test the engine's behaviour under faults, which the interpreter does not change."""
+    test the engine's behaviour under faults, which the interpreter does not change; and
+    the pages in headless Chromium (their subject is the browser side, the same whatever
+    Python serves it; the server side of every page is also tested without a browser)."""
     if os.environ.get("TQ_MATRIX_SECONDARY") == "1":
-        soaks = [item for item in items if item.get_closest_marker("once")]
+        soaks = [item for item in items if item.get_closest_marker("once")
+                 or "browser" in getattr(item, "fixturenames", ())]
         if soaks:
             config.hook.pytest_deselected(items=soaks)
             items[:] = [item for item in items if not item.get_closest_marker("once")]

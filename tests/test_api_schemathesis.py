@@ -49,7 +49,7 @@ def schemathesis(url: str, *headers: str) -> subprocess.CompletedProcess[str]:
     """Run the schemathesis CLI against the live schema."""
     command = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ST_CONFIG),
                "run", f"{url}/api/schema/",
-               "--max-examples", "100", "--workers", "2", "--suppress-health-check", "all",
+               "--max-examples", "60", "--workers", "2", "--suppress-health-check", "all",
                "--request-timeout", "10", "--no-color"]
     seed = os.environ.get("TQ_SCHEMATHESIS_SEED", DEFAULT_SEED)
     if seed != "random":

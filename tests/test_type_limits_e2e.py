@@ -17,7 +17,8 @@ from tasks_app.core.states import TaskState
 from tasks_app.core.task import Task
 from tests.procs import WorkerPool, wait_for
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180),
+              pytest.mark.once]  # the engine under real workers: the newest-Python leg runs it
 
 
 def start_workers(pool: WorkerPool, n: int = 4, slots: int = 4,
