@@ -41,6 +41,8 @@ from tests.procs import (
 )
 from tests.servers import LiveServer
 
+pytestmark = pytest.mark.once  # batching under real workers and kills: newest-Python leg
+
 STARTED = re.compile(r"started (\S+) ([0-9a-f-]{36}) attempt (\d+)")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 PRIORITY_NAMES = {0: "low", 1: "normal", 2: "high", 3: "critical"}

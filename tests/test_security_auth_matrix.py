@@ -37,7 +37,8 @@ from tests.browser import seed_database
 from tests.factories import dead_letter, register
 from tests.servers import LiveServer
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db,
+              pytest.mark.once]  # 1,500 cases of one Python path: the newest-Python leg
 
 MARK = f"sekrit-{uuid.uuid4().hex}"
 CLIENT_KEY = f"client-{uuid.uuid4().hex}"

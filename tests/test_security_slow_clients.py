@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.once  # a soak's short form: the newest-Python leg runs it
 def test_quick_slowloris_leaves_legitimate_requests_fast() -> None:
     """The CI form of ``reliability/slow_clients.py``: 200 clients trickling headers."""
     result = subprocess.run([sys.executable, "-m", "reliability.slow_clients", "--quick"],

@@ -71,6 +71,7 @@ def flood(events: int) -> None:
         time.sleep(max(0.0, started + sent / RATE - time.monotonic()))
 
 
+@pytest.mark.once  # a soak's short form: the newest-Python leg runs it
 def test_never_reading_client_is_dropped_and_memory_stays_bounded(server: LiveServer) -> None:
     reader_got = 0
     stop = threading.Event()

@@ -29,6 +29,7 @@ from tests import servers
 from tests.browser import OPERATOR, seed_database
 from tests.servers import ROOT, LiveServer
 
+pytestmark = pytest.mark.once  # sockets outliving their credentials: the newest-Python leg
 CLIENT_KEY = f"client-{uuid.uuid4().hex}"
 ADMIN_KEY = f"admin-{uuid.uuid4().hex}"
 AUTH_ON = {"TASKQUEUE_AUTH_ENABLED": "1", "TASKQUEUE_API_KEYS": CLIENT_KEY,

@@ -25,6 +25,8 @@ from tests.procs import (
 )
 from workers_app.runtime.backoff import Backoff
 
+pytestmark = pytest.mark.once  # Redis restarted under real workers: the newest-Python leg
+
 
 @pytest.fixture
 def proxy(redis_server: EmbeddedRedis) -> Iterator[FaultyProxy]:
