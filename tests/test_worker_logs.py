@@ -46,8 +46,10 @@ def test_json_worker_logs_every_logger_and_fails_tasks_at_error(tmp_path: Path) 
         wait_for_state(django_task.id, "completed", timeout=30)
 
         def logged() -> list[dict[str, Any]] | None:
+            # each attempt's line is written after its outcome is recorded: wait for both
             found = records(worker.log())
-            return found if about(found, lost.id) else None
+            return found if about(found, lost.id) and len(about(found, retried.id)) == 2 \
+                else None
 
         found = wait_for(logged, timeout=10)
     loggers = {r["logger"] for r in found}
