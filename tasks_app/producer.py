@@ -55,7 +55,9 @@ def spec(fields: Mapping[str, Any], task_id: str | None = None,
                        accept_unknown=tq_settings.ACCEPT_UNKNOWN_TYPES,
                        max_depth=tq_settings.MAX_JSON_DEPTH, clamp_time=clamp_time, **fields)
     if tracing.ENABLED:  # the caller's trace continues in the worker's span
-        built = replace(built, metadata=tracing.with_trace_context(built.metadata))
+        traced = tracing.with_trace_context(built.metadata)
+        if traced is not built.metadata:  # only inside an active span
+            built = replace(built, metadata=traced)
     return built
 
 

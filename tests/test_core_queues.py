@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -285,3 +286,21 @@ def test_deregistering_puts_back_a_task_a_slot_took_at_the_last_instant(broker: 
     back = broker.get(task.id)
     assert (back.state, back.attempts, back.worker_id) == (TaskState.PENDING, 0, None)
     assert depths(broker) == zero_depths(low=1)
+
+
+def test_payloads_and_metadata_round_trip_byte_for_byte(broker: Broker) -> None:
+    """The enqueue script gets every task's fields as one JSON text: quotes, backslashes,
+    control characters, non-ASCII and characters outside the BMP come back unchanged, in
+    the record, in what a worker takes and through enqueue_many."""
+    odd = {"quote": '"', "backslash": "\\", "nul": "\x00", "newline": "a\nb",
+           "accents": "éàü", "emoji": "😀", "separator": "\u2028", "slash": "</script>",
+           "nested": {"list": [1, 2.5, -3, None, True, "ñ"]}, "big": 2**60}
+    register(broker)
+    one = broker.enqueue(replace(make_spec(payload=odd), metadata={"who": "zoë", "x": "\\\""}))
+    many = broker.enqueue_many([make_spec(payload={**odd, "i": i}) for i in range(3)])
+    assert broker.get(one.id).payload == odd
+    assert broker.get(one.id).metadata == {"who": "zoë", "x": "\\\""}
+    taken = {job.id: job for job in drain(broker)}
+    assert taken[one.id].payload == odd
+    for i, task in enumerate(many):
+        assert taken[task.id].payload == {**odd, "i": i}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,8 +15,16 @@ from tasks_app import producer
 from tasks_app.core.broker import Broker, new_task_id
 from tasks_app.core.errors import ValidationError
 from tasks_app.core.registry import registry
-from tasks_app.core.states import TaskState
-from tasks_app.core.task import ms_to_iso
+from tasks_app.core.states import Priority, TaskState
+from tasks_app.core.task import (
+    Job,
+    Task,
+    TaskSpec,
+    ms_to_iso,
+    quick_constructor,
+    quick_spec,
+    quick_task,
+)
 from tasks_app.core.validation import build_spec
 from tasks_app.devserver.redis import EmbeddedRedis
 from tests.factories import WORKER, make_spec, open_broker, register, seed, take
@@ -234,3 +243,24 @@ def test_to_dict_keeps_a_null_result_and_names_priorities(broker: Broker) -> Non
 ])
 def test_ms_to_iso_is_utc_with_z(ms: int | None, iso: str | None) -> None:
     assert ms_to_iso(ms) == iso
+
+
+def test_the_quick_constructors_build_what_the_dataclasses_do() -> None:
+    """The hot path builds tasks, specs and jobs without the frozen dataclasses' per-field
+    __setattr__: the objects are equal to the ones __init__ builds, and just as frozen."""
+    spec_fields: dict[str, Any] = {"id": "a", "type": "echo", "payload": {"x": 1}, "priority": 2,
+                   "max_retries": 3, "timeout": 30, "metadata": {}, "scheduled_at_ms": None,
+                   "delay_ms": 5, "queue": "q"}
+    assert quick_spec(**spec_fields) == TaskSpec(**spec_fields)
+    task_fields: dict[str, Any] = {"id": "a", "type": "echo", "payload": {}, "priority": Priority.HIGH,
+                   "state": TaskState.PENDING, "attempts": 0, "max_retries": 3, "timeout": 30,
+                   "metadata": {}, "created_at": 1, "updated_at": 1, "owner": "me"}
+    quick = quick_task(**task_fields)
+    assert quick == Task(**task_fields)
+    assert quick.to_dict() == Task(**task_fields).to_dict()
+    job_fields: dict[str, Any] = {"id": "a", "priority": 1, "fence": "f", "attempt": 1, "type": "echo",
+                  "payload": {}, "metadata": {}, "max_retries": 3, "timeout": 30,
+                  "queue_wait": 0.5, "started_at": 9}
+    assert quick_constructor(Job)(**job_fields) == Job(**job_fields)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.state = TaskState.RUNNING  # type: ignore[misc]

@@ -25,7 +25,7 @@ from .keys import BAND, DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
 from .queues import Serving
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
-from .task import Attempt, Job, Task, TaskSpec
+from .task import Attempt, Job, Task, TaskSpec, quick_task, script_rows
 from .topology import make_blocking_client, make_client
 
 EMPTY = "empty"
@@ -452,9 +452,8 @@ class Broker:
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self._producer_shard(queue, route)
         args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope,
-                           "1" if self.has_type_limits() else ""]
-        for spec in specs:
-            args.extend(spec.script_args())
+                           "1" if self.has_type_limits() else "",
+                           script_rows([spec.script_row() for spec in specs])]
         if uniques:
             for spec, key in zip(specs, uniques, strict=True):
                 window = spec.unique_for_ms
@@ -923,7 +922,7 @@ def _created(spec: TaskSpec, now: int, owner: str) -> Task:
     if due is None and spec.delay_ms is not None:
         due = now + spec.delay_ms
     scheduled = due is not None and due > now
-    return Task(
+    return quick_task(
         id=spec.id,
         type=spec.type,
         payload=spec.payload,

@@ -14,7 +14,7 @@ from .keys import DEFAULT_QUEUE, valid_queue_name
 from .nesting import DEFAULT_MAX_DEPTH, check_depth
 from .registry import HandlerRegistry
 from .states import Priority
-from .task import TaskSpec
+from .task import TaskSpec, quick_spec
 
 MAX_RETRIES_RANGE = (0, 100)
 TIMEOUT_RANGE = (1, 86400)
@@ -129,7 +129,7 @@ def build_spec(
         prio = Priority.parse(default_priority if priority is None else priority)
     except ValueError as exc:
         raise ValidationError(str(exc), "priority") from None
-    spec = TaskSpec(
+    spec = quick_spec(
         id=task_id,
         type=_type(type, registry, accept_unknown),
         payload=check_depth("payload", _object("payload", payload), max_depth),

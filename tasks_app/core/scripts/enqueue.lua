@@ -3,8 +3,8 @@
 -- ARGV: n, idempotency key already scoped to its caller (keys.scoped; '' = none), its
 --   lifetime in ms, owner (the creating principal, stored as the task's 'owner' field
 --   and carried in its events; '' = none), '1' when the namespace has per-type limits
---   (parked tasks then count toward CFG_MAX_PENDING; '' skips that read), then per task
---   9 values:
+--   (parked tasks then count toward CFG_MAX_PENDING; '' skips that read), then the tasks:
+--   one JSON array (task.script_rows) of n arrays of 9 strings,
 --   id, type, payload_json, priority, max_retries, timeout, metadata_json,
 --   scheduled_at_ms ('' = none), delay_ms ('' = none);
 --   then, only when some task is unique (unique.py), per task 2 values: its unique key
@@ -19,8 +19,6 @@ local n = tonumber(ARGV[1])
 local idem = ARGV[2]
 local owner = ARGV[4] ~= '' and ARGV[4] or nil
 local now, us = clock()
-local W = 9
-local FIRST = 6
 
 if idem ~= '' then
   local prior = redis.call('GET', k_idem(idem))
@@ -30,6 +28,8 @@ if idem ~= '' then
     return out
   end
 end
+local T = cjson.decode(ARGV[6])  -- T[i] = {id, type, payload, priority, ...} (see above)
+local U = 7  -- the first unique-key value
 
 -- Unique tasks: a section only calls with unique keys have (so plain calls pay nothing).
 -- A key holds the id of the task created under it until unique_for runs out (PX); it
@@ -38,14 +38,13 @@ end
 -- for minus that long and stops blocking once its task has ended in any state, completed
 -- included.  A task blocked by a key gets the existing id as its reply, and is not created.
 local dup_of, unique_set = nil, nil
-if #ARGV > FIRST - 1 + n * W then
+if #ARGV >= U then
   dup_of, unique_set = {}, {}
-  local U = FIRST + n * W
   local held = {}  -- key -> the task that holds it after this call
   for i = 0, n - 1 do
     local key = ARGV[U + 2 * i]
     if key ~= '' then
-      local id = ARGV[FIRST + i * W]
+      local id = T[i + 1][1]
       local prior = held[key]
       if not prior then
         local stored = redis.call('GET', k_unique(key))
@@ -69,8 +68,8 @@ if #ARGV > FIRST - 1 + n * W then
   end
 end
 
-local function due_of(base)
-  local at, delay = ARGV[base + 7], ARGV[base + 8]
+local function due_of(t)
+  local at, delay = t[8], t[9]
   if at ~= '' then return tonumber(at) end
   if delay ~= '' then return now + tonumber(delay) end
   return nil
@@ -86,11 +85,11 @@ local fresh = {}
 if dup_of then
   for id in pairs(dup_of) do fresh[id] = false end
 end
-for i = 0, n - 1 do
-  local id = ARGV[FIRST + i * W]
+for i = 1, n do
+  local id = T[i][1]
   if fresh[id] == nil then
     fresh[id] = redis.call('EXISTS', k_task(id)) == 0
-    local due = due_of(FIRST + i * W)
+    local due = due_of(T[i])
     if fresh[id] and (not due or due <= now) then adding = adding + 1 end
   end
 end
@@ -105,18 +104,18 @@ local pending = {}
 local wake_scheduler = false
 local seq = 0
 if adding > 0 then seq = redis.call('INCRBY', K_SEQ, adding) - adding end
-for i = 0, n - 1 do
-  local b = FIRST + i * W
-  local id, p = ARGV[b], ARGV[b + 3]
+for i = 1, n do
+  local t = T[i]
+  local id, ttype, p = t[1], t[2], t[4]
   if not fresh[id] then
     out[#out + 1] = dup_of and dup_of[id] or 0
   else
     fresh[id] = false  -- a later copy of this id in the batch is a duplicate
-    local due = due_of(b)
+    local due = due_of(t)
     local state = (due and due > now) and 'scheduled' or 'pending'
-    local fields = {'id', id, 'type', ARGV[b + 1], 'payload', ARGV[b + 2],
-      'priority', p, 'max_retries', ARGV[b + 4], 'timeout', ARGV[b + 5],
-      'metadata', ARGV[b + 6], 'attempts', 0, 'created_at', now, 'updated_at', now,
+    local fields = {'id', id, 'type', ttype, 'payload', t[3],
+      'priority', p, 'max_retries', t[5], 'timeout', t[6],
+      'metadata', t[7], 'attempts', 0, 'created_at', now, 'updated_at', now,
       'state', state}
     if owner then
       fields[#fields + 1] = 'owner'
@@ -145,8 +144,8 @@ for i = 0, n - 1 do
     end
     redis.call('HSET', k_task(id), unpack(fields))
     out[#out + 1] = 1
-    event({'submitted', id, ARGV[b + 1], p, owner or '', state, due or ''})
-    local label = ARGV[b + 1] .. '\t' .. PRIORITY_NAMES[p]
+    event({'submitted', id, ttype, p, owner or '', state, due or ''})
+    local label = ttype .. '\t' .. PRIORITY_NAMES[p]
     submitted[label] = (submitted[label] or 0) + 1
   end
 end
@@ -166,7 +165,7 @@ end
 emit()
 if idem ~= '' then
   local ids = {}
-  for i = 0, n - 1 do ids[#ids + 1] = ARGV[FIRST + i * W] end
+  for i = 1, n do ids[i] = T[i][1] end
   redis.call('SET', k_idem(idem), table.concat(ids, ','), 'PX', tonumber(ARGV[3]))
 end
 if unique_set then
