@@ -249,7 +249,7 @@ class Workflows:
         """Write the plan and create its first steps' tasks (one script, all or nothing)."""
         broker = self.broker
         broker.register_queue(plan.queue)
-        keys = broker._producer_shard(plan.queue, "")
+        keys = broker.producer_shard(plan.queue)
         broker.run_script("workflow_create", keys.seq, script_args(plan, owner))
         return self.get(plan.id)
 
