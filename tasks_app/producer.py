@@ -22,14 +22,14 @@ from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
 from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, is_uuid, new_task_id, redis_errors
-from tasks_app.core.errors import ValidationError
+from tasks_app.core.errors import ValidationError, WorkflowNotFound
 from tasks_app.core.inspect import Inspector, NamedQueueStats
 from tasks_app.core.limits import TypeLimits
 from tasks_app.core.registry import registry
 from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
 from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec, check_queue
-from tasks_app.core.workflows import Plan, Workflow, Workflows, compile_plan
+from tasks_app.core.workflows import Plan, SubmittedWorkflow, Workflow, Workflows, compile_plan
 
 PRODUCER_SCOPE = "producer"
 """The caller Python code enqueues as unless it passes ``scope`` (e.g.
@@ -217,21 +217,23 @@ def step(type: str, payload: dict[str, Any] | None = None, **options: Any) -> di
 
 
 def chain(*steps: Mapping[str, Any], queue: str | None = None,
-          scope: str = PRODUCER_SCOPE) -> Workflow:
+          scope: str = PRODUCER_SCOPE, idempotency_key: str | None = None) -> Workflow:
     """Create a workflow running ``steps`` one after another (each a :func:`step` or a
     nested ``{"chain": [...]}`` / ``{"group": [...], "then": ...}``); each step's handler
     gets the previous step's result as ``ctx.parent_results``."""
-    return workflow({"chain": list(steps)}, queue=queue, scope=scope)
+    return workflow({"chain": list(steps)}, queue=queue, scope=scope,
+                    idempotency_key=idempotency_key)
 
 
 def group(*steps: Mapping[str, Any], then: Mapping[str, Any] | None = None,
-          queue: str | None = None, scope: str = PRODUCER_SCOPE) -> Workflow:
+          queue: str | None = None, scope: str = PRODUCER_SCOPE,
+          idempotency_key: str | None = None) -> Workflow:
     """Create a workflow running ``steps`` at once; ``then`` runs once every one of them
     has completed, with their results in order as ``ctx.parent_results``."""
     tree: dict[str, Any] = {"group": list(steps)}
     if then is not None:
         tree["then"] = then
-    return workflow(tree, queue=queue, scope=scope)
+    return workflow(tree, queue=queue, scope=scope, idempotency_key=idempotency_key)
 
 
 def workflow_plan(tree: Any, queue: str | None = None, label: str = "") -> Plan:
@@ -246,10 +248,26 @@ def workflow_plan(tree: Any, queue: str | None = None, label: str = "") -> Plan:
     return compile_plan(tree, lambda fields, _: spec(fields, defaults=defaults), name)
 
 
-def workflow(tree: Any, *, queue: str | None = None, scope: str = PRODUCER_SCOPE) -> Workflow:
+def workflow(tree: Any, *, queue: str | None = None, scope: str = PRODUCER_SCOPE,
+             idempotency_key: str | None = None) -> Workflow:
     """Create a workflow from its tree (``{"chain": [...]}`` or ``{"group": [...],
-    "then": ...}``, nested at will) and return it with every step's task id."""
-    return Workflows(get_broker()).create(workflow_plan(tree, queue), owner=scope)
+    "then": ...}``, nested at will) and return it with every step's task id.  A repeated
+    ``idempotency_key`` from the same ``scope`` within IDEMPOTENCY_TTL creates nothing and
+    returns the first call's workflow (WorkflowNotFound once that one no longer exists)."""
+    submitted = submit_workflow(tree, idempotency_key, queue=queue, scope=scope)
+    if submitted.workflow is None:
+        raise WorkflowNotFound(submitted.id)
+    return submitted.workflow
+
+
+def submit_workflow(tree: Any, idempotency_key: str | None = None,
+                    idempotency_ttl: float | None = None, *, queue: str | None = None,
+                    scope: str = PRODUCER_SCOPE) -> SubmittedWorkflow:
+    """Like :func:`workflow`, saying whether the key was seen before (``duplicate``);
+    ``idempotency_ttl`` defaults to IDEMPOTENCY_TTL."""
+    ttl = tq_settings.IDEMPOTENCY_TTL if idempotency_ttl is None else idempotency_ttl
+    return Workflows(get_broker()).submit(workflow_plan(tree, queue), scope, idempotency_key,
+                                          ttl)
 
 
 def get_workflow(workflow_id: str) -> Workflow:

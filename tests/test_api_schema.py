@@ -143,3 +143,12 @@ def test_type_limits_body_refuses_unknown_and_empty_bodies() -> None:
     body = schema()["components"]["schemas"]["TypeLimitWriteRequest"]
     assert body["additionalProperties"] is False and body["minProperties"] == 1
     assert body["properties"]["rate"]["pattern"] == "^[1-9][0-9]{0,8}/[smh]$"
+
+
+def test_workflow_create_documents_its_idempotency_key_and_repeat() -> None:
+    create = schema()["paths"]["/api/v1/workflows"]["post"]
+    assert {"200", "201", "400", "409"} <= set(create["responses"])
+    assert create["responses"]["200"]["content"] == create["responses"]["201"]["content"]
+    (header,) = [p for p in create["parameters"] if p["in"] == "header"]
+    assert header["name"] == "Idempotency-Key" and not header.get("required")
+    assert header["schema"]["pattern"] == "^[\\x21-\\x7e]{1,255}$"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tasks_app import producer
 from tasks_app.conf import tq_settings
 from tasks_app.core import metrics
 from tasks_app.core.broker import Broker
+from tasks_app.core.errors import WorkflowNotFound
 from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.limits import TypeLimit, TypeLimits
@@ -291,3 +293,128 @@ def test_a_group_of_a_limited_type_runs_within_its_limit_and_cancels_cleanly(
         assert states == ["completed", "cancelled", "cancelled", "cancelled", "cancelled"]
     finally:
         store.clear("count")
+
+
+# -- Idempotency-Key ----------------------------------------------------------------------
+
+CHAIN = {"chain": [{"type": "count", "payload": {"add": 1}},
+                   {"group": [{"type": "count"}, {"type": "echo"}]}]}
+
+
+def stored(client: redis.Redis) -> tuple[int, int]:
+    """(workflows, tasks) stored, on every shard and node."""
+    return (len(list(client.scan_iter("tq:*:workflow:*"))),
+            len(list(client.scan_iter("tq:*:task:*"))))
+
+
+def post_flow(body: dict[str, Any], key: str | None, **headers: str) -> Any:
+    extra = {"Idempotency-Key": key} if key is not None else {}
+    return call("POST", "/api/v1/workflows", body, **headers, **extra)
+
+
+def test_a_repeated_idempotency_key_returns_the_original_workflow_with_200(
+        redis_client: redis.Redis) -> None:
+    first = post_flow(CHAIN, "flow-42")
+    assert first.status == 201, first.body
+    before = stored(redis_client)
+    assert before == (1, 1)  # the chain's first step's task: the rest wait their turn
+    again = post_flow(CHAIN, "flow-42")
+    other_body = post_flow({"group": [{"type": "echo"}]}, "flow-42")  # the original, as tasks
+    assert (again.status, other_body.status) == (200, 200)
+    assert again.body == first.body and other_body.body == first.body
+    assert [s["task_id"] for s in again.body["steps"]] == [
+        s["task_id"] for s in first.body["steps"]]
+    assert stored(redis_client) == before  # nothing created
+    fresh = post_flow(CHAIN, "flow-43")
+    assert fresh.status == 201 and fresh.body["id"] != first.body["id"]
+    assert stored(redis_client) == (2, 2)
+
+
+def test_a_workflow_idempotency_key_lasts_idempotency_ttl() -> None:
+    post_flow(CHAIN, "flow-ttl")
+    ttl = broker().client.pttl(broker().keys.workflow_idempotency("flow-ttl", "anonymous"))
+    assert 86_390_000 < ttl <= 86_400_000
+
+
+def test_a_task_and_a_workflow_may_share_an_idempotency_key() -> None:
+    task = call("POST", "/api/v1/tasks", {"type": "echo"}, **{"Idempotency-Key": "both-1"})
+    flow = post_flow(CHAIN, "both-1")
+    assert (task.status, flow.status) == (201, 201)
+    assert post_flow(CHAIN, "both-1").body["id"] == flow.body["id"]
+    again = call("POST", "/api/v1/tasks", {"type": "echo"}, **{"Idempotency-Key": "both-1"})
+    assert (again.status, again.body["id"]) == (200, task.body["id"])
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "tab\there", "é"])
+def test_a_malformed_idempotency_key_is_400_and_creates_nothing(
+        key: str, redis_client: redis.Redis) -> None:
+    status, name, message = error(post_flow(CHAIN, key))
+    assert (status, name) == (400, "Bad Request") and "Idempotency-Key" in message
+    assert stored(redis_client) == (0, 0)
+
+
+def test_the_longest_idempotency_key_is_accepted() -> None:
+    key = "~" * 255
+    assert (post_flow(CHAIN, key).status, post_flow(CHAIN, key).status) == (201, 200)
+
+
+def test_workflow_idempotency_keys_are_scoped_to_the_caller(redis_client: redis.Redis) -> None:
+    auth = {"REDIS_URL": tq_settings.REDIS_URL, "AUTH_ENABLED": True,
+            "API_KEYS": [KEY_A, KEY_B], "ADMIN_API_KEYS": [ADMIN_KEY]}
+    with override_settings(TASKQUEUE=auth):
+        by_a = post_flow(CHAIN, "flow-1", **{"X-API-Key": KEY_A})
+        by_b = post_flow({"chain": [{"type": "echo"}]}, "flow-1", **{"X-API-Key": KEY_B})
+        again_a = post_flow(CHAIN, "flow-1", **{"X-API-Key": KEY_A})
+        again_b = post_flow(CHAIN, "flow-1", **{"X-API-Key": KEY_B})
+    assert (by_a.status, by_b.status, again_a.status, again_b.status) == (201, 201, 200, 200)
+    assert by_b.body["id"] != by_a.body["id"] and by_b.body["step_count"] == 1
+    assert again_a.body["id"] == by_a.body["id"] and again_b.body["id"] == by_b.body["id"]
+    assert stored(redis_client) == (2, 2)
+    assert producer.workflow(CHAIN, idempotency_key="flow-1").id not in (
+        by_a.body["id"], by_b.body["id"])  # the producer's own scope
+
+
+def test_a_repeat_whose_workflow_is_gone_is_409_and_creates_nothing(
+        redis_client: redis.Redis) -> None:
+    first = post_flow(CHAIN, "flow-gone").body
+    redis_client.delete(broker().keys.workflow(first["id"]))  # expired, say
+    status, _, message = error(post_flow(CHAIN, "flow-gone"))
+    assert status == 409 and "no longer exists" in message
+    assert stored(redis_client) == (0, 1)
+    with pytest.raises(WorkflowNotFound):
+        producer.workflow(CHAIN, idempotency_key="flow-gone", scope="anonymous")
+
+
+def test_producer_workflow_chain_and_group_take_an_idempotency_key(
+        redis_client: redis.Redis) -> None:
+    flow = producer.chain(count(1), count(2), idempotency_key="order-7")
+    assert producer.chain(count(5), idempotency_key="order-7").id == flow.id
+    assert producer.workflow({"chain": [count(1)]}, idempotency_key="order-7").id == flow.id
+    grouped = producer.group(count(1), then=count(2), idempotency_key="order-8")
+    assert producer.group(count(3), idempotency_key="order-8").id == grouped.id
+    assert producer.chain(count(1), idempotency_key="order-7", scope="user:7").id != flow.id
+    assert stored(redis_client) == (3, 3)
+    submitted = producer.submit_workflow({"chain": [count(1)]}, "order-7")
+    assert submitted.duplicate and submitted.id == flow.id
+    assert producer.submit_workflow({"chain": [count(1)]}, "order-9").duplicate is False
+
+
+def test_racing_repeats_create_one_workflow(redis_client: redis.Redis) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: producer.submit_workflow(CHAIN, "race-1"), range(16)))
+    assert len({m.id for m in made}) == 1
+    assert [m.duplicate for m in made].count(False) == 1
+    assert stored(redis_client) == (1, 1)
+
+
+def test_a_sharded_queue_finds_the_key_in_its_shard(redis_client: redis.Redis) -> None:
+    with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL,
+                                      "QUEUES": {"wide": {"shards": 4}}}):
+        body = {**CHAIN, "queue": "wide"}
+        first = post_flow(body, "wide-1")
+        repeats = [post_flow(body, "wide-1") for _ in range(8)]
+        others = [post_flow(body, f"wide-other-{i}").body["id"] for i in range(12)]
+    assert first.status == 201 and {r.status for r in repeats} == {200}
+    assert {r.body["id"] for r in repeats} == {first.body["id"]}
+    tags = {key.split("}")[0] for key in redis_client.scan_iter("tq:*:workflow:*")}
+    assert len(tags) > 1 and len(others) == 12  # the keys spread over the shards

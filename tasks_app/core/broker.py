@@ -262,12 +262,14 @@ class Broker:
 
             TypeLimits(self).copy_to(self.queue_shards(queue))
 
-    def _producer_shard(self, queue: str, idem: str) -> Keys:
+    def producer_shard(self, queue: str, route: str = "") -> Keys:
+        """The shard of ``queue`` a create goes to: the one ``route`` (an idempotency or
+        unique key) maps to, so a repeat finds the first call's record; else any."""
         shards = self.queue_shards(queue)
         if len(shards) == 1:
             return shards[0]
-        if idem:  # a repeat of the same key must find the first call's record
-            return shards[zlib.crc32(idem.encode()) % len(shards)]
+        if route:
+            return shards[zlib.crc32(route.encode()) % len(shards)]
         return random.choice(shards)
 
     def locate(self, task_id: str) -> Keys | None:
@@ -450,7 +452,7 @@ class Broker:
             self.register_queue(queue)
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
-        keys = self._producer_shard(queue, route)
+        keys = self.producer_shard(queue, route)
         args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope,
                            "1" if self.has_type_limits() else "",
                            script_rows([spec.script_row() for spec in specs])]

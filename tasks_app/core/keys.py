@@ -267,6 +267,8 @@ class Keys:
                 "local function k_unique(key) return PREFIX .. 'unique:' .. key end",
                 "local function k_workflow(id) return PREFIX .. 'workflow:' .. id end",
                 "local function k_workflows() return PREFIX .. 'workflows' end",
+                "local function k_workflow_idem(key)"
+                " return PREFIX .. 'workflow-idem:' .. key end",
                 "local function k_parked(t) return PREFIX .. 'parked:' .. t end",
                 "",
             ]
@@ -305,6 +307,11 @@ class Keys:
     def workflows(self) -> str:
         """Sorted set of the shard's workflow ids scored by creation (ms): the listing."""
         return f"{self.prefix}workflows"
+
+    def workflow_idempotency(self, key: str, scope: str) -> str:
+        """String holding the id of the workflow an Idempotency-Key created, per caller
+        ``scope`` (apart from the tasks' records: one key may name a task and a workflow)."""
+        return f"{self.prefix}workflow-idem:{scoped(scope, key)}"
     # -- per-type limits (see limits.py) ----------------------------------------------------
 
     @property

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import errors
 from .broker import Broker, is_uuid, new_task_id, redis_errors
-from .keys import Keys
+from .keys import Keys, scoped
 from .task import TaskSpec, ms_to_iso
 
 MAX_STEPS = 10_000
@@ -170,10 +170,10 @@ class _Builder:
         return index, index
 
 
-def script_args(plan: Plan, owner: str) -> list[Any]:
-    """The ARGV of ``workflow_create.lua``."""
+def script_args(plan: Plan, owner: str, idem: str = "", idem_ttl_ms: int = 0) -> list[Any]:
+    """The ARGV of ``workflow_create.lua`` (``idem``: the scoped idempotency key, or "")."""
     args: list[Any] = [plan.id, owner, json.dumps(plan.structure, separators=(",", ":")),
-                       len(plan.steps)]
+                       len(plan.steps), idem, idem_ttl_ms]
     for step in plan.steps:
         spec = step.spec
         body = [spec.type, _json(spec.payload), str(spec.priority), str(spec.max_retries),
@@ -239,6 +239,16 @@ class Workflow:
         }
 
 
+@dataclass(frozen=True)
+class SubmittedWorkflow:
+    """What a create made, or found when its idempotency key was seen before."""
+
+    id: str
+    workflow: Workflow | None
+    """None when the workflow a repeated key names no longer exists (expired, or purged)."""
+    duplicate: bool
+
+
 class Workflows:
     """Create, read and cancel the workflows of one namespace."""
 
@@ -247,11 +257,27 @@ class Workflows:
 
     def create(self, plan: Plan, owner: str = "") -> Workflow:
         """Write the plan and create its first steps' tasks (one script, all or nothing)."""
+        created = self.submit(plan, owner).workflow
+        assert created is not None
+        return created
+
+    def submit(self, plan: Plan, owner: str = "", idempotency_key: str | None = None,
+               idempotency_ttl: float = 86400.0) -> SubmittedWorkflow:
+        """Like :meth:`create`; with an idempotency key, a repeat by the same ``owner``
+        within ``idempotency_ttl`` seconds creates nothing and returns the first call's
+        workflow (the key is checked and recorded in the script that creates it)."""
         broker = self.broker
         broker.register_queue(plan.queue)
-        keys = broker._producer_shard(plan.queue, "")
-        broker.run_script("workflow_create", keys.seq, script_args(plan, owner))
-        return self.get(plan.id)
+        idem = scoped(owner, idempotency_key) if idempotency_key else ""
+        keys = broker.producer_shard(plan.queue, idem)
+        args = script_args(plan, owner, idem, max(1, int(idempotency_ttl * 1000)))
+        reply = broker.run_script("workflow_create", keys.seq, args)
+        if reply[0] != "duplicate":
+            return SubmittedWorkflow(plan.id, self.get(plan.id), duplicate=False)
+        try:
+            return SubmittedWorkflow(reply[1], self.get(reply[1]), duplicate=True)
+        except errors.WorkflowNotFound:
+            return SubmittedWorkflow(reply[1], None, duplicate=True)
 
     def _locate(self, workflow_id: str) -> tuple[Keys, dict[str, str]] | None:
         shards = self.broker.all_shards()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,14 +10,22 @@ from rest_framework.response import Response
 from tasks_app import permissions, producer
 from tasks_app.api import docs, inputs
 from tasks_app.api.authentication import principal_id
+from tasks_app.api.errors import Conflict
 from tasks_app.api.serializers import Workflow, WorkflowCreate
 from tasks_app.api.views.tasks import SubmitView
+from tasks_app.conf import tq_settings
 from tasks_app.core.errors import WorkflowNotFound
 from tasks_app.core.workflows import Workflow as StoredWorkflow
 from tasks_app.visibility import may_see, workflow_scope
 
 VIEW = permissions.WORKFLOW_READ
 CANCEL = permissions.WORKFLOW_CANCELLING
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
+    description="Repeat by the same caller within 24 h returns its first call's workflow with"
+                " 200, creating nothing",
+)
 
 
 def visible_workflow(request: Request, workflow_id: str,
@@ -37,15 +45,19 @@ class WorkflowListView(SubmitView):
     """`/api/v1/workflows`: create a chain or a group (POST)."""
 
     @extend_schema(operation_id="create_workflow", request=WorkflowCreate,
-                   responses={201: OpenApiResponse(Workflow, description="Created"),
-                              **docs.errors(400, 401, 413, 415, 429, 503)},
+                   parameters=[IDEMPOTENCY_HEADER], responses=docs.creates(Workflow, 409),
                    tags=["workflows"])
     def post(self, request: Request) -> Response:
         """Validate every step (a 400 names the step and field; nothing is created), then
-        create the workflow and its first steps' tasks in one atomic call."""
+        create the workflow and its first steps' tasks in one atomic call: 201, or 200 with
+        the original for a repeated Idempotency-Key."""
         tree = inputs.body_object(request.data)
-        flow = producer.workflow(tree, scope=principal_id(request.user))
-        return Response(flow.to_dict(), status=201)
+        key = inputs.idempotency_key(request)
+        submitted = producer.submit_workflow(tree, key, tq_settings.IDEMPOTENCY_TTL,
+                                             scope=principal_id(request.user))
+        if submitted.workflow is None:
+            raise Conflict("the workflow created with this Idempotency-Key no longer exists")
+        return Response(submitted.workflow.to_dict(), status=200 if submitted.duplicate else 201)
 
 
 class WorkflowDetailView(SubmitView):

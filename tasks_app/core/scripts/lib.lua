@@ -519,7 +519,7 @@ local function wf_start(wk, i, now)
   event({'submitted', id, ttype, p, f[4], 'pending', ''})
 end
 
-local function wf_event(wk, kind, now)
+local function wf_event(wk, kind)
   local f = redis.call('HMGET', wk, 'id', 'owner', 'failed_step')
   event({kind, f[1], '', '', f[2], f[3] or ''})
 end
@@ -534,7 +534,7 @@ local function wf_end(wk, state, now)
     redis.call('PEXPIRE', wk, CFG_RESULT_TTL_MS)
   end
   count('workflows', state)
-  wf_event(wk, 'wf_' .. state, now)
+  wf_event(wk, 'wf_' .. state)
 end
 
 -- Cancel every step whose task exists and has not started (pending, scheduled or
@@ -615,7 +615,7 @@ wf_resume = function(wid, now)
       wf_start(wk, i, now)
     end
   end
-  wf_event(wk, 'wf_resumed', now)
+  wf_event(wk, 'wf_resumed')
 end
 
 -- Cancel a workflow (asked for, or one of its steps was cancelled): its unstarted steps
