@@ -304,3 +304,14 @@ def test_payloads_and_metadata_round_trip_byte_for_byte(broker: Broker) -> None:
     assert taken[one.id].payload == odd
     for i, task in enumerate(many):
         assert taken[task.id].payload == {**odd, "i": i}
+
+
+def test_tiny_idempotency_lifetime_still_creates_once(broker: Broker) -> None:
+    """A lifetime that rounds to 0 ms is kept for 1 ms: the script's last write (the key)
+    never fails after its tasks were written, which would report an error for a call that
+    created them (and invite a retry that creates them again)."""
+    register(broker)
+    made = broker.submit([make_spec()], "tiny", idempotency_ttl=0.0001, scope="s")
+    assert not made.duplicate
+    assert state_of(broker, made.tasks[0].id) == S.PENDING
+    assert depths(broker)["low"] == 1

@@ -252,13 +252,15 @@ def test_the_quick_constructors_build_what_the_dataclasses_do() -> None:
                    "max_retries": 3, "timeout": 30, "metadata": {}, "scheduled_at_ms": None,
                    "delay_ms": 5, "queue": "q"}
     assert quick_spec(**spec_fields) == TaskSpec(**spec_fields)
-    task_fields: dict[str, Any] = {"id": "a", "type": "echo", "payload": {}, "priority": Priority.HIGH,
+    task_fields: dict[str, Any] = {
+                   "id": "a", "type": "echo", "payload": {}, "priority": Priority.HIGH,
                    "state": TaskState.PENDING, "attempts": 0, "max_retries": 3, "timeout": 30,
                    "metadata": {}, "created_at": 1, "updated_at": 1, "owner": "me"}
     quick = quick_task(**task_fields)
     assert quick == Task(**task_fields)
     assert quick.to_dict() == Task(**task_fields).to_dict()
-    job_fields: dict[str, Any] = {"id": "a", "priority": 1, "fence": "f", "attempt": 1, "type": "echo",
+    job_fields: dict[str, Any] = {
+                  "id": "a", "priority": 1, "fence": "f", "attempt": 1, "type": "echo",
                   "payload": {}, "metadata": {}, "max_retries": 3, "timeout": 30,
                   "queue_wait": 0.5, "started_at": 9}
     assert quick_constructor(Job)(**job_fields) == Job(**job_fields)

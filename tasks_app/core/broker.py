@@ -453,7 +453,7 @@ class Broker:
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self.producer_shard(queue, route)
-        args: list[Any] = [len(specs), idem, int(idempotency_ttl * 1000), scope,
+        args: list[Any] = [len(specs), idem, max(1, int(idempotency_ttl * 1000)), scope,
                            "1" if self.has_type_limits() else "",
                            script_rows([spec.script_row() for spec in specs])]
         if uniques:
