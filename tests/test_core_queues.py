@@ -315,3 +315,18 @@ def test_tiny_idempotency_lifetime_still_creates_once(broker: Broker) -> None:
     assert not made.duplicate
     assert state_of(broker, made.tasks[0].id) == S.PENDING
     assert depths(broker)["low"] == 1
+
+
+def test_order_holds_with_sequence_numbers_near_their_limit(broker: Broker) -> None:
+    """Scores are band(priority) + sequence, exact doubles below 2^53: with the sequence
+    near 2^50 (its bound), one-call and batch enqueues still keep priority and FIFO."""
+    register(broker)
+    broker.client.set(broker.keys.seq, 2**50 - 100)
+    specs = [make_spec(priority=p, payload={"i": i}) for i, p in enumerate([0, 3, 0, 3, 1])]
+    broker.enqueue_many(specs[:3])
+    for spec in specs[3:]:
+        broker.enqueue(spec)
+    raw = broker.client.zrange(broker.keys.pending, 0, -1, withscores=True)
+    assert all(score == int(score) and score < 2**53 for _, score in raw)
+    got = drain(broker)
+    assert [j.payload["i"] for j in got] == [1, 3, 4, 0, 2]

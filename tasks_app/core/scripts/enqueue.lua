@@ -90,6 +90,7 @@ for i = 1, n do
   if fresh[id] == nil then
     fresh[id] = redis.call('EXISTS', k_task(id)) == 0
     local due = due_of(T[i])
+    T[i].due = due
     if fresh[id] and (not due or due <= now) then adding = adding + 1 end
   end
 end
@@ -111,7 +112,7 @@ for i = 1, n do
     out[#out + 1] = dup_of and dup_of[id] or 0
   else
     fresh[id] = false  -- a later copy of this id in the batch is a duplicate
-    local due = due_of(t)
+    local due = t.due
     local state = (due and due > now) and 'scheduled' or 'pending'
     local fields = {'id', id, 'type', ttype, 'payload', t[3],
       'priority', p, 'max_retries', t[5], 'timeout', t[6],
@@ -134,7 +135,9 @@ for i = 1, n do
       fields[#fields + 1] = seq
       fields[#fields + 1] = 'enqueued_us'
       fields[#fields + 1] = us
-      pending[#pending + 1] = pending_score(p, seq)
+      -- the score as a number: exact below 2^53 (see pending_score), and the server
+      -- passes a number on in a form that reads back as the same double
+      pending[#pending + 1] = (3 - tonumber(p)) * BAND + seq
       pending[#pending + 1] = id
       if #pending >= 2000 then  -- ZADD in chunks (Lua's unpack has a stack limit)
         redis.call('ZADD', K_PENDING, unpack(pending))
