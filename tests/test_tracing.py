@@ -142,3 +142,33 @@ def test_without_opentelemetry_nothing_is_traced_or_added() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_without_a_tracer_provider_a_producers_trace_still_reaches_the_handler() -> None:
+    """With the API installed but no tracer provider set (nothing would be recorded), an
+    attempt runs without a span of its own unless its task carries a traceparent; one that
+    does still runs inside its producer's trace, so calls the handler makes continue it."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from tasks_app.core import tracing\n"
+        "from tasks_app.core.registry import HandlerRegistry\n"
+        "from tasks_app.core.task import Job\n"
+        "from workers_app.runtime.executor import Executor\n"
+        "seen = []\n"
+        "registry = HandlerRegistry()\n"
+        "registry.register('look', lambda payload, ctx: seen.append(\n"
+        "    trace.get_current_span().get_span_context().trace_id))\n"
+        "executor = Executor(registry)\n"
+        "def job(meta):\n"
+        "    return Job(id='t', priority=1, fence='f', attempt=1, type='look', payload={},\n"
+        "               metadata=meta, max_retries=0, timeout=30, queue_wait=0.0, started_at=1)\n"
+        "parent = '00-' + 'ab' * 16 + '-' + 'cd' * 8 + '-01'\n"
+        "plain, traced = job({}), job({'traceparent': parent})\n"
+        "assert not tracing.wanted(plain) and tracing.wanted(traced)\n"
+        "assert executor.run(plain).ok and executor.run(traced).ok\n"
+        "assert seen == [0, int('ab' * 16, 16)], seen\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr

@@ -37,6 +37,17 @@ def with_trace_context(metadata: JSON) -> JSON:
     return {**metadata, **carrier} if carrier else metadata
 
 
+def wanted(job: Job) -> bool:
+    """Whether an attempt needs a span: the process has a tracer provider that records
+    (the API alone hands out spans that record nothing), or the task carries its producer's
+    ``traceparent`` (instrumented calls inside the handler then continue that trace even
+    where no provider is set).  Otherwise the span would cost about 10 us for nothing."""
+    if isinstance(job.metadata.get(TRACEPARENT), str):
+        return True
+    return not isinstance(trace.get_tracer_provider(),
+                          (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
 @contextmanager
 def attempt_span(job: Job) -> Iterator[Any]:
     """Run an attempt in a current span ``taskqueue.run <type>``, the child of the span

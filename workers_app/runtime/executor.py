@@ -85,7 +85,7 @@ class Executor:
 
     def run(self, job: Job) -> Report:
         """Run the job's handler and report success or failure (in a span, with tracing)."""
-        if not tracing.ENABLED:
+        if not tracing.ENABLED or not tracing.wanted(job):
             return self._attempt(job)
         with tracing.attempt_span(job) as span:
             report = self._attempt(job)

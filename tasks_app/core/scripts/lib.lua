@@ -698,10 +698,11 @@ local function take(worker, prios, n)
         observe('queue_wait', BUCKETS_QUEUE_WAIT, PRIORITY_NAMES[p], tonumber(wait) / 1000000)
         event({'started', id, f[2], p, f[9] or '', worker, attempts, wait})
         started[#started + 1] = id
-        for _, v in ipairs({id, p, fence, attempts, f[2], f[3], f[4], f[5], f[6], wait, now,
-            f[11] or ''}) do
-          out[#out + 1] = v
-        end
+        local o = #out
+        out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5], out[o + 6] =
+          id, p, fence, attempts, f[2], f[3]
+        out[o + 7], out[o + 8], out[o + 9], out[o + 10], out[o + 11], out[o + 12] =
+          f[4], f[5], f[6], wait, now, f[11] or ''
       end
     end
   end
