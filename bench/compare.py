@@ -53,6 +53,9 @@ from redis_profile import PhaseProfile, Profiler, cpu_us_per_task, print_profile
 
 VENV = ROOT / "bench" / ".venv-compare"
 REQUIREMENTS = (ROOT / "requirements-local.txt", ROOT / "bench" / "requirements-compare.txt")
+INSTALLED_FROM = (*REQUIREMENTS, ROOT / "requirements.txt", ROOT / "pyproject.toml")
+"""What the venv is remade on a change of: the requirements and the project's own
+dependencies (``-e .`` reads them from pyproject.toml)."""
 SYSTEMS = ("taskqueue", "huey", "dramatiq", "celery")
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -65,7 +68,7 @@ def ensure_venv() -> None:
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
     stamp = VENV / ".requirements-stamp"
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in REQUIREMENTS)).hexdigest()
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in INSTALLED_FROM)).hexdigest()
     python = VENV / "bin" / "python"
     if not python.exists() or not stamp.exists() or stamp.read_text() != digest:
         base = ROOT / ".venv" / "bin" / "python"
