@@ -29,6 +29,15 @@ MAPPED = "; print('\\n'.join(sorted({l.split()[-1] for l in open('/proc/self/map
     "if l.rstrip().endswith('.so')})))"
 
 
+def modules_after(code: str) -> set[str]:
+    """The Python modules a fresh process of this site has loaded after running ``code``."""
+    env = {**os.environ, **FAST_ENV}
+    run = subprocess.run([sys.executable, "-c", code + "; import sys; print(*sys.modules)"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                         check=True)
+    return set(run.stdout.split())
+
+
 def libraries_of(pid: int) -> set[str]:
     """The shared libraries (Python extensions included) a process has mapped."""
     with open(f"/proc/{pid}/maps") as maps:
@@ -72,6 +81,17 @@ def test_the_slots_inherit_a_broker_with_its_scripts_and_blocking_client_built(
     assert broker.scripts.library_name.startswith("tq_")
     assert broker.blocking_client is not broker.client
     assert len(worker.broker.client.client_list()) == clients
+
+
+def test_a_worker_does_not_load_the_websocket_side() -> None:
+    """The sign-out receiver that closes a session's dashboard sockets imports the WebSocket
+    side (Channels, the JWT authentication stack) at the first sign-out, not at startup."""
+    worker = modules_after(SETUP_ONLY + "; import workers_app.management.commands."
+                           "runworker_tq, workers_app.runtime.slot")
+    assert "workers_app.runtime.slot" in worker
+    web_only = {"tasks_app.live.auth", "channels", "rest_framework_simplejwt.tokens",
+                "tasks_app.api.authentication"}
+    assert worker & web_only == set()
 
 
 def test_a_system_check_error_still_stops_the_worker(pool: WorkerPool) -> None:
