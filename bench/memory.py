@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/memory.py                   # default concurrency, median of 3 runs
     .venv/bin/python bench/memory.py --concurrency 8 --runs 1 --tasks 5000
+    .venv/bin/python bench/memory.py --floor          # this site's processes doing nothing
 
 Starts a private Redis (unless REDIS_URL is set) and ``manage.py runworker_tq`` of this
 repository's own site, waits until it is registered and idle, reads
@@ -10,6 +11,9 @@ reads them again (slots that touch inherited objects un-share copy-on-write page
 PSS (proportional set size) splits each shared page among the processes sharing it, so the
 PSS of all processes adds up to the memory the worker really uses; RSS counts shared pages
 once per process; USS (Private_Clean + Private_Dirty) is what each process alone holds.
+With ``--floor`` it prints instead what the same number of processes of this site cost when
+they do nothing at all: one process that ran django.setup() and imported the worker, frozen
+(gc.freeze) and forked once per slot into children that only sleep; no worker does better.
 Linux only.  Prints figures; asserts nothing.
 """
 
@@ -162,6 +166,44 @@ def one_run(concurrency: int | None, slots: int, tasks: int) -> tuple[int, int]:
     return sum(r.pss for r in idle), sum(r.pss for r in busy)
 
 
+FLOOR = """
+import gc, os, sys, time
+import django
+django.setup()
+import workers_app.management.commands.runworker_tq, workers_app.runtime.slot
+gc.collect()
+gc.freeze()
+children = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(3 * SETTLE)
+        os._exit(0)
+    children.append(pid)
+print(*children, flush=True)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def floor(slots: int) -> int:
+    """Print the memory of an idle process of this site and ``slots`` forks of it doing
+    nothing; return the PSS total (kB)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = FLOOR.replace("SETTLE", repr(SETTLE))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(slots)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        time.sleep(SETTLE)
+        rows = measure(proc.pid)
+        print_table(f"floor: this site's process and {slots} idle fork(s)", rows)
+    finally:
+        proc.wait(60)
+    return sum(r.pss for r in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,6 +211,8 @@ def main() -> None:
                         help="slot processes (default: the product default)")
     parser.add_argument("--runs", type=int, default=3, help="runs; the median is printed")
     parser.add_argument("--tasks", type=int, default=2000, help="echo tasks for the second figure")
+    parser.add_argument("--floor", action="store_true",
+                        help="print what this site's processes cost doing nothing, and exit")
     args = parser.parse_args()
     if not (PROC / "self" / "smaps_rollup").exists():
         raise SystemExit("bench/memory.py needs Linux: /proc/<pid>/smaps_rollup is missing")
@@ -177,6 +221,15 @@ def main() -> None:
     from tasks_app.conf import tq_settings
 
     slots = args.concurrency or tq_settings.core_config().concurrency
+    if args.floor:
+        try:
+            total = statistics.median(floor(slots) for _ in range(args.runs))
+        finally:
+            if server is not None:
+                server.stop()
+        print(f"floor, {slots} idle fork(s) of this site, PSS summed, median of {args.runs}: "
+              f"{total / 1024:.1f} MB")
+        return
     try:
         totals = []
         for run in range(args.runs):

@@ -155,3 +155,16 @@ def test_memory_bench_prints_each_process_and_the_totals() -> None:
     assert last.startswith("worker memory, 2 slot(s), PSS summed over the supervisor"), last
     idle_mb = float(last.split("idle ")[1].split(" MB")[0])
     assert 10 < idle_mb < 1000, last
+
+
+def test_memory_bench_prints_the_floor_of_idle_forks_of_this_site() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    run = subprocess.run([sys.executable, "memory.py", "--floor", "--concurrency", "2",
+                          "--runs", "1"], cwd=ROOT / "bench", env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split()[0] for line in run.stdout.splitlines() if line.startswith("    ")]
+    assert rows == ["process", "supervisor", "child", "child", "total"], run.stdout
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("floor, 2 idle fork(s) of this site, PSS summed, median of 1: "), last
+    assert 10 < float(last.split(": ")[1].split(" MB")[0]) < 1000, last
