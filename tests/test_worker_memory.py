@@ -67,7 +67,7 @@ def test_the_slots_inherit_a_broker_with_its_scripts_and_blocking_client_built(
         redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch) -> None:
     """Built in the supervisor before the fork and shared: the scripts' code (read from
     their files) and the client for blocking waits, which each slot would otherwise build
-    for itself after the fork (about 0.5 MB of private memory a slot).  No connection is
+    for itself after the fork (about 1.3 MB of private memory a slot).  No connection is
     opened for it in the supervisor."""
     worker = Worker(Config(redis_url=redis_server.url), WorkerOptions(worker_id="w-memory"))
     clients = len(worker.broker.client.client_list())

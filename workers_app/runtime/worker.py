@@ -422,8 +422,8 @@ def _share_with_child() -> None:
 
 def _release_free_pages() -> None:
     """glibc's ``malloc_trim``: return the whole free pages inside the C heap (what startup
-    allocated and freed, about 3 MB of this site) to the system rather than keep them
-    resident and counted in every process that shares them.  Elsewhere, nothing."""
+    allocated and freed, about 1 MB of this site) to the system rather than keep them
+    resident and shared by every slot.  Elsewhere, nothing."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (AttributeError, OSError, TypeError):  # not glibc
