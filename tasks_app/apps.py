@@ -1,6 +1,16 @@
 """App config for the task queue's Django edge."""
 
+from typing import Any
+
 from django.apps import AppConfig
+
+
+def _signed_out(sender: Any, **kwargs: Any) -> None:
+    """``user_logged_out``: close that session's dashboard sockets.  The WebSocket side
+    (Channels, the JWT stack) is imported at the first sign-out: a worker never loads it."""
+    from tasks_app.live.auth import signed_out
+
+    signed_out(sender, **kwargs)
 
 
 class TasksAppConfig(AppConfig):
@@ -17,9 +27,8 @@ class TasksAppConfig(AppConfig):
 
         from tasks_app import checks, security_checks  # noqa: F401  (registers them)
         from tasks_app.discovery import autodiscover
-        from tasks_app.live.auth import signed_out
         from tasks_app.metrics.collector import register_collector
 
         autodiscover()
         register_collector()
-        user_logged_out.connect(signed_out, dispatch_uid="tasks_app.live.auth.signed_out")
+        user_logged_out.connect(_signed_out, dispatch_uid="tasks_app.live.auth.signed_out")

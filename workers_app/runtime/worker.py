@@ -11,6 +11,7 @@ its slots as failed attempts at once.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -96,8 +97,9 @@ class Worker:
                       else config.shutdown_grace)
         self.broker = broker or Broker.from_config(config)
         self.broker.serving = self.options.queues
-        # Built once here, never used here: each slot inherits it and opens its own
-        # connections (redis-py starts a fresh pool in a forked child).
+        # Built once before the first fork (slot_broker), never used here: each slot
+        # inherits it and opens its own connections (redis-py starts a fresh pool in a
+        # forked child).
         self._slot_broker: Broker | None = None
         self.started_at = int(time.time() * 1000)
         self.children: list[_Child] = []
@@ -200,17 +202,27 @@ class Worker:
 
     def _spawn(self, index: int, slot: Slot | None = None) -> _Child:
         slot = slot or Slot()
-        if self._slot_broker is None:
-            self._slot_broker = Broker.from_config(self.config)
-            self._slot_broker.serving = self.options.queues
+        broker = self.slot_broker()
         _share_with_child()
         spec = SlotSpec(index, self.config, self.id, self.priorities, self.registry, self.hooks,
                         slot, self._stop, self._budget, self.options.burst, self._life_r,
-                        self._life_w, supervisor_pid=os.getpid(), broker=self._slot_broker)
+                        self._life_w, supervisor_pid=os.getpid(), broker=broker)
         process = _fork.Process(target=slot_main, args=(spec,), name=f"{self.id}-slot{index}",
                                 daemon=False)
         process.start()
         return _Child(index, slot, process)
+
+    def slot_broker(self) -> Broker:
+        """The broker every slot inherits, built before the first fork with all that needs
+        no connection done (the scripts' code, the blocking client), so the slots share it
+        rather than each building a copy of its own; each slot opens its own connections."""
+        if self._slot_broker is None:
+            broker = Broker.from_config(self.config)
+            broker.serving = self.options.queues
+            broker.scripts.library_name  # noqa: B018  (reads the scripts, builds their code)
+            broker.blocking_client  # noqa: B018
+            self._slot_broker = broker
+        return self._slot_broker
 
     # -- supervision -----------------------------------------------------------
 
@@ -401,9 +413,22 @@ class Worker:
 def _share_with_child() -> None:
     """Before a fork: collect, then move every surviving object to the GC's permanent
     generation, so that collections in the supervisor and the slot never write to them
-    and their pages stay shared.  Only the first call scans everything (about 0.1 s)."""
+    and their pages stay shared; then give the C heap's free pages back to the system.
+    Only the first call scans everything (about 0.1 s)."""
     gc.collect()
     gc.freeze()
+    _release_free_pages()
+
+
+def _release_free_pages() -> None:
+    """glibc's ``malloc_trim``: return the whole free pages inside the C heap (what startup
+    allocated and freed, about 1 MB of this site) to the system rather than keep them
+    resident and shared by every slot.  Elsewhere, nothing."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc
+        return
+    trim(0)
 
 
 def _kill(child: _Child) -> None:
