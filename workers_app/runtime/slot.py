@@ -39,6 +39,9 @@ SHORT_STREAK = 3
 """Short tasks in a row after which a slot takes PREFETCH tasks per call."""
 MAX_REPORT_DELAY = 0.05
 """Seconds the outcome of a finished task may wait to be recorded with later ones."""
+WATCH_POLL = 0.01
+"""How often (seconds) the watchdog looks at the running task while the slot holds others:
+a task running long is acted on between MAX_REPORT_DELAY and that plus WATCH_POLL."""
 
 
 @dataclass
@@ -79,8 +82,12 @@ class SlotProcess:
         # held, done and the broker calls that record outcomes are shared with
         # the watchdog thread, which records them when a task turns out long (see _watch).
         self._lock = threading.RLock()
-        self._task_began = threading.Event()
-        self._task_over = threading.Event()
+        # What the watchdog reads, written without a lock or a wake-up per task: set while
+        # the slot works through tasks it holds others with; the start (monotonic) of the
+        # watched task running now (0: none), and a count of watched tasks.
+        self._batch = threading.Event()
+        self._run_started = 0.0
+        self._run_seq = 0
         # The pid recorded before the fork: a supervisor that died between the fork and
         # here would otherwise make the reaper that adopted us look like our supervisor.
         self.supervisor = spec.supervisor_pid or os.getppid()
@@ -117,6 +124,8 @@ class SlotProcess:
                 self._settle(requeue=True)
                 return
             if not self.held:
+                if self._batch.is_set():
+                    self._batch.clear()  # the watchdog sleeps until the next batch
                 self._settle()
                 got = self._take()
                 if got is None:
@@ -174,12 +183,14 @@ class SlotProcess:
         self.spec.slot.begin(job)
         self.spec.hooks.task_started(self.spec.worker_id, job)
         if watch:
-            self._task_over.clear()
-            self._task_began.set()
+            self._run_seq += 1
+            self._run_started = time.monotonic()
+            if not self._batch.is_set():
+                self._batch.set()
         try:
             report = self.executor.run(job)
         finally:
-            self._task_over.set()
+            self._run_started = 0.0
         self.spec.slot.reporting()
         self.spec.slot.count(report.ok)
         with self._lock:
@@ -193,13 +204,16 @@ class SlotProcess:
         """The watchdog: when a task runs longer than MAX_REPORT_DELAY while the slot holds
         other attempts, record the outcomes waiting in ``done`` and put the tasks taken ahead
         back in line (uncounted, at their old place), so a long task holds nothing back."""
+        acted = 0  # the watched task it last acted on
         while True:
-            self._task_began.wait()
-            self._task_began.clear()
-            if self._task_over.wait(MAX_REPORT_DELAY):
+            self._batch.wait()  # sleeps while the slot holds nothing besides its task
+            time.sleep(WATCH_POLL)  # polls while it does: no wake-up per task
+            started, seq = self._run_started, self._run_seq
+            if not started or seq == acted or time.monotonic() - started < MAX_REPORT_DELAY:
                 continue
+            acted = seq
             with self._lock:
-                if not self._task_over.is_set() and (self.held or self.done):
+                if self._run_seq == seq and self._run_started and (self.held or self.done):
                     self._settle(requeue=True)
 
     def _report_now(self) -> bool:

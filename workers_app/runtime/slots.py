@@ -75,14 +75,19 @@ class Slot:
         self._raw: Any = sharedctypes.RawValue(_Slot)
 
     def begin(self, job: Job) -> None:
-        """Mark a job as running (busy is set last so readers see whole records)."""
+        """Mark a job as running (busy is set last so readers see whole records): its held
+        entry's flag is set in place, the list is not rewritten."""
         raw = self._raw
-        self._edit(lambda entries: [
-            Held(h.task_id, h.fence, h.where,
-                 h.started or (h.task_id, h.fence) == (job.id, job.fence))
-            for h in entries])
-        raw.task_id = job.id.encode()
-        raw.fence = job.fence.encode()
+        task_id, fence = job.id.encode(), job.fence.encode()
+        for i in range(raw.n_held):
+            entry = raw.held[i]
+            if entry.task_id == task_id and entry.fence == fence:
+                raw.version += 1
+                entry.started = 1
+                raw.version += 1
+                break
+        raw.task_id = task_id
+        raw.fence = fence
         raw.where = job.where.encode()
         raw.timeout = float(job.timeout)
         raw.started = time.time()
@@ -98,9 +103,22 @@ class Slot:
         self._raw.busy = 0
 
     def hold(self, jobs: Iterable[Job]) -> None:
-        """Record attempts the slot has taken (before any of them starts)."""
-        new = [Held(j.id, j.fence, j.where, False) for j in jobs]
-        self._edit(lambda entries: entries + new)
+        """Record attempts the slot has taken (before any of them starts), after the ones
+        it holds (the list is not rewritten)."""
+        raw = self._raw
+        n = raw.n_held
+        new = list(jobs)[:MAX_HELD - n]
+        if not new:
+            return
+        raw.version += 1
+        for i, job in enumerate(new, n):
+            entry = raw.held[i]
+            entry.task_id = job.id.encode()
+            entry.fence = job.fence.encode()
+            entry.where = job.where.encode()
+            entry.started = 0
+        raw.n_held = n + len(new)
+        raw.version += 1
 
     def release(self, attempts: Iterable[tuple[str, str]]) -> None:
         """Forget attempts whose outcome is recorded (or that went back in line)."""
