@@ -30,7 +30,7 @@ from workers_app.runtime.executor import Report
 from workers_app.runtime.heartbeat import Heartbeat
 from workers_app.runtime.hooks import Hook
 from workers_app.runtime.slot import SlotProcess, SlotSpec
-from workers_app.runtime.slots import Slot
+from workers_app.runtime.slots import MAX_HELD, Held, Slot
 from workers_app.runtime.worker import Worker, WorkerOptions, _Child
 
 WORKER = "taken-worker"
@@ -151,3 +151,27 @@ def test_a_slot_that_dies_before_starting_a_taken_task_puts_it_back_uncounted(
     assert (task.state, task.attempts, task.error) == (TaskState.PENDING, 0, None)
     assert slot.snapshot() is None
     worker.broker.close()
+
+
+def test_the_shared_record_lists_what_a_slot_holds_and_which_one_started() -> None:
+    """What the supervisor reads to settle a dead slot: every attempt held, in order, with
+    the one whose handler started flagged (an attempt that never started goes back
+    uncounted); a slot holds at most MAX_HELD, and recorded attempts leave the list."""
+    def job(n: int) -> Job:
+        return Job(id=f"{n:036d}", priority=1, fence=f"17000-{n}", attempt=1, type="echo",
+                   payload={}, metadata={}, max_retries=3, timeout=30, queue_wait=0.0,
+                   started_at=1, queue="mail", shard=1)
+
+    slot = Slot()
+    first = [job(1), job(2), job(3)]
+    slot.hold(first)
+    slot.begin(first[1])
+    assert slot.held() == [Held(j.id, j.fence, "mail#1", j is first[1]) for j in first]
+    running = slot.snapshot()
+    assert running is not None and running.task_id == first[1].id
+    slot.hold([job(n) for n in range(4, 4 + MAX_HELD)])
+    assert [h.task_id for h in slot.held()] == [job(n).id for n in range(1, MAX_HELD + 1)]
+    slot.release([(first[0].id, first[0].fence), (first[1].id, first[1].fence)])
+    held = slot.held()
+    assert [h.task_id for h in held[:2]] == [job(3).id, job(4).id]
+    assert not any(h.started for h in held)
