@@ -129,6 +129,14 @@ def test_a_failed_attempts_span_is_an_error_with_the_exception(
             if e.name == "exception"] == [error]
 
 
+def run_alone(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (the tracer provider is process-wide, and set
+    once) and insist it printed ok."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
 def test_without_opentelemetry_nothing_is_traced_or_added() -> None:
     code = (
         "import sys\n"
@@ -139,9 +147,7 @@ def test_without_opentelemetry_nothing_is_traced_or_added() -> None:
         "assert tracing.with_trace_context(meta) is meta\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "ok", proc.stderr
+    run_alone(code)
 
 
 def test_without_a_tracer_provider_a_producers_trace_still_reaches_the_handler() -> None:
@@ -169,6 +175,4 @@ def test_without_a_tracer_provider_a_producers_trace_still_reaches_the_handler()
         "assert seen == [0, int('ab' * 16, 16)], seen\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "ok", proc.stderr
+    run_alone(code)

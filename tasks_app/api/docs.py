@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from tasks_app.api.inputs import IDEMPOTENCY_PATTERN
 from tasks_app.api.serializers import Error
 
 WHY = {
@@ -38,6 +39,16 @@ def creates(ok: Any, *extra: int) -> dict[int, Any]:
         200: OpenApiResponse(ok, description="Idempotency-Key seen before: the original"),
     }
     return {**responses, **errors(400, 401, 413, 415, 429, 503, *extra)}
+
+
+def idempotency_header(created: str) -> OpenApiParameter:
+    """The ``Idempotency-Key`` header of an operation that creates ``created``."""
+    return OpenApiParameter(
+        "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+        pattern=f"^{IDEMPOTENCY_PATTERN.pattern}$",
+        description=f"Repeat by the same caller within 24 h returns its first call's {created}"
+                    " with 200, creating nothing",
+    )
 
 
 def admin(ok: Any, *extra: int) -> dict[int, Any]:

@@ -60,6 +60,12 @@ def new_task_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def idempotency_ttl_ms(seconds: float) -> int:
+    """An idempotency key's lifetime as the scripts' ``SET ... PX`` takes it: at least 1 ms,
+    so the script's last write never fails after what it created was written."""
+    return max(1, int(seconds * 1000))
+
+
 def is_uuid(value: object) -> bool:
     """True for a UUID string in its canonical form (either case)."""
     try:
@@ -453,7 +459,7 @@ class Broker:
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self.producer_shard(queue, route)
-        args: list[Any] = [len(specs), idem, max(1, int(idempotency_ttl * 1000)), scope,
+        args: list[Any] = [len(specs), idem, idempotency_ttl_ms(idempotency_ttl), scope,
                            "1" if self.has_type_limits() else "",
                            script_rows([spec.script_row() for spec in specs])]
         if uniques:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
-from .broker import Broker, is_uuid, new_task_id, redis_errors
+from .broker import Broker, idempotency_ttl_ms, is_uuid, new_task_id, redis_errors
 from .keys import Keys, scoped
 from .task import TaskSpec, ms_to_iso
 
@@ -270,7 +270,7 @@ class Workflows:
         broker.register_queue(plan.queue)
         idem = scoped(owner, idempotency_key) if idempotency_key else ""
         keys = broker.producer_shard(plan.queue, idem)
-        args = script_args(plan, owner, idem, max(1, int(idempotency_ttl * 1000)))
+        args = script_args(plan, owner, idem, idempotency_ttl_ms(idempotency_ttl))
         reply = broker.run_script("workflow_create", keys.seq, args)
         if reply[0] != "duplicate":
             return SubmittedWorkflow(plan.id, self.get(plan.id), duplicate=False)

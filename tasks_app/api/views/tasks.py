@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -24,12 +24,7 @@ from tasks_app.core.errors import TaskNotFound
 from tasks_app.core.task import Task as StoredTask
 from tasks_app.visibility import may_see, viewer_scope
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
-    description="Repeat by the same caller within 24 h returns its first call's task(s) with 200,"
-                " creating nothing",
-)
+IDEMPOTENCY_HEADER = docs.idempotency_header("task(s)")
 
 
 def submit(request: Request, items: Iterable[Any], label: str = "") -> Submitted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,12 +20,7 @@ from tasks_app.visibility import may_see, workflow_scope
 
 VIEW = permissions.WORKFLOW_READ
 CANCEL = permissions.WORKFLOW_CANCELLING
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-    pattern=f"^{inputs.IDEMPOTENCY_PATTERN.pattern}$",
-    description="Repeat by the same caller within 24 h returns its first call's workflow with"
-                " 200, creating nothing",
-)
+IDEMPOTENCY_HEADER = docs.idempotency_header("workflow")
 
 
 def visible_workflow(request: Request, workflow_id: str,
