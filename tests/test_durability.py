@@ -107,3 +107,44 @@ def test_local_durability_does_not_wait(redis_server: EmbeddedRedis) -> None:
         for _ in range(20):
             broker.enqueue(make_spec())
         assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.django_db
+def test_without_a_replica_workflow_and_schedule_writes_are_503(
+        redis_client: redis.Redis) -> None:
+    with replica_setting():
+        flow = call("POST", "/api/v1/workflows", {"chain": [{"type": "echo"}, {"type": "echo"}]},
+                    HTTP_IDEMPOTENCY_KEY="flow-1")
+        schedule = call("POST", "/admin/schedules",
+                        {"name": "nightly", "type": "echo", "every": 60})
+    for reply in (flow, schedule):
+        assert reply.status == 503, reply.body
+        assert "may or may not" in reply.body["message"]
+    # The master has both: the client finds them when it repeats the request.
+    assert len(list(redis_client.scan_iter("tq:{default}:workflow:*"))) == 1
+    assert redis_client.exists("tq:{default}:schedule:nightly")
+
+
+@pytest.mark.django_db
+def test_with_a_replica_workflow_and_schedule_writes_are_on_it_when_answered(
+        replica: redis.Redis, redis_client: redis.Redis) -> None:
+    with replica_setting():
+        flow = call("POST", "/api/v1/workflows", {"chain": [{"type": "echo"}, {"type": "echo"}]},
+                    HTTP_IDEMPOTENCY_KEY="flow-2")
+        assert flow.status == 201, flow.body
+        key = f"tq:{{default}}:workflow:{flow.body['id']}"
+        # Read at once from the replica: it has what the master has.
+        assert replica.hgetall(key) and replica.hgetall(key) == redis_client.hgetall(key)
+        first = flow.body["steps"][0]["task_id"]
+        assert replica.hget(f"tq:{{default}}:task:{first}", "state") == "pending"
+        cancel = call("DELETE", f"/api/v1/workflows/{flow.body['id']}")
+        assert cancel.status == 200, cancel.body
+        assert replica.hgetall(key) == redis_client.hgetall(key)
+        assert replica.hget(f"tq:{{default}}:task:{first}", "state") == "cancelled"
+        created = call("POST", "/admin/schedules",
+                       {"name": "hourly", "type": "echo", "every": 3600})
+        assert created.status == 201, created.body
+        assert replica.hget("tq:{default}:schedule:hourly", "type") == "echo"
+        paused = call("POST", "/admin/schedules/hourly/pause")
+        assert paused.status == 200, paused.body
+        assert replica.hget("tq:{default}:schedule:hourly", "enabled") == "0"

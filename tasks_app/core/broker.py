@@ -129,8 +129,11 @@ LIMITS_RECHECK = 2.0
 """Seconds a producer trusts what it read of the namespace's type limits."""
 
 DURABLE_SCRIPTS = frozenset({"enqueue", "cancel", "ack", "fail", "finish", "retry",
-                             "dlq_retry", "dlq_delete", "purge"})
-"""The scripts whose writes a "replica" durability confirms with a replica (WAIT)."""
+                             "dlq_retry", "dlq_delete", "purge",
+                             "workflow_create", "workflow_cancel", "schedule_save"})
+"""The scripts whose writes a "replica" durability confirms with a replica (WAIT): every
+create (tasks, workflows, schedules), cancel, outcome and DLQ change, and every change
+to a schedule."""
 
 QUEUES_TTL = 2.0
 """Seconds a process trusts its copy of the namespace's queue registry."""
