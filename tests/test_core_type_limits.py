@@ -5,6 +5,7 @@ way out of running, and the rate's token bucket."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator
 
@@ -12,6 +13,7 @@ import pytest
 
 from tasks_app.core import errors, metrics
 from tasks_app.core.broker import Broker
+from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.limits import TypeLimit, TypeLimits, parse_limit
 from tasks_app.core.states import TaskState
@@ -80,6 +82,39 @@ def test_a_limited_type_waits_in_order_while_others_flow_past(
     broker.ack(broker_job(broker, e2), WORKER, "null")
     assert take_ids(broker) == [e3]
     assert limits.get("email").parked == 0
+
+
+def test_a_parked_task_is_announced_with_the_limit_that_held_it(
+        redis_server: EmbeddedRedis) -> None:
+    with open_broker(redis_server.url, events_channel="tq-test-limits") as b:
+        register(b, concurrency=8)
+        limits = TypeLimits(b)
+        limits.set("email", TypeLimit(concurrency=1))
+        limits.set("sms", TypeLimit(rate="1/m"))
+        ids = [t.id for t in b.enqueue_many(
+            [make_spec(t) for t in ("email", "email", "sms", "sms", "other")])]
+        sub = b.client.pubsub()
+        sub.subscribe("tq-test-limits")
+        assert sub.get_message(timeout=1)["type"] == "subscribe"
+        assert take_ids(b) == [ids[0], ids[2], ids[4]]
+        message = sub.get_message(timeout=1)
+        sub.close()
+    events = expand(json.loads(message["data"]))
+    throttled_events = [e["data"] for e in events if e["type"] == "task.throttled"]
+    assert throttled_events == [
+        {"task_id": ids[1], "type": "email", "priority": "low", "queue": "default",
+         "state": "pending", "limit": "concurrency"},
+        {"task_id": ids[3], "type": "sms", "priority": "low", "queue": "default",
+         "state": "pending", "limit": "rate"}]
+    assert [e["type"] for e in events].count("task.started") == 3
+
+
+def test_the_oldest_pending_age_counts_parked_tasks(broker: Broker, limits: TypeLimits) -> None:
+    limits.set("email", TypeLimit(concurrency=1))
+    first, second = enqueue(broker, "email", "email")
+    assert take_ids(broker) == [first]  # the second is parked: nothing else is in line
+    enqueued = int(broker.client.hget(broker.keys.task(second), "enqueued_us"))
+    assert Inspector(broker).oldest_pending_us()[0] == enqueued
 
 
 def broker_job(broker: Broker, task_id: str) -> Job:

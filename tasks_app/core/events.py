@@ -21,6 +21,7 @@ TASK_DEAD_LETTERED = "task.dead_lettered"
 TASK_CANCELLED = "task.cancelled"
 TASK_REQUEUED = "task.requeued"  # an attempt that never ran went back in line, uncounted
 TASK_PROGRESS = "task.progress"  # a running attempt reported progress (a few a second at most)
+TASK_THROTTLED = "task.throttled"  # a per-type limit kept a task due to start waiting
 WORKER_JOINED = "worker.joined"
 WORKER_LEFT = "worker.left"
 WORKER_PAUSED = "worker.paused"
@@ -105,6 +106,7 @@ _ROWS = {
     "cancelled": (TASK_CANCELLED, lambda x: {}),
     "requeued": (TASK_REQUEUED, lambda x: {"state": "pending"}),
     "progress": (TASK_PROGRESS, _progress),
+    "throttled": (TASK_THROTTLED, lambda x: {"state": "pending", "limit": x[0]}),
 }
 
 

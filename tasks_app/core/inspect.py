@@ -344,24 +344,27 @@ class Inspector:
 
     def oldest_pending_us(self) -> dict[int, int | None]:
         """When the oldest pending task of each priority became pending (µs since the epoch),
-        over every queue."""
+        over every queue; a task parked by a per-type limit is pending too."""
         shards = self._shards()
+        lines = 2 * len(PRIORITIES)  # per shard: each priority's head in line, then parked
 
         def heads(pipe: Any, keys: Keys) -> None:
-            for p in PRIORITIES:
-                pipe.zrangebyscore(keys.pending, *pending_band(p), start=0, num=1)
+            for line in (keys.pending, keys.parked_all):
+                for p in PRIORITIES:
+                    pipe.zrangebyscore(line, *pending_band(p), start=0, num=1)
 
         found = self._fan(shards, heads)
         with redis_errors():
             pipe = self.client.pipeline(transaction=False)
-            wanted = [(k, p) for k in range(len(shards)) for p in PRIORITIES
-                      if found[k * len(PRIORITIES) + p]]
-            for k, p in wanted:
-                pipe.hget(shards[k].task(found[k * len(PRIORITIES) + p][0]), "enqueued_us")
+            wanted = [(k, i) for k in range(len(shards)) for i in range(lines)
+                      if found[k * lines + i]]
+            for k, i in wanted:
+                pipe.hget(shards[k].task(found[k * lines + i][0]), "enqueued_us")
             got = dict(zip(wanted, pipe.execute(), strict=True)) if wanted else {}
         out: dict[int, int | None] = {}
         for p in PRIORITIES:
-            values = [int(v) for k in range(len(shards)) if (v := got.get((k, p)))]
+            values = [int(v) for k in range(len(shards)) for i in (p, len(PRIORITIES) + p)
+                      if (v := got.get((k, i)))]
             out[p] = min(values) if values else None
         return out
 

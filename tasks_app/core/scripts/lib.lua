@@ -260,18 +260,21 @@ end
 
 -- take's check of a popped pending task of limited type t: true when it may start, with
 -- a second true when its start is counted (running count, token; take then writes 'lim'
--- on its record); else it is parked at its place in line (it stays pending).
-local function admit(id, t, p)
+-- on its record); else it is parked at its place in line (it stays pending) and a
+-- 'throttled' event says which limit held it (owner: the task's, for the event).
+local function admit(id, t, p, owner)
   local s = limit_of(t)
   if not s then return true, false end
   local now = now_ms()
   local have = s.n and tokens(t, s, now)
-  if (s.c and running_of(t) >= s.c) or (have and have < 1) then
+  local busy = s.c and running_of(t) >= s.c
+  if busy or (have and have < 1) then
     local score = pending_score(p, redis.call('HGET', k_task(id), 'seq'))
     redis.call('ZADD', k_parked(t), score, id)
     redis.call('ZADD', K_PARKED, score, id)
     NONE_PARKED[t] = nil
     count('throttled', t)
+    event({'throttled', id, t, p, owner or '', busy and 'concurrency' or 'rate'})
     if have and have < 1 then due_later(t, s, have, now) end
     return false, false
   end
@@ -681,7 +684,7 @@ local function take(worker, prios, n)
         'timeout', 'enqueued_us', 'attempts', 'owner', 'fence', 'parents')
       -- else a stale entry (the record expired or moved on), or a parked one (see admit)
       local starts, counted = f[1] == 'pending', false
-      if starts and limits_on() then starts, counted = admit(id, f[2], p) end
+      if starts and limits_on() then starts, counted = admit(id, f[2], p, f[9]) end
       if starts then
         if not now then now, us = clock() end
         local wait = string.format('%.0f', tonumber(us) - tonumber(f[7] or us))
