@@ -5,6 +5,7 @@ REST API and the Python API over them."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -418,3 +419,20 @@ def test_a_sharded_queue_finds_the_key_in_its_shard(redis_client: redis.Redis) -
     assert {r.body["id"] for r in repeats} == {first.body["id"]}
     tags = {key.split("}")[0] for key in redis_client.scan_iter("tq:*:workflow:*")}
     assert len(tags) > 1 and len(others) == 12  # the keys spread over the shards
+
+
+def test_recent_lists_the_newest_that_still_exist_across_queues(
+        b: Broker, redis_client: redis.Redis) -> None:
+    made = []
+    for i, queue in enumerate(("default", "flows", "default", "flows")):
+        made.append(producer.chain(count(i), count(i), queue=queue))
+        time.sleep(0.002)  # listed by creation time, in ms
+    newest_first = [flow.id for flow in reversed(made)]
+    assert [w.id for w in producer.workflows().recent(3)] == newest_first[:3]
+    # the newest one's record expired (its index entry is left): the next ones fill in
+    redis_client.delete(b.shard(made[-1].queue).workflow(made[-1].id))
+    listed = producer.workflows().recent(3)
+    assert [w.id for w in listed] == newest_first[1:4]
+    assert [[s.task_id for s in w.steps] for w in listed] == \
+        [[s.task_id for s in flow.steps] for flow in reversed(made[:3])]
+    assert {w.state for w in listed} == {"pending"}

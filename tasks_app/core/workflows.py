@@ -279,18 +279,20 @@ class Workflows:
         except errors.WorkflowNotFound:
             return SubmittedWorkflow(reply[1], None, duplicate=True)
 
+    META = ("id", "state", "queue", "owner", "created_at", "updated_at", "ended_at",
+            "failed_step", "structure", "n")
+    """The fields of a workflow's hash that describe it as a whole."""
+
     def _locate(self, workflow_id: str) -> tuple[Keys, dict[str, str]] | None:
         shards = self.broker.all_shards()
-        fields = ("id", "state", "queue", "owner", "created_at", "updated_at", "ended_at",
-                  "failed_step", "structure", "n")
         with redis_errors():
             pipe = self.broker.client.pipeline(transaction=False)
             for keys in shards:
-                pipe.hmget(keys.workflow(workflow_id), fields)
+                pipe.hmget(keys.workflow(workflow_id), self.META)
             found = pipe.execute()
         for keys, values in zip(shards, found, strict=True):
             if values[0] is not None:
-                return keys, dict(zip(fields, values, strict=True))
+                return keys, dict(zip(self.META, values, strict=True))
         return None
 
     def get(self, workflow_id: str) -> Workflow:
@@ -302,34 +304,26 @@ class Workflows:
         if located is None:
             raise errors.WorkflowNotFound(workflow_id)
         keys, meta = located
-        n = int(meta["n"])
+        return self._read([(keys, workflow_id, meta)])[0]
+
+    def _read(self, found: list[tuple[Keys, str, dict[str, str]]]) -> list[Workflow]:
+        """Workflows whose hashes were found, with the state of each step: two pipelined
+        round trips however many (the steps' fields, then their tasks' states)."""
         client = self.broker.client
         with redis_errors():
-            names = [f"{kind}:{i}" for i in range(n) for kind in ("id", "s", "a", "d")]
-            values = client.hmget(keys.workflow(workflow_id), names)
             pipe = client.pipeline(transaction=False)
-            for i in range(n):
-                pipe.hget(keys.task(values[4 * i]), "state")
-            states = pipe.execute()
-        active = meta["state"] == "active"
-        steps = []
-        for i in range(n):
-            task_id, body, after, done = values[4 * i: 4 * i + 4]
-            # a step's record may have expired (RESULT_TTL) while its workflow runs on
-            gone = "completed" if done else "waiting" if active else "cancelled"
-            state = states[i] or gone
-            steps.append(StepState(i, task_id, json.loads(body)[0], state,
-                                   _leaves(json.loads(after)) if after else []))
-        state = meta["state"]
-        if state == "active":  # pending until a step's task left the line
-            started = any(step.state not in ("waiting", "pending") for step in steps)
-            state = "running" if started else "pending"
-        return Workflow(
-            id=workflow_id, state=state, queue=meta["queue"], owner=meta["owner"] or "",
-            created_at=int(meta["created_at"]), updated_at=int(meta["updated_at"]),
-            ended_at=int(meta["ended_at"]) if meta["ended_at"] else None,
-            failed_step=meta["failed_step"], structure=json.loads(meta["structure"]),
-            steps=steps)
+            for keys, workflow_id, meta in found:
+                pipe.hmget(keys.workflow(workflow_id),
+                           [f"{kind}:{i}" for i in range(int(meta["n"]))
+                            for kind in ("id", "s", "a", "d")])
+            fields = pipe.execute() if found else []
+            pipe = client.pipeline(transaction=False)
+            for (keys, _, _), values in zip(found, fields, strict=True):
+                for task_id in values[::4]:
+                    pipe.hget(keys.task(task_id), "state")
+            states = iter(pipe.execute() if found else [])
+        return [_workflow(workflow_id, meta, values, [next(states) for _ in values[::4]])
+                for (_, workflow_id, meta), values in zip(found, fields, strict=True)]
 
     def cancel(self, workflow_id: str) -> Workflow:
         """Cancel a workflow that has not completed (its unstarted steps with it); raises
@@ -356,13 +350,39 @@ class Workflows:
             for keys in shards:
                 pipe.zrevrange(keys.workflows, 0, limit - 1, withscores=True)
             listed = pipe.execute()
-        ids = sorted(((score, wid) for rows in listed for wid, score in rows), reverse=True)
-        out: list[Workflow] = []
-        for _, wid in ids:
-            if len(out) >= limit:
-                break
-            try:
-                out.append(self.get(wid))
-            except errors.WorkflowNotFound:
-                continue
-        return out
+        newest = sorted(((score, wid, keys) for keys, rows in zip(shards, listed, strict=True)
+                         for wid, score in rows), key=lambda row: row[:2], reverse=True)
+        with redis_errors():
+            pipe = self.broker.client.pipeline(transaction=False)
+            for _, wid, keys in newest:
+                pipe.hmget(keys.workflow(wid), self.META)
+            metas = pipe.execute() if newest else []
+        # an index entry whose workflow has expired since is skipped
+        found = [(keys, wid, dict(zip(self.META, values, strict=True)))
+                 for (_, wid, keys), values in zip(newest, metas, strict=True)
+                 if values[0] is not None]
+        return self._read(found[:limit])
+
+
+def _workflow(workflow_id: str, meta: dict[str, str], values: list[Any],
+              states: list[str | None]) -> Workflow:
+    """A workflow from its hash's fields (``meta``; per step, id, body, after and done in
+    ``values``) and its steps' task states (None: the record is gone)."""
+    active = meta["state"] == "active"
+    steps = []
+    for i, found in enumerate(states):
+        task_id, body, after, done = values[4 * i: 4 * i + 4]
+        # a step's record may have expired (RESULT_TTL) while its workflow runs on
+        gone = "completed" if done else "waiting" if active else "cancelled"
+        steps.append(StepState(i, task_id, json.loads(body)[0], found or gone,
+                               _leaves(json.loads(after)) if after else []))
+    state = meta["state"]
+    if state == "active":  # pending until a step's task left the line
+        started = any(step.state not in ("waiting", "pending") for step in steps)
+        state = "running" if started else "pending"
+    return Workflow(
+        id=workflow_id, state=state, queue=meta["queue"], owner=meta["owner"] or "",
+        created_at=int(meta["created_at"]), updated_at=int(meta["updated_at"]),
+        ended_at=int(meta["ended_at"]) if meta["ended_at"] else None,
+        failed_step=meta["failed_step"], structure=json.loads(meta["structure"]),
+        steps=steps)
