@@ -37,6 +37,8 @@ from .task import TaskSpec, ms_to_iso
 
 MAX_STEPS = 10_000
 """The most task steps one workflow may have."""
+READ_CHUNK = 10_000
+"""Reads sent in one round trip when workflows are shown."""
 MAX_NESTING = 32
 """How deep chains and groups may nest."""
 STEP_REFUSED = ("queue", "scheduled_at", "delay", "unique_for", "unique_key")
@@ -307,8 +309,9 @@ class Workflows:
         return self._read([(keys, workflow_id, meta)])[0]
 
     def _read(self, found: list[tuple[Keys, str, dict[str, str]]]) -> list[Workflow]:
-        """Workflows whose hashes were found, with the state of each step: two pipelined
-        round trips however many (the steps' fields, then their tasks' states)."""
+        """Workflows whose hashes were found, with the state of each step: pipelined, two
+        round trips for any number of small workflows (the steps' fields, then their
+        tasks' states, READ_CHUNK reads per round trip)."""
         client = self.broker.client
         with redis_errors():
             pipe = client.pipeline(transaction=False)
@@ -317,12 +320,16 @@ class Workflows:
                            [f"{kind}:{i}" for i in range(int(meta["n"]))
                             for kind in ("id", "s", "a", "d")])
             fields = pipe.execute() if found else []
-            pipe = client.pipeline(transaction=False)
-            for (keys, _, _), values in zip(found, fields, strict=True):
-                for task_id in values[::4]:
-                    pipe.hget(keys.task(task_id), "state")
-            states = iter(pipe.execute() if found else [])
-        return [_workflow(workflow_id, meta, values, [next(states) for _ in values[::4]])
+            steps = [keys.task(task_id) for (keys, _, _), values in zip(found, fields, strict=True)
+                     for task_id in values[::4]]
+            states: list[str | None] = []
+            for start in range(0, len(steps), READ_CHUNK):
+                pipe = client.pipeline(transaction=False)
+                for key in steps[start:start + READ_CHUNK]:
+                    pipe.hget(key, "state")
+                states.extend(pipe.execute())
+        each = iter(states)
+        return [_workflow(workflow_id, meta, values, [next(each) for _ in values[::4]])
                 for (_, workflow_id, meta), values in zip(found, fields, strict=True)]
 
     def cancel(self, workflow_id: str) -> Workflow:
