@@ -213,7 +213,7 @@ DEBUG = parse_env("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG") or "0", env_boo
 ALLOWED_HOSTS = env_list(os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "taskqueue_project.apps.AdminConfig",  # the admin, discovered with the URL conf
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

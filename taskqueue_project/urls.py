@@ -6,6 +6,8 @@ from django.urls import URLPattern, URLResolver, include, path
 from taskqueue_project.home import home
 from tasks_app.api.login_throttle import throttled_login
 
+admin.autodiscover()  # the apps' admin modules (see taskqueue_project.apps.AdminConfig)
+
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", home, name="home"),  # links to everything below
     # The admin's sign-in counts failed logins with POST /api/v1/auth/token (429 past them).

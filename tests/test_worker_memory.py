@@ -124,6 +124,37 @@ def test_a_worker_does_not_load_the_websocket_side() -> None:
     assert worker & web_only == set()
 
 
+WORKER = SETUP_ONLY + "; import workers_app.management.commands.runworker_tq, " \
+    "workers_app.runtime.slot"
+REGISTERED = "; from django.contrib import admin; " \
+    "print(*sorted(m._meta.label for m in admin.site._registry))"
+
+
+def test_a_worker_does_not_load_the_admin_modules() -> None:
+    """This site's admin imports the apps' admin modules with the URL conf, not at
+    django.setup(): a worker loads neither them nor what they import (the admin's forms,
+    django.test and unittest through simplejwt's blacklist admin: about 2.8 MB)."""
+    worker = modules_after(WORKER)
+    assert "workers_app.runtime.slot" in worker
+    admin_only = {"tasks_app.admin", "workers_app.admin", "django.contrib.auth.admin",
+                  "rest_framework_simplejwt.token_blacklist.admin", "django.test", "unittest"}
+    assert worker & admin_only == set()
+
+
+def test_the_admin_and_its_checks_still_see_every_model_admin() -> None:
+    """The URL conf registers every app's ModelAdmins before it builds the admin's URLs, and
+    the admin's system checks do too when they run first."""
+    with_urls = modules_after(SETUP_ONLY + "; from django.urls import reverse; "
+                              "reverse('admin:index')" + REGISTERED)
+    with_checks = modules_after(SETUP_ONLY + "; from django.core.checks import run_checks; "
+                                "run_checks(tags=['admin'])" + REGISTERED)
+    for label in ("auth.User", "tasks_app.APIKey", "tasks_app.DeadLetterEntry",
+                  "tasks_app.Workflow", "token_blacklist.OutstandingToken",
+                  "workers_app.Schedule", "workers_app.Worker"):
+        assert label in with_urls, label
+        assert label in with_checks, label
+
+
 def test_a_system_check_error_still_stops_the_worker(pool: WorkerPool) -> None:
     worker = pool.start(env={"TASKQUEUE_CORS_ALLOWED_ORIGINS": "not-an-origin"})
     assert worker.wait(60) == 1
