@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks_app import permissions
 from tasks_app.api.authentication import KeyPrincipal, is_admin_principal, principal_id
 from tasks_app.conf import tq_settings
 
@@ -41,3 +42,10 @@ def workflow_scope(user: Any, needed: tuple[str, ...]) -> str | None:
     if isinstance(user, KeyPrincipal) or all(user.has_perm(name) for name in needed):
         return None
     return principal_id(user)
+
+
+def event_scopes(user: Any) -> tuple[str | None, str | None]:
+    """The /ws filter's (task owner, workflow owner) for ``user``: :func:`viewer_scope`, and
+    :func:`workflow_scope` for reading (a staff user without the workflows' view permission
+    gets only its own workflows' events, as from the REST API).  Reads the database."""
+    return viewer_scope(user), workflow_scope(user, permissions.WORKFLOW_READ)

@@ -284,3 +284,52 @@ def test_ws_keeps_schedule_events_from_owner_filtered_clients(owner_server: Live
     assert ("schedule.fired", task_id) in [(e["type"], e["data"].get("task_id"))
                                            for e in events_admin]
 
+
+
+def http_call(server: LiveServer, key: str, method: str, path: str,
+              body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{server.url}{path}", data,
+                                     {"Content-Type": "application/json", "X-API-Key": key},
+                                     method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.load(response))
+
+
+def test_ws_delivers_workflow_events_only_to_their_owner_and_admins(
+        owner_server: LiveServer) -> None:
+    """A workflow event names the workflow, its queue and (failed) its failed step's task:
+    another client learns none of it, as GET /api/v1/workflows/{id} is a 404 to it."""
+    url = f"{owner_server.ws_url}/ws?types=workflow.*"
+    with connect(f"{url}&api_key={KEY_A}") as sock_a, \
+            connect(f"{url}&api_key={KEY_B}") as sock_b, \
+            connect(f"{url}&api_key={ADMIN_KEY}") as sock_admin:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        made = {}
+        for name, key in (("a", KEY_A), ("b", KEY_B)):
+            flow = {"chain": [{"type": "echo", "payload": {"secret": SECRET}}]}
+            made[name] = http_call(owner_server, key, "POST", "/api/v1/workflows", flow)["id"]
+            http_call(owner_server, key, "DELETE", f"/api/v1/workflows/{made[name]}")
+        events_a, events_b, events_admin = (received(s) for s in (sock_a, sock_b, sock_admin))
+    seen = {name: [(e["type"], e["data"]["workflow_id"]) for e in events]
+            for name, events in (("a", events_a), ("b", events_b), ("admin", events_admin))}
+    assert seen["a"] == [("workflow.cancelled", made["a"])]
+    assert seen["b"] == [("workflow.cancelled", made["b"])]
+    assert sorted(seen["admin"]) == sorted(seen["a"] + seen["b"])
+    for event in events_a + events_b + events_admin:
+        assert "owner" not in event["data"], event
+
+
+def test_ws_workflow_events_follow_the_workflow_view_permission_for_staff(
+        staff: User) -> None:
+    """A staff user sees every task's events, but other clients' workflows' events only
+    with tasks_app.view_workflow, as GET /api/v1/workflows/{id} asks."""
+    from django.contrib.auth.models import Permission
+
+    from tasks_app.visibility import event_scopes
+
+    with settings(TASK_VISIBILITY="owner"):
+        assert event_scopes(staff) == (None, f"user:{staff.pk}")
+        staff.user_permissions.add(Permission.objects.get(
+            content_type__app_label="tasks_app", codename="view_workflow"))
+        assert event_scopes(User.objects.get(pk=staff.pk)) == (None, None)

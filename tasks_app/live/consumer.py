@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from tasks_app.conf import tq_settings
@@ -16,7 +17,7 @@ from tasks_app.live.auth import Grant, authenticate_scope, recheck
 from tasks_app.live.filters import EventFilter
 from tasks_app.live.hub import DROPPED, Encoded, hub
 from tasks_app.server import backpressure
-from tasks_app.visibility import viewer_scope
+from tasks_app.visibility import event_scopes
 
 log = logging.getLogger("tasks_app.ws")
 
@@ -47,7 +48,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
             return
-        self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
+        await self._scope_to(grant)
         if grant.session:  # the dashboard's socket: closed when its session signs out
             self.session_group = groups.session_group(grant.session)
             await self.channel_layer.group_add(self.session_group, self.channel_name)
@@ -108,9 +109,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 log.exception("could not check a /ws client's credential again")
                 grant = None
             if grant is not None:  # e.g. an API key no longer admin: only its own tasks now
-                self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
+                await self._scope_to(grant)
         if grant is None:
             await self._unauthorized()
+
+    async def _scope_to(self, grant: Grant) -> None:
+        """Limit the task and workflow events to what the grant's principal may see."""
+        owner, workflow_owner = await database_sync_to_async(event_scopes)(grant.principal)
+        self.filter = replace(self.filter, owner=owner, workflow_owner=workflow_owner)
 
     async def _unauthorized(self) -> None:
         hub().leave(self)

@@ -17,13 +17,15 @@ def _values(query: dict[str, list[str]], name: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class EventFilter:
     """Event type patterns (globs) and task ids; empty means everything.  ``owner`` (set by
-    the server, see visibility.py) keeps only the task events of that owner's tasks."""
+    the server, see visibility.py) keeps only the task events of that owner's tasks;
+    ``workflow_owner`` likewise the workflow events of that owner's workflows."""
 
     types: tuple[str, ...] = ()
     task_ids: frozenset[str] = frozenset()
     priorities: frozenset[str] = frozenset()
     owner: str | None = None
     queues: frozenset[str] = frozenset()
+    workflow_owner: str | None = None
 
     @classmethod
     def from_query_string(cls, raw: bytes) -> EventFilter:
@@ -44,6 +46,9 @@ class EventFilter:
             return False
         if self.owner is not None and kind.startswith("schedule."):
             return False  # schedules are the operators' business (their tasks have no owner)
+        if (self.workflow_owner is not None and kind.startswith("workflow.")
+                and data.get("owner") != self.workflow_owner):
+            return False
         if self.task_ids and data.get("task_id") not in self.task_ids:
             return False
         if self.queues and kind.startswith("task.") and data.get("queue") not in self.queues:
