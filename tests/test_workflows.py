@@ -249,6 +249,26 @@ def test_too_deep_nesting_is_400() -> None:
     assert status == 400 and "nest" in message
 
 
+def group_after_group(first: int, second: int) -> dict[str, Any]:
+    """Every member of the second group waits on every member of the first."""
+    return {"chain": [{"group": [{"type": "count"}] * first},
+                      {"group": [{"type": "count"}] * second}]}
+
+
+def test_links_between_steps_are_bounded_and_a_refused_workflow_writes_nothing(
+        redis_client: redis.Redis) -> None:
+    """A group after a group asks for first x second links from a small body (5,000 x 5,000
+    would be 25 million, hundreds of MB in the web process and Redis): at most MAX_LINKS."""
+    status, _, message = error(call("POST", "/api/v1/workflows", group_after_group(317, 316)))
+    assert status == 400 and "at most 100000 links" in message, str(message)[:300]
+    assert "chain[1].group[" in message
+    assert not list(redis_client.scan_iter("tq:*:workflow*"))
+    assert not list(redis_client.scan_iter("tq:*:task:*"))
+    created = call("POST", "/api/v1/workflows", group_after_group(316, 316))  # 99,856 links
+    assert created.status == 201, str(created.body)[:300]
+    assert created.body["step_count"] == 632
+
+
 def test_delete_cancels_and_a_completed_workflow_is_409(b: Broker) -> None:
     created = call("POST", "/api/v1/workflows", {"chain": [{"type": "count"}]}).body
     run_all(b)
