@@ -116,6 +116,26 @@ def test_type_filter_passes_only_matching_events() -> None:
     run(scenario)
 
 
+def test_a_filter_with_too_many_or_too_long_type_patterns_is_closed_with_4400() -> None:
+    """Each pattern is matched against every event the process forwards: a URL full of
+    them would make one client cost as much as a thousand, so at most 32 of 64 characters."""
+    async def scenario() -> None:
+        for query in (",".join(f"t{i}.*" for i in range(33)), "worker." + "*" * 60):
+            client = WebsocketCommunicator(application, f"/ws?types={query}")
+            connected, _ = await client.connect(timeout=5)
+            assert connected
+            assert await client.receive_output(3) == {"type": "websocket.close", "code": 4400}
+        most = ",".join(["worker.*"] + [f"t{i}.*" for i in range(31)])
+        client = await connect(f"/ws?types={most}&types=x")  # repeated: 33 in all
+        assert await client.receive_output(3) == {"type": "websocket.close", "code": 4400}
+        client = await connect(f"/ws?types={most}")
+        await send_batch([worker_event("w-32")])
+        assert (await next_event(client))["data"]["worker_id"] == "w-32"
+        await client.disconnect()
+
+    run(scenario)
+
+
 def test_task_id_filter() -> None:
     async def scenario() -> None:
         client = await connect("/ws?task_id=wanted")

@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from tasks_app.conf import tq_settings
 from tasks_app.live import groups
 from tasks_app.live.auth import Grant, authenticate_scope, recheck
-from tasks_app.live.filters import EventFilter
+from tasks_app.live.filters import EventFilter, FilterTooLarge
 from tasks_app.live.hub import DROPPED, Encoded, hub
 from tasks_app.server import backpressure
 from tasks_app.visibility import event_scopes
@@ -23,6 +23,7 @@ log = logging.getLogger("tasks_app.ws")
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
+BAD_FILTER = 4400
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -35,7 +36,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         """Check credentials, read filters, start receiving from the process's hub."""
-        self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
         self.buffer: collections.deque[str] = collections.deque()
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
@@ -47,6 +47,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if grant is None:
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
+            return
+        try:
+            self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
+        except FilterTooLarge:
+            await self.accept(chosen)
+            await self.close(code=BAD_FILTER)
             return
         await self._scope_to(grant)
         if grant.session:  # the dashboard's socket: closed when its session signs out

@@ -8,6 +8,16 @@ from urllib.parse import parse_qs
 
 from tasks_app.core.events import Event
 
+MAX_PATTERNS = 32
+"""The most ``types`` patterns one socket may ask for: each is matched against every event
+the process forwards, so a URL full of patterns would make one client cost a thousand."""
+MAX_PATTERN_LENGTH = 64
+"""The longest ``types`` pattern (event type names are under 32 characters)."""
+
+
+class FilterTooLarge(ValueError):
+    """A socket asked for more ``types`` patterns, or longer ones, than the bounds allow."""
+
 
 def _values(query: dict[str, list[str]], name: str) -> tuple[str, ...]:
     items = [part.strip() for value in query.get(name, []) for part in value.split(",")]
@@ -32,7 +42,11 @@ class EventFilter:
         """Parse ``types``, ``task_id``, ``priority`` and ``queue`` (each repeatable or
         comma-separated)."""
         query = parse_qs(raw.decode("latin-1"))
-        return cls(_values(query, "types"), frozenset(_values(query, "task_id")),
+        types = _values(query, "types")
+        if len(types) > MAX_PATTERNS or any(len(t) > MAX_PATTERN_LENGTH for t in types):
+            raise FilterTooLarge(f"at most {MAX_PATTERNS} types patterns of at most "
+                                 f"{MAX_PATTERN_LENGTH} characters")
+        return cls(types, frozenset(_values(query, "task_id")),
                    frozenset(_values(query, "priority")),
                    queues=frozenset(_values(query, "queue")))
 
