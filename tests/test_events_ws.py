@@ -280,3 +280,36 @@ def test_with_auth_on_a_jwt_in_the_query_is_accepted() -> None:
 
     with override_settings(TASKQUEUE=AUTH_ON):
         run(scenario)
+
+
+@pytest.mark.parametrize("granted", [(), ("view_workflow", "view_schedule")])
+def test_a_staff_users_socket_gets_others_workflow_and_schedule_events_only_with_view(
+        granted: tuple[str, ...]) -> None:
+    """With TASK_VISIBILITY "owner" a staff user sees every task's events; another client's
+    workflow events need tasks_app.view_workflow and schedule events
+    workers_app.view_schedule, as their REST and Django admin pages do."""
+    from django.contrib.auth.models import Permission, User
+
+    from tasks_app.api.tokens import access_for
+
+    staff = User.objects.create_user("ws-staff", password="pw-12345678", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=granted))
+    token = str(access_for(staff))
+    own = {"workflow_id": "w-own", "queue": "default", "state": "cancelled",
+           "owner": f"user:{staff.pk}"}
+    batch = [ev.event(ev.WORKFLOW_CANCELLED, {**own, "workflow_id": "w-other",
+                                              "owner": "key:other"}),
+             ev.event(ev.SCHEDULE_FIRED, {"schedule": "nightly", "type": "echo"}),
+             ev.event(ev.WORKFLOW_CANCELLED, own)]
+
+    async def scenario() -> None:
+        client = await connect(f"/ws?token={token}&types=workflow.*,schedule.*")
+        await send_batch(batch)
+        got = [await next_event(client) for _ in range(3 if granted else 1)]
+        assert await client.receive_nothing(0.3)
+        await client.disconnect()
+        seen = [e["data"].get("workflow_id") or e["data"].get("schedule") for e in got]
+        assert seen == (["w-other", "nightly", "w-own"] if granted else ["w-own"])
+
+    with override_settings(TASKQUEUE={**AUTH_ON, "TASK_VISIBILITY": "owner"}):
+        run(scenario)

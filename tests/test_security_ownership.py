@@ -329,7 +329,37 @@ def test_ws_workflow_events_follow_the_workflow_view_permission_for_staff(
     from tasks_app.visibility import event_scopes
 
     with settings(TASK_VISIBILITY="owner"):
-        assert event_scopes(staff) == (None, f"user:{staff.pk}")
+        assert event_scopes(staff) == (None, f"user:{staff.pk}", False)
         staff.user_permissions.add(Permission.objects.get(
             content_type__app_label="tasks_app", codename="view_workflow"))
-        assert event_scopes(User.objects.get(pk=staff.pk)) == (None, None)
+        assert event_scopes(User.objects.get(pk=staff.pk)) == (None, None, False)
+
+
+def test_ws_schedule_events_follow_the_schedule_view_permission_for_staff(
+        staff: User, user: User) -> None:
+    """With TASK_VISIBILITY "owner", schedule events (schedule name, type, the task it
+    created) go to admin keys and to staff holding workers_app.view_schedule, as
+    GET /admin/schedules asks; a staff user without it gets none, like a client."""
+    from django.contrib.auth.models import Permission
+
+    from tasks_app.api.authentication import KeyPrincipal
+    from tasks_app.core import events as ev
+    from tasks_app.live.filters import EventFilter
+    from tasks_app.visibility import event_scopes
+
+    fired = ev.event(ev.SCHEDULE_FIRED, {"schedule": "nightly", "type": "echo"})
+
+    def sees(principal: Any) -> bool:
+        owner, workflow_owner, schedules = event_scopes(principal)
+        return EventFilter(owner=owner, workflow_owner=workflow_owner,
+                           schedules=schedules).match(fired)
+
+    with settings(TASK_VISIBILITY="owner"):
+        assert not sees(staff) and not sees(user)
+        staff.user_permissions.add(Permission.objects.get(
+            content_type__app_label="workers_app", codename="view_schedule"))
+        assert sees(User.objects.get(pk=staff.pk))
+        admin = KeyPrincipal(ident="key:admin", is_staff=True)
+        assert sees(admin)
+    with settings():  # "all": every client sees every task, schedule events included
+        assert sees(staff) and sees(user)

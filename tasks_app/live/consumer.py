@@ -120,9 +120,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self._unauthorized()
 
     async def _scope_to(self, grant: Grant) -> None:
-        """Limit the task and workflow events to what the grant's principal may see."""
-        owner, workflow_owner = await database_sync_to_async(event_scopes)(grant.principal)
-        self.filter = replace(self.filter, owner=owner, workflow_owner=workflow_owner)
+        """Limit the task, workflow and schedule events to what the grant's principal may
+        see."""
+        owner, workflow_owner, schedules = await database_sync_to_async(event_scopes)(
+            grant.principal)
+        self.filter = replace(self.filter, owner=owner, workflow_owner=workflow_owner,
+                              schedules=schedules)
 
     async def _unauthorized(self) -> None:
         hub().leave(self)

@@ -28,7 +28,8 @@ def _values(query: dict[str, list[str]], name: str) -> tuple[str, ...]:
 class EventFilter:
     """Event type patterns (globs) and task ids; empty means everything.  ``owner`` (set by
     the server, see visibility.py) keeps only the task events of that owner's tasks;
-    ``workflow_owner`` likewise the workflow events of that owner's workflows."""
+    ``workflow_owner`` likewise the workflow events of that owner's workflows;
+    ``schedules`` False drops schedule events."""
 
     types: tuple[str, ...] = ()
     task_ids: frozenset[str] = frozenset()
@@ -36,6 +37,7 @@ class EventFilter:
     owner: str | None = None
     queues: frozenset[str] = frozenset()
     workflow_owner: str | None = None
+    schedules: bool = True
 
     @classmethod
     def from_query_string(cls, raw: bytes) -> EventFilter:
@@ -58,7 +60,7 @@ class EventFilter:
         data = event.get("data", {})
         if self.owner is not None and kind.startswith("task.") and data.get("owner") != self.owner:
             return False
-        if self.owner is not None and kind.startswith("schedule."):
+        if kind.startswith("schedule.") and (self.owner is not None or not self.schedules):
             return False  # schedules are the operators' business (their tasks have no owner)
         if (self.workflow_owner is not None and kind.startswith("workflow.")
                 and data.get("owner") != self.workflow_owner):
