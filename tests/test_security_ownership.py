@@ -363,3 +363,34 @@ def test_ws_schedule_events_follow_the_schedule_view_permission_for_staff(
         assert sees(admin)
     with settings():  # "all": every client sees every task, schedule events included
         assert sees(staff) and sees(user)
+
+
+def test_a_staff_user_cannot_cancel_anothers_workflow_by_cancelling_its_step(
+        staff: User) -> None:
+    """Cancelling a step cancels its workflow: for another client's workflow, a staff user
+    needs what DELETE /api/v1/workflows/{id} asks (view_workflow and cancel_workflow)."""
+    from django.contrib.auth.models import Permission
+
+    chain = {"chain": [{"type": "echo"}, {"type": "echo"}]}
+    with settings(TASK_VISIBILITY="owner"):
+        made = call("POST", "/api/v1/workflows", chain, **as_key(KEY_A)).body
+        step = made["steps"][0]["task_id"]
+        refused = call("DELETE", f"/api/v1/tasks/{step}", **as_user(staff))
+        assert (refused.status, refused.body) == (403, {
+            "error": "Forbidden",
+            "message": "missing permissions tasks_app.view_workflow, tasks_app.cancel_workflow"})
+        assert call("DELETE", f"/api/v1/workflows/{made['id']}", **as_user(staff)).status == 404
+        assert broker().get(step).state == "pending"
+        assert producer.get_workflow(made["id"]).state == "pending"
+        plain = post(as_key(KEY_A), {"n": 1}).body["id"]  # a task of no workflow: as before
+        assert call("DELETE", f"/api/v1/tasks/{plain}", **as_user(staff)).status == 200
+        mine = call("POST", "/api/v1/workflows", chain, **as_user(staff)).body
+        own_step = mine["steps"][0]["task_id"]
+        assert call("DELETE", f"/api/v1/tasks/{own_step}", **as_user(staff)).status == 200
+        staff.user_permissions.add(*Permission.objects.filter(
+            codename__in=("view_workflow", "cancel_workflow")))
+        staff = User.objects.get(pk=staff.pk)
+        assert call("DELETE", f"/api/v1/tasks/{step}", **as_user(staff)).status == 200
+        assert producer.get_workflow(made["id"]).state == "cancelled"
+        unknown = call("DELETE", f"/api/v1/tasks/{uuid.uuid4()}", **as_user(staff))
+        assert unknown.status == 404
