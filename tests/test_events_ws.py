@@ -313,3 +313,36 @@ def test_a_staff_users_socket_gets_others_workflow_and_schedule_events_only_with
 
     with override_settings(TASKQUEUE={**AUTH_ON, "TASK_VISIBILITY": "owner"}):
         run(scenario)
+
+
+def test_one_client_holds_at_most_ws_max_sockets_per_client_sockets() -> None:
+    """Each socket costs the web process a buffer and a filter run per event: with auth on,
+    one principal's sockets past WS_MAX_SOCKETS_PER_CLIENT are closed with 4429; another
+    client is not affected, and a closed socket gives its place back."""
+    async def opened(key: str) -> WebsocketCommunicator:
+        client = WebsocketCommunicator(application, f"/ws?api_key={key}")
+        connected, _ = await client.connect(timeout=5)
+        assert connected
+        return client
+
+    async def scenario() -> None:
+        first, second = await opened("ws-user-key-1"), await opened("ws-user-key-1")
+        third = await opened("ws-user-key-1")
+        assert await third.receive_output(3) == {"type": "websocket.close", "code": 4429}
+        other = await opened("ws-user-key-2")
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-cap")])
+        for client in (first, second, other):
+            assert (await next_event(client))["data"]["worker_id"] == "w-cap"
+        await first.disconnect()
+        again = await opened("ws-user-key-1")
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-again")])
+        assert (await next_event(again))["data"]["worker_id"] == "w-again"
+        for client in (second, other, again):
+            await client.disconnect()
+
+    capped = {**AUTH_ON, "API_KEYS": ["ws-user-key-1", "ws-user-key-2"],
+              "WS_MAX_SOCKETS_PER_CLIENT": 2}
+    with override_settings(TASKQUEUE=capped):
+        run(scenario)

@@ -11,6 +11,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from tasks_app.api.authentication import principal_id
 from tasks_app.conf import tq_settings
 from tasks_app.live import groups
 from tasks_app.live.auth import Grant, authenticate_scope, recheck
@@ -24,6 +25,10 @@ log = logging.getLogger("tasks_app.ws")
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
 BAD_FILTER = 4400
+TOO_MANY_SOCKETS = 4429
+
+_open_sockets: collections.Counter[str] = collections.Counter()
+"""Open sockets per principal in this process (with auth on): WS_MAX_SOCKETS_PER_CLIENT."""
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -41,6 +46,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.sender: asyncio.Task[None] | None = None
         self.guard: asyncio.Task[None] | None = None
         self.session_group: str | None = None
+        self.counted: str | None = None
         offered = self.scope.get("subprotocols", [])
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
         grant = await authenticate_scope(self.scope)
@@ -55,6 +61,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=BAD_FILTER)
             return
         await self._scope_to(grant)
+        if grant.principal is not None:  # auth on: one client cannot hold unbounded sockets
+            who = principal_id(grant.principal)
+            if _open_sockets[who] >= tq_settings.WS_MAX_SOCKETS_PER_CLIENT:
+                await self.accept(chosen)
+                await self.close(code=TOO_MANY_SOCKETS)
+                return
+            _open_sockets[who] += 1  # given back in disconnect
+            self.counted = who
         if grant.session:  # the dashboard's socket: closed when its session signs out
             self.session_group = groups.session_group(grant.session)
             await self.channel_layer.group_add(self.session_group, self.channel_name)
@@ -65,6 +79,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Stop receiving."""
+        if self.counted is not None:
+            _open_sockets[self.counted] -= 1
+            if _open_sockets[self.counted] <= 0:
+                del _open_sockets[self.counted]
+            self.counted = None
         hub().leave(self)
         for task in (self.sender, self.guard):
             if task is not None:
