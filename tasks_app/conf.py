@@ -79,6 +79,12 @@ DEFAULTS: dict[str, Any] = {
     # Per-type limits, written into Redis when a worker starts (a change at run time lasts
     # until the setting changes): {"email": {"concurrency": 5, "rate": "100/s"}}.
     "TYPE_LIMITS": (),
+    # Named queues the namespace may hold: a create naming a new queue past it is refused
+    # (any client may name a queue; each is a registry entry, series in /metrics and more).
+    "MAX_QUEUES": 1000,
+    # With auth on, the /ws sockets one principal may hold open in one web process (more
+    # are closed with 4429): each socket costs the process a buffer and a filter per event.
+    "WS_MAX_SOCKETS_PER_CLIENT": 100,
 }
 
 # Keys a process's environment supplies when TASKQUEUE leaves them out (in any site):
@@ -342,6 +348,8 @@ VALIDATORS: dict[str, Validator] = {
     "REPLICA_TIMEOUT": number(),
     "SCHEDULES": schedule_map,
     "TYPE_LIMITS": type_limit_map,
+    "MAX_QUEUES": integer(minimum=1),
+    "WS_MAX_SOCKETS_PER_CLIENT": integer(minimum=1),
 }
 
 CONFIG_FIELDS = frozenset(field.name for field in fields(Config))

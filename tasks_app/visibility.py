@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks_app import permissions
 from tasks_app.api.authentication import KeyPrincipal, is_admin_principal, principal_id
 from tasks_app.conf import tq_settings
 
@@ -41,3 +42,16 @@ def workflow_scope(user: Any, needed: tuple[str, ...]) -> str | None:
     if isinstance(user, KeyPrincipal) or all(user.has_perm(name) for name in needed):
         return None
     return principal_id(user)
+
+
+def event_scopes(user: Any) -> tuple[str | None, str | None, bool]:
+    """The /ws filter's (task owner, workflow owner, schedule events) for ``user``:
+    :func:`viewer_scope`; :func:`workflow_scope` for reading (a staff user without the
+    workflows' view permission gets only its own workflows' events, as from the REST API);
+    schedule events for those who see every task, staff users (with "owner") only with
+    the schedules' view permission, as ``GET /admin/schedules``.  Reads the database."""
+    owner = viewer_scope(user)
+    schedules = owner is None and (
+        tq_settings.TASK_VISIBILITY == ALL or not tq_settings.AUTH_ENABLED
+        or isinstance(user, KeyPrincipal) or user.has_perm(permissions.SCHEDULE_VIEW))
+    return owner, workflow_scope(user, permissions.WORKFLOW_READ), schedules

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
+from tasks_app.conf import tq_settings
 from tests.api_support import broker, call, create, error, redis_snapshot
 from tests.factories import dead_letter, register, take
 
@@ -34,6 +36,25 @@ def test_an_invalid_queue_name_is_400_naming_the_field(name: Any) -> None:
     status, _, message = error(call("POST", "/api/v1/tasks/batch", batch))
     assert status == 400 and message.startswith("tasks[1]: queue must be 1 to 64")
     assert redis_snapshot() == before
+
+
+def test_a_client_cannot_create_more_than_max_queues_queues() -> None:
+    """Any client may name a queue, and each new name is a registry entry every worker,
+    /metrics scrape and dashboard then reads: a flood of names stops at MAX_QUEUES (the
+    existing queues keep working), and a refused create writes nothing."""
+    with override_settings(TASKQUEUE={"REDIS_URL": tq_settings.REDIS_URL, "MAX_QUEUES": 2}):
+        for name in ("default", "q1", "q2"):
+            assert create(queue=name)["queue"] == name
+        before = redis_snapshot()
+        status, _, message = error(call("POST", "/api/v1/tasks", {"type": "echo", "queue": "q3"}))
+        assert status == 400 and "MAX_QUEUES" in message, message
+        batch = {"tasks": [{"type": "echo", "queue": "q4"}]}
+        assert error(call("POST", "/api/v1/tasks/batch", batch))[0] == 400
+        workflow = {"queue": "q5", "chain": [{"type": "echo"}]}
+        assert error(call("POST", "/api/v1/workflows", workflow))[0] == 400
+        assert redis_snapshot() == before
+        assert create(queue="q1")["queue"] == "q1" and create()["queue"] == "default"
+        assert sorted(broker().queues(fresh=True)) == ["default", "q1", "q2"]  # as before
 
 
 def test_a_batch_is_created_in_one_queue() -> None:

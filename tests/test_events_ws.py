@@ -116,6 +116,26 @@ def test_type_filter_passes_only_matching_events() -> None:
     run(scenario)
 
 
+def test_a_filter_with_too_many_or_too_long_type_patterns_is_closed_with_4400() -> None:
+    """Each pattern is matched against every event the process forwards: a URL full of
+    them would make one client cost as much as a thousand, so at most 32 of 64 characters."""
+    async def scenario() -> None:
+        for query in (",".join(f"t{i}.*" for i in range(33)), "worker." + "*" * 60):
+            client = WebsocketCommunicator(application, f"/ws?types={query}")
+            connected, _ = await client.connect(timeout=5)
+            assert connected
+            assert await client.receive_output(3) == {"type": "websocket.close", "code": 4400}
+        most = ",".join(["worker.*"] + [f"t{i}.*" for i in range(31)])
+        client = await connect(f"/ws?types={most}&types=x")  # repeated: 33 in all
+        assert await client.receive_output(3) == {"type": "websocket.close", "code": 4400}
+        client = await connect(f"/ws?types={most}")
+        await send_batch([worker_event("w-32")])
+        assert (await next_event(client))["data"]["worker_id"] == "w-32"
+        await client.disconnect()
+
+    run(scenario)
+
+
 def test_task_id_filter() -> None:
     async def scenario() -> None:
         client = await connect("/ws?task_id=wanted")
@@ -259,4 +279,70 @@ def test_with_auth_on_a_jwt_in_the_query_is_accepted() -> None:
         await client.disconnect()
 
     with override_settings(TASKQUEUE=AUTH_ON):
+        run(scenario)
+
+
+@pytest.mark.parametrize("granted", [(), ("view_workflow", "view_schedule")])
+def test_a_staff_users_socket_gets_others_workflow_and_schedule_events_only_with_view(
+        granted: tuple[str, ...]) -> None:
+    """With TASK_VISIBILITY "owner" a staff user sees every task's events; another client's
+    workflow events need tasks_app.view_workflow and schedule events
+    workers_app.view_schedule, as their REST and Django admin pages do."""
+    from django.contrib.auth.models import Permission, User
+
+    from tasks_app.api.tokens import access_for
+
+    staff = User.objects.create_user("ws-staff", password="pw-12345678", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=granted))
+    token = str(access_for(staff))
+    own = {"workflow_id": "w-own", "queue": "default", "state": "cancelled",
+           "owner": f"user:{staff.pk}"}
+    batch = [ev.event(ev.WORKFLOW_CANCELLED, {**own, "workflow_id": "w-other",
+                                              "owner": "key:other"}),
+             ev.event(ev.SCHEDULE_FIRED, {"schedule": "nightly", "type": "echo"}),
+             ev.event(ev.WORKFLOW_CANCELLED, own)]
+
+    async def scenario() -> None:
+        client = await connect(f"/ws?token={token}&types=workflow.*,schedule.*")
+        await send_batch(batch)
+        got = [await next_event(client) for _ in range(3 if granted else 1)]
+        assert await client.receive_nothing(0.3)
+        await client.disconnect()
+        seen = [e["data"].get("workflow_id") or e["data"].get("schedule") for e in got]
+        assert seen == (["w-other", "nightly", "w-own"] if granted else ["w-own"])
+
+    with override_settings(TASKQUEUE={**AUTH_ON, "TASK_VISIBILITY": "owner"}):
+        run(scenario)
+
+
+def test_one_client_holds_at_most_ws_max_sockets_per_client_sockets() -> None:
+    """Each socket costs the web process a buffer and a filter run per event: with auth on,
+    one principal's sockets past WS_MAX_SOCKETS_PER_CLIENT are closed with 4429; another
+    client is not affected, and a closed socket gives its place back."""
+    async def opened(key: str) -> WebsocketCommunicator:
+        client = WebsocketCommunicator(application, f"/ws?api_key={key}")
+        connected, _ = await client.connect(timeout=5)
+        assert connected
+        return client
+
+    async def scenario() -> None:
+        first, second = await opened("ws-user-key-1"), await opened("ws-user-key-1")
+        third = await opened("ws-user-key-1")
+        assert await third.receive_output(3) == {"type": "websocket.close", "code": 4429}
+        other = await opened("ws-user-key-2")
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-cap")])
+        for client in (first, second, other):
+            assert (await next_event(client))["data"]["worker_id"] == "w-cap"
+        await first.disconnect()
+        again = await opened("ws-user-key-1")
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-again")])
+        assert (await next_event(again))["data"]["worker_id"] == "w-again"
+        for client in (second, other, again):
+            await client.disconnect()
+
+    capped = {**AUTH_ON, "API_KEYS": ["ws-user-key-1", "ws-user-key-2"],
+              "WS_MAX_SOCKETS_PER_CLIENT": 2}
+    with override_settings(TASKQUEUE=capped):
         run(scenario)

@@ -284,3 +284,113 @@ def test_ws_keeps_schedule_events_from_owner_filtered_clients(owner_server: Live
     assert ("schedule.fired", task_id) in [(e["type"], e["data"].get("task_id"))
                                            for e in events_admin]
 
+
+
+def http_call(server: LiveServer, key: str, method: str, path: str,
+              body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{server.url}{path}", data,
+                                     {"Content-Type": "application/json", "X-API-Key": key},
+                                     method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.load(response))
+
+
+def test_ws_delivers_workflow_events_only_to_their_owner_and_admins(
+        owner_server: LiveServer) -> None:
+    """A workflow event names the workflow, its queue and (failed) its failed step's task:
+    another client learns none of it, as GET /api/v1/workflows/{id} is a 404 to it."""
+    url = f"{owner_server.ws_url}/ws?types=workflow.*"
+    with connect(f"{url}&api_key={KEY_A}") as sock_a, \
+            connect(f"{url}&api_key={KEY_B}") as sock_b, \
+            connect(f"{url}&api_key={ADMIN_KEY}") as sock_admin:
+        time.sleep(0.5)  # the hub's subscription reaches Redis
+        made = {}
+        for name, key in (("a", KEY_A), ("b", KEY_B)):
+            flow = {"chain": [{"type": "echo", "payload": {"secret": SECRET}}]}
+            made[name] = http_call(owner_server, key, "POST", "/api/v1/workflows", flow)["id"]
+            http_call(owner_server, key, "DELETE", f"/api/v1/workflows/{made[name]}")
+        events_a, events_b, events_admin = (received(s) for s in (sock_a, sock_b, sock_admin))
+    seen = {name: [(e["type"], e["data"]["workflow_id"]) for e in events]
+            for name, events in (("a", events_a), ("b", events_b), ("admin", events_admin))}
+    assert seen["a"] == [("workflow.cancelled", made["a"])]
+    assert seen["b"] == [("workflow.cancelled", made["b"])]
+    assert sorted(seen["admin"]) == sorted(seen["a"] + seen["b"])
+    for event in events_a + events_b + events_admin:
+        assert "owner" not in event["data"], event
+
+
+def test_ws_workflow_events_follow_the_workflow_view_permission_for_staff(
+        staff: User) -> None:
+    """A staff user sees every task's events, but other clients' workflows' events only
+    with tasks_app.view_workflow, as GET /api/v1/workflows/{id} asks."""
+    from django.contrib.auth.models import Permission
+
+    from tasks_app.visibility import event_scopes
+
+    with settings(TASK_VISIBILITY="owner"):
+        assert event_scopes(staff) == (None, f"user:{staff.pk}", False)
+        staff.user_permissions.add(Permission.objects.get(
+            content_type__app_label="tasks_app", codename="view_workflow"))
+        assert event_scopes(User.objects.get(pk=staff.pk)) == (None, None, False)
+
+
+def test_ws_schedule_events_follow_the_schedule_view_permission_for_staff(
+        staff: User, user: User) -> None:
+    """With TASK_VISIBILITY "owner", schedule events (schedule name, type, the task it
+    created) go to admin keys and to staff holding workers_app.view_schedule, as
+    GET /admin/schedules asks; a staff user without it gets none, like a client."""
+    from django.contrib.auth.models import Permission
+
+    from tasks_app.api.authentication import KeyPrincipal
+    from tasks_app.core import events as ev
+    from tasks_app.live.filters import EventFilter
+    from tasks_app.visibility import event_scopes
+
+    fired = ev.event(ev.SCHEDULE_FIRED, {"schedule": "nightly", "type": "echo"})
+
+    def sees(principal: Any) -> bool:
+        owner, workflow_owner, schedules = event_scopes(principal)
+        return EventFilter(owner=owner, workflow_owner=workflow_owner,
+                           schedules=schedules).match(fired)
+
+    with settings(TASK_VISIBILITY="owner"):
+        assert not sees(staff) and not sees(user)
+        staff.user_permissions.add(Permission.objects.get(
+            content_type__app_label="workers_app", codename="view_schedule"))
+        assert sees(User.objects.get(pk=staff.pk))
+        admin = KeyPrincipal(ident="key:admin", is_staff=True)
+        assert sees(admin)
+    with settings():  # "all": every client sees every task, schedule events included
+        assert sees(staff) and sees(user)
+
+
+def test_a_staff_user_cannot_cancel_anothers_workflow_by_cancelling_its_step(
+        staff: User) -> None:
+    """Cancelling a step cancels its workflow: for another client's workflow, a staff user
+    needs what DELETE /api/v1/workflows/{id} asks (view_workflow and cancel_workflow)."""
+    from django.contrib.auth.models import Permission
+
+    chain = {"chain": [{"type": "echo"}, {"type": "echo"}]}
+    with settings(TASK_VISIBILITY="owner"):
+        made = call("POST", "/api/v1/workflows", chain, **as_key(KEY_A)).body
+        step = made["steps"][0]["task_id"]
+        refused = call("DELETE", f"/api/v1/tasks/{step}", **as_user(staff))
+        assert (refused.status, refused.body) == (403, {
+            "error": "Forbidden",
+            "message": "missing permissions tasks_app.view_workflow, tasks_app.cancel_workflow"})
+        assert call("DELETE", f"/api/v1/workflows/{made['id']}", **as_user(staff)).status == 404
+        assert broker().get(step).state == "pending"
+        assert producer.get_workflow(made["id"]).state == "pending"
+        plain = post(as_key(KEY_A), {"n": 1}).body["id"]  # a task of no workflow: as before
+        assert call("DELETE", f"/api/v1/tasks/{plain}", **as_user(staff)).status == 200
+        mine = call("POST", "/api/v1/workflows", chain, **as_user(staff)).body
+        own_step = mine["steps"][0]["task_id"]
+        assert call("DELETE", f"/api/v1/tasks/{own_step}", **as_user(staff)).status == 200
+        staff.user_permissions.add(*Permission.objects.filter(
+            codename__in=("view_workflow", "cancel_workflow")))
+        staff = User.objects.get(pk=staff.pk)
+        assert call("DELETE", f"/api/v1/tasks/{step}", **as_user(staff)).status == 200
+        assert producer.get_workflow(made["id"]).state == "cancelled"
+        unknown = call("DELETE", f"/api/v1/tasks/{uuid.uuid4()}", **as_user(staff))
+        assert unknown.status == 404

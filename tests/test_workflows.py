@@ -194,6 +194,30 @@ def test_cancelling_one_step_cancels_its_workflow(b: Broker) -> None:
     assert b.take(WORKER, (0, 1, 2, 3), 16) == "empty"
 
 
+@pytest.mark.parametrize("result_bytes", [1_000, 64 * 1024])
+def test_results_copied_into_later_steps_are_bounded_per_workflow(
+        b: Broker, redis_client: redis.Redis, result_bytes: int) -> None:
+    """A result is copied into every step waiting on it: 64 KiB ahead of a group of 1,100
+    would write 72 MB in one call (a handler that echoes its input lets a client choose
+    that).  Past 64 MiB of copies the workflow fails at that step, before copying."""
+    flow = producer.workflow({"chain": [count(1), {"group": [count(1)] * 1100}]})
+    jobs = b.take(WORKER, (0, 1, 2, 3), 1)
+    assert isinstance(jobs, list)
+    used = redis_client.info("memory")["used_memory"]
+    b.ack(jobs[0], WORKER, json.dumps("x" * (result_bytes - 2)))
+    after = producer.get_workflow(flow.id)
+    if result_bytes == 1_000:  # 1.1 MB of copies: every member starts with the result
+        assert after.state == "running"
+        assert {s.state for s in after.steps[1:]} == {"pending"}
+        return
+    assert after.state == "failed" and after.failed_step == flow.steps[0].task_id
+    assert after.steps[0].state == "completed"
+    assert {s.state for s in after.steps[1:]} == {"cancelled"}  # never created
+    assert b.take(WORKER, (0, 1, 2, 3), 16) == "empty"
+    assert redis_client.info("memory")["used_memory"] - used < 8 * 1024 * 1024
+    assert producer.cancel_workflow(flow.id).state == "cancelled"
+
+
 def test_a_workflow_lives_in_its_queue(b: Broker, redis_client: redis.Redis) -> None:
     flow = producer.chain(count(1), count(2), queue="flows")
     assert flow.queue == "flows"
@@ -247,6 +271,26 @@ def test_too_deep_nesting_is_400() -> None:
         tree = {"chain": [tree]}
     status, _, message = error(call("POST", "/api/v1/workflows", tree))
     assert status == 400 and "nest" in message
+
+
+def group_after_group(first: int, second: int) -> dict[str, Any]:
+    """Every member of the second group waits on every member of the first."""
+    return {"chain": [{"group": [{"type": "count"}] * first},
+                      {"group": [{"type": "count"}] * second}]}
+
+
+def test_links_between_steps_are_bounded_and_a_refused_workflow_writes_nothing(
+        redis_client: redis.Redis) -> None:
+    """A group after a group asks for first x second links from a small body (5,000 x 5,000
+    would be 25 million, hundreds of MB in the web process and Redis): at most MAX_LINKS."""
+    status, _, message = error(call("POST", "/api/v1/workflows", group_after_group(317, 316)))
+    assert status == 400 and "at most 100000 links" in message, str(message)[:300]
+    assert "chain[1].group[" in message
+    assert not list(redis_client.scan_iter("tq:*:workflow*"))
+    assert not list(redis_client.scan_iter("tq:*:task:*"))
+    created = call("POST", "/api/v1/workflows", group_after_group(316, 316))  # 99,856 links
+    assert created.status == 201, str(created.body)[:300]
+    assert created.body["step_count"] == 632
 
 
 def test_delete_cancels_and_a_completed_workflow_is_409(b: Broker) -> None:

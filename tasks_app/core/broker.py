@@ -251,6 +251,12 @@ class Broker:
             return
         n = self.config.queue_shards(queue)
         with redis_errors():
+            known, held = self.client.pipeline(transaction=False).hexists(
+                self.keys.queues, queue).hlen(self.keys.queues).execute()
+            if not known and held >= self.config.max_queues:
+                raise errors.ValidationError(
+                    f"queue '{queue}' would be a new queue, and there are already "
+                    f"{self.config.max_queues} (MAX_QUEUES)", "queue")
             added = bool(self.client.hsetnx(self.keys.queues, queue, n))
             if not added:
                 stored = int(self.client.hget(self.keys.queues, queue) or 0)

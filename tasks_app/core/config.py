@@ -56,6 +56,9 @@ class Config:
     """The periodic schedules of TASKQUEUE["SCHEDULES"], synced when a worker starts."""
     type_limits: tuple[tuple[str, TypeLimit], ...] = ()
     """The per-type limits of TASKQUEUE["TYPE_LIMITS"], written when a worker starts."""
+    max_queues: int = 1000
+    """Queues the namespace's registry may hold: a create naming a new one past it is
+    refused (any client may name a queue, and each one costs everyone who lists them)."""
 
     def queue_shards(self, queue: str) -> int:
         """How many shards the configuration gives a queue."""

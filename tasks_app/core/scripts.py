@@ -50,6 +50,10 @@ NAMES = (
     "limits",
 )
 NOTIFY_CAP = 64
+WORKFLOW_MAX_HANDED_ON = 64 * 1024 * 1024
+"""The most bytes of results one workflow may copy into the steps after them (a result of
+R bytes with N steps waiting on it copies R x N): past it the workflow fails at the step
+whose result would pass it (lib.lua, wf_done), before anything is copied."""
 
 _ERRORS: dict[str, type[errors.TaskQueueError]] = {
     "NOT_FOUND": errors.TaskNotFound,
@@ -77,6 +81,7 @@ def config_header(config: Config) -> str:
         "CFG_MAX_PENDING": int(config.max_pending),
         "CFG_HEARTBEAT_TIMEOUT_MS": int(config.heartbeat_timeout * 1000),
         "CFG_NOTIFY_CAP": NOTIFY_CAP,
+        "CFG_WF_MAX_HANDED_ON": WORKFLOW_MAX_HANDED_ON,
         "CFG_EVENTS_CHANNEL": config.events_channel,
     }
     return "".join(f"local {name} = {_lua(value)}\n" for name, value in values.items())

@@ -41,6 +41,10 @@ READ_CHUNK = 10_000
 """Reads sent in one round trip when workflows are shown."""
 MAX_NESTING = 32
 """How deep chains and groups may nest."""
+MAX_LINKS = 100_000
+"""The most links (a step waiting on another) one workflow may have: a group after a group
+links every member of the second to every member of the first, so a small body could
+otherwise ask for 10,000 x 10,000 of them (each stored, and counted by the script)."""
 STEP_REFUSED = ("queue", "scheduled_at", "delay", "unique_for", "unique_key")
 """Task fields a step may not have (it runs in its workflow's queue, when its turn comes)."""
 STATES = ("pending", "running", "completed", "failed", "cancelled")
@@ -103,6 +107,7 @@ class _Builder:
         self.make_spec = make_spec
         self.queue = queue
         self.steps: list[Step] = []
+        self.links = 0
 
     def node(self, node: Any, path: str, after: Shape | None, depth: int) -> tuple[Shape, Any]:
         """Add one node's steps after ``after``; return (its output shape, its structure)."""
@@ -166,7 +171,13 @@ class _Builder:
             raise errors.ValidationError(f"{path}: {exc}", exc.field) from None
         index = len(self.steps)
         step = Step(index, TaskSpec(**{**spec.__dict__, "queue": self.queue}), after)
-        for parent in step.waits_on:
+        waits_on = step.waits_on
+        self.links += len(waits_on)
+        if self.links > MAX_LINKS:
+            raise errors.ValidationError(
+                f"{path}: a workflow has at most {MAX_LINKS} links between steps (each step "
+                "of a group or chain after a group waits on every member of that group)", path)
+        for parent in waits_on:
             self.steps[parent].successors.append(index)
         self.steps.append(step)
         return index, index

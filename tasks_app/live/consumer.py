@@ -8,20 +8,27 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from tasks_app.api.authentication import principal_id
 from tasks_app.conf import tq_settings
 from tasks_app.live import groups
 from tasks_app.live.auth import Grant, authenticate_scope, recheck
-from tasks_app.live.filters import EventFilter
+from tasks_app.live.filters import EventFilter, FilterTooLarge
 from tasks_app.live.hub import DROPPED, Encoded, hub
 from tasks_app.server import backpressure
-from tasks_app.visibility import viewer_scope
+from tasks_app.visibility import event_scopes
 
 log = logging.getLogger("tasks_app.ws")
 
 SUBPROTOCOL = "taskqueue"
 UNAUTHORIZED = 4401
+BAD_FILTER = 4400
+TOO_MANY_SOCKETS = 4429
+
+_open_sockets: collections.Counter[str] = collections.Counter()
+"""Open sockets per principal in this process (with auth on): WS_MAX_SOCKETS_PER_CLIENT."""
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -34,12 +41,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         """Check credentials, read filters, start receiving from the process's hub."""
-        self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
         self.buffer: collections.deque[str] = collections.deque()
         self.wake = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         self.guard: asyncio.Task[None] | None = None
         self.session_group: str | None = None
+        self.counted: str | None = None
         offered = self.scope.get("subprotocols", [])
         chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
         grant = await authenticate_scope(self.scope)
@@ -47,7 +54,21 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.accept(chosen)
             await self.close(code=UNAUTHORIZED)
             return
-        self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
+        try:
+            self.filter = EventFilter.from_query_string(self.scope.get("query_string", b""))
+        except FilterTooLarge:
+            await self.accept(chosen)
+            await self.close(code=BAD_FILTER)
+            return
+        await self._scope_to(grant)
+        if grant.principal is not None:  # auth on: one client cannot hold unbounded sockets
+            who = principal_id(grant.principal)
+            if _open_sockets[who] >= tq_settings.WS_MAX_SOCKETS_PER_CLIENT:
+                await self.accept(chosen)
+                await self.close(code=TOO_MANY_SOCKETS)
+                return
+            _open_sockets[who] += 1  # given back in disconnect
+            self.counted = who
         if grant.session:  # the dashboard's socket: closed when its session signs out
             self.session_group = groups.session_group(grant.session)
             await self.channel_layer.group_add(self.session_group, self.channel_name)
@@ -58,6 +79,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Stop receiving."""
+        if self.counted is not None:
+            _open_sockets[self.counted] -= 1
+            if _open_sockets[self.counted] <= 0:
+                del _open_sockets[self.counted]
+            self.counted = None
         hub().leave(self)
         for task in (self.sender, self.guard):
             if task is not None:
@@ -108,9 +134,17 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 log.exception("could not check a /ws client's credential again")
                 grant = None
             if grant is not None:  # e.g. an API key no longer admin: only its own tasks now
-                self.filter = replace(self.filter, owner=viewer_scope(grant.principal))
+                await self._scope_to(grant)
         if grant is None:
             await self._unauthorized()
+
+    async def _scope_to(self, grant: Grant) -> None:
+        """Limit the task, workflow and schedule events to what the grant's principal may
+        see."""
+        owner, workflow_owner, schedules = await database_sync_to_async(event_scopes)(
+            grant.principal)
+        self.filter = replace(self.filter, owner=owner, workflow_owner=workflow_owner,
+                              schedules=schedules)
 
     async def _unauthorized(self) -> None:
         hub().leave(self)

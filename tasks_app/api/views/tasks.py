@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 
-from tasks_app import producer
+from tasks_app import permissions, producer
 from tasks_app.api import docs, inputs
 from tasks_app.api.authentication import principal_id
 from tasks_app.api.errors import Conflict
@@ -19,10 +20,10 @@ from tasks_app.api.throttling import SubmitRateThrottle
 from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
-from tasks_app.core.broker import Submitted
+from tasks_app.core.broker import Submitted, redis_errors
 from tasks_app.core.errors import TaskNotFound
 from tasks_app.core.task import Task as StoredTask
-from tasks_app.visibility import may_see, viewer_scope
+from tasks_app.visibility import may_see, viewer_scope, workflow_scope
 
 IDEMPOTENCY_HEADER = docs.idempotency_header("task(s)")
 
@@ -45,6 +46,28 @@ def visible_task(request: Request, task_id: str) -> StoredTask | None:
     if not may_see(viewer, task.owner):
         raise TaskNotFound(task_id)
     return task
+
+
+def is_workflow_step(task_id: str) -> bool:
+    """Whether the task is a step of a workflow (cancelling it cancels the workflow)."""
+    broker = get_broker()
+    keys = broker.locate(task_id)
+    with redis_errors():
+        return keys is not None and bool(broker.client.hexists(keys.task(task_id), "wf"))
+
+
+def check_step_cancel(request: Request, task_id: str, task: StoredTask | None) -> None:
+    """403 when cancelling the task would cancel another client's workflow that this
+    caller may not cancel through ``DELETE /api/v1/workflows/{id}`` (a staff user without
+    the workflows' permissions, see ``visibility.workflow_scope``)."""
+    scope = workflow_scope(request.user, permissions.WORKFLOW_CANCELLING)
+    if scope is None:
+        return
+    owner = (task or get_broker().get(task_id)).owner
+    if not may_see(scope, owner) and is_workflow_step(task_id):
+        raise PermissionDenied(permissions.missing(
+            [name for name in permissions.WORKFLOW_CANCELLING
+             if not request.user.has_perm(name)]))
 
 
 class SubmitView(ApiView):
@@ -112,9 +135,10 @@ class TaskDetailView(ApiView):
         task = visible_task(request, task_id) or get_broker().get(task_id)
         return Response(task.to_dict())
 
-    @extend_schema(operation_id="cancel_task", responses=docs.reads(Task, 404, 409),
+    @extend_schema(operation_id="cancel_task", responses=docs.reads(Task, 403, 404, 409),
                    tags=["tasks"])
     def delete(self, request: Request, task_id: str) -> Response:
-        """Cancel a pending, scheduled or retrying task; 409 otherwise."""
-        visible_task(request, task_id)
+        """Cancel a pending, scheduled or retrying task; 409 otherwise.  A workflow step's
+        cancel cancels its workflow, so it asks what cancelling the workflow asks (403)."""
+        check_step_cancel(request, task_id, visible_task(request, task_id))
         return Response(get_broker().cancel(task_id).to_dict())

@@ -573,6 +573,14 @@ wf_done = function(wid, i, result, now)
   local state = f[1]
   if not state or f[2] then return end
   redis.call('HSET', wk, 'r:' .. i, result, 'd:' .. i, 1, 'updated_at', now)
+  -- the result is copied into each step after it: the workflow's copies are bounded
+  -- (CFG_WF_MAX_HANDED_ON), else one result could fill Redis, many times over
+  local _, after = string.gsub(f[3], '%d+', '')
+  if state == 'active' and after > 0
+      and redis.call('HINCRBY', wk, 'handed', #result * after) > CFG_WF_MAX_HANDED_ON then
+    wf_failed(wid, i, now)
+    state = 'failed'  -- the steps it made ready are held, as in a failed workflow
+  end
   for j in string.gmatch(f[3], '%d+') do
     if redis.call('HINCRBY', wk, 'w:' .. j, -1) == 0 then
       if state == 'active' then wf_start(wk, j, now) else redis.call('HSET', wk, 'h:' .. j, 1) end
