@@ -152,3 +152,37 @@ def test_workflow_create_documents_its_idempotency_key_and_repeat() -> None:
     (header,) = [p for p in create["parameters"] if p["in"] == "header"]
     assert header["name"] == "Idempotency-Key" and not header.get("required")
     assert header["schema"]["pattern"] == "^[\\x21-\\x7e]{1,255}$"
+
+
+def test_the_schema_is_built_once_per_format_not_per_request(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may read the schema and a build costs ~60 ms of CPU: repeated requests, with
+    any version or lang parameter, are served from one build per format, and a setting
+    change or a new task type shows at once."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    builds = []
+    real = SchemaGenerator.get_schema
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    client = Client(HTTP_HOST="localhost")
+    replies = [client.get("/api/schema/", {"format": "json", "version": str(i), "lang": "x"})
+               for i in range(5)] + [client.get("/api/schema/") for _ in range(3)]
+    assert [r.status_code for r in replies] == [200] * 8
+    assert len(builds) <= 2  # at most once per format (none if an earlier test built them)
+    assert all(r.json() == replies[0].json() for r in replies[:5])
+    assert replies[5].content == replies[7].content and b"openapi: 3" in replies[5].content
+    assert replies[5]["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert replies[0]["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    registry.register("schema-cache-probe", lambda payload, ctx: None)
+    try:
+        enum = schema()["components"]["schemas"]["TaskCreateRequest"]["properties"]["type"]
+        assert "schema-cache-probe" in enum["enum"]
+    finally:
+        registry.unregister("schema-cache-probe")
+    assert "pattern" in schema(ACCEPT_UNKNOWN_TYPES=True)["components"]["schemas"][
+        "TaskCreateRequest"]["properties"]["type"]

@@ -5,12 +5,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpResponse
 from drf_spectacular.extensions import (
     OpenApiAuthenticationExtension,
     OpenApiSerializerFieldExtension,
 )
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView
 
 from tasks_app.api.authentication import API_KEY_HEADER
 from tasks_app.api.inputs import MAX_BATCH
@@ -147,3 +152,43 @@ def _operations(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Every operation object of the schema."""
     return [op for item in result.get("paths", {}).values() for op in item.values()
             if isinstance(op, dict)]
+
+
+class SchemaView(SpectacularAPIView):
+    """``GET /api/schema/``: built and rendered once per process and format, not per request.
+
+    A build takes about 60 ms of CPU (generation, then YAML), and the schema is public: built
+    per request it let anyone keep a web process busy with a few requests a second.  It
+    depends only on the URL conf, the settings (a change empties the cache) and the
+    registered task types (part of the key).  The ``version`` and ``lang`` query parameters
+    are not read (the API has one version, its texts one language), so a client cannot make
+    cache entries of its own.
+    """
+
+    @extend_schema(exclude=True)  # as SpectacularAPIView (SERVE_INCLUDE_SCHEMA is off)
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = (request.accepted_renderer.format, tuple(registry.names()))
+        cached = _BUILT.get(key)
+        if cached is None:
+            response = self._get_schema_response(request)
+            response.accepted_renderer = request.accepted_renderer
+            response.accepted_media_type = request.accepted_media_type
+            response.renderer_context = self.get_renderer_context()
+            cached = (bytes(response.rendered_content), response["Content-Type"],
+                      response["Content-Disposition"])
+            _BUILT[key] = cached
+        body, content_type, disposition = cached
+        return HttpResponse(body, content_type=content_type,
+                            headers={"Content-Disposition": disposition})
+
+    def _get_version_parameter(self, request: Any) -> None:
+        return None
+
+
+_BUILT: dict[tuple[str, tuple[str, ...]], tuple[bytes, str, str]] = {}
+"""SchemaView's built schemas: (format, task types) -> (body, content type, disposition)."""
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    _BUILT.clear()
