@@ -346,3 +346,35 @@ def test_one_client_holds_at_most_ws_max_sockets_per_client_sockets() -> None:
               "WS_MAX_SOCKETS_PER_CLIENT": 2}
     with override_settings(TASKQUEUE=capped):
         run(scenario)
+
+
+def test_a_socket_whose_connect_fails_gives_its_place_back() -> None:
+    """With Redis away a connect fails before the socket opens and no disconnect follows:
+    the socket's place under WS_MAX_SOCKETS_PER_CLIENT is given back, so a client that keeps
+    reconnecting through an outage is not shut out (4429) once Redis is back."""
+    dead = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}}
+
+    async def attempt() -> None:
+        client = WebsocketCommunicator(application, "/ws?api_key=ws-user-key-1")
+        try:
+            connected, _ = await client.connect(timeout=5)
+        except Exception:  # noqa: BLE001  (whatever the unreachable layer raises)
+            connected = False
+        assert not connected
+
+    async def scenario() -> None:
+        client = WebsocketCommunicator(application, "/ws?api_key=ws-user-key-1")
+        connected, _ = await client.connect(timeout=5)
+        assert connected
+        await asyncio.sleep(0.1)
+        await send_batch([worker_event("w-back")])
+        assert (await next_event(client))["data"]["worker_id"] == "w-back"
+        await client.disconnect()
+
+    capped = {**AUTH_ON, "API_KEYS": ["ws-user-key-1"], "WS_MAX_SOCKETS_PER_CLIENT": 1}
+    with override_settings(TASKQUEUE=capped):
+        with override_settings(CHANNEL_LAYERS=dead):
+            for _ in range(2):
+                run(attempt)
+        run(scenario)

@@ -69,21 +69,30 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 return
             _open_sockets[who] += 1  # given back in disconnect
             self.counted = who
-        if grant.session:  # the dashboard's socket: closed when its session signs out
-            self.session_group = groups.session_group(grant.session)
-            await self.channel_layer.group_add(self.session_group, self.channel_name)
-        await hub().join(self)
-        await self.accept(chosen)
+        try:
+            if grant.session:  # the dashboard's socket: closed when its session signs out
+                self.session_group = groups.session_group(grant.session)
+                await self.channel_layer.group_add(self.session_group, self.channel_name)
+            await hub().join(self)
+            await self.accept(chosen)
+        except BaseException:
+            # Redis away (or the client gone): no disconnect follows a connect that
+            # raised, so the socket's count is given back here
+            self._uncount()
+            raise
         self.sender = asyncio.create_task(self._send_loop())
         self.guard = asyncio.create_task(self._guard(grant))
 
-    async def disconnect(self, code: int) -> None:
-        """Stop receiving."""
+    def _uncount(self) -> None:
         if self.counted is not None:
             _open_sockets[self.counted] -= 1
             if _open_sockets[self.counted] <= 0:
                 del _open_sockets[self.counted]
             self.counted = None
+
+    async def disconnect(self, code: int) -> None:
+        """Stop receiving."""
+        self._uncount()
         hub().leave(self)
         for task in (self.sender, self.guard):
             if task is not None:

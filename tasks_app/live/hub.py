@@ -51,8 +51,12 @@ class Hub:
         """Start delivering to a listener (subscribing on the first one)."""
         self.listeners.add(listener)
         if not self._readers:
-            await self._subscribe(groups.GROUP)
-            await self._subscribe(groups.TASK_GROUP)
+            try:
+                await self._subscribe(groups.GROUP)
+                await self._subscribe(groups.TASK_GROUP)
+            except BaseException:
+                self.leave(listener)  # the next listener subscribes again
+                raise
 
     def leave(self, listener: Listener) -> None:
         """Stop delivering to a listener (unsubscribing after the last one)."""
@@ -73,8 +77,15 @@ class Hub:
 
     async def _read(self, group: str, ready: asyncio.Future[None]) -> None:
         layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(group, channel)
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add(group, channel)
+        except Exception as exc:  # Redis away: the listener joining hears it
+            ready.set_exception(exc)
+            return
+        except BaseException:
+            ready.cancel()
+            raise
         ready.set_result(None)
         try:
             while True:
