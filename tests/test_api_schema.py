@@ -174,6 +174,14 @@ def test_the_schema_is_built_once_per_format_not_per_request(
                for i in range(5)] + [client.get("/api/schema/") for _ in range(3)]
     assert [r.status_code for r in replies] == [200] * 8
     assert len(builds) <= 2  # at most once per format (none if an earlier test built them)
+    # each media type keeps its own Content-Type; a media type parameter changes nothing
+    plain = [client.get("/api/schema/", HTTP_ACCEPT=accept) for accept in (
+        "application/vnd.oai.openapi+json; indent=1", "application/json",
+        "application/yaml", "application/vnd.oai.openapi")]
+    assert [r["Content-Type"].split(";")[0] for r in plain] == [
+        "application/vnd.oai.openapi+json", "application/json", "application/yaml",
+        "application/vnd.oai.openapi"]
+    assert plain[0].content == replies[0].content and plain[2].content == replies[5].content
     assert all(r.json() == replies[0].json() for r in replies[:5])
     assert replies[5].content == replies[7].content and b"openapi: 3" in replies[5].content
     assert replies[5]["Content-Type"].startswith("application/vnd.oai.openapi")

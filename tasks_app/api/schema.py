@@ -155,7 +155,8 @@ def _operations(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class SchemaView(SpectacularAPIView):
-    """``GET /api/schema/``: built and rendered once per process and format, not per request.
+    """``GET /api/schema/``: built and rendered once per process and media type, not per
+    request.
 
     A build takes about 60 ms of CPU (generation, then YAML), and the schema is public: built
     per request it let anyone keep a web process busy with a few requests a second.  It
@@ -167,12 +168,15 @@ class SchemaView(SpectacularAPIView):
 
     @extend_schema(exclude=True)  # as SpectacularAPIView (SERVE_INCLUDE_SCHEMA is off)
     def get(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
-        key = (request.accepted_renderer.format, tuple(registry.names()))
+        # one entry per renderer (the client's media type parameters, e.g. indent=, are
+        # not read: they would make entries of their own)
+        renderer = request.accepted_renderer
+        key = (renderer.media_type, tuple(registry.names()))
         cached = _BUILT.get(key)
         if cached is None:
             response = self._get_schema_response(request)
-            response.accepted_renderer = request.accepted_renderer
-            response.accepted_media_type = request.accepted_media_type
+            response.accepted_renderer = renderer
+            response.accepted_media_type = renderer.media_type
             response.renderer_context = self.get_renderer_context()
             cached = (bytes(response.rendered_content), response["Content-Type"],
                       response["Content-Disposition"])
@@ -186,7 +190,7 @@ class SchemaView(SpectacularAPIView):
 
 
 _BUILT: dict[tuple[str, tuple[str, ...]], tuple[bytes, str, str]] = {}
-"""SchemaView's built schemas: (format, task types) -> (body, content type, disposition)."""
+"""SchemaView's built schemas: (media type, task types) -> (body, content type, disposition)."""
 
 
 @receiver(setting_changed)
