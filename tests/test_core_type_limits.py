@@ -109,6 +109,25 @@ def test_a_parked_task_is_announced_with_the_limit_that_held_it(
     assert [e["type"] for e in events].count("task.started") == 3
 
 
+def test_one_take_announces_at_most_16_parked_tasks(redis_server: EmbeddedRedis) -> None:
+    """A take walks past every task of a type at its limit: one call may park thousands, so
+    it sends at most 16 task.throttled events (the throttled metric counts them all)."""
+    with open_broker(redis_server.url, events_channel="tq-test-limits") as b:
+        register(b, concurrency=8)
+        TypeLimits(b).set("email", TypeLimit(concurrency=1))
+        ids = enqueue(b, *["email"] * 40, "other")
+        sub = b.client.pubsub()
+        sub.subscribe("tq-test-limits")
+        assert sub.get_message(timeout=1)["type"] == "subscribe"
+        assert take_ids(b) == [ids[0], ids[40]]
+        message = sub.get_message(timeout=1)
+        sub.close()
+        assert throttled(b, "email") == 39
+    events = expand(json.loads(message["data"]))
+    parked = [e["data"]["task_id"] for e in events if e["type"] == "task.throttled"]
+    assert parked == ids[1:17]
+
+
 def test_the_oldest_pending_age_counts_parked_tasks(broker: Broker, limits: TypeLimits) -> None:
     limits.set("email", TypeLimit(concurrency=1))
     first, second = enqueue(broker, "email", "email")

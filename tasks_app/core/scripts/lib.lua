@@ -30,10 +30,13 @@ local EVENTS = {}
 local COUNTS, HISTS = {}, {}
 -- per call: see the per-type limits below
 local LIMITS_ON, LIMIT_SPECS, RUNNING, NONE_PARKED = nil, {}, {}, {}
+local THROTTLED_EVENTS = 0  -- task.throttled rows this call (see admit)
+local MAX_THROTTLED_EVENTS = 16
 local function fresh(key)
   set_prefix(key)
   CLOCK_MS, CLOCK_US = nil, nil
   LIMITS_ON, LIMIT_SPECS, RUNNING, NONE_PARKED = nil, {}, {}, {}
+  THROTTLED_EVENTS = 0
   EVENTS = {}
   COUNTS, HISTS = {}, {}
 end
@@ -261,7 +264,8 @@ end
 -- take's check of a popped pending task of limited type t: true when it may start, with
 -- a second true when its start is counted (running count, token; take then writes 'lim'
 -- on its record); else it is parked at its place in line (it stays pending) and a
--- 'throttled' event says which limit held it (owner: the task's, for the event).
+-- 'throttled' event says which limit held it (owner: the task's, for the event): at most
+-- MAX_THROTTLED_EVENTS a call, as one take may park thousands (the metric counts all).
 local function admit(id, t, p, owner)
   local s = limit_of(t)
   if not s then return true, false end
@@ -274,7 +278,10 @@ local function admit(id, t, p, owner)
     redis.call('ZADD', K_PARKED, score, id)
     NONE_PARKED[t] = nil
     count('throttled', t)
-    event({'throttled', id, t, p, owner or '', busy and 'concurrency' or 'rate'})
+    if THROTTLED_EVENTS < MAX_THROTTLED_EVENTS then
+      THROTTLED_EVENTS = THROTTLED_EVENTS + 1
+      event({'throttled', id, t, p, owner or '', busy and 'concurrency' or 'rate'})
+    end
     if have and have < 1 then due_later(t, s, have, now) end
     return false, false
   end
