@@ -218,6 +218,33 @@ def test_results_copied_into_later_steps_are_bounded_per_workflow(
     assert producer.cancel_workflow(flow.id).state == "cancelled"
 
 
+def test_results_handed_on_while_failed_count_and_a_retry_does_not_resume_past_the_bound(
+        b: Broker) -> None:
+    """A member that completes while its workflow is failed hands its result on when the
+    workflow resumes: those copies count too, and past the bound no retry resumes it."""
+    flow = producer.workflow({"chain": [{"group": [producer.step("fail", {}), count(1)]},
+                                        {"group": [count(1)] * 1100}]})
+    ids = [s.task_id for s in flow.steps]
+    failing = b.take(WORKER, (0, 1, 2, 3), 1)
+    big = b.take(WORKER, (0, 1, 2, 3), 1)
+    assert isinstance(failing, list) and isinstance(big, list)
+    assert [failing[0].id, big[0].id] == ids[:2]
+    b.fail(failing[0], WORKER, "boom", permanent=True)
+    b.ack(big[0], WORKER, json.dumps("x" * (64 * 1024)))  # 72 MB of copies, once resumed
+    Inspector(b).retry(ids[0])  # the operator's retry of the failed member
+    after = producer.get_workflow(flow.id)
+    assert after.state == "failed"
+    assert [s.state for s in after.steps[:2]] == ["pending", "completed"]
+    assert {s.state for s in after.steps[2:]} == {"cancelled"}
+    assert [j.id for j in take_all(b)] == [ids[0]]  # the retried member alone, nothing after it
+
+
+def take_all(b: Broker) -> list[Job]:
+    """Everything a take hands out now."""
+    got = b.take(WORKER, (0, 1, 2, 3), 2000)
+    return got if isinstance(got, list) else []
+
+
 def test_a_workflow_lives_in_its_queue(b: Broker, redis_client: redis.Redis) -> None:
     flow = producer.chain(count(1), count(2), queue="flows")
     assert flow.queue == "flows"

@@ -581,12 +581,15 @@ wf_done = function(wid, i, result, now)
   if not state or f[2] then return end
   redis.call('HSET', wk, 'r:' .. i, result, 'd:' .. i, 1, 'updated_at', now)
   -- the result is copied into each step after it: the workflow's copies are bounded
-  -- (CFG_WF_MAX_HANDED_ON), else one result could fill Redis, many times over
+  -- (CFG_WF_MAX_HANDED_ON), else one result could fill Redis, many times over.  Counted
+  -- in any state (a failed workflow's held steps get their copies when it resumes); past
+  -- the bound the workflow fails at this step and stays failed: the step completed, so no
+  -- retry of it takes back the 'failing' it adds, and no retry resumes the workflow.
   local _, after = string.gsub(f[3], '%d+', '')
-  if state == 'active' and after > 0
+  if after > 0
       and redis.call('HINCRBY', wk, 'handed', #result * after) > CFG_WF_MAX_HANDED_ON then
     wf_failed(wid, i, now)
-    state = 'failed'  -- the steps it made ready are held, as in a failed workflow
+    if state == 'active' then state = 'failed' end  -- what it made ready is held
   end
   for j in string.gmatch(f[3], '%d+') do
     if redis.call('HINCRBY', wk, 'w:' .. j, -1) == 0 then
