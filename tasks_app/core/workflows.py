@@ -325,12 +325,14 @@ class Workflows:
         tasks' states, READ_CHUNK reads per round trip)."""
         client = self.broker.client
         with redis_errors():
-            pipe = client.pipeline(transaction=False)
-            for keys, workflow_id, meta in found:
-                pipe.hmget(keys.workflow(workflow_id),
-                           [f"{kind}:{i}" for i in range(int(meta["n"]))
-                            for kind in ("id", "s", "a", "d")])
-            fields = pipe.execute() if found else []
+            fields: list[list[Any]] = []
+            for batch in _batches(found, lambda item: int(item[2]["n"])):
+                pipe = client.pipeline(transaction=False)
+                for keys, workflow_id, meta in batch:
+                    pipe.hmget(keys.workflow(workflow_id),
+                               [f"{kind}:{i}" for i in range(int(meta["n"]))
+                                for kind in ("id", "s", "a", "d")])
+                fields.extend(pipe.execute())
             steps = [keys.task(task_id) for (keys, _, _), values in zip(found, fields, strict=True)
                      for task_id in values[::4]]
             states: list[str | None] = []
@@ -373,13 +375,32 @@ class Workflows:
         with redis_errors():
             pipe = self.broker.client.pipeline(transaction=False)
             for _, wid, keys in newest:
+                pipe.exists(keys.workflow(wid))
+            # an index entry whose workflow has expired since is skipped
+            shown = [(wid, keys) for (_, wid, keys), there in
+                     zip(newest, pipe.execute() if newest else [], strict=True) if there][:limit]
+            pipe = self.broker.client.pipeline(transaction=False)
+            for wid, keys in shown:
                 pipe.hmget(keys.workflow(wid), self.META)
-            metas = pipe.execute() if newest else []
-        # an index entry whose workflow has expired since is skipped
-        found = [(keys, wid, dict(zip(self.META, values, strict=True)))
-                 for (_, wid, keys), values in zip(newest, metas, strict=True)
-                 if values[0] is not None]
-        return self._read(found[:limit])
+            metas = pipe.execute() if shown else []
+        return self._read([(keys, wid, dict(zip(self.META, values, strict=True)))
+                           for (wid, keys), values in zip(shown, metas, strict=True)
+                           if values[0] is not None])
+
+
+def _batches(items: list[Any], size: Callable[[Any], int]) -> list[list[Any]]:
+    """Consecutive runs of items whose sizes add up to at most READ_CHUNK (an item larger
+    than that alone)."""
+    out: list[list[Any]] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if not out or total + n > READ_CHUNK:
+            out.append([])
+            total = 0
+        out[-1].append(item)
+        total += n
+    return out
 
 
 def _workflow(workflow_id: str, meta: dict[str, str], values: list[Any],
