@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 from django.test import override_settings
 
+from tasks_app import producer
 from tasks_app.conf import tq_settings
 from tasks_app.core.broker import Broker, Ended
 from tasks_app.core.errors import ReplicaTimeout
@@ -26,8 +30,16 @@ def replica_setting(**extra: object) -> override_settings:
 
 
 @pytest.fixture
-def replica(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[redis.Redis]:
-    """A real replica of the session's Redis, caught up before the test starts."""
+def replica(replica_node: tuple[redis.Redis, EmbeddedRedis]) -> redis.Redis:
+    """A client of a real replica of the session's Redis, caught up."""
+    return replica_node[0]
+
+
+@pytest.fixture
+def replica_node(redis_server: EmbeddedRedis, tmp_path: Path
+                 ) -> Iterator[tuple[redis.Redis, EmbeddedRedis]]:
+    """A real replica of the session's Redis, caught up before the test starts: a client of
+    it, and the server (whose process a test may stop)."""
     server = EmbeddedRedis(tmp_path / "replica", persistence=False)
     server.start()
     client = redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
@@ -37,7 +49,7 @@ def replica(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[redis.Redis
         assert time.monotonic() < deadline, "the replica never synced"
         time.sleep(0.05)
     try:
-        yield client
+        yield client, server
     finally:
         client.close()
         server.stop()
@@ -148,3 +160,22 @@ def test_with_a_replica_workflow_and_schedule_writes_are_on_it_when_answered(
         paused = call("POST", "/admin/schedules/hourly/pause")
         assert paused.status == 200, paused.body
         assert replica.hget("tq:{default}:schedule:hourly", "enabled") == "0"
+
+
+def test_a_workflow_create_is_answered_only_once_the_replica_has_it(
+        replica_node: tuple[redis.Redis, EmbeddedRedis], redis_client: redis.Redis) -> None:
+    replica, server = replica_node
+    process = server._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)  # the replica stops reading the master's stream
+    try:
+        with replica_setting(REPLICA_TIMEOUT=10.0), ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(producer.workflow, {"chain": [{"type": "echo"}]})
+            time.sleep(0.5)
+            assert not pending.done()  # the create waits for the replica ...
+            os.kill(process.pid, signal.SIGCONT)
+            flow = pending.result(timeout=10)  # ... and is answered once it has it
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    key = f"tq:{{default}}:workflow:{flow.id}"
+    assert replica.hgetall(key) and replica.hgetall(key) == redis_client.hgetall(key)
