@@ -132,8 +132,10 @@ DURABLE_SCRIPTS = frozenset({"enqueue", "cancel", "ack", "fail", "finish", "retr
                              "dlq_retry", "dlq_delete", "purge",
                              "workflow_create", "workflow_cancel", "schedule_save"})
 """The scripts whose writes a "replica" durability confirms with a replica (WAIT): every
-create (tasks, workflows, schedules), cancel, outcome and DLQ change, and every change
-to a schedule."""
+create through the API or the producer (tasks, workflows, schedules), cancel, outcome and
+DLQ change, and every change to a schedule.  A schedule's fire is not: it creates the tick's
+task and moves the schedule on in one script, so a failover that loses one loses both, and
+the tick fires again on the new master."""
 
 QUEUES_TTL = 2.0
 """Seconds a process trusts its copy of the namespace's queue registry."""
