@@ -336,14 +336,21 @@ class Workflows:
             steps = [keys.task(task_id) for (keys, _, _), values in zip(found, fields, strict=True)
                      for task_id in values[::4]]
             states: list[str | None] = []
-            for start in range(0, len(steps), READ_CHUNK):
+            for keys_batch in _batches(steps, lambda key: 1):
                 pipe = client.pipeline(transaction=False)
-                for key in steps[start:start + READ_CHUNK]:
+                for key in keys_batch:
                     pipe.hget(key, "state")
                 states.extend(pipe.execute())
         each = iter(states)
         return [_workflow(workflow_id, meta, values, [next(each) for _ in values[::4]])
                 for (_, workflow_id, meta), values in zip(found, fields, strict=True)]
+
+    def has_step(self, task_id: str) -> bool:
+        """Whether the task is a step of a workflow (cancelling it cancels the workflow)."""
+        keys = self.broker.locate(task_id)
+        with redis_errors():
+            return keys is not None and bool(self.broker.client.hexists(keys.task(task_id),
+                                                                        "wf"))
 
     def cancel(self, workflow_id: str) -> Workflow:
         """Cancel a workflow that has not completed (its unstarted steps with it); raises

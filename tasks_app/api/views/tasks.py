@@ -20,7 +20,7 @@ from tasks_app.api.throttling import SubmitRateThrottle
 from tasks_app.api.views.base import ApiView, inspector
 from tasks_app.conf import tq_settings
 from tasks_app.connection import get_broker
-from tasks_app.core.broker import Submitted, redis_errors
+from tasks_app.core.broker import Submitted
 from tasks_app.core.errors import TaskNotFound
 from tasks_app.core.task import Task as StoredTask
 from tasks_app.visibility import may_see, viewer_scope, workflow_scope
@@ -48,14 +48,6 @@ def visible_task(request: Request, task_id: str) -> StoredTask | None:
     return task
 
 
-def is_workflow_step(task_id: str) -> bool:
-    """Whether the task is a step of a workflow (cancelling it cancels the workflow)."""
-    broker = get_broker()
-    keys = broker.locate(task_id)
-    with redis_errors():
-        return keys is not None and bool(broker.client.hexists(keys.task(task_id), "wf"))
-
-
 def check_step_cancel(request: Request, task_id: str, task: StoredTask | None) -> None:
     """403 when cancelling the task would cancel another client's workflow that this
     caller may not cancel through ``DELETE /api/v1/workflows/{id}`` (a staff user without
@@ -64,7 +56,7 @@ def check_step_cancel(request: Request, task_id: str, task: StoredTask | None) -
     if scope is None:
         return
     owner = (task or get_broker().get(task_id)).owner
-    if not may_see(scope, owner) and is_workflow_step(task_id):
+    if not may_see(scope, owner) and producer.workflows().has_step(task_id):
         raise PermissionDenied(permissions.missing(
             [name for name in permissions.WORKFLOW_CANCELLING
              if not request.user.has_perm(name)]))
