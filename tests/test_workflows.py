@@ -507,3 +507,9 @@ def test_recent_lists_the_newest_that_still_exist_across_queues(
     assert [[s.task_id for s in w.steps] for w in listed] == \
         [[s.task_id for s in flow.steps] for flow in reversed(made[:3])]
     assert {w.state for w in listed} == {"pending"}
+
+
+def test_workflows_made_back_to_back_list_newest_first(b: Broker) -> None:
+    """Several creates fit in one millisecond: the listing ranks them by the microsecond."""
+    made = [producer.chain(count(i), count(i)).id for i in range(100)]
+    assert [w.id for w in producer.workflows().recent(100)] == made[::-1]

@@ -42,7 +42,10 @@ for i = 0, n - 1 do
   end
 end
 if fields[1] then redis.call('HSET', wk, unpack(fields)) end
-redis.call('ZADD', k_workflows(), now, wid)
+-- ranked by the microsecond (milliseconds with three decimals, exact enough in a double),
+-- so two workflows created in one millisecond still list newest first
+local _, us = clock()
+redis.call('ZADD', k_workflows(), us:sub(1, -4) .. '.' .. us:sub(-3), wid)
 redis.call('ZREMRANGEBYRANK', k_workflows(), 0, -10001)  -- a listing of the latest 10,000
 for _, i in ipairs(ready) do wf_start(wk, i, now) end
 if idem ~= '' then
