@@ -82,6 +82,10 @@ DEFAULTS: dict[str, Any] = {
     # Named queues the namespace may hold: a create naming a new queue past it is refused
     # (any client may name a queue; each is a registry entry, series in /metrics and more).
     "MAX_QUEUES": 1000,
+    # Of those, how many one caller (an API key or user) may bring into existence: one
+    # valid key cannot take every place. Queues named in QUEUES, and code's own creates
+    # (the producer without a scope), count against no caller.
+    "MAX_QUEUES_PER_CLIENT": 50,
     # With auth on, the /ws sockets one principal may hold open in one web process (more
     # are closed with 4429): each socket costs the process a buffer and a filter per event.
     "WS_MAX_SOCKETS_PER_CLIENT": 100,
@@ -349,6 +353,7 @@ VALIDATORS: dict[str, Validator] = {
     "SCHEDULES": schedule_map,
     "TYPE_LIMITS": type_limit_map,
     "MAX_QUEUES": integer(minimum=1),
+    "MAX_QUEUES_PER_CLIENT": integer(minimum=1),
     "WS_MAX_SOCKETS_PER_CLIENT": integer(minimum=1),
 }
 

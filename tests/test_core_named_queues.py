@@ -262,3 +262,29 @@ def test_a_paused_priority_stays_paused_in_a_queue_that_appears_later(broker: Br
     Inspector(broker).resume_queue(3)
     jobs = broker.take(WORKER, (0, 1, 2, 3), 5)
     assert isinstance(jobs, list) and [j.id for j in jobs] == [critical.id]
+
+
+def test_concurrent_first_creates_never_pass_the_queue_bounds(redis_server: EmbeddedRedis
+                                                               ) -> None:
+    """The registry's check and write are one script: twelve callers racing to create new
+    queues (each from a process view of its own) get exactly the places the bounds allow."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(args: tuple[str, str]) -> bool:
+        scope, queue = args
+        with open_broker(redis_server.url, max_queues=6, max_queues_per_client=2) as b:
+            try:
+                b.submit([in_queue(queue)], scope=scope)
+                return True
+            except ValidationError:
+                return False
+
+    names = [(f"caller-{i % 3}", f"race-{i}") for i in range(12)]
+    with ThreadPoolExecutor(12) as pool:
+        made = list(pool.map(attempt, names))
+    with open_broker(redis_server.url) as b:
+        registered = set(b.queues(fresh=True)) - {"default", "sharded"}
+    assert sum(made) == len(registered) == 6  # 3 callers x 2 each, under MAX_QUEUES 6
+    per_caller = collections.Counter(scope for (scope, _), ok in zip(names, made, strict=True)
+                                     if ok)
+    assert per_caller == {"caller-0": 2, "caller-1": 2, "caller-2": 2}

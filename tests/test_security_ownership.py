@@ -26,7 +26,7 @@ from tasks_app.core.events import expand
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, scoped
 from tasks_app.live.groups import group_channel
-from tests.api_support import Reply, broker, call
+from tests.api_support import Reply, broker, call, redis_snapshot
 from tests.factories import WORKER, make_spec, open_broker, register, take
 from tests.servers import LiveServer
 
@@ -170,6 +170,36 @@ def test_every_task_event_carries_the_owner_for_the_server_side_filter() -> None
                           "task.dead_lettered", "task.retrying", "task.cancelled"}, kinds
     assert kinds.count("task.cancelled") == 2
     assert all(e["data"]["owner"] == "key:owner1" for e in seen), seen
+
+
+# ---- queues one caller may bring into existence -------------------------------------------
+
+def test_one_key_cannot_take_every_place_in_the_queue_registry() -> None:
+    """Each new queue name takes one of MAX_QUEUES places; one key may take at most
+    MAX_QUEUES_PER_CLIENT, so it cannot lock every other client out of new queues. Queues
+    that exist stay open to it, and so do the queues the settings name."""
+    with settings(MAX_QUEUES=10, MAX_QUEUES_PER_CLIENT=2, QUEUES=["reports"]):
+        for name in ("a-1", "a-2"):
+            made = call("POST", "/api/v1/tasks", {"type": "echo", "queue": name},
+                        **as_key(KEY_A))
+            assert made.status == 201, made
+        before = redis_snapshot()
+        refused = call("POST", "/api/v1/tasks", {"type": "echo", "queue": "a-3"},
+                       **as_key(KEY_A))
+        assert refused.status == 400 and "MAX_QUEUES_PER_CLIENT" in refused.body["message"]
+        flow = call("POST", "/api/v1/workflows", {"queue": "a-4", "chain": [{"type": "echo"}]},
+                    **as_key(KEY_A))
+        assert flow.status == 400 and "MAX_QUEUES_PER_CLIENT" in flow.body["message"]
+        assert redis_snapshot() == before
+        # the other key has places of its own, and may use the first key's queues
+        assert call("POST", "/api/v1/tasks", {"type": "echo", "queue": "a-3"},
+                    **as_key(KEY_B)).status == 201
+        for name in ("a-3", "a-1", "reports", "default"):  # known or configured: not new
+            assert call("POST", "/api/v1/tasks", {"type": "echo", "queue": name},
+                        **as_key(KEY_A)).status == 201
+        assert call("POST", "/api/v1/workflows", {"queue": "a-2", "chain": [{"type": "echo"}]},
+                    **as_key(KEY_A)).status == 201
+    assert producer.enqueue("echo", queue="from-code").queue == "from-code"  # not a caller
 
 
 # ---- TASK_VISIBILITY over REST -----------------------------------------------------------

@@ -246,24 +246,30 @@ class Broker:
             self._limits_known = (now + LIMITS_RECHECK, known)
         return known
 
-    def register_queue(self, queue: str) -> None:
+    def register_queue(self, queue: str, scope: str = "") -> None:
         """Record a queue (and its configured shard count) in the namespace's registry, once
-        per process: workers started without ``--queues`` find it there."""
+        per process: workers started without ``--queues`` find it there.  A new queue must
+        fit under ``MAX_QUEUES`` and, when ``scope`` (the creating caller) is given, under
+        that caller's ``MAX_QUEUES_PER_CLIENT``: else :class:`ValidationError`, and nothing
+        is written."""
         if queue in self._registered:
             return
         n = self.config.queue_shards(queue)
+        configured = any(name == queue for name, _ in self.config.queues)
+        reply = self.run_script("queue_register", self.keys.queues, [
+            queue, n, self.config.max_queues, scope, self.config.max_queues_per_client,
+            "1" if configured else "", self.keys.queue_creators])
+        if reply[0] == "full":
+            raise errors.ValidationError(
+                f"queue '{queue}' would be a new queue, and there are already "
+                f"{self.config.max_queues} (MAX_QUEUES)", "queue")
+        if reply[0] == "client":
+            raise errors.ValidationError(
+                f"queue '{queue}' would be a new queue, and this client has already brought "
+                f"{self.config.max_queues_per_client} into existence (MAX_QUEUES_PER_CLIENT)",
+                "queue")
+        added = reply[0] == 1
         with redis_errors():
-            known, held = self.client.pipeline(transaction=False).hexists(
-                self.keys.queues, queue).hlen(self.keys.queues).execute()
-            if not known and held >= self.config.max_queues:
-                raise errors.ValidationError(
-                    f"queue '{queue}' would be a new queue, and there are already "
-                    f"{self.config.max_queues} (MAX_QUEUES)", "queue")
-            added = bool(self.client.hsetnx(self.keys.queues, queue, n))
-            if not added:
-                stored = int(self.client.hget(self.keys.queues, queue) or 0)
-                if stored < n:  # shards are only ever added: tasks may wait in every one
-                    self.client.hset(self.keys.queues, queue, n)
             # A priority paused across the namespace (its source of truth is the home
             # shard's set) is paused in a queue that appears later too.
             paused = [p for p in self.client.smembers(self.keys.paused_queues) if p != "q"]
@@ -466,7 +472,7 @@ class Broker:
                     "atomically, in one queue)", f"tasks[{i}].queue")
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
         if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
-            self.register_queue(queue)
+            self.register_queue(queue, scope)
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self.producer_shard(queue, route)

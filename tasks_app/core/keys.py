@@ -104,6 +104,12 @@ class Keys:
         return f"tq:{{{self.namespace}}}:queues"
 
     @property
+    def queue_creators(self) -> str:
+        """Hash caller scope -> how many queues that caller brought into existence (bounded
+        by ``MAX_QUEUES_PER_CLIENT``; the namespace's home slot)."""
+        return f"tq:{{{self.namespace}}}:queue-creators"
+
+    @property
     def paused_named(self) -> str:
         """Set of queue names paused as a whole (the namespace's home slot; each shard's
         own pause set carries the flag its scripts read)."""

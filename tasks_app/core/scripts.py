@@ -48,6 +48,8 @@ NAMES = (
     "workflow_cancel",
     # per-type limits (limits.py)
     "limits",
+    # the namespace's queue registry (broker.register_queue)
+    "queue_register",
 )
 NOTIFY_CAP = 64
 WORKFLOW_MAX_HANDED_ON = 64 * 1024 * 1024

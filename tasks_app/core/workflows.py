@@ -280,7 +280,7 @@ class Workflows:
         within ``idempotency_ttl`` seconds creates nothing and returns the first call's
         workflow (the key is checked and recorded in the script that creates it)."""
         broker = self.broker
-        broker.register_queue(plan.queue)
+        broker.register_queue(plan.queue, owner)
         idem = scoped(owner, idempotency_key) if idempotency_key else ""
         keys = broker.producer_shard(plan.queue, idem)
         args = script_args(plan, owner, idem, idempotency_ttl_ms(idempotency_ttl))
