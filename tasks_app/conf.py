@@ -83,8 +83,8 @@ DEFAULTS: dict[str, Any] = {
     # (any client may name a queue; each is a registry entry, series in /metrics and more).
     "MAX_QUEUES": 1000,
     # Of those, how many one caller (an API key or user) may bring into existence: one
-    # valid key cannot take every place. Queues named in QUEUES, and code's own creates
-    # (the producer without a scope), count against no caller.
+    # valid key cannot take every place. Queues named in QUEUES, and the site's own code
+    # (tasks_app.producer unless given a caller's scope), count against no caller.
     "MAX_QUEUES_PER_CLIENT": 50,
     # With auth on, the /ws sockets one principal may hold open in one web process (more
     # are closed with 4429): each socket costs the process a buffer and a filter per event.

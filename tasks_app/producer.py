@@ -24,6 +24,7 @@ from tasks_app.core import tracing
 from tasks_app.core.broker import Submitted, is_uuid, new_task_id, redis_errors
 from tasks_app.core.errors import ValidationError, WorkflowNotFound
 from tasks_app.core.inspect import Inspector, NamedQueueStats
+from tasks_app.core.keys import CODE_SCOPE
 from tasks_app.core.limits import TypeLimits
 from tasks_app.core.registry import registry
 from tasks_app.core.schedules import Schedule, Schedules, ScheduleSpec, parse_schedule
@@ -31,7 +32,7 @@ from tasks_app.core.task import Task, TaskSpec
 from tasks_app.core.validation import build_spec, check_queue
 from tasks_app.core.workflows import Plan, SubmittedWorkflow, Workflow, Workflows, compile_plan
 
-PRODUCER_SCOPE = "producer"
+PRODUCER_SCOPE = CODE_SCOPE
 """The caller Python code enqueues as unless it passes ``scope`` (e.g.
 ``authentication.principal_id(request.user)`` to act for a user): idempotency keys are
 remembered per scope, and the scope is recorded as the tasks' owner (TASK_VISIBILITY)."""

@@ -199,7 +199,10 @@ def test_one_key_cannot_take_every_place_in_the_queue_registry() -> None:
                         **as_key(KEY_A)).status == 201
         assert call("POST", "/api/v1/workflows", {"queue": "a-2", "chain": [{"type": "echo"}]},
                     **as_key(KEY_A)).status == 201
-    assert producer.enqueue("echo", queue="from-code").queue == "from-code"  # not a caller
+        # the site's own code is trusted: it is charged for no queue
+        for name in ("code-1", "code-2", "code-3"):
+            assert producer.enqueue("echo", queue=name).queue == name
+        assert producer.chain(producer.step("echo"), queue="code-4").queue == "code-4"
 
 
 # ---- TASK_VISIBILITY over REST -----------------------------------------------------------

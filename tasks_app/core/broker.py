@@ -21,7 +21,7 @@ from redis.exceptions import RedisClusterException
 
 from . import errors, unique
 from .config import Config
-from .keys import BAND, DEFAULT_QUEUE, Keys, parse_shard_ref, scoped, shard_ref
+from .keys import BAND, DEFAULT_QUEUE, Keys, parse_shard_ref, queue_charge, scoped, shard_ref
 from .queues import Serving
 from .scripts import UNAVAILABLE_REPLIES, Scripts, translate
 from .states import Priority, TaskState
@@ -249,9 +249,9 @@ class Broker:
     def register_queue(self, queue: str, scope: str = "") -> None:
         """Record a queue (and its configured shard count) in the namespace's registry, once
         per process: workers started without ``--queues`` find it there.  A new queue must
-        fit under ``MAX_QUEUES`` and, when ``scope`` (the creating caller) is given, under
-        that caller's ``MAX_QUEUES_PER_CLIENT``: else :class:`ValidationError`, and nothing
-        is written."""
+        fit under ``MAX_QUEUES`` and, when ``scope`` (the caller charged for it, see
+        :func:`.keys.queue_charge`) is given, under that caller's
+        ``MAX_QUEUES_PER_CLIENT``: else :class:`ValidationError`, and nothing is written."""
         if queue in self._registered:
             return
         n = self.config.queue_shards(queue)
@@ -472,7 +472,7 @@ class Broker:
                     "atomically, in one queue)", f"tasks[{i}].queue")
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
         if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
-            self.register_queue(queue, scope)
+            self.register_queue(queue, queue_charge(scope))
         uniques = _unique_keys(specs, scope)
         route = self._unique_route(queue, idem, uniques) if uniques else idem
         keys = self.producer_shard(queue, route)

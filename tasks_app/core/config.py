@@ -60,8 +60,9 @@ class Config:
     """Queues the namespace's registry may hold: a create naming a new one past it is
     refused (any client may name a queue, and each one costs everyone who lists them)."""
     max_queues_per_client: int = 50
-    """New queues one caller scope may bring into existence (configured queues and
-    unscoped creates count against nobody), so one key cannot take every place."""
+    """New queues one caller scope may bring into existence (configured queues and the
+    site's own code, ``keys.CODE_SCOPE``, count against nobody), so one key cannot take
+    every place."""
 
     def queue_shards(self, queue: str) -> int:
         """How many shards the configuration gives a queue."""

@@ -366,6 +366,17 @@ class Keys:
         return f"{self.prefix}parked-due"
 
 
+CODE_SCOPE = "producer"
+"""The caller scope of the site's own Python code (``tasks_app.producer`` when not given
+one): trusted, so it is charged for no queue under ``MAX_QUEUES_PER_CLIENT``."""
+
+
+def queue_charge(scope: str) -> str:
+    """Who is charged when a create brings a new queue into existence: the caller, unless
+    it is trusted code (``""``: nobody)."""
+    return "" if scope == CODE_SCOPE else scope
+
+
 def scoped(scope: str, name: str) -> str:
     """``name`` inside ``scope`` as ``<len(scope)>:<scope>:<name>``: the length prefix
     makes the split unambiguous, so no other (scope, name) pair spells the same string."""

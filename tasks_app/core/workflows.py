@@ -32,7 +32,7 @@ from typing import Any
 
 from . import errors
 from .broker import Broker, idempotency_ttl_ms, is_uuid, new_task_id, redis_errors
-from .keys import Keys, scoped
+from .keys import Keys, queue_charge, scoped
 from .task import TaskSpec, ms_to_iso
 
 MAX_STEPS = 10_000
@@ -280,7 +280,7 @@ class Workflows:
         within ``idempotency_ttl`` seconds creates nothing and returns the first call's
         workflow (the key is checked and recorded in the script that creates it)."""
         broker = self.broker
-        broker.register_queue(plan.queue, owner)
+        broker.register_queue(plan.queue, queue_charge(owner))
         idem = scoped(owner, idempotency_key) if idempotency_key else ""
         keys = broker.producer_shard(plan.queue, idem)
         args = script_args(plan, owner, idem, idempotency_ttl_ms(idempotency_ttl))
