@@ -14,11 +14,7 @@ from rest_framework.request import Request
 
 from tasks_app.api.errors import PayloadTooLarge
 from tasks_app.conf import tq_settings
-from tasks_app.core.nesting import text_depth, too_deep_message
-
-BODY_ENVELOPE_DEPTH = 8
-"""Levels a body may nest beyond MAX_JSON_DEPTH: room for the batch envelope
-(``{"tasks": [{"payload": ...}]}``), so that a field just past the limit is refused by name."""
+from tasks_app.core.nesting import BODY_ENVELOPE_DEPTH, text_depth, too_deep_message
 
 
 def _reject_constant(name: str) -> None:

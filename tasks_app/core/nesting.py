@@ -85,6 +85,12 @@ def check_depth(name: str, value: Any, limit: int) -> Any:
     return value
 
 
+BODY_ENVELOPE_DEPTH = 8
+"""Levels a request body (or a workflow tree given to ``tq``) may nest beyond
+MAX_JSON_DEPTH: room for the batch envelope (``{"tasks": [{"payload": ...}]}``), so that a
+field just past the limit is refused by name."""
+
+
 def too_deep_message(name: str, limit: int) -> str:
     """The one wording of this refusal."""
     return f"{name} is nested too deeply (more than {limit} levels)"

@@ -24,7 +24,7 @@ from tasks_app.core import errors
 from tasks_app.core.inspect import Inspector, Progress
 from tasks_app.core.keys import valid_queue_name
 from tasks_app.core.limits import check_type, parse_limit
-from tasks_app.core.nesting import text_depth, too_deep_message
+from tasks_app.core.nesting import BODY_ENVELOPE_DEPTH, text_depth, too_deep_message
 from tasks_app.core.states import TERMINAL, Priority, TaskState
 
 WAITABLE = TERMINAL | {TaskState.DEAD_LETTER}
@@ -180,7 +180,8 @@ class Command(BaseCommand):
             self.json_flag(parser)
 
     def add_workflows(self, sub: Any) -> None:
-        flows = sub.add_parser("workflows", help="chains and groups: list, show, cancel")
+        flows = sub.add_parser("workflows", help="chains and groups: list, show, create, "
+                                                 "cancel")
         self.json_flag(flows)  # bare "workflows" is "workflows list"
         actions = flows.add_subparsers(dest="workflows_action", metavar="ACTION")
         listing = actions.add_parser("list", help="the latest workflows, newest first "
@@ -194,6 +195,18 @@ class Command(BaseCommand):
             if name == "cancel":
                 self.yes_flag(parser)
             self.json_flag(parser)
+        create = actions.add_parser("create", help="create a chain or group from its JSON "
+                                                   "tree (as POST /api/v1/workflows) and "
+                                                   "print it")
+        create.add_argument("tree", help='the tree, e.g. \'{"chain": [{"type": "echo"}, '
+                                         '{"type": "echo"}]}\'; "-" reads it from stdin')
+        create.add_argument("--queue", type=queue_arg, default=None, metavar="NAME",
+                            help="the queue every step runs in (default: the tree's "
+                                 "queue, else default)")
+        create.add_argument("--idempotency-key", default=None, metavar="KEY",
+                            help="a repeat with the same key within IDEMPOTENCY_TTL "
+                                 "creates nothing and prints the first workflow")
+        self.json_flag(create)
     def add_limits(self, sub: Any) -> None:
         limits = sub.add_parser("limits", help="per-type concurrency and rate limits: list, "
                                                "set, clear")
@@ -464,6 +477,26 @@ class Command(BaseCommand):
     def do_workflows_show(self, opts: dict[str, Any]) -> None:
         data = producer.get_workflow(opts["id"]).to_dict()
         self.out(data, cli.workflow_text(data))
+
+    def do_workflows_create(self, opts: dict[str, Any]) -> None:
+        text = self.stdin.read() if opts["tree"] == "-" else opts["tree"]
+        limit = tq_settings.MAX_JSON_DEPTH + BODY_ENVELOPE_DEPTH
+        if (text_depth(text) or 0) > limit:  # refused before json.loads recurses
+            raise self.usage(too_deep_message("the workflow", limit))
+        try:
+            tree = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise self.usage(f"the workflow is not JSON: {exc}") from None
+        if not isinstance(tree, dict):
+            raise self.usage('the workflow must be a JSON object: {"chain": [...]} or '
+                             '{"group": [...], "then": ...}')
+        submitted = producer.submit_workflow(tree, opts["idempotency_key"],
+                                             tq_settings.IDEMPOTENCY_TTL, queue=opts["queue"])
+        if submitted.workflow is None:
+            raise errors.WorkflowNotFound(submitted.id)
+        data = submitted.workflow.to_dict()
+        seen = "exists (same --idempotency-key)" if submitted.duplicate else "created"
+        self.out(data, f"workflow {data['id']} {seen}\n{cli.workflow_text(data)}")
 
     def do_workflows_cancel(self, opts: dict[str, Any]) -> None:
         producer.get_workflow(opts["id"])  # WorkflowNotFound before asking
