@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tasks_app.core.broker import EMPTY, Broker, Ended
-from tasks_app.core.errors import QueueNotFound, TaskNotFound, ValidationError
+from tasks_app.core.errors import QueueFull, QueueNotFound, TaskNotFound, ValidationError
 from tasks_app.core.inspect import Inspector
 from tasks_app.core.keys import Keys, shard_ref, shard_tag
 from tasks_app.core.queues import Serving
@@ -267,12 +267,13 @@ def test_a_paused_priority_stays_paused_in_a_queue_that_appears_later(broker: Br
 def test_concurrent_first_creates_never_pass_the_queue_bounds(redis_server: EmbeddedRedis
                                                                ) -> None:
     """The registry's check and write are one script: twelve callers racing to create new
-    queues (each from a process view of its own) get exactly the places the bounds allow."""
+    queues (each from a process view of its own) get exactly the places the bounds allow:
+    at most 2 per caller, and 5 in all where the three callers would want 6."""
     from concurrent.futures import ThreadPoolExecutor
 
     def attempt(args: tuple[str, str]) -> bool:
         scope, queue = args
-        with open_broker(redis_server.url, max_queues=6, max_queues_per_client=2) as b:
+        with open_broker(redis_server.url, max_queues=5, max_queues_per_client=2) as b:
             try:
                 b.submit([in_queue(queue)], scope=scope)
                 return True
@@ -284,7 +285,19 @@ def test_concurrent_first_creates_never_pass_the_queue_bounds(redis_server: Embe
         made = list(pool.map(attempt, names))
     with open_broker(redis_server.url) as b:
         registered = set(b.queues(fresh=True)) - {"default", "sharded"}
-    assert sum(made) == len(registered) == 6  # 3 callers x 2 each, under MAX_QUEUES 6
+    assert sum(made) == len(registered) == 5  # MAX_QUEUES
     per_caller = collections.Counter(scope for (scope, _), ok in zip(names, made, strict=True)
                                      if ok)
-    assert per_caller == {"caller-0": 2, "caller-1": 2, "caller-2": 2}
+    assert sorted(per_caller.values()) == [1, 2, 2]  # none past MAX_QUEUES_PER_CLIENT
+
+
+def test_a_call_larger_than_max_pending_leaves_no_new_queue_behind(redis_server: EmbeddedRedis
+                                                                   ) -> None:
+    """A create the script would refuse as a whole is refused before its new queue is
+    registered: the caller is charged nothing and no empty queue is left."""
+    with open_broker(redis_server.url, max_pending=2, max_queues_per_client=1) as b:
+        with pytest.raises(QueueFull):
+            b.submit([in_queue("big") for _ in range(3)], scope="caller")
+        assert "big" not in b.queues(fresh=True)
+        assert [t.queue for t in b.submit([in_queue("small")], scope="caller").tasks] == [
+            "small"]

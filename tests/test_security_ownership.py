@@ -205,6 +205,32 @@ def test_one_key_cannot_take_every_place_in_the_queue_registry() -> None:
         assert producer.chain(producer.step("echo"), queue="code-4").queue == "code-4"
 
 
+def test_schedules_charge_their_caller_for_a_new_queue_and_a_refused_move_changes_nothing(
+        ) -> None:
+    """A schedule names its queue too: creating or moving one to a new queue charges the
+    caller (an admin key, a staff user) like a task create, and a move that is refused
+    leaves the schedule where it was."""
+    def schedule(method: str, path: str, name: str, queue: str) -> Reply:
+        return call(method, path, {"name": name, "type": "echo", "every": 60, "queue": queue},
+                    **as_key(ADMIN_KEY))
+
+    with settings(MAX_QUEUES_PER_CLIENT=2):
+        for i in (1, 2):
+            assert schedule("POST", "/admin/schedules", f"s{i}", f"s-{i}").status == 201
+        kept = call("GET", "/admin/schedules/s1", **as_key(ADMIN_KEY)).body
+        before = redis_snapshot()
+        refused = schedule("POST", "/admin/schedules", "s3", "s-3")
+        assert refused.status == 400 and "MAX_QUEUES_PER_CLIENT" in refused.body["message"]
+        moved = schedule("PUT", "/admin/schedules/s1", "s1", "s-3")
+        assert moved.status == 400 and "MAX_QUEUES_PER_CLIENT" in moved.body["message"]
+        assert redis_snapshot() == before
+        assert call("GET", "/admin/schedules/s1", **as_key(ADMIN_KEY)).body == kept
+        # a key with places left may create there
+        assert call("POST", "/api/v1/tasks", {"type": "echo", "queue": "s-3"},
+                    **as_key(KEY_A)).status == 201
+        assert schedule("PUT", "/admin/schedules/s1", "s1", "s-3").status == 200
+
+
 # ---- TASK_VISIBILITY over REST -----------------------------------------------------------
 
 def test_owner_visibility_hides_another_principals_task_like_an_unknown_id(

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from tasks_app import permissions, producer
 from tasks_app.admin.support import RedisAdmin, page_context, redis_required
+from tasks_app.api.authentication import principal_id
 from tasks_app.core import errors
 from tasks_app.core.schedules import CATCHUP, Schedule
 from tasks_app.core.states import Priority, TaskState
@@ -215,7 +216,8 @@ class ScheduleAdmin(RedisAdmin):
         if request.method == "POST" and form.is_valid():
             body = {"name": form.cleaned_data["name"].strip()}
             created = self.save(form, lambda: producer.schedules().create(
-                producer.schedule_spec({**form.body(), **body})))
+                producer.schedule_spec({**form.body(), **body}),
+                scope=principal_id(request.user)))
             if created is not None:
                 messages.success(request, f"Schedule “{created.name}” created.")
                 return HttpResponseRedirect(self.change_url(created.name))
@@ -243,7 +245,8 @@ class ScheduleAdmin(RedisAdmin):
                                      "reload it and edit again.")
             else:
                 saved = self.save(form, lambda: store.replace(
-                    producer.schedule_spec(form.body(), sched.name), sched))
+                    producer.schedule_spec(form.body(), sched.name), sched,
+                    scope=principal_id(request.user)))
                 if saved is not None:
                     messages.success(request, f"Schedule “{saved.name}” saved.")
                     return HttpResponseRedirect(self.change_url(saved.name))

@@ -471,6 +471,9 @@ class Broker:
                     "every task of one call must be in the same queue (a call is created "
                     "atomically, in one queue)", f"tasks[{i}].queue")
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
+        if len(specs) > self.config.max_pending:  # the script would refuse it: say so first,
+            raise errors.QueueFull(  # before a new queue is registered for nothing
+                f"{len(specs)} tasks in one call are more than MAX_PENDING allows")
         if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
             self.register_queue(queue, queue_charge(scope))
         uniques = _unique_keys(specs, scope)

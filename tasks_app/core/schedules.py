@@ -38,7 +38,7 @@ from cronsim import CronSim, CronSimError
 from . import errors
 from .broker import Broker, new_task_id, redis_errors
 from .errors import ValidationError
-from .keys import DEFAULT_QUEUE, Keys, valid_queue_name
+from .keys import DEFAULT_QUEUE, Keys, queue_charge, valid_queue_name
 from .nesting import DEFAULT_MAX_DEPTH
 from .registry import HandlerRegistry
 from .states import Priority
@@ -417,15 +417,16 @@ class Schedules:
 
     # -- definition changes --------------------------------------------------------
 
-    def create(self, spec: ScheduleSpec, origin: str = "api") -> Schedule:
+    def create(self, spec: ScheduleSpec, origin: str = "api", scope: str = "") -> Schedule:
         """Add a schedule; raises :class:`~.errors.ScheduleExists` for a name in use.  Its
-        first tick is the first after now."""
+        first tick is the first after now.  ``scope`` is the caller charged when its queue
+        is new (``MAX_QUEUES_PER_CLIENT``; "" nobody: the settings, ``tq``)."""
         index = self.broker.keys.schedule_names
         with redis_errors():
             if not self.broker.client.hsetnx(index, spec.name, spec.queue):
                 raise errors.ScheduleExists(f"a schedule named '{spec.name}' exists")
         try:
-            self.broker.register_queue(spec.queue)
+            self.broker.register_queue(spec.queue, queue_charge(scope))
             self._put(spec, None, origin)
         except BaseException:
             with redis_errors():  # no half-made schedule: the name goes too
@@ -434,16 +435,17 @@ class Schedules:
         return self.get(spec.name)
 
     def replace(self, spec: ScheduleSpec, expected: Schedule | None = None,
-                origin: str = "api") -> Schedule:
+                origin: str = "api", scope: str = "") -> Schedule:
         """Replace a schedule's definition (PUT), keeping its state; its timing restarts
         only when ``cron``, ``every`` or ``timezone`` changed.  ``expected`` is the schedule
-        as the caller read it (default: read now)."""
+        as the caller read it (default: read now); ``scope`` as for :meth:`create`."""
         old = expected or self.get(spec.name)
         if old.spec.queue != spec.queue:  # delete, then create: never two live copies
+            # the new queue first: a refused one leaves the schedule as it was
+            self.broker.register_queue(spec.queue, queue_charge(scope))
             self._run(old.spec.queue, "schedule_save", spec.name, "delete", old.version)
             with redis_errors():
                 self.broker.client.hset(self.broker.keys.schedule_names, spec.name, spec.queue)
-            self.broker.register_queue(spec.queue)
             self._put(spec, None, origin)
         else:
             self._put(spec, old, origin)

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from tasks_app import permissions as perms
 from tasks_app import producer
 from tasks_app.api import docs
+from tasks_app.api.authentication import principal_id
 from tasks_app.api.serializers import (
     Schedule,
     ScheduleCreate,
@@ -64,7 +65,7 @@ class ScheduleListView(AdminView):
                    tags=["admin"])
     def post(self, request: Request) -> Response:
         """201 with the schedule; its first tick is the first after now."""
-        created = schedules().create(parse(request.data))
+        created = schedules().create(parse(request.data), scope=principal_id(request.user))
         return Response(created.to_dict(), status=201)
 
 
@@ -90,7 +91,8 @@ class ScheduleDetailView(AdminView):
         only if cron, every or timezone changed."""
         store = schedules()
         old = store.get(name)
-        return Response(store.replace(parse(request.data, name), old).to_dict())
+        return Response(store.replace(parse(request.data, name), old,
+                                      scope=principal_id(request.user)).to_dict())
 
     @extend_schema(operation_id="update_schedule", parameters=[NAME_PARAM],
                    request=ScheduleWrite, responses=docs.admin(Schedule, 400, 404, 409, 413, 415),
@@ -111,7 +113,8 @@ class ScheduleDetailView(AdminView):
                 for other in drop:
                     if other not in request.data:
                         merged.pop(other, None)
-        return Response(store.replace(parse(merged, name), old).to_dict())
+        return Response(store.replace(parse(merged, name), old,
+                                      scope=principal_id(request.user)).to_dict())
 
     @extend_schema(operation_id="delete_schedule", parameters=[NAME_PARAM],
                    responses=docs.admin(ScheduleDeleted, 404), tags=["admin"])

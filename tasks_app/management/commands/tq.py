@@ -207,6 +207,7 @@ class Command(BaseCommand):
                             help="a repeat with the same key within IDEMPOTENCY_TTL "
                                  "creates nothing and prints the first workflow")
         self.json_flag(create)
+
     def add_limits(self, sub: Any) -> None:
         limits = sub.add_parser("limits", help="per-type concurrency and rate limits: list, "
                                                "set, clear")
