@@ -301,3 +301,15 @@ def test_a_call_larger_than_max_pending_leaves_no_new_queue_behind(redis_server:
         assert "big" not in b.queues(fresh=True)
         assert [t.queue for t in b.submit([in_queue("small")], scope="caller").tasks] == [
             "small"]
+
+
+def test_a_workflow_whose_first_steps_pass_max_pending_leaves_no_new_queue_behind(
+        redis_server: EmbeddedRedis) -> None:
+    from tasks_app.core.workflows import Workflows, compile_plan
+
+    with open_broker(redis_server.url, max_pending=2) as b:
+        tree = {"group": [{"type": "echo"}] * 3}
+        plan = compile_plan(tree, lambda fields, _: in_queue("wide", task_type="echo"), "wide")
+        with pytest.raises(QueueFull):
+            Workflows(b).submit(plan, "caller")
+        assert "wide" not in b.queues(fresh=True)
