@@ -285,6 +285,13 @@ class Broker:
 
             TypeLimits(self).copy_to(self.queue_shards(queue))
 
+    def check_fits(self, count: int, what: str) -> None:
+        """Raise :class:`QueueFull` for a create of more pending tasks than MAX_PENDING: its
+        script would refuse it whatever the backlog, so this says so before a new queue is
+        registered for nothing."""
+        if count > self.config.max_pending:
+            raise errors.QueueFull(f"{count} {what} are more than MAX_PENDING allows")
+
     def producer_shard(self, queue: str, route: str = "") -> Keys:
         """The shard of ``queue`` a create goes to: the one ``route`` (an idempotency or
         unique key) maps to, so a repeat finds the first call's record; else any."""
@@ -471,9 +478,7 @@ class Broker:
                     "every task of one call must be in the same queue (a call is created "
                     "atomically, in one queue)", f"tasks[{i}].queue")
         idem = scoped(scope, idempotency_key) if idempotency_key else ""
-        if len(specs) > self.config.max_pending:  # the script would refuse it: say so first,
-            raise errors.QueueFull(  # before a new queue is registered for nothing
-                f"{len(specs)} tasks in one call are more than MAX_PENDING allows")
+        self.check_fits(len(specs), "tasks in one call")
         if queue != DEFAULT_QUEUE or self.config.queue_shards(queue) > 1:
             self.register_queue(queue, queue_charge(scope))
         uniques = _unique_keys(specs, scope)

@@ -280,10 +280,7 @@ class Workflows:
         within ``idempotency_ttl`` seconds creates nothing and returns the first call's
         workflow (the key is checked and recorded in the script that creates it)."""
         broker = self.broker
-        ready = sum(1 for step in plan.steps if not step.waits_on)
-        if ready > broker.config.max_pending:  # the script would refuse it: before a new
-            raise errors.QueueFull(  # queue is registered for nothing
-                f"{ready} first steps are more than MAX_PENDING allows")
+        broker.check_fits(sum(1 for step in plan.steps if not step.waits_on), "first steps")
         broker.register_queue(plan.queue, queue_charge(owner))
         idem = scoped(owner, idempotency_key) if idempotency_key else ""
         keys = broker.producer_shard(plan.queue, idem)

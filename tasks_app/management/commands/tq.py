@@ -407,14 +407,18 @@ class Command(BaseCommand):
 
     # -- tasks -----------------------------------------------------------------
 
-    def do_enqueue(self, opts: dict[str, Any]) -> None:
-        limit = tq_settings.MAX_JSON_DEPTH
-        if (text_depth(opts["payload"]) or 0) > limit:  # refused before json.loads recurses
-            raise errors.ValidationError(too_deep_message("payload", limit), "payload")
+    def json_argument(self, text: str, name: str, limit: int) -> Any:
+        """A JSON argument: nested past ``limit`` is refused as the API refuses it (before
+        json.loads recurses), text that is not JSON is a usage error."""
+        if (text_depth(text) or 0) > limit:
+            raise errors.ValidationError(too_deep_message(name, limit), name)
         try:
-            payload = json.loads(opts["payload"])
+            return json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
-            raise self.usage(f"payload is not JSON: {exc}") from None
+            raise self.usage(f"{name} is not JSON: {exc}") from None
+
+    def do_enqueue(self, opts: dict[str, Any]) -> None:
+        payload = self.json_argument(opts["payload"], "payload", tq_settings.MAX_JSON_DEPTH)
         options = {k: opts[k] for k in ("priority", "max_retries", "timeout", "delay", "queue",
                                         "unique_for", "unique_key")
                    if opts[k] is not None}
@@ -481,18 +485,13 @@ class Command(BaseCommand):
 
     def do_workflows_create(self, opts: dict[str, Any]) -> None:
         text = self.stdin.read() if opts["tree"] == "-" else opts["tree"]
-        limit = tq_settings.MAX_JSON_DEPTH + BODY_ENVELOPE_DEPTH
-        if (text_depth(text) or 0) > limit:  # refused before json.loads recurses
-            raise self.usage(too_deep_message("the workflow", limit))
-        try:
-            tree = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise self.usage(f"the workflow is not JSON: {exc}") from None
+        tree = self.json_argument(text, "workflow",
+                                  tq_settings.MAX_JSON_DEPTH + BODY_ENVELOPE_DEPTH)
         if not isinstance(tree, dict):
             raise self.usage('the workflow must be a JSON object: {"chain": [...]} or '
                              '{"group": [...], "then": ...}')
         submitted = producer.submit_workflow(tree, opts["idempotency_key"],
-                                             tq_settings.IDEMPOTENCY_TTL, queue=opts["queue"])
+                                             queue=opts["queue"])
         if submitted.workflow is None:
             raise errors.WorkflowNotFound(submitted.id)
         data = submitted.workflow.to_dict()
