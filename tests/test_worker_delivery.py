@@ -162,8 +162,9 @@ def test_worker_restarted_under_its_old_id_counts_the_attempt_its_predecessor_lo
     first = pool.start(concurrency=1, worker_id=pinned, inspector=inspector)
     task = producer.enqueue("sleep", {"seconds": 1.5}, max_retries=0)
     wait_for_state(task.id, "running", timeout=5)
-    first.signal(signal.SIGKILL)
-    first.wait(5)
+    # the pod dies: supervisor and slot at once (a slot left alive could still finish the
+    # task before the new process's first heartbeat, and complete it)
+    first.kill_all()
 
     second = pool.start(concurrency=1, worker_id=pinned, inspector=inspector)
     done = wait_for_state(task.id, ["completed", "dead_letter", "failed"], timeout=8)
